@@ -1,0 +1,58 @@
+"""The `Sample` value every reader produces, and the raster error classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from spectraclip.bands import BandSet
+
+
+class RasterError(Exception):
+    """A raster that cannot be used; the message names the file and the problem."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass
+class Sample:
+    """Pixels as float32 `[C, H, W]` with their band names and, when known, georeferencing.
+
+    `crs` is a WKT/EPSG string and `transform` the 6 affine coefficients (a, b, c, d, e, f) as in
+    rasterio; `modalities` names the sensor groups present (e.g. {"s2": BandSet, "s1": BandSet})
+    for multi-sensor samples, `meta` holds anything else a reader knows (labels, dates).
+    """
+
+    pixels: np.ndarray
+    bands: BandSet
+    id: str
+    path: str | None = None
+    crs: str | None = None
+    transform: tuple[float, ...] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.pixels.ndim != 3:
+            raise RasterError(self.path or self.id, f"expected [C,H,W] pixels, got shape {self.pixels.shape}")
+        if self.pixels.shape[0] != len(self.bands):
+            raise RasterError(
+                self.path or self.id,
+                f"{self.pixels.shape[0]} channels but {len(self.bands)} band names ({self.bands})",
+            )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.pixels.shape)  # type: ignore[return-value]
+
+    def select(self, bands: BandSet | str) -> Sample:
+        """A copy holding only `bands`, in that order (by name)."""
+        from spectraclip.bands import select_bands
+
+        want = BandSet.parse(bands)
+        px = select_bands(self.pixels, self.bands, want, where=self.path or self.id)
+        return Sample(px, want, self.id, self.path, self.crs, self.transform, dict(self.meta))
