@@ -1,0 +1,1 @@
+"""Benchmarks: zero-shot classification, multi-label and retrieval metrics, template sets, reports."""

@@ -1,0 +1,53 @@
+"""Zero-shot classifiers from text: class embeddings as template ensembles, and image-class logits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from spectraclip.evaluate.templates import TemplateSet, fill_template
+
+
+def class_text_embeddings(
+    model, classnames: Sequence[str], templates: TemplateSet | Sequence[str], batch_size: int = 64
+) -> torch.Tensor:
+    """`[K, D]` class embeddings: each filled template L2-normalised, averaged per class, renormalised.
+
+    `classnames` are used verbatim in the prompts (humanise them first); `model` needs
+    `.tokenize(list[str])` and `.encode_text(tokens)`.
+    """
+    tmpl = list(templates.templates if isinstance(templates, TemplateSet) else templates)
+    if not classnames:
+        raise ValueError("class_text_embeddings needs at least one class name")
+    if not tmpl:
+        raise ValueError("class_text_embeddings needs at least one template")
+    prompts = [fill_template(t, c) for c in classnames for t in tmpl]
+    try:
+        device = next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        device = torch.device("cpu")
+    chunks: list[torch.Tensor] = []
+    with torch.inference_mode():
+        for start in range(0, len(prompts), batch_size):
+            tokens = model.tokenize(prompts[start:start + batch_size])
+            if isinstance(tokens, torch.Tensor):
+                tokens = tokens.to(device)
+            emb = model.encode_text(tokens)
+            chunks.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
+    per_prompt = torch.cat(chunks).reshape(len(classnames), len(tmpl), -1)
+    return torch.nn.functional.normalize(per_prompt.mean(dim=1), dim=-1)
+
+
+def zero_shot_logits(image_emb, class_emb):
+    """`100 * cosine(image, class)` as `[N, K]`; numpy in -> numpy out, torch in -> torch out."""
+    if isinstance(image_emb, torch.Tensor) or isinstance(class_emb, torch.Tensor):
+        img = torch.nn.functional.normalize(torch.as_tensor(image_emb).float(), dim=-1)
+        cls = torch.nn.functional.normalize(torch.as_tensor(class_emb).float(), dim=-1).to(img.device)
+        return 100.0 * img @ cls.T
+    img = np.asarray(image_emb, dtype=np.float64)
+    cls = np.asarray(class_emb, dtype=np.float64)
+    img = img / np.clip(np.linalg.norm(img, axis=-1, keepdims=True), 1e-12, None)
+    cls = cls / np.clip(np.linalg.norm(cls, axis=-1, keepdims=True), 1e-12, None)
+    return 100.0 * img @ cls.T
