@@ -1,0 +1,196 @@
+"""The embeddings table: Parquet, one row per item (`id`, `vector`, source path, georeference).
+
+Everything downstream of the model (evaluation, probes, indexes, search) reads this table.
+Large jobs write numbered part files beside the output and merge them at the end, so a killed
+run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from spectraclip.io.atomic import atomic_path
+
+SCHEMA_VERSION = "1"
+
+
+class EmbeddingsTableError(ValueError):
+    """A file that is not a usable embeddings table; the message names the file."""
+
+
+@dataclass
+class EmbeddingsTable:
+    """Ids, an `[N, D]` float32 matrix and any extra columns, with the table's key/value metadata."""
+
+    ids: list[str]
+    vectors: np.ndarray
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+def _table(ids: Sequence[str], vectors: np.ndarray, columns: Mapping[str, Sequence[Any]] | None,
+           metadata: Mapping[str, Any] | None) -> pa.Table:
+    vectors = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    if vectors.ndim != 2 or vectors.shape[0] != len(ids):
+        raise EmbeddingsTableError(f"vectors of shape {vectors.shape} do not match {len(ids)} ids")
+    dim = vectors.shape[1]
+    flat = pa.array(vectors.reshape(-1), type=pa.float32())
+    arrays: dict[str, pa.Array] = {
+        "id": pa.array([str(i) for i in ids], type=pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+    }
+    for name, values in (columns or {}).items():
+        if name in arrays:
+            raise EmbeddingsTableError(f"column name {name!r} is reserved")
+        if len(values) != len(ids):
+            raise EmbeddingsTableError(f"column {name!r} has {len(values)} values for {len(ids)} ids")
+        arrays[name] = pa.array(list(values))
+    meta = {"spectraclip.schema": SCHEMA_VERSION, "spectraclip.dim": str(dim)}
+    for k, v in (metadata or {}).items():
+        meta[f"spectraclip.{k}"] = v if isinstance(v, str) else json.dumps(v)
+    return pa.table(arrays).replace_schema_metadata(meta)
+
+
+def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray,
+                     columns: Mapping[str, Sequence[Any]] | None = None,
+                     metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write an embeddings table atomically (temporary file, then rename)."""
+    table = _table(ids, vectors, columns, metadata)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path
+
+
+def _decode_meta(raw: Mapping[bytes, bytes] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in (raw or {}).items():
+        key = k.decode()
+        if not key.startswith("spectraclip."):
+            continue
+        text = v.decode()
+        try:
+            out[key.removeprefix("spectraclip.")] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.removeprefix("spectraclip.")] = text
+    return out
+
+
+def _from_arrow(table: pa.Table, where: str) -> EmbeddingsTable:
+    if "id" not in table.column_names or "vector" not in table.column_names:
+        raise EmbeddingsTableError(f"{where}: not an embeddings table (needs `id` and `vector` columns)")
+    vec = table.column("vector").combine_chunks()
+    if len(table) == 0:
+        dim = int(_decode_meta(table.schema.metadata).get("dim", 0))
+        vectors = np.zeros((0, dim), dtype=np.float32)
+    elif pa.types.is_fixed_size_list(vec.type):
+        vectors = vec.flatten().to_numpy(zero_copy_only=False).reshape(len(table), vec.type.list_size)
+    else:  # variable lists written by other tools
+        vectors = np.stack([np.asarray(v, dtype=np.float32) for v in vec.to_pylist()])
+    columns = {c: table.column(c).to_pylist() for c in table.column_names if c not in ("id", "vector")}
+    return EmbeddingsTable(
+        ids=[str(i) for i in table.column("id").to_pylist()],
+        vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+        columns=columns,
+        metadata=_decode_meta(table.schema.metadata),
+    )
+
+
+def read_embeddings(path: str | Path) -> EmbeddingsTable:
+    """Read an embeddings table (a Parquet file) written by `write_embeddings` or a compatible tool."""
+    path = Path(path)
+    if not path.exists():
+        raise EmbeddingsTableError(f"{path}: no such embeddings table")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise EmbeddingsTableError(f"{path}: cannot read as Parquet ({exc})") from exc
+    return _from_arrow(table, str(path))
+
+
+def is_embeddings_table(path: str | Path) -> bool:
+    """True for a Parquet file with `id` and `vector` columns (cheap: reads the schema only)."""
+    path = Path(path)
+    if path.suffix.lower() != ".parquet" or not path.is_file():
+        return False
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowInvalid, OSError):
+        return False
+    return "id" in names and "vector" in names
+
+
+class PartWriter:
+    """Resumable writer: finished batches go to `<output>.parts/part-NNNNN.parquet`; `finish()` merges.
+
+    On restart, `done_ids` holds the ids already written, so the caller skips them.
+    """
+
+    def __init__(self, output: str | Path, metadata: Mapping[str, Any] | None = None) -> None:
+        self.output = Path(output)
+        self.parts_dir = self.output.with_name(self.output.name + ".parts")
+        self.metadata = dict(metadata or {})
+        self.done_ids: set[str] = set()
+        self._n_parts = 0
+        if self.parts_dir.is_dir():
+            for part in sorted(self.parts_dir.glob("part-*.parquet")):
+                try:
+                    ids = pq.read_table(part, columns=["id"]).column("id").to_pylist()
+                except (pa.ArrowInvalid, OSError):
+                    part.unlink()  # a part is renamed into place only when complete; drop debris
+                    continue
+                self.done_ids.update(ids)
+                self._n_parts = max(self._n_parts, int(part.stem.split("-")[1]) + 1)
+
+    def write(self, ids: Sequence[str], vectors: np.ndarray,
+              columns: Mapping[str, Sequence[Any]] | None = None) -> None:
+        if not len(ids):
+            return
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        table = _table(ids, vectors, columns, self.metadata)
+        with atomic_path(self.parts_dir / f"part-{self._n_parts:05d}.parquet") as tmp:
+            pq.write_table(table, tmp)
+        self._n_parts += 1
+        self.done_ids.update(ids)
+
+    def finish(self) -> EmbeddingsTable:
+        """Merge all parts (deduplicated by id, first wins) into the output file and remove the parts."""
+        parts = sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
+        tables = [pq.read_table(p) for p in parts]
+        if tables:
+            table = pa.concat_tables(tables, promote_options="permissive")
+            seen: set[str] = set()
+            keep = []
+            for i, id_ in enumerate(table.column("id").to_pylist()):
+                if id_ not in seen:
+                    seen.add(id_)
+                    keep.append(i)
+            table = table.take(pa.array(keep, type=pa.int64()))
+        else:
+            table = _table([], np.zeros((0, int(self.metadata.get("dim", 0))), np.float32), None, self.metadata)
+        meta = dict(table.schema.metadata or {})
+        for k, v in self.metadata.items():
+            meta[f"spectraclip.{k}".encode()] = (v if isinstance(v, str) else json.dumps(v)).encode()
+        table = table.replace_schema_metadata(meta)
+        with atomic_path(self.output) as tmp:
+            pq.write_table(table, tmp)
+        for p in parts:
+            p.unlink()
+        if self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
+            self.parts_dir.rmdir()
+        return _from_arrow(table, str(self.output))
