@@ -16,6 +16,7 @@ app = typer.Typer(
 
 # Each module defines `register(app)`; heavy imports stay inside the command functions.
 _COMMAND_MODULES: list[str] = [
+    "spectraclip.cli.inference",
 ]
 
 for _name in _COMMAND_MODULES:

@@ -1,0 +1,214 @@
+"""`classify`, `search`, `embed`: zero-shot labels, free-text search and embeddings tables for rasters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spectraclip.cli.common import (
+    BandsOpt,
+    BatchOpt,
+    CheckpointOpt,
+    DeviceOpt,
+    ModelOpt,
+    NodataOpt,
+    PathsArg,
+    TemplatesOpt,
+    WorkersOpt,
+    console,
+    fail,
+    load_model_or_exit,
+    report_failures,
+    resolve_device,
+)
+
+
+def _items(paths: list[Path]) -> list[Path]:
+    from spectraclip.io.readers import find_items
+    from spectraclip.io.sample import RasterError
+
+    try:
+        return find_items(paths)
+    except RasterError as exc:
+        fail(str(exc))
+        raise  # unreachable
+
+
+def _classes(classes: list[str] | None, classes_file: Path | None) -> list[str]:
+    names: list[str] = []
+    for c in classes or []:
+        names += [x.strip() for x in c.split(",") if x.strip()]
+    if classes_file:
+        if not classes_file.is_file():
+            fail(f"{classes_file}: classes file not found")
+        names += [ln.strip() for ln in classes_file.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    if len(names) < 2:
+        fail("give at least two classes with --classes A,B or --classes-file FILE (one per line)")
+    return names
+
+
+def _templates(spec: str) -> list[str]:
+    from spectraclip.evaluate.templates import TemplateError, load_templates
+
+    try:
+        return load_templates(spec).templates
+    except TemplateError as exc:
+        fail(str(exc))
+        raise
+
+
+def classify(
+    paths: PathsArg,
+    classes: Annotated[list[str] | None, typer.Option("--classes", help="Class names: A,B,C or repeat.")] = None,
+    classes_file: Annotated[Path | None, typer.Option("--classes-file", help="One class name per line.")] = None,
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    bands: BandsOpt = None,
+    templates: TemplatesOpt = "msclip",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write all scores to .csv or .parquet.")] = None,
+    batch_size: BatchOpt = 32,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = 1,
+    nodata: NodataOpt = "error",
+    show: Annotated[int, typer.Option("--show", help="Rows to print (0: all).")] = 50,
+) -> None:
+    """Zero-shot classify rasters into the given classes (template-ensemble prompts)."""
+    from rich.table import Table
+
+    from spectraclip.inference import encode_images, zero_shot_probabilities
+    from spectraclip.results import write_table
+
+    names = _classes(classes, classes_file)
+    tmpl = _templates(templates)
+    items = _items(paths)
+    net = load_model_or_exit(model, checkpoint, device)
+    enc = encode_images(net, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
+                        device=resolve_device(device), on_error=lambda *_: None)
+    report_failures(enc.failed, "rasters")
+    if not enc.ids:
+        fail("no raster could be read")
+    probs = zero_shot_probabilities(net, enc.vectors, names, tmpl, device=resolve_device(device))
+    top = probs.argmax(1)
+    shown = names if len(names) <= 8 else None
+    table = Table(title=f"zero-shot classes ({len(tmpl)} templates)")
+    table.add_column("id")
+    table.add_column("top class", style="bold green")
+    table.add_column("p", justify="right")
+    for c in shown or []:
+        table.add_column(c, justify="right")
+    if shown is None:
+        table.add_column("next best", justify="left")
+    limit = len(enc.ids) if show == 0 else show
+    for i, id_ in enumerate(enc.ids[:limit]):
+        row = [id_, names[top[i]], f"{probs[i, top[i]]:.3f}"]
+        if shown:
+            row += [f"{p:.3f}" for p in probs[i]]
+        else:
+            order = probs[i].argsort()[::-1][1:4]
+            row.append(", ".join(f"{names[j]} {probs[i, j]:.2f}" for j in order))
+        table.add_row(*row)
+    console.print(table)
+    if len(enc.ids) > limit:
+        console.print(f"... {len(enc.ids) - limit} more rows (use --output or --show 0)")
+    if output:
+        cols = {"id": enc.ids, "path": [m["path"] for m in enc.samples_meta],
+                "top_class": [names[t] for t in top], "top_probability": probs[range(len(top)), top].tolist()}
+        cols.update({f"p_{c}": probs[:, j].tolist() for j, c in enumerate(names)})
+        write_table(output, cols)
+        console.print(f"wrote {output}")
+
+
+def search(
+    paths: Annotated[list[Path], typer.Argument(help="Rasters/folders, or an embeddings table (.parquet).")],
+    query: Annotated[list[str], typer.Option("--query", "-q", help="Free-text query (repeat for more).")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 10,
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    bands: BandsOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write hits to .csv or .parquet.")] = None,
+    batch_size: BatchOpt = 32,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = 1,
+    nodata: NodataOpt = "error",
+) -> None:
+    """Rank images by similarity to free-text queries (reads an embeddings table instead of rasters if given)."""
+    from rich.table import Table
+
+    from spectraclip.embeddings import is_embeddings_table, read_embeddings
+    from spectraclip.inference import encode_images, text_search
+    from spectraclip.results import write_table
+
+    net = load_model_or_exit(model, checkpoint, device)
+    tables = [p for p in paths if is_embeddings_table(p)]
+    if tables and len(tables) != len(paths):
+        fail("give either rasters/folders or embeddings tables, not both")
+    if tables:
+        ids, vecs, src = [], [], []
+        import numpy as np
+
+        for t in tables:
+            emb = read_embeddings(t)
+            if emb.metadata.get("bands") and emb.metadata["bands"] != ",".join(net.bands.names):
+                fail(f"{t}: embedded with bands {emb.metadata['bands']}, the model uses {','.join(net.bands.names)}")
+            ids += emb.ids
+            vecs.append(emb.vectors)
+            src += emb.columns.get("path", [None] * len(emb))
+        vectors = np.concatenate(vecs)
+    else:
+        enc = encode_images(net, _items(paths), bands=bands, nodata=nodata, batch_size=batch_size,
+                            num_workers=workers, device=resolve_device(device), on_error=lambda *_: None)
+        report_failures(enc.failed, "rasters")
+        ids, vectors, src = enc.ids, enc.vectors, [m["path"] for m in enc.samples_meta]
+    if not ids:
+        fail("nothing to search")
+    if vectors.shape[1] != net.config.arch_config.get("embed_dim", vectors.shape[1]):
+        fail(f"embeddings have dimension {vectors.shape[1]}, which this model does not produce")
+    hits = text_search(net, vectors, ids, query, top_k=top_k, paths=src, device=resolve_device(device))
+    rows: dict[str, list] = {"query": [], "rank": [], "id": [], "score": [], "path": []}
+    for q, qhits in hits.items():
+        table = Table(title=f"\u201c{q}\u201d")
+        table.add_column("rank", justify="right")
+        table.add_column("id")
+        table.add_column("similarity", justify="right")
+        for h in qhits:
+            table.add_row(str(h.rank), h.id, f"{h.score:.4f}")
+            for k, v in zip(rows, (q, h.rank, h.id, h.score, h.path), strict=True):
+                rows[k].append(v)
+        console.print(table)
+    if output:
+        write_table(output, rows)
+        console.print(f"wrote {output}")
+
+
+def embed(
+    paths: PathsArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Embeddings table to write (.parquet).")],
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    bands: BandsOpt = None,
+    batch_size: BatchOpt = 32,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = 1,
+    nodata: NodataOpt = "error",
+) -> None:
+    """Write the embeddings table of rasters (resumable: rerun the same command after an interruption)."""
+    from spectraclip.inference import embed_to_table
+
+    net = load_model_or_exit(model, checkpoint, device)
+    items = _items(paths)
+    meta = {"model": model or "", "checkpoint": str(checkpoint or ""), "model_config": net.config.arch}
+    table, failed, resumed = embed_to_table(
+        net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
+        device=resolve_device(device), metadata=meta, on_error=lambda *_: None,
+    )
+    report_failures(failed, "rasters")
+    note = f" ({resumed} kept from an earlier run)" if resumed else ""
+    console.print(f"wrote {output}: {len(table)} embeddings of dimension {table.dim}{note}, {len(failed)} skipped")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("classify")(classify)
+    app.command("search")(search)
+    app.command("embed")(embed)
