@@ -1,0 +1,98 @@
+"""Single-label classification metrics on plain numpy arrays (pure functions, no model needed).
+
+Conventions: `scores` is `[N, K]` (higher = more likely), labels are class indices `[N]`.
+Ties in scores are broken towards the lower class index (stable sort), like `np.argmax`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+DEFINITIONS: dict[str, str] = {
+    "top1": "fraction of images whose highest-scoring class is the true class (ties -> lowest class index)",
+    "top5": "fraction of images whose true class is among the 5 highest-scoring classes (only when K >= 5)",
+    "balanced_accuracy": "macro-averaged recall: mean over classes present in the ground truth of "
+    "(correct predictions of the class / images of the class); equals sklearn balanced_accuracy_score",
+    "per_class_accuracy": "recall of each class (correct / images of the class); null when the class has no images",
+    "confusion_matrix": "counts[i][j] = images of true class i predicted as class j (rows: truth, columns: prediction)",
+}
+
+
+def _as_labels(y: Sequence[int] | np.ndarray) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"labels must be a 1-d array of class indices, got shape {arr.shape}")
+    return arr.astype(np.int64)
+
+
+def top_k_predictions(scores: np.ndarray, k: int) -> np.ndarray:
+    """`[N, min(k, K)]` class indices in decreasing score order (stable: ties keep class order)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.argsort(-scores, axis=1, kind="stable")[:, : min(k, scores.shape[1])]
+
+
+def top_k_accuracy(scores: np.ndarray, labels: Sequence[int] | np.ndarray, k: int = 1) -> float:
+    """Fraction of rows whose true label is among the `k` best-scoring classes."""
+    labels = _as_labels(labels)
+    if len(labels) == 0:
+        return float("nan")
+    top = top_k_predictions(scores, k)
+    return float(np.mean((top == labels[:, None]).any(axis=1)))
+
+
+def accuracy(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> float:
+    """Fraction of exact matches."""
+    y_true, y_pred = _as_labels(y_true), _as_labels(y_pred)
+    return float(np.mean(y_true == y_pred)) if len(y_true) else float("nan")
+
+
+def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
+                     n_classes: int) -> np.ndarray:
+    """`[K, K]` int64 counts, rows = true class, columns = predicted class."""
+    y_true, y_pred = _as_labels(y_true), _as_labels(y_pred)
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def per_class_accuracy(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
+                       n_classes: int) -> np.ndarray:
+    """Recall of each class (`[K]` float); NaN for a class with no true samples."""
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    support = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+
+
+def balanced_accuracy(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
+                      n_classes: int | None = None) -> float:
+    """Macro recall over the classes that occur in `y_true`."""
+    y_true, y_pred = _as_labels(y_true), _as_labels(y_pred)
+    if len(y_true) == 0:
+        return float("nan")
+    k = int(n_classes if n_classes is not None else max(y_true.max(), y_pred.max()) + 1)
+    return float(np.nanmean(per_class_accuracy(y_true, y_pred, k)))
+
+
+def classification_metrics(scores: np.ndarray, labels: Sequence[int] | np.ndarray,
+                           classes: Sequence[str]) -> dict:
+    """All single-label numbers for one (model, dataset, templates) run, JSON-ready."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = _as_labels(labels)
+    k = len(classes)
+    if scores.shape != (len(labels), k):
+        raise ValueError(f"scores shape {scores.shape} does not match {len(labels)} labels x {k} classes")
+    pred = top_k_predictions(scores, 1)[:, 0]
+    pca = per_class_accuracy(labels, pred, k)
+    out: dict = {
+        "n": int(len(labels)),
+        "top1": top_k_accuracy(scores, labels, 1),
+        "top5": top_k_accuracy(scores, labels, 5) if k >= 5 else None,
+        "balanced_accuracy": balanced_accuracy(labels, pred, k),
+        "per_class_accuracy": {c: (None if np.isnan(v) else float(v)) for c, v in zip(classes, pca, strict=True)},
+        "support": {c: int(s) for c, s in zip(classes, np.bincount(labels, minlength=k), strict=True)},
+        "confusion_matrix": confusion_matrix(labels, pred, k).tolist(),
+    }
+    return out

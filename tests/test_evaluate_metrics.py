@@ -1,0 +1,168 @@
+"""Metric functions agree with independent implementations (scikit-learn, torchmetrics) to 1e-6."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sklearn.metrics as skm
+import torch
+from torchmetrics.retrieval import RetrievalMAP, RetrievalRecall
+
+from spectraclip.evaluate import metrics as M
+from spectraclip.evaluate import multilabel as ML
+from spectraclip.evaluate import retrieval as R
+
+SEEDS = [0, 1, 2, 3, 4]
+
+
+def _single_label(seed: int, n: int = 200, k: int = 10):
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=(n, k))
+    labels = rng.integers(0, k, size=n)
+    labels[labels == k - 1] = 0  # class k-1 has no true samples (edge case)
+    return scores, labels, k
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_single_label_agrees_with_sklearn(seed):
+    scores, labels, k = _single_label(seed)
+    pred = scores.argmax(1)
+    assert abs(M.top_k_accuracy(scores, labels, 1) - skm.accuracy_score(labels, pred)) < 1e-6
+    assert abs(M.accuracy(labels, pred) - skm.accuracy_score(labels, pred)) < 1e-6
+    ref5 = skm.top_k_accuracy_score(labels, scores, k=5, labels=np.arange(k))
+    assert abs(M.top_k_accuracy(scores, labels, 5) - ref5) < 1e-6
+    with pytest.warns(UserWarning):  # sklearn warns that y_pred has a class absent from y_true
+        ref_bal = skm.balanced_accuracy_score(labels, pred)
+    assert abs(M.balanced_accuracy(labels, pred, k) - ref_bal) < 1e-6
+    np.testing.assert_array_equal(M.confusion_matrix(labels, pred, k),
+                                  skm.confusion_matrix(labels, pred, labels=np.arange(k)))
+    rec = skm.recall_score(labels, pred, labels=np.arange(k - 1), average=None, zero_division=0)
+    pca = M.per_class_accuracy(labels, pred, k)
+    np.testing.assert_allclose(pca[: k - 1], rec, atol=1e-6)
+    assert np.isnan(pca[k - 1])
+
+
+def test_single_label_ties_and_summary():
+    scores = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [0.5, 0.1, 0.5]])
+    labels = np.array([0, 2, 2])
+    # ties go to the lowest class index, like argmax
+    assert M.top_k_accuracy(scores, labels, 1) == pytest.approx(1 / 3)
+    assert M.top_k_accuracy(scores, labels, 2) == pytest.approx(1.0)
+    out = M.classification_metrics(scores, labels, ["a", "b", "c"])
+    assert out["top5"] is None and out["confusion_matrix"] == [[1, 0, 0], [0, 0, 0], [1, 1, 0]]
+    assert out["per_class_accuracy"] == {"a": 1.0, "b": None, "c": 0.0}
+    assert out["balanced_accuracy"] == pytest.approx(0.5)
+
+
+def _multilabel(seed: int, n: int = 150, k: int = 12):
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=(n, k))
+    targets = (rng.random((n, k)) < 0.3).astype(int)
+    targets[:, 3] = 0  # a class with no positives
+    targets[:, 5] = 1  # a class present everywhere
+    scores[:, 7] = np.round(scores[:, 7])  # many ties
+    return scores, targets
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_multilabel_agrees_with_sklearn(seed):
+    scores, targets = _multilabel(seed)
+    k = scores.shape[1]
+    neg = np.random.default_rng(seed + 100).normal(size=scores.shape[0])
+    for pred in (ML.predict_mean_of_others(scores), ML.predict_negative_class(scores, neg)):
+        m = ML.per_class_metrics(pred, targets)
+        p, r, f, s = skm.precision_recall_fscore_support(targets, pred.astype(int), average=None,
+                                                         zero_division=0)
+        np.testing.assert_allclose(m["precision"], p, atol=1e-6)
+        np.testing.assert_allclose(m["recall"], r, atol=1e-6)
+        np.testing.assert_allclose(m["f1"], f, atol=1e-6)
+        np.testing.assert_array_equal(m["support"], s)
+        acc = [skm.accuracy_score(targets[:, i], pred[:, i]) for i in range(k)]
+        np.testing.assert_allclose(m["accuracy"], acc, atol=1e-6)
+        out = ML.multilabel_metrics(scores, targets, [f"c{i}" for i in range(k)])
+        mp = ML.per_class_metrics(ML.predict_mean_of_others(scores), targets)
+        assert out["mean_of_others"]["macro"]["f1"] == pytest.approx(mp["f1"].mean(), abs=1e-12)
+    pm = ML.predict_mean_of_others(scores)
+    micro = skm.precision_recall_fscore_support(targets, pm.astype(int), average="micro", zero_division=0)
+    out = ML.multilabel_metrics(scores, targets, [f"c{i}" for i in range(k)])
+    assert out["mean_of_others"]["micro"]["f1"] == pytest.approx(micro[2], abs=1e-6)
+    # full-ranking AP, including a class full of tied scores; class 3 has no positives -> excluded
+    mean_ap, ap = ML.mean_average_precision(scores, targets)
+    for i in range(k):
+        if i == 3:
+            assert np.isnan(ap[i])
+            continue
+        assert abs(ap[i] - skm.average_precision_score(targets[:, i], scores[:, i])) < 1e-6
+    valid = [i for i in range(k) if i != 3]
+    ref = skm.average_precision_score(targets[:, valid], scores[:, valid], average="macro")
+    assert abs(mean_ap - ref) < 1e-6
+
+
+def test_mean_of_others_rule_by_hand():
+    scores = np.array([[0.9, 0.1, 0.2], [0.25, 0.25, 0.25]])
+    # row 0: others' means are 0.15, 0.55, 0.5 -> only class 0; row 1: all equal -> none (strict >)
+    np.testing.assert_array_equal(ML.predict_mean_of_others(scores), [[1, 0, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(ML.predict_negative_class(scores, [0.15, 0.25]), [[1, 0, 1], [0, 0, 0]])
+
+
+def _retrieval(seed: int, q: int = 8, n: int = 300):
+    rng = np.random.default_rng(seed)
+    scores = rng.random((q, n)) + 0.01  # positive: torchmetrics drops items with score <= 0
+    relevant = rng.random((q, n)) < rng.uniform(0.02, 0.4, size=(q, 1))
+    relevant[2] = False  # a query with no relevant item
+    relevant[4] = False
+    relevant[4, :3] = True  # very few relevant (< k)
+    return scores, relevant
+
+
+def _torchmetrics(metric_cls, scores, relevant, k, empty):
+    q, n = scores.shape
+    metric = metric_cls(top_k=k, empty_target_action=empty)
+    idx = torch.arange(q).repeat_interleave(n)
+    return float(metric(torch.tensor(scores.reshape(-1)), torch.tensor(relevant.reshape(-1)), indexes=idx))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("k", [1, 10, 100])
+def test_retrieval_agrees_with_torchmetrics(seed, k):
+    scores, relevant = _retrieval(seed)
+    for ours, theirs in (("skip", "skip"), ("zero", "neg")):
+        got = R.mean_average_precision_at_k(scores, relevant, k, "torchmetrics", empty=ours)
+        assert abs(got - _torchmetrics(RetrievalMAP, scores, relevant, k, theirs)) < 1e-6
+        out = R.retrieval_metrics(scores, relevant, [f"q{i}" for i in range(8)], k=k, recall_ks=(k,),
+                                  empty=ours)
+        assert abs(out[f"recall@{k}"] - _torchmetrics(RetrievalRecall, scores, relevant, k, theirs)) < 1e-6
+        assert abs(out[f"mAP@{k}_torchmetrics"] - got) < 1e-12
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_standard_ap_at_k(seed):
+    scores, relevant = _retrieval(seed)
+    n = scores.shape[1]
+    for qi in range(scores.shape[0]):
+        s, r = scores[qi], relevant[qi]
+        # with k >= N the standard AP@k is the full-ranking AP of scikit-learn
+        if r.any():
+            ref = skm.average_precision_score(r, s)
+            assert abs(R.average_precision_at_k(s, r, n, "standard") - ref) < 1e-6
+        # brute force of the stated definition
+        order = np.argsort(-s, kind="stable")[:100]
+        hits = r[order]
+        prec = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        expected = (prec * hits).sum() / min(100, r.sum()) if r.sum() else 0.0
+        assert abs(R.average_precision_at_k(s, r, 100, "standard") - expected) < 1e-9
+
+
+def test_ap_definitions_differ_and_ties():
+    # 3 relevant items; only one in the top 2, at rank 1
+    s = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    r = np.array([1, 0, 1, 1, 0], dtype=bool)
+    assert R.average_precision_at_k(s, r, 2, "torchmetrics") == pytest.approx(1.0)
+    assert R.average_precision_at_k(s, r, 2, "standard") == pytest.approx(0.5)
+    assert R.recall_at_k(s, r, 2) == pytest.approx(1 / 3)
+    # tied scores keep input order (stable)
+    t = np.array([0.5, 0.5, 0.5])
+    assert R.average_precision_at_k(t, np.array([0, 1, 0], dtype=bool), 3) == pytest.approx(0.5)
+    assert R.average_precision_at_k(t, np.zeros(3, dtype=bool), 3) == 0.0
+    with pytest.raises(ValueError, match="definition"):
+        R.average_precision_at_k(s, r, 2, "bogus")
