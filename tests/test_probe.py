@@ -1,0 +1,202 @@
+"""Few-shot probes: labels, stratified sampling, curves equal scikit-learn on the same split, reports, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, mean_absolute_error, r2_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from spectraclip.embeddings import write_embeddings
+from spectraclip.probe import (
+    EmbeddingSet,
+    ProbeError,
+    labels_from_columns,
+    labels_from_paths,
+    load_embeddings,
+    make_split,
+    parse_ks,
+    read_labels,
+    run_probe,
+    sample_k,
+)
+from spectraclip.probe_report import markdown_table, write_report
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _blobs(n_per_class: int = 30, n_classes: int = 4, dim: int = 8, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, size=(n_classes, dim))
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    x = centers[y] + rng.normal(0, 2.0, size=(len(y), dim))
+    ids = [f"item{i:04d}" for i in range(len(y))]
+    return ids, x.astype(np.float32), [f"class{c}" for c in y]
+
+
+def test_probe_equals_sklearn_on_the_same_split():
+    ids, x, names = _blobs()
+    labels = labels_from_columns(ids, names)
+    res = run_probe([EmbeddingSet("a", ids, x)], labels, models=["logistic", "knn"], ks=[8, 20, None],
+                    draws=3, test_size=0.25, seed=3)
+    # the split is the seeded stratified split of scikit-learn
+    from sklearn.model_selection import train_test_split
+
+    y = labels.y
+    pool, test = train_test_split(np.arange(len(ids)), test_size=0.25, random_state=3, stratify=y)
+    pool, test = np.sort(pool), np.sort(test)
+    assert res.test_ids == [ids[i] for i in test]
+    for series, make in (
+        (res.series[0], lambda n: make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))),
+        (res.series[1], lambda n: make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=min(5, n)))),
+    ):
+        for point in series.points:
+            assert len(point.train_indices) == (1 if point.k is None else 3)
+            for d, idx in enumerate(point.train_indices):
+                tr = pool[np.array(idx)]
+                pred = make(len(tr)).fit(x[tr], y[tr]).predict(x[test])
+                assert point.scores["accuracy"][d] == accuracy_score(y[test], pred)
+                assert point.scores["balanced_accuracy"][d] == balanced_accuracy_score(y[test], pred)
+                assert point.scores["macro_f1"][d] == f1_score(y[test], pred, average="macro")
+    full = res.series[0].full
+    assert full is not None and full.n_train == len(pool)
+    assert full.mean("accuracy") > 0.7  # separable blobs: the probe really learns
+
+
+def test_regression_probe_equals_ridge_with_given_split():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 5)).astype(np.float32)
+    target = x @ np.array([0.3, -0.2, 0.1, 0.0, 0.05]) + 0.5 + rng.normal(0, 0.01, 60)
+    ids = [str(i) for i in range(60)]
+    split = ["test" if i % 4 == 0 else "train" for i in range(60)]
+    labels = labels_from_columns(ids, [f"{v:.6f}" for v in target], split=split)
+    assert labels.task == "regression"
+    res = run_probe([EmbeddingSet("r", ids, x)], labels, models=["ridge"], ks=[10, "all"], draws=2)
+    pool, test = make_split(labels)
+    assert list(test) == [i for i in range(60) if i % 4 == 0]
+    for point in res.series[0].points:
+        for d, idx in enumerate(point.train_indices):
+            tr = pool[np.array(idx)]
+            pred = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(x[tr], labels.y[tr]).predict(x[test])
+            assert point.scores["r2"][d] == r2_score(labels.y[test], pred)
+            assert point.scores["mae"][d] == mean_absolute_error(labels.y[test], pred)
+    assert res.series[0].full.mean("r2") > 0.9
+    with pytest.raises(ProbeError, match="logistic"):
+        run_probe([EmbeddingSet("r", ids, x)], labels, models=["logistic"])
+
+
+def test_sample_k_is_stratified_and_reproducible():
+    y = np.array([0] * 50 + [1] * 30 + [2] * 15 + [3] * 5)
+    idx = sample_k("multiclass", y, 20, np.random.default_rng(0))
+    assert len(idx) == len(set(idx)) == 20
+    counts = np.bincount(y[idx], minlength=4)
+    assert counts.tolist() == [10, 6, 3, 1]
+    # at least one per class even when proportional share rounds to zero
+    small = sample_k("multiclass", y, 4, np.random.default_rng(0))
+    assert sorted(y[small].tolist()) == [0, 1, 2, 3]
+    # fewer than classes: distinct classes
+    two = sample_k("multiclass", y, 2, np.random.default_rng(5))
+    assert len(set(y[two].tolist())) == 2
+    assert np.array_equal(idx, sample_k("multiclass", y, 20, np.random.default_rng(0)))
+    # regression: spread over quantile bins
+    t = np.linspace(0, 1, 100)
+    r = sample_k("regression", t, 10, np.random.default_rng(0))
+    assert np.histogram(t[r], bins=5, range=(0, 1))[0].tolist() == [2, 2, 2, 2, 2]
+
+
+def test_multilabel_sampling_and_probe():
+    rng = np.random.default_rng(2)
+    ids = [f"p{i}" for i in range(80)]
+    tags = [";".join(t for t, on in zip(("forest", "water", "urban"), rng.random(3) < [0.5, 0.3, 0.05],
+                                         strict=True) if on) or "forest" for _ in ids]
+    labels = labels_from_columns(ids, tags)
+    assert labels.task == "multilabel" and labels.classes == ["forest", "urban", "water"]
+    idx = sample_k("multilabel", labels.y, 5, np.random.default_rng(0))
+    assert labels.y[idx].any(axis=0).all()  # every label seen, even the rare one
+    x = (labels.y @ rng.normal(size=(3, 6)) + rng.normal(0, 0.1, (80, 6))).astype(np.float32)
+    res = run_probe([EmbeddingSet("m", ids, x)], labels, models=["random-forest"], ks=[10, None], draws=2)
+    assert res.metrics == ("macro_f1", "micro_f1", "subset_accuracy")
+    assert len(res.series[0].full.scores["micro_f1"]) == 2  # random forests: several seeds at 'all'
+
+
+def test_read_labels_csv_and_parquet(tmp_path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("id,label,split,frac\n0001,Forest,train,0.25\n0002,River,test,0.5\n0003,Forest,,1.0\n")
+    lab = read_labels(csv, split_column="split")
+    assert lab.ids == ["0001", "0002", "0003"] and lab.classes == ["Forest", "River"]
+    assert lab.y.tolist() == [0, 1, 0] and lab.split == ["train", "test", "train"]
+    assert read_labels(csv, label_column="frac").task == "regression"
+    with pytest.raises(ProbeError, match="no column 'klass'"):
+        read_labels(csv, label_column="klass")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["a", "b"], "label": [["x", "y"], ["y"]]}), tmp_path / "l.parquet")
+    ml = read_labels(tmp_path / "l.parquet")
+    assert ml.task == "multilabel" and ml.y.tolist() == [[1, 1], [0, 1]]
+
+
+def test_labels_from_paths_and_parse_ks():
+    lab = labels_from_paths(["a", "b"], ["/d/train/Forest/a.tif", "/d/test/River/b.tif"])
+    assert lab.classes == ["Forest", "River"] and lab.split == ["train", "test"]
+    assert parse_ks("10, 25,all") == [10, 25, None]
+    with pytest.raises(ProbeError, match="--k 1"):
+        parse_ks("1")
+
+
+def test_tables_are_aligned_by_id_and_reports_written(tmp_path):
+    ids, x, names = _blobs(n_per_class=12, n_classes=3, dim=4)
+    write_embeddings(tmp_path / "a.parquet", ids, x)
+    rev = list(reversed(range(len(ids))))
+    write_embeddings(tmp_path / "b.parquet", [ids[i] for i in rev], x[rev] * 2.0)  # same data, shuffled rows
+    labels = labels_from_columns(ids, names)
+    sets = [load_embeddings(tmp_path / "a.parquet"), load_embeddings(tmp_path / "b.parquet")]
+    res = run_probe(sets, labels, ks=[6, 12, 500, None], draws=2)
+    a, b = res.series
+    for pa_, pb in zip(a.points, b.points, strict=True):  # scaling-invariant model, same rows -> same scores
+        assert pa_.scores == pb.scores
+    assert res.skipped_ks == [500]
+    table = markdown_table(res)
+    assert "| a | b |" in table and "± " in table
+    paths = write_report(res, tmp_path / "out")
+    data = json.loads(paths["json"].read_text())
+    assert data["series"][0]["points"][-1]["k"] == "all"
+    assert paths["plot"].stat().st_size > 1000
+
+
+def test_no_common_ids_is_an_error():
+    ids, x, names = _blobs(n_per_class=3, n_classes=2)
+    labels = labels_from_columns([f"other{i}" for i in range(len(ids))], names)
+    with pytest.raises(ProbeError, match="check that the id columns match"):
+        run_probe([EmbeddingSet("a", ids, x)], labels)
+
+
+def test_cli_probe_with_baseline_stats_on_eurosat(tmp_path):
+    root = DATA / "eurosat-ms-mini"
+    if not root.exists():
+        pytest.skip(f"real data folder {root} not present")
+    pytest.importorskip("spectraclip.io.readers")
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+
+    classes = ["Forest", "River", "SeaLake"]
+    paths = [str(root / split / c) for split in ("train", "test") for c in classes]
+    out = tmp_path / "probe"
+    opts = [a for path in paths for a in ("--baseline-stats", path)]
+    result = CliRunner().invoke(app, ["probe", *opts,
+                                      "--bands", "eurosat-ms", "--labels-from-path", "--k", "5,10,all",
+                                      "--draws", "2", "--model", "logistic,knn", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "probe.json").read_text())
+    assert data["n_test"] == sum(len(list((root / "test" / c).glob("*.tif"))) for c in classes)
+    assert data["config"]["split"] == "column"
+    full = next(p for p in data["series"][0]["points"] if p["k"] == "all")
+    assert full["mean"]["accuracy"] > 0.8  # band means separate forest from water well
+    assert (out / "probe.png").exists() and (out / "baseline_band_stats.parquet").exists()
