@@ -210,6 +210,8 @@ def test_write_geotiff_large_is_tiled_and_float64_becomes_float32(tmp_path):
     with rasterio.open(out) as ds:
         assert ds.profile["tiled"] and ds.block_shapes[0] == (256, 256)
         assert ds.dtypes[0] == "float32" and ds.nodata == -9999.0
+    plain = read_sample(write_geotiff(tmp_path / "plain.tif", arr[:1] > 0.5, band_names=["B04"]))
+    assert plain.crs is None and plain.transform is None and plain.meta["dtype"] == "uint8"
     with pytest.raises(ValueError, match="3 band names"):
         write_geotiff(tmp_path / "bad.tif", arr, band_names=["VV", "VH", "B02"])
 

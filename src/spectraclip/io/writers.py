@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 
 from spectraclip.io.atomic import atomic_path
@@ -65,7 +67,8 @@ def write_geotiff(
         profile.pop("transform")
     if height >= 2 * _TILE or width >= 2 * _TILE:
         profile.update(tiled=True, blockxsize=_TILE, blockysize=_TILE)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # plain arrays may have no georef
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(arr.astype(dtype, copy=False))
             if names is not None:
