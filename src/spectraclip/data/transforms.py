@@ -1,0 +1,99 @@
+"""Resize, crop and per-band normalisation for multispectral tensors `[C,H,W]` or `[B,C,H,W]`.
+
+Any channel count works: these are plain torch ops (torchvision's v2 functional API), not PIL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+RESIZE_MODES = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR,
+                "nearest": InterpolationMode.NEAREST}
+CROP_MODES = ("center", "none")
+
+
+class TransformError(ValueError):
+    """A transform option or input shape that cannot be used; the message names it."""
+
+
+def _mode(resize: str) -> InterpolationMode:
+    try:
+        return RESIZE_MODES[resize]
+    except KeyError:
+        raise TransformError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}") from None
+
+
+def to_tensor(array: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A float32 tensor sharing memory with `array` when it already is float32."""
+    t = torch.from_numpy(np.ascontiguousarray(array)) if isinstance(array, np.ndarray) else array
+    return t.float() if t.dtype != torch.float32 else t
+
+
+def resize_shorter(x: torch.Tensor, size: int, resize: str = "bicubic", antialias: bool = True) -> torch.Tensor:
+    """Resize so the shorter side is `size` (aspect kept, antialiased); no-op when it already is."""
+    h, w = x.shape[-2:]
+    if min(h, w) == size:
+        return x
+    return TF.resize(x, [size], interpolation=_mode(resize), antialias=antialias)
+
+
+def resize_exact(x: torch.Tensor, size: int, resize: str = "bicubic", antialias: bool = True) -> torch.Tensor:
+    """Resize to exactly `size`x`size` (aspect not kept); no-op when it already is."""
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return TF.resize(x, [size, size], interpolation=_mode(resize), antialias=antialias)
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Central `size`x`size` window (zero-padded if the input is smaller)."""
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return TF.center_crop(x, [size, size])
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Per-band `(x - mean) / std`; mean/std have one value per channel (axis -3)."""
+    c = x.shape[-3]
+    if len(mean) != c or len(std) != c:
+        raise TransformError(f"input has {c} channels but normalisation has {len(mean)} means, {len(std)} stds")
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(c, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(c, 1, 1)
+    return (x - m) / s
+
+
+@dataclass(frozen=True)
+class SpectralTransform:
+    """Picklable callable: array/tensor `[C,H,W]` (model band order, raw units) -> normalised float32 `[C,S,S]`.
+
+    `crop="center"` resizes the shorter side to `image_size` then centre-crops; `crop="none"` resizes
+    straight to `image_size`x`image_size`.
+    """
+
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: str = "bicubic"
+    crop: str = "center"
+
+    def __post_init__(self) -> None:
+        _mode(self.resize)
+        if self.crop not in CROP_MODES:
+            raise TransformError(f"unknown crop mode {self.crop!r}; choose one of {', '.join(CROP_MODES)}")
+        if len(self.mean) != len(self.std):
+            raise TransformError(f"{len(self.mean)} means but {len(self.std)} stds")
+
+    def __call__(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = to_tensor(array)
+        if x.ndim not in (3, 4):
+            raise TransformError(f"expected [C,H,W] or [B,C,H,W], got shape {tuple(x.shape)}")
+        if self.crop == "center":
+            x = center_crop(resize_shorter(x, self.image_size, self.resize), self.image_size)
+        else:
+            x = resize_exact(x, self.image_size, self.resize)
+        return normalize(x, self.mean, self.std).contiguous()

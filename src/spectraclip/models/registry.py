@@ -1,0 +1,125 @@
+"""Named models, kept as data in `registry.json`: architecture, bands, normalisation, input size and
+where the weights come from (a Hub file, an open_clip pretrained tag, or random init for tiny test
+models). `model_config(name, bands=...)` turns an entry into a complete `ModelConfig`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from spectraclip.bands import MSCLIP_STATS, BandSet, BandStats
+from spectraclip.models.spectral_clip import ModelConfig
+
+
+class UnknownModelError(LookupError):
+    """A model name that is neither in the registry nor an open_clip architecture."""
+
+    def __str__(self) -> str:  # LookupError/KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """One named model of `registry.json`."""
+
+    name: str
+    arch: str
+    bands: str
+    stats: str | dict[str, Any] = "default"
+    arch_config: dict[str, Any] | None = None
+    image_size: int | None = None
+    resize: str = "bicubic"
+    crop: str = "center"
+    text: dict[str, Any] = field(default_factory=lambda: {"tokenizer": "open_clip"})
+    hub: dict[str, str] | None = None
+    openclip_pretrained: str | None = None
+    checkpoint_format: str | None = None
+    pretrained_text: bool = False
+    seed: int | None = None
+    description: str = ""
+    license: str | None = None
+
+
+@lru_cache(maxsize=1)
+def _data() -> dict[str, Any]:
+    return json.loads(resources.files("spectraclip.models").joinpath("registry.json").read_text("utf-8"))
+
+
+def list_models() -> list[str]:
+    """Names of the registered models."""
+    return list(_data()["models"])
+
+
+def get_entry(name: str) -> RegistryEntry:
+    """The registry entry called `name` (case-insensitive); UnknownModelError lists the known names."""
+    models = _data()["models"]
+    key = {k.lower(): k for k in models}.get(name.lower())
+    if key is None:
+        raise UnknownModelError(f"unknown model {name!r}; registered models: {', '.join(models)}")
+    return RegistryEntry(name=key, **models[key])
+
+
+def default_band_stats() -> BandStats:
+    """Default per-band mean/std for bands a model does not define (see registry.json `band_stats`)."""
+    bs = _data()["band_stats"]
+    return BandStats(dict(bs["mean"]), dict(bs["std"]), source="spectraclip registry defaults")
+
+
+def stats_for(spec: str | dict[str, Any], bands: BandSet) -> BandStats:
+    """Resolve an entry's `stats` spec: `msclip`, `openclip-rgb`, `default` or {"mean":{..},"std":{..}}."""
+    if isinstance(spec, dict):
+        base = BandStats(dict(spec["mean"]), dict(spec["std"]), source="registry entry")
+    elif spec == "msclip":
+        base = MSCLIP_STATS
+    elif spec == "openclip-rgb":
+        from spectraclip.models.channels import rgb_band_stats
+
+        base = rgb_band_stats()
+    elif spec == "default":
+        base = default_band_stats()
+    else:
+        raise ValueError(f"unknown stats spec {spec!r} (msclip, openclip-rgb, default or a dict)")
+    default = default_band_stats()
+    mean = {**{b: default.mean[b] for b in bands if b in default.mean}, **base.mean}
+    std = {**{b: default.std[b] for b in bands if b in default.std}, **base.std}
+    return BandStats(mean, std, source=base.source or str(spec))
+
+
+def openclip_arch_config(arch: str) -> dict[str, Any]:
+    """The full model cfg of a built-in open_clip architecture (embed_dim, vision_cfg, text_cfg)."""
+    from open_clip.factory import get_model_config
+    from open_clip.factory import list_models as oc_models
+
+    cfg = get_model_config(arch)
+    if cfg is None:
+        raise UnknownModelError(f"unknown open_clip architecture {arch!r}; e.g. {', '.join(oc_models()[:12])}, ...")
+    return cfg
+
+
+def model_config(name: str, bands: BandSet | str | list[str] | None = None) -> ModelConfig:
+    """A complete ModelConfig for registry entry `name`, optionally for another band set (by name)."""
+    entry = get_entry(name)
+    return config_from_entry(entry, bands)
+
+
+def config_from_entry(entry: RegistryEntry, bands: BandSet | str | list[str] | None = None) -> ModelConfig:
+    """Build the ModelConfig of a registry entry (arch cfg from open_clip when not inline)."""
+    arch_config = entry.arch_config if entry.arch_config is not None else openclip_arch_config(entry.arch)
+    bandset = BandSet.parse(bands if bands is not None else entry.bands)
+    stats = stats_for(entry.stats, bandset)
+    stats.for_bands(bandset)  # raises MissingBandError naming bands without statistics
+    mean, std = [float(stats.mean[b]) for b in bandset], [float(stats.std[b]) for b in bandset]
+    image_size = entry.image_size or arch_config["vision_cfg"].get("image_size", 224)
+    provenance: dict[str, Any] = {"registry": entry.name}
+    if entry.hub:
+        provenance["hub"] = dict(entry.hub)
+    if entry.openclip_pretrained:
+        provenance["openclip_pretrained"] = entry.openclip_pretrained
+    if entry.license:
+        provenance["license"] = entry.license
+    return ModelConfig(arch=entry.arch, arch_config=json.loads(json.dumps(arch_config)), bands=list(bandset.names),
+                       mean=mean, std=std, image_size=int(image_size), resize=entry.resize,
+                       crop=entry.crop, text=dict(entry.text), provenance=provenance)
