@@ -1,0 +1,476 @@
+"""Multi-sensor samples: several modalities (`s2`, `s1`, `coherence`), each a named band set,
+co-registered on one grid, and readers for the layouts users have (SSL4EO-S12, BigEarthNet S1+S2,
+a manifest of per-modality files).
+
+Missing modalities are normal: a `MultiSample` holds whichever modalities were found and says so
+in `modalities`. Each modality is read with `spectraclip.io.readers.read_sample`, then resampled
+onto the grid of a reference modality (the first present of s2, s1, coherence unless told).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spectraclip.bands import CATALOG, BandSet
+from spectraclip.io.sample import RasterError, Sample
+
+MODALITIES: tuple[str, ...] = ("s2", "s1", "coherence")
+SENSOR_OF_MODALITY = {"s2": "sentinel-2", "s1": "sentinel-1", "coherence": "insar"}
+MODALITY_OF_SENSOR = {v: k for k, v in SENSOR_OF_MODALITY.items()}
+DEFAULT_BANDS = {"s2": "s2-l2a", "s1": "s1", "coherence": "coherence"}
+
+
+class ModalityError(ValueError):
+    """An unknown modality name, or bands that do not belong to the modality they were given for."""
+
+
+class MultiSensorLayoutError(RasterError):
+    """A folder or manifest that is not a multi-sensor layout this module can read (names the path)."""
+
+
+def check_modality(name: str) -> str:
+    """The canonical modality name (`s2`, `s1`, `coherence`); anything else is an error naming it."""
+    key = str(name).strip().lower()
+    key = {"sentinel-2": "s2", "sentinel2": "s2", "optical": "s2", "sentinel-1": "s1", "sentinel1": "s1",
+           "sar": "s1", "coh": "coherence", "insar": "coherence"}.get(key, key)
+    if key not in MODALITIES:
+        raise ModalityError(f"unknown modality {name!r}; known modalities: {', '.join(MODALITIES)}")
+    return key
+
+
+def modality_of_band(band: str) -> str:
+    """The modality a catalog band belongs to (B04 → s2, VV → s1, COH_VV → coherence)."""
+    bs = BandSet.parse([band])
+    return MODALITY_OF_SENSOR[CATALOG[bs.names[0]].sensor]
+
+
+def split_bands(bands: BandSet | str | Sequence[str]) -> dict[str, BandSet]:
+    """Group a band list by modality, keeping order: `B04,B03,VV` → {s2: B04,B03; s1: VV}."""
+    groups: dict[str, list[str]] = {}
+    for b in BandSet.parse(bands):
+        groups.setdefault(modality_of_band(b), []).append(b)
+    return {m: BandSet(tuple(groups[m])) for m in MODALITIES if m in groups}
+
+
+def _check_bands(modality: str, bands: BandSet, where: str) -> None:
+    wrong = [b for b in bands if modality_of_band(b) != modality]
+    if wrong:
+        raise ModalityError(f"{where}: band(s) {', '.join(wrong)} do not belong to modality {modality!r}")
+
+
+@dataclass
+class MultiSample:
+    """Co-registered modalities of one place and time: `data[modality]` is a `Sample` on the shared grid."""
+
+    id: str
+    data: dict[str, Sample]
+    crs: str | None = None
+    transform: tuple[float, ...] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise ModalityError(f"multi-sensor sample {self.id!r} holds no modality")
+        shapes = {m: s.pixels.shape[1:] for m, s in self.data.items()}
+        if len(set(shapes.values())) > 1:
+            raise RasterError(self.id, f"modalities are not on one grid: {shapes}")
+        for m, s in self.data.items():
+            _check_bands(check_modality(m), s.bands, f"sample {self.id}")
+
+    @property
+    def modalities(self) -> list[str]:
+        """The modalities present, in canonical order (s2, s1, coherence)."""
+        return [m for m in MODALITIES if m in self.data]
+
+    @property
+    def bands(self) -> dict[str, BandSet]:
+        return {m: self.data[m].bands for m in self.modalities}
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(next(iter(self.data.values())).pixels.shape[1:])  # type: ignore[return-value]
+
+    def __getitem__(self, modality: str) -> Sample:
+        m = check_modality(modality)
+        if m not in self.data:
+            raise ModalityError(f"sample {self.id!r} has no {m!r} modality; it has {', '.join(self.modalities)}")
+        return self.data[m]
+
+    def __contains__(self, modality: object) -> bool:
+        return str(modality) in self.data
+
+    def select(self, bands: Mapping[str, BandSet | str | Sequence[str]]) -> MultiSample:
+        """Keep only the given modalities and bands (by name); a missing band is an error naming it."""
+        data = {check_modality(m): self[m].select(BandSet.parse(b)) for m, b in bands.items()}
+        return MultiSample(self.id, data, self.crs, self.transform, dict(self.meta))
+
+    def without(self, *modalities: str) -> MultiSample:
+        """A copy without the named modalities."""
+        drop = {check_modality(m) for m in modalities}
+        return MultiSample(self.id, {m: s for m, s in self.data.items() if m not in drop}, self.crs,
+                           self.transform, dict(self.meta))
+
+    def to_sample(self) -> Sample:
+        """All modalities stacked into one `Sample` (s2, s1, coherence order); `meta["modalities"]` lists them."""
+        mods = self.modalities
+        pixels = np.concatenate([self.data[m].pixels for m in mods], axis=0)
+        names = tuple(b for m in mods for b in self.data[m].bands)
+        meta = dict(self.meta)
+        meta["modalities"] = {m: self.data[m].bands.to_list() for m in mods}
+        return Sample(pixels, BandSet(names), self.id, None, self.crs, self.transform, meta)
+
+    @classmethod
+    def from_sample(cls, sample: Sample) -> MultiSample:
+        """Split a stacked `Sample` (any mix of S2 / S1 / coherence bands) into modalities by band name."""
+        data = {}
+        for m, bs in split_bands(sample.bands).items():
+            data[m] = sample.select(bs)
+        return cls(sample.id, data, sample.crs, sample.transform, dict(sample.meta))
+
+
+# ------------------------------------------------------------------------------------ co-registration
+def _same_grid(a: Sample, shape: tuple[int, int], crs: str | None, transform: Sequence[float] | None) -> bool:
+    if a.pixels.shape[1:] != tuple(shape):
+        return False
+    if crs is None or a.crs is None or transform is None or a.transform is None:
+        return True
+    return a.crs == crs and np.allclose(a.transform[:6], transform[:6], rtol=0, atol=1e-9)
+
+
+def resample_to_grid(sample: Sample, shape: tuple[int, int], crs: str | None = None,
+                     transform: Sequence[float] | None = None) -> tuple[Sample, float]:
+    """`sample` on the target grid and the fraction of pixels filled (outside its footprint).
+
+    With georeferencing on both sides the pixels are reprojected (bilinear) onto the target grid;
+    target pixels the source does not cover are filled with the band mean. Without georeferencing
+    the image is resized (bilinear, antialiased) to `shape`, assuming the same footprint.
+    """
+    if _same_grid(sample, shape, crs, transform):
+        return sample, 0.0
+    c = sample.pixels.shape[0]
+    if crs and transform and sample.crs and sample.transform:
+        from affine import Affine
+        from rasterio.warp import Resampling, reproject
+
+        out = np.full((c, *shape), np.nan, dtype=np.float32)
+        reproject(np.ascontiguousarray(sample.pixels, dtype=np.float32), out,
+                  src_transform=Affine(*sample.transform[:6]), src_crs=sample.crs,
+                  dst_transform=Affine(*transform[:6]), dst_crs=crs, resampling=Resampling.bilinear,
+                  src_nodata=np.nan, dst_nodata=np.nan)
+    else:
+        import torch
+        import torch.nn.functional as F
+
+        t = torch.from_numpy(np.ascontiguousarray(sample.pixels, dtype=np.float32))[None]
+        out = F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False, antialias=True)[0].numpy()
+    bad = ~np.isfinite(out)
+    filled = float(bad.mean())
+    if bad.any():
+        for b in range(c):
+            if bad[b].all():
+                raise RasterError(sample.path or sample.id,
+                                  f"band {sample.bands.names[b]} does not overlap the reference grid")
+            out[b][bad[b]] = float(out[b][~bad[b]].mean())
+    return Sample(out, sample.bands, sample.id, sample.path, crs or sample.crs,
+                  tuple(transform) if transform else sample.transform, dict(sample.meta)), filled
+
+
+def coregister(sample_id: str, samples: Mapping[str, Sample], reference: str | None = None,
+               meta: Mapping[str, Any] | None = None) -> MultiSample:
+    """Put modality samples on one grid (the `reference` modality's; default the first of s2, s1, coherence)."""
+    samples = {check_modality(m): s for m, s in samples.items()}
+    if not samples:
+        raise ModalityError(f"sample {sample_id!r}: no modality to co-register")
+    ref_name = check_modality(reference) if reference else next(m for m in MODALITIES if m in samples)
+    if ref_name not in samples:
+        raise ModalityError(f"sample {sample_id!r}: reference modality {ref_name!r} is not present")
+    ref = samples[ref_name]
+    shape = ref.pixels.shape[1:]
+    data, filled = {}, {}
+    for m in MODALITIES:
+        if m not in samples:
+            continue
+        data[m], filled[m] = resample_to_grid(samples[m], shape, ref.crs, ref.transform)
+    info = dict(meta or {})
+    info["grid"] = ref_name
+    info["filled_fraction"] = {m: f for m, f in filled.items() if f > 0}
+    info["sources"] = {m: s.path for m, s in samples.items()}
+    return MultiSample(sample_id, data, ref.crs, ref.transform, info)
+
+
+# ------------------------------------------------------------------------------------------ items
+@dataclass
+class MultiItem:
+    """What to read for one multi-sensor sample: per-modality raster paths and band specs."""
+
+    id: str
+    paths: dict[str, Path]
+    bands: dict[str, str | None] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def read_multisample(item: MultiItem, *, modalities: Sequence[str] | None = None, reference: str | None = None,
+                     nodata: str = "error") -> MultiSample:
+    """Read every modality of `item` (or only `modalities`) and co-register them."""
+    from spectraclip.io.readers import read_sample
+
+    want = [check_modality(m) for m in modalities] if modalities else list(item.paths)
+    samples = {}
+    for m in want:
+        if m not in item.paths:
+            continue
+        s = read_sample(item.paths[m], item.bands.get(m), nodata=nodata)
+        _check_bands(m, s.bands, str(item.paths[m]))
+        samples[m] = s
+    if not samples:
+        raise ModalityError(f"item {item.id!r} has none of the modalities {', '.join(want)}")
+    if reference and check_modality(reference) not in samples:
+        reference = None
+    return coregister(item.id, samples, reference, item.meta)
+
+
+class MultiSensorDataset:
+    """A list of `MultiItem`s read lazily into `MultiSample`s (map-style: `len`, `[i]`)."""
+
+    def __init__(self, items: Sequence[MultiItem], *, modalities: Sequence[str] | None = None,
+                 reference: str | None = None, nodata: str = "error", source: str = "") -> None:
+        self.items = list(items)
+        self.modalities = [check_modality(m) for m in modalities] if modalities else None
+        self.reference = reference
+        self.nodata = nodata
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> MultiSample:
+        return read_multisample(self.items[i], modalities=self.modalities, reference=self.reference,
+                                nodata=self.nodata)
+
+    def __iter__(self) -> Iterator[MultiSample]:
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def available_modalities(self) -> list[str]:
+        """Modalities that at least one item has (canonical order)."""
+        have = {m for it in self.items for m in it.paths}
+        return [m for m in MODALITIES if m in have and (self.modalities is None or m in self.modalities)]
+
+
+# -------------------------------------------------------------------------------------- SSL4EO-S12
+_S1_DATE = re.compile(r"_(\d{8})T\d{6}_")
+_S2_DATE = re.compile(r"^(\d{8})T\d{6}")
+
+
+def _product_date(name: str) -> date | None:
+    m = _S1_DATE.search(name) or _S2_DATE.match(name)
+    if not m:
+        return None
+    d = m.group(1)
+    return date(int(d[:4]), int(d[4:6]), int(d[6:]))
+
+
+def _products(folder: Path) -> list[tuple[date | None, Path]]:
+    return sorted(((_product_date(p.name), p) for p in folder.iterdir() if p.is_dir()), key=lambda t: t[1].name)
+
+
+def pair_by_date(a: Sequence[tuple[date | None, Any]], b: Sequence[tuple[date | None, Any]],
+                 max_days: int | None = None) -> list[tuple[Any | None, Any | None, int | None]]:
+    """One-to-one pairs of two product lists by nearest date (closest pairs first); leftovers stay alone.
+
+    Returns `(a_item | None, b_item | None, day_gap | None)` sorted by the first item's date.
+    """
+    cands = []
+    for i, (da, _) in enumerate(a):
+        for j, (db, _) in enumerate(b):
+            if da is None or db is None:
+                continue
+            gap = abs((da - db).days)
+            if max_days is None or gap <= max_days:
+                cands.append((gap, i, j))
+    used_a, used_b, out = set(), set(), []
+    for gap, i, j in sorted(cands):
+        if i in used_a or j in used_b:
+            continue
+        used_a.add(i)
+        used_b.add(j)
+        out.append((a[i], b[j], gap))
+    out += [(a[i], None, None) for i in range(len(a)) if i not in used_a]
+    out += [(None, b[j], None) for j in range(len(b)) if j not in used_b]
+
+    def key(t):
+        first = t[0] or t[1]
+        return (first[0] or date.min, str(first[1]))
+
+    out.sort(key=key)
+    return [(x[1] if x else None, y[1] if y else None, g) for x, y, g in out]
+
+
+def ssl4eo_s12_items(root: str | Path, *, s2: str = "s2c", max_days: int | None = None) -> list[MultiItem]:
+    """Items of an SSL4EO-S12 folder (`s1/<loc>/<product>/`, `s2c/...`, `s2a/...`).
+
+    Per location, the S2 products of `s2` (`s2c` = L1C, `s2a` = L2A) and the S1 products are paired
+    one-to-one by nearest acquisition date (optionally within `max_days`); a product left without a
+    partner is a single-modality item. Ids are `<loc>_<yyyymmdd>` of the S2 (else S1) product.
+    """
+    root = Path(root)
+    if s2 not in ("s2c", "s2a"):
+        raise MultiSensorLayoutError(root, f"s2={s2!r}: expected 's2c' (L1C) or 's2a' (L2A)")
+    s1_dir, s2_dir = root / "s1", root / s2
+    if not s1_dir.is_dir() and not s2_dir.is_dir():
+        raise MultiSensorLayoutError(root, f"not an SSL4EO-S12 folder: neither s1/ nor {s2}/ inside")
+    locs = sorted({p.name for d in (s1_dir, s2_dir) if d.is_dir() for p in d.iterdir() if p.is_dir()})
+    items = []
+    for loc in locs:
+        opt = _products(s2_dir / loc) if (s2_dir / loc).is_dir() else []
+        sar = _products(s1_dir / loc) if (s1_dir / loc).is_dir() else []
+        for p2, p1, gap in pair_by_date(opt, sar, max_days):
+            anchor = p2 or p1
+            d = _product_date(anchor.name)
+            paths = {m: p for m, p in (("s2", p2), ("s1", p1)) if p is not None}
+            meta = {"dataset": "ssl4eo-s12", "location": loc, "s2_level": "L1C" if s2 == "s2c" else "L2A",
+                    "products": {m: p.name for m, p in paths.items()}, "day_gap": gap}
+            bands = {"s2": "s2-l1c" if s2 == "s2c" else "s2-l2a", "s1": "s1"}
+            items.append(MultiItem(f"{loc}_{d:%Y%m%d}" if d else f"{loc}_{anchor.name}", paths,
+                                   {m: bands[m] for m in paths}, meta))
+    if not items:
+        raise MultiSensorLayoutError(root, "SSL4EO-S12 folder holds no products")
+    return items
+
+
+# ------------------------------------------------------------------------------- BigEarthNet S1+S2
+def _labels_json(folder: Path) -> Path | None:
+    cand = sorted(folder.glob("*labels_metadata.json")) or sorted(folder.glob("*.json"))
+    return cand[0] if cand else None
+
+
+def bigearthnet_s1s2_items(root: str | Path) -> list[MultiItem]:
+    """Items of BigEarthNet v1 S1+S2 pairs: each S1 patch's labels JSON names its S2 patch
+    (`corresponding_s2_patch`); the pair is found anywhere under `root`. Labels come from the JSON.
+    An S1 patch whose S2 partner is absent is an S1-only item; an S2 patch with no S1 partner an S2-only item.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise MultiSensorLayoutError(root, "no such folder")
+    s1_dirs: dict[str, Path] = {}
+    s2_dirs: dict[str, Path] = {}
+    for j in sorted(root.rglob("*labels_metadata.json")):
+        folder = j.parent
+        name = folder.name
+        if name.startswith("S1"):
+            s1_dirs[name] = folder
+        elif name.startswith("S2"):
+            s2_dirs[name] = folder
+    if not s1_dirs and not s2_dirs:
+        raise MultiSensorLayoutError(root, "no BigEarthNet patch folders (<patch>/<patch>_labels_metadata.json)")
+    items, paired = [], set()
+    for name, folder in sorted(s1_dirs.items()):
+        info = json.loads(_labels_json(folder).read_text())  # type: ignore[union-attr]
+        s2_name = info.get("corresponding_s2_patch")
+        paths = {"s1": folder}
+        if s2_name and s2_name in s2_dirs:
+            paths["s2"] = s2_dirs[s2_name]
+            paired.add(s2_name)
+        meta = {"dataset": "bigearthnet-s1s2", "labels": list(info.get("labels", [])), "s1_patch": name,
+                "s2_patch": s2_name, "acquisition_time": info.get("acquisition_time")}
+        items.append(MultiItem(s2_name or name, paths, {"s2": "s2-l2a", "s1": "s1"}, meta))
+    for name, folder in sorted(s2_dirs.items()):
+        if name in paired:
+            continue
+        info = json.loads(_labels_json(folder).read_text())  # type: ignore[union-attr]
+        items.append(MultiItem(name, {"s2": folder}, {"s2": "s2-l2a"},
+                               {"dataset": "bigearthnet-s1s2", "labels": list(info.get("labels", [])),
+                                "s2_patch": name}))
+    for it in items:
+        it.bands = {m: it.bands[m] for m in it.paths}
+    return items
+
+
+# ---------------------------------------------------------------------------------------- manifest
+def _manifest_rows(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise MultiSensorLayoutError(path, f"line {n} is not JSON ({exc.msg})") from exc
+        return rows
+    if suffix in (".csv", ".tsv"):
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [dict(r) for r in csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")]
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    raise MultiSensorLayoutError(path, "manifest must be .jsonl, .csv, .tsv or .parquet")
+
+
+def manifest_items(path: str | Path) -> list[MultiItem]:
+    """Items of a multi-sensor manifest: one row per sample with `id` and per-modality paths.
+
+    Columns: `id`, `s2`, `s1`, `coherence` (raster file or band folder; relative paths resolve
+    against the manifest's folder; empty = modality missing), optional band specs `s2_bands`,
+    `s1_bands`, `coherence_bands` (or a `bands` object {modality: spec} in JSONL). Other keys are
+    kept in `meta` (labels, captions, split, ...).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MultiSensorLayoutError(path, "manifest does not exist")
+    items = []
+    for n, row in enumerate(_manifest_rows(path), 1):
+        rid = row.get("id")
+        if rid in (None, ""):
+            raise MultiSensorLayoutError(path, f"row {n} has no id")
+        paths, bands = {}, {}
+        row_bands = row.get("bands") if isinstance(row.get("bands"), dict) else {}
+        for m in MODALITIES:
+            val = row.get(m)
+            if val in (None, ""):
+                continue
+            p = Path(str(val))
+            paths[m] = p if p.is_absolute() else path.parent / p
+            spec = row.get(f"{m}_bands") or row_bands.get(m)
+            bands[m] = spec or None
+        if not paths:
+            raise MultiSensorLayoutError(path, f"row {n} (id {rid!r}) names no modality file ({', '.join(MODALITIES)})")
+        skip = set(MODALITIES) | {f"{m}_bands" for m in MODALITIES} | {"id", "bands"}
+        meta = {k: v for k, v in row.items() if k not in skip}
+        items.append(MultiItem(str(rid), paths, bands, meta))
+    if not items:
+        raise MultiSensorLayoutError(path, "manifest has no rows")
+    return items
+
+
+def detect_items(source: str | Path, **kwargs: Any) -> tuple[str, list[MultiItem]]:
+    """Items of a supported layout: a manifest file, an SSL4EO-S12 folder or BigEarthNet S1+S2 folders.
+    Returns (layout name, items); anything else is a MultiSensorLayoutError naming the path."""
+    src = Path(source)
+    if src.is_file() and src.suffix.lower() in (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".pq"):
+        return "manifest", manifest_items(src)
+    if src.is_dir() and (src / "s1").is_dir() and ((src / "s2c").is_dir() or (src / "s2a").is_dir()):
+        return "ssl4eo-s12", ssl4eo_s12_items(src, **kwargs)
+    if src.is_dir() and next(src.rglob("*labels_metadata.json"), None) is not None:
+        return "bigearthnet-s1s2", bigearthnet_s1s2_items(src)
+    raise MultiSensorLayoutError(source, "not a multi-sensor layout (a manifest .jsonl/.csv/.parquet, an "
+                                 "SSL4EO-S12 folder with s1/ and s2c/ or s2a/, or BigEarthNet S1+S2 patches)")
+
+
+def open_multisensor(source: str | Path, *, modalities: Sequence[str] | None = None, reference: str | None = None,
+                     nodata: str = "error", **kwargs: Any) -> MultiSensorDataset:
+    """A `MultiSensorDataset` over a manifest, SSL4EO-S12 folder or BigEarthNet S1+S2 folder."""
+    layout, items = detect_items(source, **kwargs)
+    return MultiSensorDataset(items, modalities=modalities, reference=reference, nodata=nodata,
+                              source=f"{layout}:{source}")

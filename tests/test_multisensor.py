@@ -1,0 +1,169 @@
+"""Multi-sensor samples: co-registration, SSL4EO-S12 / BigEarthNet S1+S2 / manifest readers."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spectraclip.bands import BandSet, MissingBandError
+from spectraclip.io.multisensor import (
+    ModalityError,
+    MultiSample,
+    MultiSensorLayoutError,
+    bigearthnet_s1s2_items,
+    check_modality,
+    coregister,
+    manifest_items,
+    open_multisensor,
+    pair_by_date,
+    read_multisample,
+    resample_to_grid,
+    split_bands,
+    ssl4eo_s12_items,
+)
+from spectraclip.io.sample import Sample
+from spectraclip.io.writers import write_geotiff
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+UTM = "EPSG:32633"
+
+
+def _need(name: str) -> Path:
+    root = DATA / name
+    if not root.exists():
+        pytest.skip(f"real data folder {root} not present")
+    return root
+
+
+def _sample(bands: str, h: int, w: int, transform=None, crs=UTM, fill=None, sid="x") -> Sample:
+    bs = BandSet.parse(bands)
+    px = np.stack([np.arange(h * w, dtype=np.float32).reshape(h, w) + 1000 * i for i in range(len(bs))])
+    if fill is not None:
+        px[:] = fill
+    return Sample(px, bs, sid, None, crs if transform else None, transform)
+
+
+def test_modality_names_and_band_grouping():
+    assert check_modality("SAR") == "s1" and check_modality("coh") == "coherence"
+    with pytest.raises(ModalityError, match="unknown modality 'lidar'"):
+        check_modality("lidar")
+    groups = split_bands("B04,VV,B03,COH_VV")
+    assert {m: b.to_list() for m, b in groups.items()} == {"s2": ["B04", "B03"], "s1": ["VV"],
+                                                           "coherence": ["COH_VV"]}
+
+
+def test_coregister_reprojects_onto_the_reference_grid():
+    s2 = _sample("B02,B03", 20, 20, (10.0, 0, 1000.0, 0, -10.0, 2000.0))
+    # S1 at 20 m covering the same footprint, constant per band -> stays constant after resampling
+    s1 = _sample("s1", 10, 10, (20.0, 0, 1000.0, 0, -20.0, 2000.0), fill=-12.0)
+    ms = coregister("p1", {"s1": s1, "s2": s2})
+    assert ms.modalities == ["s2", "s1"] and ms.shape == (20, 20) and ms.meta["grid"] == "s2"
+    assert ms["s1"].pixels.shape == (2, 20, 20)
+    np.testing.assert_allclose(ms["s1"].pixels, -12.0)
+    assert ms["s1"].transform == s2.transform
+    np.testing.assert_array_equal(ms["s2"].pixels, s2.pixels)  # the reference is untouched
+    # a source shifted by 5 pixels east leaves 5 columns uncovered: filled with the band mean, reported
+    shifted = _sample("s1", 20, 20, (10.0, 0, 1050.0, 0, -10.0, 2000.0))
+    out, filled = resample_to_grid(shifted, (20, 20), UTM, s2.transform)
+    assert filled == pytest.approx(5 / 20)
+    np.testing.assert_allclose(out.pixels[0, :, 5:], shifted.pixels[0, :, :15])
+    # without georeferencing: plain resize
+    plain = _sample("s1", 10, 10, None, fill=3.0)
+    out, filled = resample_to_grid(plain, (20, 20))
+    assert out.pixels.shape == (2, 20, 20) and filled == 0.0
+    np.testing.assert_allclose(out.pixels, 3.0)
+
+
+def test_multisample_select_drop_stack_roundtrip():
+    ms = MultiSample("p", {"s2": _sample("rgb", 4, 4), "s1": _sample("s1", 4, 4)})
+    stacked = ms.to_sample()
+    assert stacked.bands.to_list() == ["B04", "B03", "B02", "VV", "VH"]
+    assert stacked.meta["modalities"] == {"s2": ["B04", "B03", "B02"], "s1": ["VV", "VH"]}
+    back = MultiSample.from_sample(stacked)
+    np.testing.assert_array_equal(back["s1"].pixels, ms["s1"].pixels)
+    assert ms.without("s2").modalities == ["s1"]
+    assert ms.select({"s2": "B03"}).bands == {"s2": BandSet.parse("B03")}
+    with pytest.raises(MissingBandError, match="B08"):
+        ms.select({"s2": "B08"})
+    with pytest.raises(ModalityError, match="no 'coherence' modality"):
+        ms["coherence"]
+    with pytest.raises(ModalityError, match="VV"):
+        MultiSample("bad", {"s2": _sample("B02,VV", 4, 4)})
+
+
+def test_pair_by_date_is_one_to_one_nearest():
+    a = [(date(2020, 6, 4), "a1"), (date(2020, 8, 23), "a2"), (date(2020, 12, 1), "a3")]
+    b = [(date(2020, 6, 7), "b1"), (date(2020, 9, 3), "b2")]
+    assert pair_by_date(a, b) == [("a1", "b1", 3), ("a2", "b2", 11), ("a3", None, None)]
+    assert pair_by_date(a, b, max_days=5) == [("a1", "b1", 3), ("a2", None, None), (None, "b2", None),
+                                              ("a3", None, None)]
+
+
+def test_ssl4eo_s12_real_pairs():
+    root = _need("ssl4eo-s12-mini")
+    items = ssl4eo_s12_items(root)
+    assert [it.id for it in items] == ["0000200_20200604", "0000200_20200823"]
+    assert items[0].meta["day_gap"] == 3 and items[1].meta["day_gap"] == 11
+    assert items[1].paths["s1"].name.startswith("S1A_IW_GRDH_1SDV_20200903")
+    ms = read_multisample(items[0])
+    assert ms.modalities == ["s2", "s1"] and ms.shape == (264, 264)
+    assert len(ms["s2"].bands) == 13 and ms["s1"].bands.to_list() == ["VV", "VH"]
+    assert ms["s1"].pixels.max() < 10 and ms["s2"].pixels.mean() > 100  # dB vs reflectance x 1e4
+    l2a = ssl4eo_s12_items(root, s2="s2a")
+    assert read_multisample(l2a[1], modalities=["s2"]).bands["s2"] == BandSet.parse("s2-l2a")
+    assert read_multisample(l2a[0], modalities=["s1"]).modalities == ["s1"]
+
+
+def test_bigearthnet_s1s2_real_pairs():
+    root = _need("bigearthnet-mini")
+    items = bigearthnet_s1s2_items(root)
+    assert len(items) == 6 and all(set(it.paths) == {"s1", "s2"} for it in items)
+    first = next(it for it in items if it.id == "S2A_MSIL2A_20170613T101031_87_48")
+    assert first.meta["s1_patch"] == "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48"
+    assert "Non-irrigated arable land" in first.meta["labels"]
+    ds = open_multisensor(root)
+    ms = ds[0]
+    assert ms.modalities == ["s2", "s1"] and ms.shape == (120, 120) and ms.meta["filled_fraction"] == {}
+    assert ms.meta["labels"] == ds.items[0].meta["labels"]
+
+
+def test_manifest_jsonl_and_csv(tmp_path):
+    t10 = (10.0, 0, 500.0, 0, -10.0, 900.0)
+    t20 = (20.0, 0, 500.0, 0, -20.0, 900.0)
+    rng = np.random.default_rng(0)
+    write_geotiff(tmp_path / "a_s2.tif", rng.random((3, 8, 8), dtype=np.float32), crs=UTM, transform=t10,
+                  band_names=["B04", "B03", "B02"])
+    write_geotiff(tmp_path / "a_s1.tif", rng.random((2, 4, 4), dtype=np.float32) - 15, crs=UTM, transform=t20,
+                  band_names=["VV", "VH"])
+    write_geotiff(tmp_path / "a_coh.tif", rng.random((1, 4, 4), dtype=np.float32), crs=UTM, transform=t20,
+                  band_names=["COH_VV"])
+    rows = [{"id": "a", "s2": "a_s2.tif", "s1": "a_s1.tif", "coherence": "a_coh.tif", "labels": ["x"]},
+            {"id": "b", "s1": str(tmp_path / "a_s1.tif"), "bands": {"s1": "VV,VH"}, "split": "test"}]
+    man = tmp_path / "m.jsonl"
+    man.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ds = open_multisensor(man)
+    a, b = ds[0], ds[1]
+    assert a.modalities == ["s2", "s1", "coherence"] and a.shape == (8, 8)
+    assert a.bands["coherence"].to_list() == ["COH_VV"] and a.meta["labels"] == ["x"]
+    assert b.modalities == ["s1"] and b.shape == (4, 4) and b.meta["split"] == "test"
+    assert ds.available_modalities == ["s2", "s1", "coherence"]
+    # CSV with per-modality band specs; S2 read without file descriptions needs the spec
+    csv = tmp_path / "m.csv"
+    csv.write_text("id,s2,s2_bands,s1\nc,a_s2.tif,\"B04,B03,B02\",\n")
+    items = manifest_items(csv)
+    assert items[0].paths == {"s2": tmp_path / "a_s2.tif"} and items[0].bands["s2"] == "B04,B03,B02"
+    # a file given for the wrong modality is an error naming the bands
+    wrong = tmp_path / "w.jsonl"
+    wrong.write_text(json.dumps({"id": "w", "s1": "a_s2.tif"}) + "\n")
+    with pytest.raises(ModalityError, match="do not belong to modality 's1'"):
+        open_multisensor(wrong)[0]
+    with pytest.raises(MultiSensorLayoutError, match="names no modality"):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(json.dumps({"id": "z"}) + "\n")
+        manifest_items(bad)
+    with pytest.raises(MultiSensorLayoutError, match="not a multi-sensor layout"):
+        open_multisensor(tmp_path)
