@@ -18,6 +18,7 @@ app = typer.Typer(
 _COMMAND_MODULES: list[str] = [
     "spectraclip.cli.inference",
     "spectraclip.cli.probe",
+    "spectraclip.cli.stats",
 ]
 
 for _name in _COMMAND_MODULES:

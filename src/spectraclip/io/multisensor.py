@@ -397,7 +397,8 @@ def bigearthnet_s1s2_items(root: str | Path) -> list[MultiItem]:
 
 
 # ---------------------------------------------------------------------------------------- manifest
-def _manifest_rows(path: Path) -> list[dict[str, Any]]:
+def read_manifest_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL / CSV / TSV / Parquet manifest as dicts."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         rows = []
@@ -430,7 +431,7 @@ def manifest_items(path: str | Path) -> list[MultiItem]:
     if not path.exists():
         raise MultiSensorLayoutError(path, "manifest does not exist")
     items = []
-    for n, row in enumerate(_manifest_rows(path), 1):
+    for n, row in enumerate(read_manifest_rows(path), 1):
         rid = row.get("id")
         if rid in (None, ""):
             raise MultiSensorLayoutError(path, f"row {n} has no id")
