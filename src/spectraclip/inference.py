@@ -69,7 +69,7 @@ def georef_meta(sample: Sample) -> dict[str, Any]:
     """Georeference columns of a sample: CRS, affine transform, bounds and the centre in lon/lat."""
     _, h, w = sample.pixels.shape
     meta: dict[str, Any] = {
-        "path": sample.path,
+        "path": str(Path(sample.path).resolve()) if sample.path else None,
         "bands": ",".join(sample.bands.names),
         "height": int(h),
         "width": int(w),
@@ -84,7 +84,7 @@ def georef_meta(sample: Sample) -> dict[str, Any]:
         from rasterio.warp import transform as warp
 
         aff = Affine(*sample.transform[:6])
-        bottom, left, top, right = array_bounds(h, w, aff)
+        left, bottom, right, top = array_bounds(h, w, aff)  # west, south, east, north
         meta["bounds"] = [left, bottom, right, top]
         try:
             xs, ys = warp(sample.crs, "EPSG:4326", [(left + right) / 2], [(bottom + top) / 2])

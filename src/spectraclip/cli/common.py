@@ -24,6 +24,11 @@ BandsOpt = Annotated[
     typer.Option("--bands", "-b", help="Band order of the input files: a preset (s2-l2a, eurosat-ms, ...) "
                  "or a comma list (B04,B03,B02). Default: the files' band descriptions."),
 ]
+ModelBandsOpt = Annotated[
+    str | None,
+    typer.Option("--model-bands", help="Bands the model should take (extends an RGB open_clip model or a "
+                 "test model to them by name, new bands zero-initialised). Default: the model's own."),
+]
 TemplatesOpt = Annotated[
     str, typer.Option("--templates", "-t", help="A named template set or a JSON file of templates.")
 ]
@@ -62,13 +67,13 @@ def report_failures(failed: list[tuple[str, str]], what: str = "items") -> None:
         err_console.print(f"  ... and {len(failed) - 50} more")
 
 
-def load_model_or_exit(model: str | None, checkpoint: str | None, device: str):
+def load_model_or_exit(model: str | None, checkpoint: str | None, device: str, model_bands: str | None = None):
     """Load a model through the library; known loading errors become a clean exit with their message."""
     from spectraclip.models.loading import load_model
 
     if not model and not checkpoint:
         fail("give --model NAME or --checkpoint PATH (see `spectraclip models`)")
     try:
-        return load_model(model, checkpoint, device=resolve_device(device))
+        return load_model(model, checkpoint, device=resolve_device(device), bands=model_bands)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
         fail(str(exc))

@@ -12,6 +12,7 @@ from spectraclip.cli.common import (
     BatchOpt,
     CheckpointOpt,
     DeviceOpt,
+    ModelBandsOpt,
     ModelOpt,
     NodataOpt,
     PathsArg,
@@ -65,6 +66,7 @@ def classify(
     classes_file: Annotated[Path | None, typer.Option("--classes-file", help="One class name per line.")] = None,
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
+    model_bands: ModelBandsOpt = None,
     bands: BandsOpt = None,
     templates: TemplatesOpt = "msclip",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write all scores to .csv or .parquet.")] = None,
@@ -83,7 +85,7 @@ def classify(
     names = _classes(classes, classes_file)
     tmpl = _templates(templates)
     items = _items(paths)
-    net = load_model_or_exit(model, checkpoint, device)
+    net = load_model_or_exit(model, checkpoint, device, model_bands)
     enc = encode_images(net, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
                         device=resolve_device(device), on_error=lambda *_: None)
     report_failures(enc.failed, "rasters")
@@ -126,6 +128,7 @@ def search(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 10,
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
+    model_bands: ModelBandsOpt = None,
     bands: BandsOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write hits to .csv or .parquet.")] = None,
     batch_size: BatchOpt = 32,
@@ -140,7 +143,7 @@ def search(
     from spectraclip.inference import encode_images, text_search
     from spectraclip.results import write_table
 
-    net = load_model_or_exit(model, checkpoint, device)
+    net = load_model_or_exit(model, checkpoint, device, model_bands)
     tables = [p for p in paths if is_embeddings_table(p)]
     if tables and len(tables) != len(paths):
         fail("give either rasters/folders or embeddings tables, not both")
@@ -187,6 +190,7 @@ def embed(
     output: Annotated[Path, typer.Option("--output", "-o", help="Embeddings table to write (.parquet).")],
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
+    model_bands: ModelBandsOpt = None,
     bands: BandsOpt = None,
     batch_size: BatchOpt = 32,
     device: DeviceOpt = "auto",
@@ -196,7 +200,7 @@ def embed(
     """Write the embeddings table of rasters (resumable: rerun the same command after an interruption)."""
     from spectraclip.inference import embed_to_table
 
-    net = load_model_or_exit(model, checkpoint, device)
+    net = load_model_or_exit(model, checkpoint, device, model_bands)
     items = _items(paths)
     meta = {"model": model or "", "checkpoint": str(checkpoint or ""), "model_config": net.config.arch}
     table, failed, resumed = embed_to_table(
