@@ -19,6 +19,8 @@ _COMMAND_MODULES: list[str] = [
     "spectraclip.cli.inference",
     "spectraclip.cli.probe",
     "spectraclip.cli.stats",
+    "spectraclip.cli.train",
+    "spectraclip.cli.shards",
 ]
 
 for _name in _COMMAND_MODULES:
