@@ -21,6 +21,7 @@ _COMMAND_MODULES: list[str] = [
     "spectraclip.cli.stats",
     "spectraclip.cli.train",
     "spectraclip.cli.shards",
+    "spectraclip.cli.captioning",
 ]
 
 for _name in _COMMAND_MODULES:
