@@ -74,21 +74,20 @@ def set_in_channels(model: nn.Module, in_channels: int) -> nn.Module:
 def extend_conv(conv: nn.Conv2d, from_bands: BandSet | Sequence[str] | str,
                 to_bands: BandSet | Sequence[str] | str, init: Literal["zero", "mean"] = "zero") -> nn.Conv2d:
     """A new conv for `to_bands`: kernel slices of bands in `from_bands` copied by name, others zero
-    (`init="zero"`) or the mean of the copied slices (`init="mean"`). Bias is copied unchanged."""
+    (`init="zero"`) or the mean of all `from_bands` slices (`init="mean"`). Bias is copied unchanged."""
     src, dst = BandSet.parse(from_bands), BandSet.parse(to_bands)
     if conv.in_channels != len(src):
         raise PatchEmbedError(f"conv takes {conv.in_channels} channels but from_bands names {len(src)}: {src}")
     if init not in ("zero", "mean"):
         raise ValueError(f"init must be 'zero' or 'mean', got {init!r}")
-    known = [b for b in dst if b in src.names]
     new = _like(conv, len(dst))
     with torch.no_grad():
         w = torch.zeros_like(new.weight)
         for i, band in enumerate(dst):
             if band in src.names:
                 w[:, i] = conv.weight[:, src.names.index(band)]
-        if init == "mean" and known:
-            fill = torch.stack([conv.weight[:, src.names.index(b)] for b in known]).mean(0)
+        if init == "mean":
+            fill = conv.weight.mean(1)
             for i, band in enumerate(dst):
                 if band not in src.names:
                     w[:, i] = fill
