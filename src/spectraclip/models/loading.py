@@ -201,7 +201,8 @@ def _from_file(path: Path, entry: RegistryEntry | None, arch: str | None) -> Spe
         if entry is None and arch is None:
             entry = get_entry(DEFAULT_MODEL)
     if entry is not None:
-        config = config_from_entry(entry, _bands_for_channels(sd, entry))
+        _check_channels(sd, entry, path)
+        config = config_from_entry(entry)
     else:
         arch = arch or infer_openclip_arch(sd)
         if arch is None:
@@ -230,14 +231,13 @@ def _in_channels(sd: dict) -> int | None:
     return int(w.shape[1]) if w is not None else None
 
 
-def _bands_for_channels(sd: dict, entry: RegistryEntry) -> str | None:
-    """The entry's own bands unless the weights' channel count says otherwise (then an error)."""
+def _check_channels(sd: dict, entry: RegistryEntry, path: Path) -> None:
+    """The weights' patch embedding must take as many channels as the entry has bands."""
     n = _in_channels(sd)
     own = BandSet.parse(entry.bands)
     if n is not None and n != len(own):
-        raise CheckpointError(entry.name, f"checkpoint patch embedding takes {n} channels but {entry.name} "
-                                          f"expects {len(own)} ({own})")
-    return None
+        raise CheckpointError(path, f"patch embedding takes {n} channels but {entry.name} expects "
+                                    f"{len(own)} ({own})")
 
 
 def _with_bands(model: SpectralCLIP, bands: BandsArg) -> SpectralCLIP:
