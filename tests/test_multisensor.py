@@ -167,3 +167,156 @@ def test_manifest_jsonl_and_csv(tmp_path):
         manifest_items(bad)
     with pytest.raises(MultiSensorLayoutError, match="not a multi-sensor layout"):
         open_multisensor(tmp_path)
+
+
+# ------------------------------------------------------------------------------ MultiSensorCLIP
+def _model(modality_dropout=0.0, channel_dropout=0.0, seed=0):
+    import torch
+
+    from spectraclip.models.multisensor import MultiSensorCLIP, tiny_config
+
+    torch.manual_seed(seed)
+    cfg = tiny_config({"s2": "rgb", "s1": "s1", "coherence": "coherence"}, modality_dropout=modality_dropout,
+                      channel_dropout=channel_dropout)
+    return MultiSensorCLIP(cfg).eval()
+
+
+def _ms(sid="p", mods=("s2", "s1", "coherence"), seed=0):
+    rng = np.random.default_rng(seed)
+    specs = {"s2": ("rgb", 1500, 500), "s1": ("s1", -12, 3), "coherence": ("coherence", 0.5, 0.2)}
+    data = {}
+    for m in mods:
+        bands, mu, sd = specs[m]
+        bs = BandSet.parse(bands)
+        data[m] = Sample((mu + sd * rng.standard_normal((len(bs), 16, 16))).astype(np.float32), bs, sid)
+    return MultiSample(sid, data)
+
+
+def test_model_inference_with_each_subset_and_the_fusion_rule():
+    import itertools
+
+    import torch
+    import torch.nn.functional as F
+
+    model = _model()
+    full = _ms()
+    x, _ = model.preprocess(full)
+    with torch.inference_mode():
+        single = {m: model.encode_modality(m, x[m][None])[0] for m in x}
+    for r in (1, 2, 3):
+        for subset in itertools.combinations(("s2", "s1", "coherence"), r):
+            sample = full.select({m: full.data[m].bands for m in subset})
+            vec, used = model.embed(sample)
+            assert list(used) == list(subset)
+            expect = F.normalize(torch.stack([single[m] for m in subset]).mean(0), dim=-1)
+            torch.testing.assert_close(vec, expect, atol=1e-5, rtol=1e-5)
+            assert abs(float(vec.norm()) - 1) < 1e-5
+    # a missing band is filled with its mean and recorded; an unknown band or modality is an error naming it
+    vec, used = model.embed(full.select({"s2": "B04,B03", "s1": "VV"}))
+    assert used == {"s2": ["B04", "B03"], "s1": ["VV"]}
+    from spectraclip.models.multisensor import UnknownBandForModelError
+
+    with pytest.raises(UnknownBandForModelError, match="B08"):
+        model.embed(MultiSample("q", {"s2": _sample("B04,B08", 16, 16)}))
+    from spectraclip.models.multisensor import MultiSensorCLIP, tiny_config
+
+    slim = MultiSensorCLIP(tiny_config({"s2": "rgb"}))
+    with pytest.raises(ModalityError, match="no 's1' modality"):
+        slim.embed(full)
+
+
+def test_modality_and_channel_dropout_at_training():
+    import torch
+
+    model = _model(modality_dropout=0.5, channel_dropout=0.5)
+    b = 64
+    x = {m: torch.ones(b, len(model.config.modalities[m].bands), 32, 32) for m in model.modalities}
+    present = {m: torch.ones(b, dtype=torch.bool) for m in model.modalities}
+    present["coherence"][:16] = False  # some samples lack coherence to begin with
+    g = torch.Generator().manual_seed(0)
+    pres, xs = model._dropout(present, x, g)
+    kept = torch.stack([pres[m] for m in model.modalities], 1)
+    assert (kept.sum(1) >= 1).all()  # never drops everything
+    assert kept.sum() < sum(int(p.sum()) for p in present.values())  # but does drop
+    assert not pres["coherence"][:16].any()  # never resurrects an absent modality
+    for t in xs.values():
+        per_sample = (t[:, :, 0, 0] != 0).sum(1)
+        assert (per_sample >= 1).all()
+        if t.shape[1] > 1:
+            assert (per_sample < t.shape[1]).any()  # some bands were zeroed
+    # train mode drops, eval mode does not
+    model.train()
+    emb, pres_t, fused = model.encode(x, present, generator=torch.Generator().manual_seed(1))
+    assert sum(int(p.sum()) for p in pres_t.values()) < sum(int(p.sum()) for p in present.values())
+    assert (emb["s1"][~pres_t["s1"]] == 0).all()
+    model.eval()
+    _, pres_e, _ = model.encode(x, present)
+    assert all(torch.equal(pres_e[m], present[m]) for m in present)
+
+
+def test_pairwise_infonce_equals_open_clip_per_pair():
+    import torch
+    import torch.nn.functional as F
+    from open_clip.loss import ClipLoss
+
+    from spectraclip.models.multisensor import multimodal_infonce
+
+    torch.manual_seed(0)
+    emb = {m: F.normalize(torch.randn(6, 8), dim=-1) for m in ("s2", "s1", "coherence")}
+    present = {"s2": torch.ones(6, dtype=torch.bool), "s1": torch.tensor([1, 1, 1, 0, 0, 1], dtype=torch.bool),
+               "coherence": torch.tensor([1, 0, 0, 0, 0, 0], dtype=torch.bool)}
+    scale = torch.tensor(10.0)
+    loss, logs = multimodal_infonce(emb, present, scale)
+    both = present["s1"]
+    expect = ClipLoss()(emb["s2"][both], emb["s1"][both], scale)
+    assert set(logs) == {"s2-s1"}  # pairs with < 2 shared samples are skipped
+    torch.testing.assert_close(loss, expect)
+
+
+def test_few_training_steps_on_real_pairs_and_embeddings_table(tmp_path):
+    import torch
+
+    ssl, ben = _need("ssl4eo-s12-mini"), _need("bigearthnet-mini")
+    from spectraclip.embeddings import read_embeddings
+    from spectraclip.models.multisensor import (
+        MultiSensorCLIP,
+        collate,
+        embed_dataset,
+        load_multisensor,
+        save_multisensor,
+        tiny_config,
+        training_step,
+    )
+    from spectraclip.stats import compute_stats
+
+    torch.manual_seed(0)
+    stats = compute_stats([ssl, ben], progress=False)
+    model = MultiSensorCLIP(tiny_config({"s2": "s2-l1c", "s1": "s1"}, stats=stats, modality_dropout=0.2))
+    samples = list(open_multisensor(ssl)) + list(open_multisensor(ben))
+    x, present = collate([model.preprocess(s) for s in samples], model)
+    assert x["s2"].shape == (8, 13, 32, 32) and present["s1"].all()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    before = model.patch_embeds["s1"].weight.detach().clone()
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(4):
+        loss, logs = training_step(model, x, present, generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(logs["loss"])
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert not torch.equal(before, model.patch_embeds["s1"].weight)
+    # inference with S2 only, S1 only, both, and bands removed; the table records what was used
+    base = samples[2]
+    variants = [base, base.without("s1"), base.without("s2"), base.select({"s2": "B04,B03,B02,B08", "s1": "VV"})]
+    for n, v in enumerate(variants):
+        v.id = f"{base.id}#{n}"
+    ids, vecs, cols = embed_dataset(model, variants, out=tmp_path / "emb.parquet")
+    table = read_embeddings(tmp_path / "emb.parquet")
+    assert table.columns["modalities"] == ["s2,s1", "s2", "s1", "s2,s1"]
+    assert json.loads(table.columns["bands_used"][3]) == {"s2": ["B02", "B03", "B04", "B08"], "s1": ["VV"]}
+    np.testing.assert_allclose(np.linalg.norm(table.vectors, axis=1), 1, atol=1e-5)
+    back = load_multisensor(save_multisensor(model, tmp_path / "bundle"))
+    np.testing.assert_allclose(back.embed(base)[0].numpy(), vecs[0], atol=1e-6)
