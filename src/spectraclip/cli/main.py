@@ -22,6 +22,7 @@ _COMMAND_MODULES: list[str] = [
     "spectraclip.cli.train",
     "spectraclip.cli.shards",
     "spectraclip.cli.captioning",
+    "spectraclip.cli.evaluate",
 ]
 
 for _name in _COMMAND_MODULES:

@@ -1,0 +1,87 @@
+"""`spectraclip evaluate`: zero-shot, multi-label and retrieval benchmarks with reports and plots."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spectraclip.cli.common import DeviceOpt, ModelBandsOpt, WorkersOpt, console, fail, resolve_device
+
+
+def evaluate_cmd(
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model name (repeatable).")] = None,
+    checkpoint: Annotated[list[str] | None, typer.Option(
+        "--checkpoint", "-c", help="Bundle folder / weights file / hf-hub:ID (repeatable; a bundle needs no "
+        "--model).")] = None,
+    dataset: Annotated[list[str] | None, typer.Option(
+        "--dataset", "-d", help="eurosat-ms, bigearthnet, meter-ml, resisc45, folder (repeatable).")] = None,
+    root: Annotated[list[str] | None, typer.Option(
+        "--root", "-r", help="Dataset folder (or CSV for `folder`), one per --dataset.")] = None,
+    split: Annotated[str, typer.Option("--split", help="train, val, test or all.")] = "test",
+    templates: Annotated[list[str] | None, typer.Option(
+        "--templates", "-t", help="Template set name or JSON file (repeatable or comma-separated).")] = None,
+    task: Annotated[list[str] | None, typer.Option(
+        "--task", help="zeroshot, multilabel, retrieval (comma-separated; default per dataset).")] = None,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where reports, plots and the "
+                                             "embedding cache go.")] = Path("evaluation"),
+    model_bands: ModelBandsOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = "cpu",
+    k: Annotated[int, typer.Option("--k", min=1, help="Cut-off of retrieval mAP@k.")] = 100,
+    empty: Annotated[str, typer.Option("--empty", help="Classes without relevant images in retrieval means: "
+                                       "skip or zero.")] = "skip",
+    negative_prompt: Annotated[str, typer.Option("--negative-prompt", help="Extra negative class of the "
+                                                 "multi-label threshold variant.")] = "other features",
+    embedding_map: Annotated[str, typer.Option("--embedding-map", help="auto (UMAP, t-SNE for few images), "
+                                               "umap, tsne or none.")] = "auto",
+    plots: Annotated[bool, typer.Option("--plots/--no-plots")] = True,
+) -> None:
+    """Evaluate models on benchmarks; writes results.json/.csv/.md and plots to --output-dir."""
+    from rich.table import Table
+
+    from spectraclip.bands import BandError
+    from spectraclip.data.errors import DatasetError, DatasetNotFoundError
+    from spectraclip.evaluate.runner import (
+        DEFAULT_TEMPLATES,
+        EvaluationError,
+        evaluate,
+        headline_rows,
+        pair_datasets,
+        pair_models,
+    )
+    from spectraclip.evaluate.templates import TemplateError
+
+    split_list = [x.strip() for v in (templates or []) for x in v.split(",") if x.strip()]
+    tasks = [x.strip() for v in (task or []) for x in v.split(",") if x.strip()] or None
+    try:
+        models = pair_models(model or [], checkpoint or [], model_bands)
+        datasets = pair_datasets(dataset or [], root or [], split)
+        result = evaluate(models, datasets, split_list or list(DEFAULT_TEMPLATES), tasks, output_dir,
+                          batch_size=batch_size, num_workers=workers, device=resolve_device(device),
+                          retrieval_k=k, empty=empty, negative_prompt=negative_prompt, plots=plots,
+                          embedding_map=embedding_map, command=shlex.join(["spectraclip", *sys.argv[1:]]),
+                          log_fn=console.print)
+    except (EvaluationError, DatasetNotFoundError, DatasetError, TemplateError, BandError, FileNotFoundError,
+            ValueError) as exc:
+        fail(str(exc))
+        return
+    table = Table(title="headline results")
+    for col in ("model", "dataset", "templates", "task", "metric", "value"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for m, d, t, tk, metric, v in headline_rows(result.results):
+        table.add_row(m, d, t, tk, metric, "–" if v is None else f"{100 * v:.1f}%")
+    console.print(table)
+    for note in result.results.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"wrote {len(result.files)} files to {result.output_dir}:")
+    for f in result.files:
+        console.print(f"  {f}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_cmd)
