@@ -8,7 +8,8 @@ Requests are keyed by the `X-Spectraclip-Item` header the caption backend sends 
 runs out the item gets `default` (normally `ok`). Actions:
 `ok` (a valid reply built from the image's mean colour and the allowed place names), `malformed` (ignores the
 format), `badjson` (HTTP 200 with a body that is not JSON), `invented` (valid format, invented place name),
-`500`, `503`, `429` (with `Retry-After: 0`), `drop` (closes the connection without answering),
+`429` (with `Retry-After: 0`), any other status code (`500`, `503`, `401`, ...),
+`drop` (closes the connection without answering),
 `slow:<seconds>` (sleeps, then `ok`). `GET /_stats` returns request counts per item; `POST /_script` replaces
 the script (JSON `{"script": {...}, "default": "ok", "delay": 0}`).
 """
@@ -152,11 +153,11 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        if action in ("500", "503"):
-            self._send(int(action), b'{"error": {"message": "internal error"}}')
-            return
         if action == "429":
             self._send(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "0"})
+            return
+        if action.isdigit():  # any other status code: 500, 503, 401, ...
+            self._send(int(action), b'{"error": {"message": "scripted error"}}')
             return
         if action == "badjson":
             self._send(200, b"<html>not json</html>", ctype="text/html")
