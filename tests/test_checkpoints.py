@@ -280,3 +280,16 @@ def test_hub_helpers_read_environment_at_call_time(monkeypatch, tmp_path):
     assert ckpt.split_hf_id("hf-hub:org/repo@v1") == ("org/repo", "v1")
     with pytest.raises(ValueError, match="hf-hub:org/repo"):
         ckpt.split_hf_id("hf-hub:justrepo")
+
+
+def test_open_clip_arch_names_and_arch_inferred_from_a_plain_file(tmp_path):
+    model = load_model("openclip:ViT-S-32", bands="msclip")  # random init, RGB conv extended by name
+    assert model.config.arch == "ViT-S-32" and model.clip.visual.conv1.in_channels == 10
+    assert model.config.provenance["init"] == "random"
+    rgb = load_model("ViT-S-32")  # bare open_clip architecture name
+    assert rgb.bands.names == ("B04", "B03", "B02")
+    path = tmp_path / "plain.pt"
+    torch.save(rgb.clip.state_dict(), path)
+    again = load_model(checkpoint=str(path))  # no name: architecture from the tensor shapes
+    assert again.config.arch == "ViT-S-32"
+    _same_tensors(rgb.clip, again.clip)
