@@ -106,3 +106,16 @@ def test_source_specs():
     assert open_source("overture").release is None
     with pytest.raises(Exception, match="not found"):
         open_source("/no/such/overture")
+
+
+def test_failed_lookup_is_reported_not_recorded_as_no_tags(tmp_path, footprints):
+    class Offline:
+        description = "offline"
+
+        def features(self, overture_type, bbox):
+            raise OSError("no network")
+
+    errors = []
+    df = collect_tags(footprints[:2], Offline(), progress=False, on_error=lambda fp, e: errors.append(fp.id))
+    assert errors == [fp.id for fp in footprints[:2]] and df.attrs["image_ids"] == []
+    assert read_tags(write_tags(df, tmp_path / "t.parquet")) == {}

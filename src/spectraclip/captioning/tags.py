@@ -218,9 +218,10 @@ class OvertureMapsSource:
 
 
 def open_source(spec: str | Path) -> TagSource:
-    """`overture` / `overture:<release>` for the remote release, else a local GeoParquet file or folder."""
+    """`overture` / `overture:<release>` for the remote release, else a local GeoParquet file or folder
+    (an existing local path always wins)."""
     text = str(spec)
-    if text == "overture" or text.startswith("overture:"):
+    if not Path(text).exists() and (text == "overture" or text.startswith("overture:")):
         release = text.split(":", 1)[1] if ":" in text else ""
         return OvertureMapsSource(release or None)
     return LocalOvertureSource(text)
@@ -354,15 +355,17 @@ def collect_tags(footprints: Iterable[Footprint], source: TagSource, types: Sequ
 
     fps = list(footprints)
     rows: list[dict[str, Any]] = []
+    ok_ids: list[str] = []
     for fp in tqdm(fps, desc="tags", unit="image", disable=not progress):
         try:
             rows.extend(tags_for_footprint(fp, source, types, min_area_m2))
+            ok_ids.append(fp.id)
         except Exception as exc:  # noqa: BLE001 - a batch job reports bad items and goes on
             if on_error is None:
                 raise
             on_error(fp, exc)
     df = pd.DataFrame(rows, columns=list(TAG_COLUMNS))
-    df.attrs["image_ids"] = [fp.id for fp in fps]
+    df.attrs["image_ids"] = ok_ids  # images looked up successfully (a failed one is not "no tags")
     return df
 
 

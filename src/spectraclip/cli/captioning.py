@@ -69,6 +69,8 @@ def tags_cmd(
         return
     write_tags(df, output, source=src.description)
     report_failures(failed, "footprints")
+    if fps and len(df.attrs.get("image_ids", [])) == 0:
+        fail(f"no footprint could be looked up in {src.description} (see above); wrote an empty {output}", 1)
     table = Table(title=f"{len(df)} tags for {len(fps)} images ({src.description})")
     cols = ["image_id", "rank", "overture_type", "class", "subtype", "name", "area_m2", "length_m", "flags"]
     for c in cols:
