@@ -293,3 +293,15 @@ def test_open_clip_arch_names_and_arch_inferred_from_a_plain_file(tmp_path):
     again = load_model(checkpoint=str(path))  # no name: architecture from the tensor shapes
     assert again.config.arch == "ViT-S-32"
     _same_tensors(rgb.clip, again.clip)
+
+
+def test_pretrained_tag_resolves_through_the_hf_cache(tmp_path):
+    from spectraclip.models.loading import _openclip_weights
+
+    dummy = tmp_path / "w.safetensors"
+    dummy.write_bytes(b"x")
+    snap = fake_hf_cache(Path(os.environ["HF_HOME"]), "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+                         {"open_clip_model.safetensors": dummy})
+    assert Path(_openclip_weights("ViT-B-32", "laion2b_s34b_b79k")) == snap / "open_clip_model.safetensors"
+    with pytest.raises(Exception, match="no pretrained tag 'nope'"):
+        _openclip_weights("ViT-B-32", "nope")

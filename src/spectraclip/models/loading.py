@@ -116,26 +116,46 @@ def _openclip_config(arch: str, tag: str | None, entry: RegistryEntry | None = N
                        image_size=size if isinstance(size, int) else size[0], provenance=provenance)
 
 
+def _openclip_weights(arch: str, tag: str) -> str:
+    """A local file for an open_clip pretrained tag, fetched through the HF cache (offline-aware).
+
+    Tags hosted on the Hub resolve to `open_clip_model.safetensors` (else `open_clip_pytorch_model.bin`)
+    of their repo; other tags (plain URLs, e.g. OpenAI) are left to open_clip's own download.
+    """
+    from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
+
+    cfg = get_pretrained_cfg(arch, tag)
+    if not cfg:
+        raise UnknownModelError(f"open_clip {arch} has no pretrained tag {tag!r}; "
+                                f"tags: {', '.join(list_pretrained_tags_by_model(arch)) or 'none'}")
+    parts = [p for p in cfg.get("hf_hub", "").split("/") if p]
+    repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    if not repo:
+        return tag
+    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    last: ModelNotAvailableError | None = None
+    for name in names:
+        try:
+            return str(hub_file(repo, name))
+        except ModelNotAvailableError as exc:
+            last = exc
+    raise ModelNotAvailableError(f"open_clip {arch} pretrained={tag!r}: {last}\n"
+                                 f"(with --checkpoint PATH also pass --model {arch}).")
+
+
 def _openclip(arch: str, tag: str | None, entry: RegistryEntry | None = None) -> SpectralCLIP:
     """An RGB open_clip model (pretrained tag or random), wrapped with OpenCLIP's RGB normalisation in DN."""
     import open_clip
 
     config = _openclip_config(arch, tag, entry)
+    weights = _openclip_weights(arch, tag) if tag else None
     try:
-        clip = open_clip.create_model(arch, pretrained=tag, device="cpu")
-    except Exception as exc:  # noqa: BLE001 - download/offline failures
-        if not tag:
-            raise
-        from open_clip.pretrained import get_pretrained_cfg
-
-        hub = (get_pretrained_cfg(arch, tag) or {}).get("hf_hub", "").strip("/")
-        where = (f"`huggingface-cli download {hub}` (fills the HF cache)" if hub
-                 else "the open_clip pretrained file for this tag")
-        raise ModelNotAvailableError(
-            f"cannot load open_clip {arch} pretrained={tag!r}: {type(exc).__name__}: {exc}.\n"
-            f"Download {where} where you have network, or pass a local state dict with "
-            f"`--model {arch} --checkpoint PATH` (no network needed)."
-        ) from exc
+        clip = open_clip.create_model(arch, pretrained=weights, device="cpu")
+    except RuntimeError as exc:
+        if weights != tag:  # a local file that does not load is a real error
+            raise CheckpointError(weights or arch, str(exc)) from exc
+        raise ModelNotAvailableError(f"cannot download open_clip {arch} pretrained={tag!r} ({exc}); "
+                                     f"pass a local file with `--model {arch} --checkpoint PATH`") from exc
     return SpectralCLIP(clip, config)
 
 
