@@ -45,7 +45,7 @@ def plot_confusion(cm: np.ndarray, classes: list[str], title: str, path: Path) -
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
     ax.set_title(title, fontsize=8)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -65,7 +65,7 @@ def plot_bars(values: dict[str, float | None], title: str, ylabel: str, path: Pa
     ax.set_ylim(0, 1)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=8)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -105,7 +105,7 @@ def plot_embedding_map(vectors: np.ndarray, labels: list[str], classes: list[str
     ax.set_yticks([])
     ax.set_title(f"{title} — {used}", fontsize=8)
     ax.legend(fontsize=6, markerscale=1.2, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return used
 

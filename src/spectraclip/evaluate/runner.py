@@ -217,6 +217,7 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
     runs: list[dict[str, Any]] = []
     provenance: dict[str, Any] = {"models": {}, "datasets": {}, "templates": {}}
     embeddings_for_plots: list[dict[str, Any]] = []
+    caches: list[Path] = []
     for ts in template_sets:
         provenance["templates"][ts.name] = ts.to_dict()
     for dlabel, ds in opened:
@@ -240,6 +241,7 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
             say(f"encoding {dlabel} ({len(ds)} images) with {mlabel}")
             ids, vectors, failed, hit = encode_cached(model, ds, cache, key, batch_size=batch_size,
                                                       num_workers=num_workers, device=device, progress=progress)
+            caches.append(cache)
             say(f"  {'reused cached' if hit else 'wrote'} embeddings {cache}"
                 + (f"; {len(failed)} image(s) skipped" if failed else ""))
             by_id = {it.id: it for it in ds.items}
@@ -297,7 +299,7 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
         from spectraclip.evaluate import plots as plotting
 
         files += plotting.write_plots(results, embeddings_for_plots, out / "plots", embedding_map=embedding_map)
-    files = report.write_reports(results, out) + files
+    files = report.write_reports(results, out) + files + caches
     return EvaluationResult(results, files, out)
 
 
