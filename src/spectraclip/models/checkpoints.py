@@ -34,7 +34,7 @@ HF_PREFIX = "hf-hub:"
 LLAMA3_PREFIXES = ("clip_base_model.model.", "image_encoder.model.", "text_encoder.model.")
 
 
-class CheckpointError(Exception):
+class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file."""
 
     def __init__(self, path: object, problem: str) -> None:

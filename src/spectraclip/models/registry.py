@@ -14,7 +14,7 @@ from spectraclip.bands import MSCLIP_STATS, BandSet, BandStats
 from spectraclip.models.spectral_clip import ModelConfig
 
 
-class UnknownModelError(LookupError):
+class UnknownModelError(LookupError, ValueError):
     """A model name that is neither in the registry nor an open_clip architecture."""
 
     def __str__(self) -> str:  # LookupError/KeyError would repr() the message
