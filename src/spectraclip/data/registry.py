@@ -14,8 +14,12 @@ DATASETS: dict[str, tuple[str, str]] = {
     "meter-ml": ("spectraclip.data.meterml:METERML", "METER-ML methane sources, 7 classes"),
     "resisc45": ("spectraclip.data.resisc45:RESISC45", "RESISC45-style RGB scene folders"),
     "folder": ("spectraclip.data.folder:load_folder", "your own class-per-folder tree or CSV manifest"),
+    "eurosat-ms-mini": ("spectraclip.data.registry:open_eurosat_mini",
+                        "the 270 EuroSAT-MS patches shipped with spectraclip (no --root needed)"),
 }
-ALIASES = {"eurosat": "eurosat-ms", "eurosat-ms-mini": "eurosat-ms", "ben": "bigearthnet",
+# Datasets that ship inside the package and need no --root.
+EMBEDDED = {"eurosat-ms-mini"}
+ALIASES = {"eurosat": "eurosat-ms", "eurosat-mini": "eurosat-ms-mini", "ben": "bigearthnet",
            "bigearthnet-v1": "bigearthnet", "bigearthnet-v2": "bigearthnet", "reben": "bigearthnet",
            "meterml": "meter-ml", "nwpu-resisc45": "resisc45", "manifest": "folder", "csv": "folder"}
 
@@ -37,7 +41,20 @@ def canonical_dataset_name(name: str) -> str:
     return key
 
 
-def load_dataset(name: str, root: str | Path, split: str = "test", **kwargs: Any) -> LabelledDataset:
+def open_eurosat_mini(root: str | Path | None = None, split: str = "test", **kwargs: Any) -> LabelledDataset:
+    """The embedded EuroSAT-MS subset (extracted once into the cache; `root` is ignored)."""
+    from spectraclip.data.eurosat import EuroSATMS
+    from spectraclip.data.eurosat_mini import eurosat_mini_root
+
+    return EuroSATMS(eurosat_mini_root(), split=split, **kwargs)
+
+
+def needs_root(name: str) -> bool:
+    """False for datasets shipped with the package."""
+    return canonical_dataset_name(name) not in EMBEDDED
+
+
+def load_dataset(name: str, root: str | Path | None, split: str = "test", **kwargs: Any) -> LabelledDataset:
     """Open dataset `name` at `root` (extra keyword arguments go to the dataset class)."""
     target, _ = DATASETS[canonical_dataset_name(name)]
     module, attr = target.split(":")

@@ -74,9 +74,9 @@ class DatasetSpec:
     def open(self) -> LabelledDataset:
         if self.dataset is not None:
             return self.dataset
-        from spectraclip.data.registry import load_dataset
+        from spectraclip.data.registry import load_dataset, needs_root
 
-        if not self.name or not self.root:
+        if not self.name or (not self.root and needs_root(self.name)):
             raise EvaluationError("a dataset needs a name and a root folder")
         return load_dataset(self.name, self.root, split=self.split, **self.kwargs)
 
@@ -323,11 +323,16 @@ def pair_models(names: Sequence[str], checkpoints: Sequence[str], bands: str | N
 
 def pair_datasets(names: Sequence[str], roots: Sequence[str], split: str = "test") -> list[DatasetSpec]:
     """Dataset specs from repeated --dataset/--root options (one root per dataset, in order)."""
+    from spectraclip.data.registry import needs_root
+
     if not names:
         raise EvaluationError("give at least one --dataset NAME with its --root DIR")
-    if len(names) != len(roots):
-        raise EvaluationError(f"{len(names)} --dataset but {len(roots)} --root options: give one root per dataset")
-    return [DatasetSpec(n, r, split) for n, r in zip(names, roots, strict=True)]
+    rooted = [n for n in names if needs_root(n)]
+    if len(rooted) != len(roots):
+        raise EvaluationError(f"{len(rooted)} --dataset needing a root but {len(roots)} --root options: give one "
+                              "root per dataset, in order (embedded datasets such as eurosat-ms-mini take none)")
+    it = iter(roots)
+    return [DatasetSpec(n, next(it) if needs_root(n) else None, split) for n in names]
 
 
 def headline_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, float | None]]:

@@ -51,3 +51,28 @@ def zero_shot_logits(image_emb, class_emb):
     img = img / np.clip(np.linalg.norm(img, axis=-1, keepdims=True), 1e-12, None)
     cls = cls / np.clip(np.linalg.norm(cls, axis=-1, keepdims=True), 1e-12, None)
     return 100.0 * img @ cls.T
+
+
+def evaluate_zeroshot(model, dataset, templates: str | TemplateSet = "msclip", *, root: str | None = None,
+                      split: str = "test", batch_size: int = 32, device: str = "cpu") -> dict:
+    """Zero-shot classification metrics of `model` on a dataset (an opened dataset or a registered name).
+
+    Used by the trainer's validation hook; encodes without caching (the model changes between calls).
+    """
+    from spectraclip.evaluate.metrics import classification_metrics
+    from spectraclip.evaluate.templates import load_templates
+    from spectraclip.inference import encode_images
+
+    if isinstance(dataset, str):
+        from spectraclip.data.registry import load_dataset
+
+        dataset = load_dataset(dataset, root, split=split)
+    ts = templates if isinstance(templates, TemplateSet) else load_templates(templates)
+    enc = encode_images(model, dataset, batch_size=batch_size, device=device, progress=False)
+    by_id = {it.id: it for it in dataset.items}
+    cls = {c: k for k, c in enumerate(dataset.classes)}
+    labels = np.array([cls[by_id[i].labels[0]] for i in enc.ids])
+    class_emb = class_text_embeddings(model, dataset.class_prompt_names(), ts).cpu().numpy()
+    return classification_metrics(zero_shot_logits(enc.vectors.astype(np.float64), class_emb), labels,
+                                  dataset.classes)
+

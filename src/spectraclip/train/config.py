@@ -97,7 +97,8 @@ class RunRecipe:
     tensorboard: bool = False
     progress: bool = True
     plot: bool = True
-    zeroshot: str | None = None  # dataset name for the zero-shot hook at each validation (evaluate engineer)
+    zeroshot: str | None = None  # dataset name for the zero-shot hook at each validation (e.g. eurosat-ms-mini)
+    zeroshot_root: str | None = None  # its folder, for datasets that do not ship with the package
     zeroshot_templates: str = "default"
     threads: int | None = None  # torch.set_num_threads on CPU
 

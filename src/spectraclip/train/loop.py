@@ -284,7 +284,7 @@ def train(recipe: Recipe, *, resume: bool = False, hooks: Sequence[Callable] | N
                       find_unused_parameters=hf_text, static_graph=recipe.model.grad_checkpointing)
         all_hooks = list(hooks or [])
         if run.zeroshot:
-            all_hooks.append(zeroshot_hook(run.zeroshot, run.zeroshot_templates))
+            all_hooks.append(zeroshot_hook(run.zeroshot, run.zeroshot_templates, run.zeroshot_root))
 
         def checkpoint_now() -> Path | None:
             states = [ckpt.rng_state()]

@@ -44,17 +44,15 @@ def validate(model: Any, batches: Iterable[dict[str, Any]], loss_fn: torch.nn.Mo
     return {"val_loss": sum(losses) / n, "val_pairs": float(n), **recall_at_k(i @ t.T)}
 
 
-def zeroshot_hook(dataset: str, templates: str = "default") -> Hook:
-    """A hook running the evaluation package's zero-shot classification on `dataset` (top-1 accuracy)."""
+def zeroshot_hook(dataset: str, templates: str = "default", root: str | None = None) -> Hook:
+    """A hook running the evaluation package's zero-shot classification on `dataset` (top-1, balanced)."""
 
     def run(model: Any, step: int) -> dict[str, float]:
-        from spectraclip.evaluate import zeroshot
+        from spectraclip.evaluate.zeroshot import evaluate_zeroshot
 
-        if not hasattr(zeroshot, "evaluate_zeroshot"):
-            raise RuntimeError("the zero-shot evaluator (spectraclip.evaluate.zeroshot.evaluate_zeroshot) "
-                               "is not available in this install")
-        result = zeroshot.evaluate_zeroshot(model, dataset, templates=templates)
-        metrics = result if isinstance(result, dict) else getattr(result, "metrics", {})
-        return {f"zeroshot/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        device = str(next(model.parameters()).device)
+        metrics = evaluate_zeroshot(model, dataset, "msclip" if templates == "default" else templates,
+                                    root=root, device=device)
+        return {f"zeroshot/{k}": float(metrics[k]) for k in ("top1", "balanced_accuracy") if k in metrics}
 
     return run
