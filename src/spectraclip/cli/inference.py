@@ -196,11 +196,22 @@ def embed(
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
     nodata: NodataOpt = "error",
+    layout: Annotated[str | None, typer.Option(
+        "--layout", help="Read multi-sensor items (auto, ssl4eo, bigearthnet-s1s2, manifest) and embed them with "
+        "a multi-sensor model bundle; the table records the modalities and bands each embedding used.")] = None,
+    modalities: Annotated[str | None, typer.Option(
+        "--modalities", help="With --layout: use only these modalities, e.g. s2 or s2,s1 (default: all the "
+        "model knows).")] = None,
+    drop_bands: Annotated[str | None, typer.Option(
+        "--drop-bands", help="With --layout: leave these bands out of the inputs, e.g. B01,B09,VH.")] = None,
 ) -> None:
     """Write the embeddings table of rasters (resumable: rerun the same command after an interruption)."""
     from spectraclip.inference import embed_to_table
 
     net = load_model_or_exit(model, checkpoint, device, model_bands)
+    if layout is not None or modalities or drop_bands:
+        _embed_multisensor(net, paths, output, layout or "auto", modalities, drop_bands, model, checkpoint)
+        return
     items = _items(paths)
     meta = {"model": model or "", "checkpoint": str(checkpoint or ""), "model_config": net.config.arch}
     table, failed, resumed = embed_to_table(
@@ -210,6 +221,29 @@ def embed(
     report_failures(failed, "rasters")
     note = f" ({resumed} kept from an earlier run)" if resumed else ""
     console.print(f"wrote {output}: {len(table)} embeddings of dimension {table.dim}{note}, {len(failed)} skipped")
+
+
+def _embed_multisensor(net, paths: list[Path], output: Path, layout: str, modalities: str | None,
+                       drop_bands: str | None, model: str | None, checkpoint: str | None) -> None:
+    """`embed --layout ...`: multi-sensor items embedded by a MultiSensorCLIP (fused over available modalities)."""
+    from spectraclip.bands import BandError
+    from spectraclip.io.sample import RasterError
+    from spectraclip.models.multisensor import embed_multisensor
+
+    if getattr(net, "patch_embeds", None) is None:
+        fail("--layout/--modalities/--drop-bands need a multi-sensor model bundle (spectraclip.json kind: "
+             f"multisensor); {model or checkpoint} is a single-sensor model")
+    mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
+    drop = [b.strip() for b in drop_bands.split(",") if b.strip()] if drop_bands else None
+    try:
+        ids, failed = embed_multisensor(net, paths, output, layout=layout, modalities=mods, exclude_bands=drop,
+                                        metadata={"checkpoint": str(checkpoint or ""), "model_name": model or ""})
+    except (RasterError, BandError, ValueError) as exc:
+        fail(str(exc))
+        raise
+    report_failures(failed, "items")
+    console.print(f"wrote {output}: {len(ids)} multi-sensor embeddings of dimension {net.embed_dim}, "
+                  f"{len(failed)} skipped")
 
 
 def register(app: typer.Typer) -> None:

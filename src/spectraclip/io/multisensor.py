@@ -238,23 +238,43 @@ def read_multisample(item: MultiItem, *, modalities: Sequence[str] | None = None
     return coregister(item.id, samples, reference, item.meta)
 
 
+def drop_bands(sample: MultiSample, bands: Sequence[str]) -> MultiSample:
+    """`sample` without the named bands (a modality left with no band is dropped; none left is an error)."""
+    gone = set(BandSet.parse(list(bands)).names)
+    data = {}
+    for m in sample.modalities:
+        keep = [b for b in sample.data[m].bands if b not in gone]
+        if keep:
+            data[m] = sample.data[m].select(BandSet(tuple(keep)))
+    if not data:
+        raise ModalityError(f"sample {sample.id!r}: dropping {', '.join(sorted(gone))} leaves no band")
+    return MultiSample(sample.id, data, sample.crs, sample.transform, dict(sample.meta))
+
+
 class MultiSensorDataset:
-    """A list of `MultiItem`s read lazily into `MultiSample`s (map-style: `len`, `[i]`)."""
+    """A list of `MultiItem`s read lazily into `MultiSample`s (map-style: `len`, `[i]`).
+
+    `modalities` restricts which modalities are read; `exclude_bands` removes bands by name after reading
+    (e.g. to see how an embedding copes without them).
+    """
 
     def __init__(self, items: Sequence[MultiItem], *, modalities: Sequence[str] | None = None,
-                 reference: str | None = None, nodata: str = "error", source: str = "") -> None:
+                 reference: str | None = None, nodata: str = "error", source: str = "",
+                 exclude_bands: Sequence[str] | None = None) -> None:
         self.items = list(items)
         self.modalities = [check_modality(m) for m in modalities] if modalities else None
         self.reference = reference
         self.nodata = nodata
         self.source = source
+        self.exclude_bands = list(BandSet.parse(list(exclude_bands)).names) if exclude_bands else []
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> MultiSample:
-        return read_multisample(self.items[i], modalities=self.modalities, reference=self.reference,
-                                nodata=self.nodata)
+        sample = read_multisample(self.items[i], modalities=self.modalities, reference=self.reference,
+                                  nodata=self.nodata)
+        return drop_bands(sample, self.exclude_bands) if self.exclude_bands else sample
 
     def __iter__(self) -> Iterator[MultiSample]:
         for i in range(len(self)):
@@ -469,9 +489,29 @@ def detect_items(source: str | Path, **kwargs: Any) -> tuple[str, list[MultiItem
                                  "SSL4EO-S12 folder with s1/ and s2c/ or s2a/, or BigEarthNet S1+S2 patches)")
 
 
+LAYOUTS: tuple[str, ...] = ("auto", "ssl4eo", "bigearthnet-s1s2", "manifest")
+_LAYOUT_ALIASES = {"ssl4eo-s12": "ssl4eo", "bigearthnet": "bigearthnet-s1s2", "ben": "bigearthnet-s1s2"}
+
+
+def layout_items(source: str | Path, layout: str = "auto", **kwargs: Any) -> tuple[str, list[MultiItem]]:
+    """Items of `source` read as `layout` (`ssl4eo`, `bigearthnet-s1s2`, `manifest`, or `auto` to detect).
+    Returns (layout name, items); an unknown layout is a MultiSensorLayoutError naming the choices."""
+    name = _LAYOUT_ALIASES.get(str(layout).lower(), str(layout).lower())
+    if name == "auto":
+        return detect_items(source, **kwargs)
+    if name == "ssl4eo":
+        return "ssl4eo-s12", ssl4eo_s12_items(source, **kwargs)
+    if name == "bigearthnet-s1s2":
+        return name, bigearthnet_s1s2_items(source)
+    if name == "manifest":
+        return name, manifest_items(source)
+    raise MultiSensorLayoutError(source, f"unknown multi-sensor layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+
+
 def open_multisensor(source: str | Path, *, modalities: Sequence[str] | None = None, reference: str | None = None,
-                     nodata: str = "error", **kwargs: Any) -> MultiSensorDataset:
+                     nodata: str = "error", layout: str = "auto", exclude_bands: Sequence[str] | None = None,
+                     **kwargs: Any) -> MultiSensorDataset:
     """A `MultiSensorDataset` over a manifest, SSL4EO-S12 folder or BigEarthNet S1+S2 folder."""
-    layout, items = detect_items(source, **kwargs)
+    layout, items = layout_items(source, layout, **kwargs)
     return MultiSensorDataset(items, modalities=modalities, reference=reference, nodata=nodata,
-                              source=f"{layout}:{source}")
+                              source=f"{layout}:{source}", exclude_bands=exclude_bands)

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -114,29 +115,26 @@ def is_bundle(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / BUNDLE_CONFIG).is_file()
 
 
-def save_bundle(model: SpectralCLIP, directory: str | os.PathLike[str],
-                provenance: dict[str, Any] | None = None) -> Path:
-    """Write `model.safetensors` + `spectraclip.json` to `directory` atomically (temp dir, then rename).
+def bundle_kind(directory: str | os.PathLike[str]) -> str:
+    """The `kind` of a bundle: `spectral` (a SpectralCLIP; bundles without the field) or `multisensor`."""
+    try:
+        data = json.loads((Path(directory) / BUNDLE_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return "spectral"
+    return str(data.get("kind", "spectral")) if isinstance(data, dict) else "spectral"
 
-    An existing bundle at `directory` is replaced; any other non-empty directory is refused.
-    """
-    from safetensors.torch import save_model
 
-    from spectraclip import __version__
-
+def write_bundle_dir(directory: str | os.PathLike[str], fill: Callable[[Path], None]) -> Path:
+    """Atomically (re)place the bundle `directory`: `fill(tmp)` writes the files into a temp dir, which is
+    then renamed into place. An existing bundle is replaced; any other non-empty directory is refused."""
     target = Path(directory)
     if target.exists() and not is_bundle(target) and (not target.is_dir() or any(target.iterdir())):
         raise CheckpointError(target, "exists and is not a spectraclip bundle; refusing to overwrite it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    cfg = ModelConfig.from_dict(model.config.to_dict())
-    cfg.provenance.update(provenance or {})
-    cfg.provenance.setdefault("saved_at", datetime.now(UTC).isoformat(timespec="seconds"))
-    cfg.provenance["spectraclip_version"] = __version__
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     old = None
     try:
-        save_model(model.clip, str(tmp / BUNDLE_WEIGHTS), metadata={"format": "spectraclip", "arch": cfg.arch})
-        (tmp / BUNDLE_CONFIG).write_text(cfg.to_json() + "\n", encoding="utf-8")
+        fill(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
@@ -151,6 +149,33 @@ def save_bundle(model: SpectralCLIP, directory: str | os.PathLike[str],
     return target
 
 
+def save_bundle(model: SpectralCLIP, directory: str | os.PathLike[str],
+                provenance: dict[str, Any] | None = None) -> Path:
+    """Write `model.safetensors` + `spectraclip.json` to `directory` atomically (temp dir, then rename).
+
+    An existing bundle at `directory` is replaced; any other non-empty directory is refused.
+    A `MultiSensorCLIP` is saved by `models.multisensor.save_multisensor` (same layout, `kind: multisensor`).
+    """
+    from safetensors.torch import save_model
+
+    from spectraclip import __version__
+
+    if getattr(model, "patch_embeds", None) is not None:  # MultiSensorCLIP
+        from spectraclip.models.multisensor import save_multisensor
+
+        return save_multisensor(model, directory, provenance)  # type: ignore[arg-type]
+    cfg = ModelConfig.from_dict(model.config.to_dict())
+    cfg.provenance.update(provenance or {})
+    cfg.provenance.setdefault("saved_at", datetime.now(UTC).isoformat(timespec="seconds"))
+    cfg.provenance["spectraclip_version"] = __version__
+
+    def fill(tmp: Path) -> None:
+        save_model(model.clip, str(tmp / BUNDLE_WEIGHTS), metadata={"format": "spectraclip", "arch": cfg.arch})
+        (tmp / BUNDLE_CONFIG).write_text(cfg.to_json() + "\n", encoding="utf-8")
+
+    return write_bundle_dir(directory, fill)
+
+
 def read_bundle_config(directory: str | os.PathLike[str]) -> ModelConfig:
     """The ModelConfig stored in a bundle directory."""
     path = Path(directory) / BUNDLE_CONFIG
@@ -163,7 +188,8 @@ def read_bundle_config(directory: str | os.PathLike[str]) -> ModelConfig:
 
 
 def load_bundle(source: str | os.PathLike[str], device: str | torch.device = "cpu") -> SpectralCLIP:
-    """Load a bundle from a directory or `hf-hub:org/repo[@rev]` (through the HF cache)."""
+    """Load a bundle from a directory or `hf-hub:org/repo[@rev]` (through the HF cache); a bundle of
+    `kind: multisensor` gives a `MultiSensorCLIP`."""
     from safetensors.torch import load_model
 
     src = str(source)
@@ -172,6 +198,10 @@ def load_bundle(source: str | os.PathLike[str], device: str | torch.device = "cp
         folder = hub_snapshot(repo, rev, allow_patterns=[BUNDLE_CONFIG, BUNDLE_WEIGHTS])
     else:
         folder = Path(src)
+    if bundle_kind(folder) == "multisensor":
+        from spectraclip.models.multisensor import load_multisensor
+
+        return load_multisensor(folder, device)  # type: ignore[return-value]
     config = read_bundle_config(folder)
     weights = folder / BUNDLE_WEIGHTS
     if not weights.is_file():

@@ -31,10 +31,12 @@ def tower_of(name: str) -> str:
     n = name[5:] if name.startswith("clip.") else name
     if n.split(".")[-1] in TEMPERATURE and n.count(".") == 0:
         return "temperature"
-    return "image" if n.startswith("visual.") else "text"
+    return "image" if n.startswith(("visual.", "patch_embeds.")) else "text"
 
 
 def _patch_embed_names(model: nn.Module) -> set[str]:
+    if getattr(model, "patch_embeds", None) is not None:  # MultiSensorCLIP: one patch embedding per modality
+        return {n for n, _ in model.named_parameters() if n.startswith("patch_embeds.")}
     from spectraclip.models.channels import get_patch_embed
 
     conv = get_patch_embed(model)

@@ -2,7 +2,8 @@
 
 - a registry name (`Llama3-MS-CLIP-Base`, `OpenCLIP-ViT-B-16`, `tiny-test`, ...; see `registry.json`);
 - `openclip:<arch>[/<tag>]` or a bare open_clip architecture name (`ViT-B-16`);
-- a bundle directory, `hf-hub:org/repo[@rev]`, or a checkpoint file (Llama3-MS-CLIP layout, plain
+- a bundle directory (a `kind: multisensor` bundle gives a `MultiSensorCLIP`), `hf-hub:org/repo[@rev]`,
+  or a checkpoint file (Llama3-MS-CLIP layout, plain
   open_clip state dict, or a bundle's `model.safetensors`) given as `checkpoint=` (or as `name`).
 
 `bands=` asks for another band set: tiny/random models are built for it, pretrained models have their
@@ -260,10 +261,20 @@ def _check_channels(sd: dict, entry: RegistryEntry, path: Path) -> None:
                                     f"{len(own)} ({own})")
 
 
+def load_any(source: str | os.PathLike[str], device: str | torch.device = "cpu"):
+    """Any model a name or path gives: a `SpectralCLIP`, or a `MultiSensorCLIP` for a bundle whose
+    `spectraclip.json` says `kind: multisensor` (`load_model` does the same; this name says so)."""
+    return load_model(checkpoint=source, device=device) if Path(str(source)).exists() else load_model(
+        str(source), device=device)
+
+
 def _with_bands(model: SpectralCLIP, bands: BandsArg) -> SpectralCLIP:
     """Extend/select the patch embedding by name when another band set is asked for."""
     if bands is None:
         return model
+    if getattr(model, "patch_embeds", None) is not None:
+        raise ValueError("bands=/--model-bands does not apply to a multi-sensor model (its bands are per "
+                         "modality); choose modalities/bands of the inputs instead")
     want = BandSet.parse(bands)
     if want.names == model.bands.names:
         return model

@@ -37,6 +37,8 @@ from torch import nn
 from spectraclip.bands import BandSet, BandStats
 from spectraclip.io.multisensor import MODALITIES, ModalityError, MultiSample, check_modality
 
+KIND = "multisensor"  # the `kind` field of a multi-sensor bundle's spectraclip.json
+
 
 class UnknownBandForModelError(ModalityError):
     """A band the model's modality was never trained on (names the band and modality)."""
@@ -87,12 +89,46 @@ class MultiSensorConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "spectraclip.multisensor", "format_version": 1, **deepcopy(asdict(self))}
+        """The bundle's `spectraclip.json` content (`kind: multisensor` tells loaders what to build)."""
+        return {"kind": KIND, "format": "spectraclip.multisensor", "format_version": 1, **deepcopy(asdict(self))}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MultiSensorConfig:
-        data = {k: v for k, v in data.items() if k not in ("format", "format_version")}
+        data = {k: v for k, v in data.items() if k not in ("kind", "format", "format_version")}
         return cls(**deepcopy(data))
+
+
+def preprocess_multisample(config: MultiSensorConfig, sample: MultiSample
+                           ) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
+    """Model input of one sample from the config alone: per modality the config's bands by name (absent
+    ones filled with their mean, i.e. zero after normalising; bands the config lacks are ignored),
+    resized/cropped to `image_size` and normalised. Returns (`{m: [C_m, S, S]}`, `{m: bands present}`)."""
+    from spectraclip.data.transforms import center_crop, resize_exact, resize_shorter
+
+    out, used = {}, {}
+    s = config.image_size
+    for m in sample.modalities:
+        if m not in config.modalities:
+            continue
+        spec, smp = config.modalities[m], sample.data[m]
+        px = np.empty((len(spec.bands), *smp.pixels.shape[1:]), np.float32)
+        have = []
+        for i, b in enumerate(spec.bands):
+            if b in smp.bands.names:
+                px[i] = smp.pixels[smp.bands.names.index(b)]
+                have.append(b)
+            else:
+                px[i] = spec.mean[i]
+        x = torch.from_numpy(px)
+        if config.crop == "center":
+            x = center_crop(resize_shorter(x, s, config.resize), s)
+        else:
+            x = resize_exact(x, s, config.resize)
+        mean = torch.tensor(spec.mean, dtype=torch.float32).view(-1, 1, 1)
+        std = torch.tensor(spec.std, dtype=torch.float32).view(-1, 1, 1)
+        out[m] = ((x - mean) / std).float().contiguous()
+        used[m] = have
+    return out, used
 
 
 def fuse(embeddings: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -124,9 +160,6 @@ class MultiSensorCLIP(nn.Module):
         })
         visual.conv1 = nn.Identity()  # the trunk now takes patch features [B, width, g, g]
         self.config = config
-        for m, spec in config.modalities.items():
-            self.register_buffer(f"mean_{m}", torch.tensor(spec.mean).view(-1, 1, 1), persistent=False)
-            self.register_buffer(f"std_{m}", torch.tensor(spec.std).view(-1, 1, 1), persistent=False)
 
     # -- inputs -------------------------------------------------------------------------------------
     @property
@@ -153,29 +186,8 @@ class MultiSensorCLIP(nn.Module):
     def preprocess(self, sample: MultiSample) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
         """Per modality: the model's bands by name (absent ones filled with their mean), resized and
         normalised -> `{m: [C_m, S, S]}`, and `{m: bands actually present}`."""
-        from spectraclip.data.transforms import center_crop, resize_exact, resize_shorter
-
         self.check_inputs({m: sample.data[m].bands.names for m in sample.modalities})
-        out, used = {}, {}
-        s = self.config.image_size
-        for m in sample.modalities:
-            spec, smp = self.config.modalities[m], sample.data[m]
-            px = np.empty((len(spec.bands), *smp.pixels.shape[1:]), np.float32)
-            have = []
-            for i, b in enumerate(spec.bands):
-                if b in smp.bands.names:
-                    px[i] = smp.pixels[smp.bands.names.index(b)]
-                    have.append(b)
-                else:
-                    px[i] = spec.mean[i]
-            x = torch.from_numpy(px)
-            if self.config.crop == "center":
-                x = center_crop(resize_shorter(x, s, self.config.resize), s)
-            else:
-                x = resize_exact(x, s, self.config.resize)
-            out[m] = ((x - getattr(self, f"mean_{m}")) / getattr(self, f"std_{m}")).float().contiguous()
-            used[m] = have
-        return out, used
+        return preprocess_multisample(self.config, sample)
 
     # -- encoding -----------------------------------------------------------------------------------
     def encode_modality(self, modality: str, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -253,6 +265,12 @@ class MultiSensorCLIP(nn.Module):
             _, _, fused = self.encode({m: t[None] for m, t in x.items()}, dropout=False)
         return fused[0], used
 
+    def forward(self, x: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor] | None = None,
+                text: torch.Tensor | None = None, text_present: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss of a batch (see `training_step`); a forward so DDP can wrap the model."""
+        return training_step(self, x, present, text, text_present=text_present)
+
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         return self.clip.encode_text(tokens, normalize=normalize)
 
@@ -285,22 +303,25 @@ def multimodal_infonce(emb: Mapping[str, torch.Tensor], present: Mapping[str, to
     return torch.stack(losses).mean(), logs
 
 
-def training_step(model: MultiSensorCLIP, x: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
-                  text: torch.Tensor | None = None, generator: torch.Generator | None = None
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one batch: pairwise multi-modal InfoNCE (+ fused-image vs caption CLIP loss when `text`)."""
-    emb, pres, fused = model.encode(x, present, dropout=True, generator=generator)
+def training_step(model: MultiSensorCLIP, x: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor] | None,
+                  text: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                  text_present: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one batch: pairwise multi-modal InfoNCE, plus a CLIP loss between the fused image embedding
+    and caption embeddings when `text` is given (on the rows of `text_present`, default all, if >= 2)."""
+    emb, pres, fused = model.encode(x, present, dropout=model.training, generator=generator)
     scale = model.clip.logit_scale.exp()
     loss, logs = multimodal_infonce(emb, pres, scale)
     if text is not None:
         from open_clip.loss import ClipLoss
 
-        tl = ClipLoss()(fused, model.encode_text(text), scale)
-        logs["image-text"] = float(tl.detach())
-        loss = loss + tl
+        rows = text_present.bool() if text_present is not None else torch.ones(len(text), dtype=torch.bool)
+        if int(rows.sum()) >= 2:
+            tl = ClipLoss()(fused[rows.to(fused.device)], model.encode_text(text[rows.to(text.device)]), scale)
+            logs["image-text"] = float(tl.detach())
+            loss = loss + tl
     logs["loss"] = float(loss.detach())
-    logs["dropped_modalities"] = float(sum(int((present[m].bool() & ~pres[m]).sum()) for m in pres)) \
-        if present is not None else 0.0
+    logs["dropped_modalities"] = float(sum(int((present[m].bool() & ~pres[m]).sum()) for m in pres
+                                           if m in present)) if present is not None else 0.0
     return loss, logs
 
 
@@ -343,38 +364,68 @@ def tiny_config(modalities: Mapping[str, str | Sequence[str]] | None = None,
     return MultiSensorConfig("tiny-multisensor", arch_config, specs, image_size=32, **kw)
 
 
-def save_multisensor(model: MultiSensorCLIP, directory: str | Path) -> Path:
-    """Save weights (safetensors) and `config.json` into `directory`."""
+def save_multisensor(model: MultiSensorCLIP, directory: str | Path,
+                     provenance: Mapping[str, Any] | None = None) -> Path:
+    """Write the standard bundle (`model.safetensors` + `spectraclip.json` with `kind: multisensor`, the
+    per-modality bands and normalisation) atomically; `load_model(checkpoint=directory)` reads it back."""
+    from datetime import UTC, datetime
+
     from safetensors.torch import save_file
 
-    from spectraclip.io.atomic import atomic_open, atomic_path
+    from spectraclip import __version__
+    from spectraclip.models.checkpoints import BUNDLE_CONFIG, BUNDLE_WEIGHTS, write_bundle_dir
 
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    with atomic_path(d / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    with atomic_open(d / "config.json") as fh:
-        json.dump(model.config.to_dict(), fh, indent=1)
-    return d
+    config = MultiSensorConfig.from_dict(model.config.to_dict())
+    config.provenance.update(dict(provenance or {}))
+    config.provenance.setdefault("saved_at", datetime.now(UTC).isoformat(timespec="seconds"))
+    config.provenance["spectraclip_version"] = __version__
+
+    def fill(tmp: Path) -> None:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+                  str(tmp / BUNDLE_WEIGHTS), metadata={"format": "spectraclip", "kind": KIND, "arch": config.arch})
+        (tmp / BUNDLE_CONFIG).write_text(json.dumps(config.to_dict(), indent=1) + "\n", encoding="utf-8")
+
+    return write_bundle_dir(directory, fill)
 
 
-def load_multisensor(directory: str | Path) -> MultiSensorCLIP:
-    """Inverse of `save_multisensor`."""
+def load_multisensor(directory: str | Path, device: str | torch.device = "cpu") -> MultiSensorCLIP:
+    """Inverse of `save_multisensor` (also reads the older `config.json` layout)."""
     from safetensors.torch import load_file
 
+    from spectraclip.models.checkpoints import BUNDLE_CONFIG, BUNDLE_WEIGHTS, CheckpointError
+
     d = Path(directory)
-    model = MultiSensorCLIP(MultiSensorConfig.from_dict(json.loads((d / "config.json").read_text())))
-    model.load_state_dict(load_file(str(d / "model.safetensors")))
-    return model.eval()
+    cfg_path = d / BUNDLE_CONFIG if (d / BUNDLE_CONFIG).is_file() else d / "config.json"
+    try:
+        config = MultiSensorConfig.from_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise CheckpointError(d, f"not a multi-sensor bundle (no {BUNDLE_CONFIG})") from None
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise CheckpointError(cfg_path, f"invalid multi-sensor bundle config: {exc}") from exc
+    model = MultiSensorCLIP(config)
+    try:
+        model.load_state_dict(load_file(str(d / BUNDLE_WEIGHTS)))
+    except FileNotFoundError:
+        raise CheckpointError(d, f"bundle has {cfg_path.name} but no {BUNDLE_WEIGHTS}") from None
+    except RuntimeError as exc:
+        raise CheckpointError(d / BUNDLE_WEIGHTS, f"weights do not fit the config: {exc}") from exc
+    return model.to(device).eval()
 
 
 def embed_dataset(model: MultiSensorCLIP, samples: Sequence[MultiSample] | Any, out: str | Path | None = None,
-                  on_error: Any = None) -> tuple[list[str], np.ndarray, dict[str, list]]:
-    """Fused embeddings of every sample with what each used: columns `modalities` ("s2,s1") and
-    `bands_used` (JSON {modality: [bands]}); written as an embeddings table when `out` is given."""
-    ids, vecs, mods, used_bands, failed = [], [], [], [], []
+                  on_error: Any = None, metadata: Mapping[str, Any] | None = None,
+                  progress: bool = False) -> tuple[list[str], np.ndarray, dict[str, list]]:
+    """Fused embeddings of every sample with what each used: columns `modalities` ("s2,s1"), `bands_used`
+    (JSON {modality: [bands]}) and `sources` (JSON {modality: file}); written as an embeddings table when
+    `out` is given. A sample that cannot be read or embedded is skipped and reported (`on_error(i, exc)`)."""
+    ids, vecs, mods, used_bands, paths, failed = [], [], [], [], [], []
     model.eval()
-    for i in range(len(samples)):
+    order: Any = range(len(samples))
+    if progress:
+        from tqdm import tqdm
+
+        order = tqdm(order, desc="embed", unit="item")
+    for i in order:
         try:
             sample = samples[i]
             vec, used = model.embed(sample)
@@ -387,12 +438,55 @@ def embed_dataset(model: MultiSensorCLIP, samples: Sequence[MultiSample] | Any, 
         vecs.append(vec.numpy())
         mods.append(",".join(used))
         used_bands.append(json.dumps(used))
+        src = (sample.meta or {}).get("sources") or {}
+        paths.append(json.dumps({m: str(src[m]) for m in used if src.get(m)}))
     vectors = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, model.embed_dim), np.float32)
-    columns = {"modalities": mods, "bands_used": used_bands}
+    columns = {"modalities": mods, "bands_used": used_bands, "sources": paths}
     if out is not None:
         from spectraclip.embeddings import write_embeddings
 
-        write_embeddings(out, ids, vectors, columns=columns,
-                         metadata={"model": model.config.arch, "fusion": "normalized mean of modality embeddings",
-                                   "failed": failed})
+        meta = {"model": model.config.arch, "kind": KIND, "fusion": "normalized mean of modality embeddings",
+                "model_modalities": {m: s.bands for m, s in model.config.modalities.items()}, "failed": failed,
+                **dict(metadata or {})}
+        write_embeddings(out, ids, vectors, columns=columns, metadata=meta)
     return ids, vectors, columns
+
+
+def embed_multisensor(model: MultiSensorCLIP, sources: Sequence[str | Path], out: str | Path, *,
+                      layout: str = "auto", modalities: Sequence[str] | None = None,
+                      exclude_bands: Sequence[str] | None = None, on_error: Any = None,
+                      metadata: Mapping[str, Any] | None = None, progress: bool = True
+                      ) -> tuple[list[str], list[tuple[str, str]]]:
+    """Embed every item of multi-sensor `sources` (read as `layout`), using only `modalities` (default:
+    all the model knows) and without `exclude_bands`; writes the embeddings table `out`.
+    Returns (ids written, [(item, problem)] skipped)."""
+    from spectraclip.io.multisensor import open_multisensor
+
+    want = [check_modality(m) for m in modalities] if modalities else list(model.modalities)
+    unknown = [m for m in want if m not in model.config.modalities]
+    if unknown:
+        raise ModalityError(f"the model knows no {unknown[0]!r} modality; it knows {', '.join(model.modalities)}")
+    datasets = [open_multisensor(src, modalities=want, layout=layout, exclude_bands=exclude_bands)
+                for src in sources]
+    items = [(ds, i) for ds in datasets for i in range(len(ds))]
+
+    class _All:
+        def __len__(self) -> int:
+            return len(items)
+
+        def __getitem__(self, k: int) -> MultiSample:
+            ds, i = items[k]
+            return ds[i]
+
+    failed: list[tuple[str, str]] = []
+
+    def report(k: int, exc: Exception) -> None:
+        ds, i = items[k]
+        failed.append((f"{ds.source} item {ds.items[i].id}", str(exc)))
+        if on_error:
+            on_error(k, exc)
+
+    meta = {"layout": layout, "sources": [str(s) for s in sources], "modalities_requested": want,
+            "excluded_bands": list(exclude_bands or []), **dict(metadata or {})}
+    ids, _, _ = embed_dataset(model, _All(), out, on_error=report, metadata=meta, progress=progress)
+    return ids, failed

@@ -34,6 +34,11 @@ class ModelRecipe:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     grad_checkpointing: bool = False
+    # multi-sensor models (see train/multisensor.py): kind: multisensor trains a MultiSensorCLIP
+    kind: str = "spectral"  # spectral (SpectralCLIP on image-caption pairs) | multisensor
+    modalities: dict[str, str | list[str]] | None = None  # multisensor: {s2: s2-l2a, s1: s1}; None: from data
+    modality_dropout: float = 0.3  # multisensor: chance to drop each present modality of a sample
+    channel_dropout: float = 0.1  # multisensor: chance to zero each band of a kept modality
 
 
 @dataclass
@@ -54,6 +59,7 @@ class DataRecipe:
     shuffle_buffer: int = 1000  # shards only
     resampled: bool = False  # shards only: sample shards with replacement
     samples_per_epoch: int | None = None  # shards: epoch length (default: the index's sample count)
+    layout: str = "auto"  # multisensor: auto | ssl4eo | bigearthnet-s1s2 | manifest (how data.train is read)
 
 
 @dataclass
@@ -112,6 +118,9 @@ class Recipe:
     loss: LossRecipe = field(default_factory=LossRecipe)
     optim: OptimRecipe = field(default_factory=OptimRecipe)
     run: RunRecipe = field(default_factory=RunRecipe)
+    # per-modality band statistics {s2: {mean: {B02: ..}, std: {..}}, s1: ...} as `spectraclip stats
+    # --write-recipe` writes them; used by multisensor models (None: computed from data.train)
+    normalization: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for YAML, JSON logs and the bundle's provenance)."""
@@ -125,6 +134,8 @@ FREEZE_POLICIES = ("all", "projection", "attention", "lock-text", "lora")
 _CHOICES = {
     "model.freeze": FREEZE_POLICIES,
     "model.init_new_bands": ("zero", "mean"),
+    "model.kind": ("spectral", "multisensor"),
+    "data.layout": ("auto", "ssl4eo", "bigearthnet-s1s2", "manifest"),
     "loss.kind": ("clip", "siglip"),
     "run.precision": ("auto", "fp32", "bf16", "fp16"),
 }

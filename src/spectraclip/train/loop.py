@@ -40,6 +40,25 @@ class TrainResult:
     validation: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class TrainTask:
+    """What differs between model kinds: the model, its data, one step's forward/backward, validation.
+
+    `step(net, batch, autocast, scaler) -> loss` runs forward and backward of one optimiser step's batch;
+    `validate(model, per_rank_batch) -> metrics`; `metrics` holds extra values of the last step to log.
+    """
+
+    model: Any
+    lora: Any
+    train_ds: Any
+    val_ds: Any
+    collate: Callable
+    step: Callable[..., float]
+    validate: Callable[[Any, int], dict[str, float]]
+    ddp_kwargs: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
 def make_loss(recipe: LossRecipe, info: DistInfo) -> torch.nn.Module:
     """open_clip's `ClipLoss` (InfoNCE) or `SigLipLoss`, set up for this process's rank."""
     from open_clip.loss import ClipLoss, SigLipLoss
@@ -197,19 +216,62 @@ def _check_data_bands(ds: Any, bands: Any) -> None:
     ds.check_bands(bands)
 
 
-def train(recipe: Recipe, *, resume: bool = False, hooks: Sequence[Callable] | None = None,
-          console: Any = None) -> TrainResult:
-    """Run a training recipe (in every process of a torchrun/srun launch); returns what rank 0 wrote."""
+def _spectral_task(recipe: Recipe, info: DistInfo) -> TrainTask:
+    """The SpectralCLIP task: image-caption pairs from a manifest or shards, CLIP/SigLIP loss with
+    feature-cached accumulation, retrieval validation."""
     from spectraclip.data.augment import SpectralAugment
     from spectraclip.data.captions import collate_pairs
+    from spectraclip.train.data import TrainTransform, make_dataset
+    from spectraclip.train.model_setup import build_model, target_bands
+    from spectraclip.train.validate import validate
+
+    run, dcfg = recipe.run, recipe.data
+    # Data first (cheap, and a band the data lacks must fail before anything heavy happens).
+    want = target_bands(recipe.model)
+    train_ds = make_dataset(dcfg.train, None, dcfg, run.seed, dcfg.train_split, training=True)
+    if want is not None:
+        _check_data_bands(train_ds, want)
+
+    _seed_all(run.seed)
+    model, lora = build_model(recipe.model, recipe.loss.siglip_bias_init if recipe.loss.kind == "siglip"
+                              else None)
+    bands = model.bands
+    if want is None:
+        _check_data_bands(train_ds, bands)
+    aug = None
+    if dcfg.augment:
+        aug = SpectralAugment(dcfg.hflip, dcfg.vflip, dcfg.rot90,
+                              tuple(dcfg.crop_scale) if dcfg.crop_scale else None)
+    train_ds.transform = TrainTransform(tuple(bands.names), model.transform, aug)
+    val_ds = _validation_data(recipe, TrainTransform(tuple(bands.names), model.transform, None))
+    loss_fn = make_loss(recipe.loss, info)
+
+    def step(net: torch.nn.Module, batch: dict[str, Any], autocast: Callable[[], Any], scaler: Any) -> float:
+        tokens = model.tokenize(batch["captions"])
+        micro = _split(batch, tokens, recipe.optim.accum_steps, info.device)
+        return contrastive_step(net, loss_fn, micro, autocast, scaler)
+
+    def run_validation(m: Any, per_rank: int) -> dict[str, float]:
+        vl = torch.utils.data.DataLoader(val_ds, batch_size=per_rank, collate_fn=collate_pairs,
+                                         num_workers=dcfg.num_workers)
+        return validate(m, vl, make_loss(recipe.loss, DistInfo()), info.device)
+
+    hf_text = bool(model.config.arch_config.get("text_cfg", {}).get("hf_model_name"))
+    return TrainTask(model=model, lora=lora, train_ds=train_ds, val_ds=val_ds, collate=collate_pairs, step=step,
+                     validate=run_validation, ddp_kwargs={"find_unused_parameters": hf_text})
+
+
+def train(recipe: Recipe, *, resume: bool = False, hooks: Sequence[Callable] | None = None,
+          console: Any = None) -> TrainResult:
+    """Run a training recipe (in every process of a torchrun/srun launch); returns what rank 0 wrote.
+
+    `model.kind: multisensor` trains a MultiSensorCLIP (see `train.multisensor`) with the same loop."""
     from spectraclip.models.freeze import print_trainable
     from spectraclip.train import checkpoint as ckpt
-    from spectraclip.train.data import TrainTransform, make_dataset
     from spectraclip.train.distributed import init_distributed
     from spectraclip.train.logs import MetricsLog, plot_curves
-    from spectraclip.train.model_setup import build_model, target_bands
     from spectraclip.train.optim import build_optimizer, build_scheduler
-    from spectraclip.train.validate import validate, zeroshot_hook
+    from spectraclip.train.validate import zeroshot_hook
 
     run, dcfg = recipe.run, recipe.data
     if run.threads:
@@ -224,37 +286,25 @@ def train(recipe: Recipe, *, resume: bool = False, hooks: Sequence[Callable] | N
         if resume and ckpt.latest_checkpoint(ck_dir) is None and info.is_main:
             log.warning("--resume: no checkpoint in %s; starting from scratch", ck_dir)
 
-        # Data first (cheap, and a band the data lacks must fail before anything heavy happens).
-        want = target_bands(recipe.model)
-        train_ds = make_dataset(dcfg.train, None, dcfg, run.seed, dcfg.train_split, training=True)
-        if want is not None:
-            _check_data_bands(train_ds, want)
+        if recipe.model.kind == "multisensor":
+            from spectraclip.train.multisensor import setup_multisensor
 
-        _seed_all(run.seed)
-        model, lora = build_model(recipe.model, recipe.loss.siglip_bias_init if recipe.loss.kind == "siglip"
-                                  else None)
-        bands = model.bands
-        if want is None:
-            _check_data_bands(train_ds, bands)
+            _seed_all(run.seed)
+            job = setup_multisensor(recipe, info)
+        else:
+            job = _spectral_task(recipe, info)
+        model, lora, train_ds, val_ds = job.model, job.lora, job.train_ds, job.val_ds
         model.to(info.device)
-        aug = None
-        if dcfg.augment:
-            aug = SpectralAugment(dcfg.hflip, dcfg.vflip, dcfg.rot90,
-                                  tuple(dcfg.crop_scale) if dcfg.crop_scale else None)
-        transform = TrainTransform(tuple(bands.names), model.transform, aug)
-        train_ds.transform = transform
-        val_ds = _validation_data(recipe, TrainTransform(tuple(bands.names), model.transform, None))
         skipped_rows = len(getattr(train_ds, "skipped", []))
         if info.is_main:
             print_trainable(model, recipe.model.freeze, console)
             for s in getattr(train_ds, "skipped", [])[:20]:
                 log.warning("skipped manifest row %s: %s", s.where, s.reason)
-        batches = _Batches(train_ds, recipe, info, collate_pairs)
+        batches = _Batches(train_ds, recipe, info, job.collate)
         if batches.steps < 1:
             raise ValueError(f"data.train has fewer pairs than one batch of data.batch_size={dcfg.batch_size}")
         total_steps = run.max_steps or run.epochs * batches.steps
 
-        loss_fn = make_loss(recipe.loss, info)
         optimizer = build_optimizer(model, recipe.optim)
         scheduler = build_scheduler(optimizer, recipe.optim, total_steps)
         autocast, scaler, precision = _precision(run.precision, info.device)
@@ -279,9 +329,8 @@ def train(recipe: Recipe, *, resume: bool = False, hooks: Sequence[Callable] | N
         if info.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            hf_text = bool(model.config.arch_config.get("text_cfg", {}).get("hf_model_name"))
             net = DDP(model, device_ids=[info.device] if info.device.type == "cuda" else None,
-                      find_unused_parameters=hf_text, static_graph=recipe.model.grad_checkpointing)
+                      static_graph=recipe.model.grad_checkpointing, **job.ddp_kwargs)
         all_hooks = list(hooks or [])
         if run.zeroshot:
             all_hooks.append(zeroshot_hook(run.zeroshot, run.zeroshot_templates, run.zeroshot_root))
@@ -311,9 +360,7 @@ def train(recipe: Recipe, *, resume: bool = False, hooks: Sequence[Callable] | N
             if info.is_main and (val_ds is not None or all_hooks):
                 metrics: dict[str, float] = {}
                 if val_ds is not None:
-                    vl = torch.utils.data.DataLoader(val_ds, batch_size=batches.per_rank, collate_fn=collate_pairs,
-                                                     num_workers=dcfg.num_workers)
-                    metrics.update(validate(model, vl, make_loss(recipe.loss, DistInfo()), info.device))
+                    metrics.update(job.validate(model, batches.per_rank))
                 for hook in all_hooks:
                     metrics.update(hook(model, step))
                 if metrics:
@@ -337,10 +384,8 @@ def train(recipe: Recipe, *, resume: bool = False, hooks: Sequence[Callable] | N
                 if in_epoch >= batches.steps:
                     epoch, in_epoch = epoch + 1, 0
                 for batch in batches.epoch(epoch, in_epoch):
-                    tokens = model.tokenize(batch["captions"])
-                    micro = _split(batch, tokens, recipe.optim.accum_steps, info.device)
                     optimizer.zero_grad(set_to_none=True)
-                    loss = contrastive_step(net, loss_fn, micro, autocast, scaler)
+                    loss = job.step(net, batch, autocast, scaler)
                     if scaler is not None:
                         scaler.unscale_(optimizer)
                     if recipe.optim.grad_clip:
@@ -364,7 +409,8 @@ def train(recipe: Recipe, *, resume: bool = False, hooks: Sequence[Callable] | N
                         rate = pairs_since / dt if dt > 0 else 0.0
                         mlog.log("train", step, {"epoch": epoch, "loss": last_loss, "lr": lr,
                                                  "pairs_per_s": rate,
-                                                 "logit_scale": float(model.clip.logit_scale.detach().exp())})
+                                                 "logit_scale": float(model.clip.logit_scale.detach().exp()),
+                                                 **job.metrics})
                         progress.update(task, info=f"loss {last_loss:.4f}  lr {lr:.2e}  {rate:.1f} pairs/s")
                         t_last, pairs_since = time.perf_counter(), 0
                     progress.update(task, completed=step)
