@@ -320,3 +320,36 @@ def test_few_training_steps_on_real_pairs_and_embeddings_table(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(table.vectors, axis=1), 1, atol=1e-5)
     back = load_multisensor(save_multisensor(model, tmp_path / "bundle"))
     np.testing.assert_allclose(back.embed(base)[0].numpy(), vecs[0], atol=1e-6)
+
+
+def test_bundle_round_trip_through_the_standard_loaders(tmp_path):
+    import torch
+
+    from spectraclip.models.checkpoints import CheckpointError, bundle_kind, load_bundle, save_bundle
+    from spectraclip.models.loading import load_any, load_model
+    from spectraclip.models.multisensor import MultiSensorCLIP, save_multisensor
+
+    model = _model()
+    d = save_multisensor(model, tmp_path / "b", provenance={"note": "test"})
+    assert sorted(p.name for p in d.iterdir()) == ["model.safetensors", "spectraclip.json"]
+    cfg = json.loads((d / "spectraclip.json").read_text())
+    assert bundle_kind(d) == "multisensor" and cfg["provenance"]["note"] == "test"
+    assert cfg["modalities"]["s2"]["bands"] == ["B04", "B03", "B02"] and len(cfg["modalities"]["s2"]["std"]) == 3
+    sample = _ms()
+    ref, _ = model.embed(sample)
+    for back in (load_model(checkpoint=d), load_model(str(d)), load_any(d), load_bundle(d)):
+        assert isinstance(back, MultiSensorCLIP) and not back.training
+        assert back.config.modalities == model.config.modalities
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, back.state_dict()[k]), k
+        torch.testing.assert_close(back.embed(sample)[0], ref, rtol=0, atol=0)
+    assert isinstance(load_bundle(save_bundle(model, tmp_path / "b2")), MultiSensorCLIP)  # save_bundle dispatches
+    with pytest.raises(ValueError, match="multi-sensor"):
+        load_model(checkpoint=d, bands="rgb")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "x.txt").write_text("keep me")
+    with pytest.raises(CheckpointError, match="refusing"):
+        save_multisensor(model, tmp_path / "junk")
+    (d / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="no model.safetensors"):
+        load_model(checkpoint=d)

@@ -1,0 +1,78 @@
+"""`spectraclip embed --layout`: multi-sensor items embedded by a multi-sensor bundle, with S2 only, S1 only,
+both, and bands removed; the embeddings table records the modalities and bands each embedding used."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fixtures_multisensor import write_multisensor_set
+from typer.testing import CliRunner
+
+from spectraclip.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    import torch
+
+    from spectraclip.models.multisensor import MultiSensorCLIP, save_multisensor, tiny_config
+
+    torch.manual_seed(0)
+    model = MultiSensorCLIP(tiny_config({"s2": "rgb", "s1": "s1"}))
+    return save_multisensor(model, tmp_path_factory.mktemp("ms") / "bundle")
+
+
+def _embed(*args):
+    result = runner.invoke(app, ["embed", *map(str, args)])
+    return result
+
+
+def test_embed_layout_records_modalities_and_bands(tmp_path, bundle):
+    from spectraclip.embeddings import read_embeddings
+
+    manifest = write_multisensor_set(tmp_path / "d", n=4, val=0, s1_only=1, s2_only=1)
+    out = tmp_path / "all.parquet"
+    r = _embed(manifest, "--checkpoint", bundle, "--layout", "manifest", "-o", out)
+    assert r.exit_code == 0, r.output
+    t = read_embeddings(out)
+    assert t.ids == ["p00", "p01", "p02", "p03"]
+    assert t.columns["modalities"] == ["s2,s1", "s2,s1", "s2", "s1"]
+    assert json.loads(t.columns["bands_used"][0]) == {"s2": ["B04", "B03", "B02"], "s1": ["VV", "VH"]}
+    assert json.loads(t.columns["sources"][3])["s1"].endswith("p03_s1.npy")
+    assert t.metadata["layout"] == "manifest" and t.metadata["kind"] == "multisensor"
+    np.testing.assert_allclose(np.linalg.norm(t.vectors, axis=1), 1, atol=1e-5)
+
+    s1 = tmp_path / "s1.parquet"  # S1 only: the S2-only item has nothing left and is reported, not fatal
+    r = _embed(manifest, "--checkpoint", bundle, "--layout", "manifest", "--modalities", "s1", "-o", s1)
+    assert r.exit_code == 0, r.output
+    t1 = read_embeddings(s1)
+    assert t1.ids == ["p00", "p01", "p03"] and set(t1.columns["modalities"]) == {"s1"}
+    assert "skipped 1" in r.output and "p02" in r.output
+    np.testing.assert_allclose(t1.vectors[2], t.vectors[3], atol=1e-6)  # S1-only item: same embedding either way
+
+    s2 = tmp_path / "s2.parquet"
+    r = _embed(manifest, "--checkpoint", bundle, "--layout", "manifest", "--modalities", "s2", "-o", s2)
+    assert r.exit_code == 0 and read_embeddings(s2).columns["modalities"] == ["s2", "s2", "s2"]
+
+    dropped = tmp_path / "drop.parquet"
+    r = _embed(manifest, "--checkpoint", bundle, "--layout", "manifest", "--drop-bands", "B02,VH", "-o", dropped)
+    assert r.exit_code == 0, r.output
+    td = read_embeddings(dropped)
+    assert json.loads(td.columns["bands_used"][0]) == {"s2": ["B04", "B03"], "s1": ["VV"]}
+    assert td.metadata["excluded_bands"] == ["B02", "VH"]
+    assert not np.allclose(td.vectors[0], t.vectors[0])
+
+
+def test_embed_layout_errors_name_the_problem(tmp_path, bundle):
+    manifest = write_multisensor_set(tmp_path / "d", n=2, val=0)
+    r = _embed(manifest, "--checkpoint", bundle, "--layout", "manifest", "--modalities", "coherence",
+               "-o", tmp_path / "x.parquet")
+    assert r.exit_code == 2 and "no 'coherence' modality" in r.output
+    r = _embed(manifest, "--model", "tiny-test", "--layout", "manifest", "-o", tmp_path / "x.parquet")
+    assert r.exit_code == 2 and "multi-sensor model bundle" in r.output
+    r = _embed(tmp_path / "d", "--checkpoint", bundle, "--layout", "ssl4eo", "-o", tmp_path / "x.parquet")
+    assert r.exit_code == 2 and "SSL4EO" in r.output
