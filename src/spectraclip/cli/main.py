@@ -17,6 +17,7 @@ app = typer.Typer(
 # Each module defines `register(app)`; heavy imports stay inside the command functions.
 _COMMAND_MODULES: list[str] = [
     "spectraclip.cli.inference",
+    "spectraclip.cli.demo",
     "spectraclip.cli.probe",
     "spectraclip.cli.stats",
     "spectraclip.cli.train",

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from spectraclip.io.atomic import current_umask
 from spectraclip.models.spectral_clip import ModelConfig, ModelConfigError, SpectralCLIP
 
 BUNDLE_CONFIG = "spectraclip.json"
@@ -135,6 +136,7 @@ def write_bundle_dir(directory: str | os.PathLike[str], fill: Callable[[Path], N
     old = None
     try:
         fill(tmp)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders; bundles are meant to be shared
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)

@@ -1,0 +1,221 @@
+"""The demo pipeline: captions → train MS and RGB twins → zero-shot evaluation → search → report.
+
+Every stage is the library's own (label captioner, trainer, evaluator, inference); this module only
+wires them together on the embedded EuroSAT-MS subset and collects the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spectraclip.io.atomic import atomic_open
+
+RECIPE = Path(__file__).with_name("recipe.yaml")
+DATASET = "eurosat-ms-mini"
+# EuroSAT-MS is L1C: all 13 bands are usable for land cover (B10, cirrus, carries little surface signal
+# but is kept: the model learns what to ignore); RGB is B04, B03, B02.
+VARIANTS: dict[str, str] = {"ms": "s2-l1c", "rgb": "rgb"}
+QUERIES = ("a river winding through fields", "dense green forest", "an industrial area with large roofs")
+EVAL_TEMPLATES = ("clip-satellite", "rs5m")
+
+
+class DemoError(RuntimeError):
+    """A demo stage that cannot run; the message says what to do."""
+
+
+@dataclass
+class DemoOptions:
+    """Everything `spectraclip demo` can be told; the defaults are the documented demo."""
+
+    output_dir: Path = Path("spectraclip-demo")
+    seeds: int = 1
+    model: str | None = None
+    checkpoint: str | None = None
+    baseline_model: str | None = "OpenCLIP-ViT-B-16"
+    baseline_checkpoint: str | None = None
+    recipe: Path = RECIPE
+    overrides: list[str] = field(default_factory=list)
+    queries: Sequence[str] = QUERIES
+    templates: Sequence[str] = EVAL_TEMPLATES
+    top_k: int = 5
+    device: str = "cpu"
+
+
+Say = Callable[[str], None]
+
+
+def _captions(out: Path, train_ds, avoid: list[str], say: Say) -> Path:
+    from spectraclip.captioning.labels import LabelCaptioner, caption_rows, write_caption_manifest
+
+    captioner = LabelCaptioner(seed=0, n=5, avoid=avoid)
+    rows = caption_rows((train_ds[i] for i in range(len(train_ds))), captioner, split="train")
+    path = write_caption_manifest(out / "captions.jsonl", rows)
+    n_caps = sum(len(r["captions"]) for r in rows)
+    say(f"1. wrote {n_caps} captions for {len(rows)} training patches → {path}")
+    say(f"   e.g. “{rows[0]['captions'][0]}” / “{rows[-1]['captions'][1]}”")
+    return path
+
+
+def _evaluation_prompts(templates: Sequence[str], classes: Sequence[str]) -> list[str]:
+    """Every filled evaluation prompt: the captioner must never emit one of these as a training caption."""
+    from spectraclip.evaluate.templates import humanize_classname, load_templates
+
+    return [p for t in templates for c in classes for p in load_templates(t).fill(humanize_classname(c))]
+
+
+def _train(out: Path, manifest: Path, variant: str, bands: str, seed: int, opts: DemoOptions, say: Say) -> Path:
+    from spectraclip.train import load_recipe
+    from spectraclip.train.loop import train
+
+    run_dir = out / "runs" / f"{variant}-seed{seed}"
+    recipe = load_recipe(opts.recipe, [f"model.bands={bands}", f"run.seed={seed}", f"run.output={run_dir}",
+                                       f"data.train={manifest}", f"run.device={opts.device}", "run.progress=false",
+                                       *opts.overrides])
+    t0 = time.perf_counter()
+    result = train(recipe)
+    if result.bundle is None:
+        raise DemoError(f"training {variant} (seed {seed}) wrote no model bundle in {run_dir}")
+    say(f"   trained {variant.upper():3s} ({bands}, seed {seed}): {result.steps} steps, "
+        f"final loss {result.final_loss:.3f}, {time.perf_counter() - t0:.0f} s → {result.bundle}")
+    return result.bundle
+
+
+def _evaluate(out: Path, models: list[tuple[str, str | None, str | None]], opts: DemoOptions, tag: str,
+              plots: bool) -> dict[str, Any]:
+    from spectraclip.evaluate.runner import DatasetSpec, ModelSpec, evaluate
+
+    specs = [ModelSpec(name=name, checkpoint=ckpt, label=label) for label, name, ckpt in models]
+    res = evaluate(specs, [DatasetSpec(DATASET, None, "test")], templates=list(opts.templates),
+                   tasks=["zeroshot", "retrieval"], output_dir=out / "evaluation" / tag, device=opts.device,
+                   progress=False, plots=plots)
+    return res.results
+
+
+def headline(results: dict[str, Any], label: str) -> dict[str, float]:
+    """Template-ensemble-averaged headline numbers of one model: top-1, balanced accuracy, mAP@100."""
+    vals: dict[str, list[float]] = {"top1": [], "balanced_accuracy": [], "mAP@100": []}
+    per_class: dict[str, list[float]] = {}
+    for run in results["runs"]:
+        if run["model"] != label:
+            continue
+        m = run["metrics"]
+        if run["task"] == "zeroshot":
+            vals["top1"].append(m["top1"])
+            vals["balanced_accuracy"].append(m["balanced_accuracy"])
+            for c, v in m["per_class_accuracy"].items():
+                if v is not None:
+                    per_class.setdefault(c, []).append(v)
+        elif run["task"] == "retrieval":
+            vals["mAP@100"].append(m["mAP@100_torchmetrics"])
+    out = {k: float(sum(v) / len(v)) for k, v in vals.items() if v}
+    out["per_class"] = {c: float(sum(v) / len(v)) for c, v in per_class.items()}  # type: ignore[assignment]
+    return out
+
+
+def _search(out: Path, results: dict[str, Any], label: str, opts: DemoOptions, say: Say) -> list[dict[str, Any]]:
+    """Free-text queries over the test patches, reading the evaluator's cached embeddings table."""
+    from spectraclip.embeddings import read_embeddings
+    from spectraclip.inference import text_search
+    from spectraclip.models.loading import load_model
+
+    run = next(r for r in results["runs"] if r["model"] == label)
+    table = read_embeddings(run["embeddings"])
+    spec = results["provenance"]["models"][label]
+    model = load_model(spec.get("name"), spec.get("checkpoint"), device=opts.device)
+    hits = text_search(model, table.vectors, table.ids, list(opts.queries), top_k=opts.top_k,
+                       paths=table.columns.get("path"), device=opts.device)
+    labels = dict(zip(table.ids, table.columns.get("labels") or [None] * len(table), strict=True))
+    found = []
+    for q, qh in hits.items():
+        found.append({"query": q, "hits": [{"rank": h.rank, "id": h.id, "score": h.score, "path": h.path,
+                                            "label": (labels.get(h.id) or ["?"])[0]} for h in qh]})
+        say(f"   “{q}”: " + ", ".join(f"{h['label']} ({h['score']:.2f})" for h in found[-1]["hits"][:3]))
+    return found
+
+
+def run_demo(opts: DemoOptions, say: Say = print) -> dict[str, Any]:
+    """Run the whole demo and write `report.html`, `results.json` and the model bundles to `opts.output_dir`."""
+    from spectraclip.data.registry import load_dataset
+    from spectraclip.demo.baseline import band_stats_baseline, mean_std
+    from spectraclip.demo.report import write_report
+
+    t_start = time.perf_counter()
+    out = Path(opts.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_ds = load_dataset(DATASET, None, split="train")
+    test_ds = load_dataset(DATASET, None, split="test")
+    say(f"data: embedded EuroSAT-MS subset, {len(train_ds)} train / {len(test_ds)} test patches, "
+        f"{len(train_ds.classes)} classes, bands {train_ds.bands}")
+    pretrained = bool(opts.model or opts.checkpoint)
+    seeds = list(range(opts.seeds))
+    per_seed: list[dict[str, Any]] = []
+    eval_results: dict[str, Any] = {}
+    if pretrained:
+        label_ms = opts.model or Path(str(opts.checkpoint)).name
+        label_rgb = opts.baseline_model or Path(str(opts.baseline_checkpoint)).name
+        models = [(label_ms, opts.model, opts.checkpoint),
+                  (f"{label_rgb} (RGB)", opts.baseline_model, opts.baseline_checkpoint)]
+        say("pretrained models: skipping captions and training")
+        eval_results = _evaluate(out, models, opts, "pretrained", plots=True)
+        per_seed.append({"seed": None, "ms": headline(eval_results, models[0][0]),
+                         "rgb": headline(eval_results, models[1][0])})
+        labels = {"ms": models[0][0], "rgb": models[1][0]}
+        bundles: dict[str, Path] = {}
+    else:
+        manifest = _captions(out, train_ds, _evaluation_prompts(opts.templates, train_ds.classes), say)
+        say(f"2. training MS ({VARIANTS['ms']}) and RGB twins with {opts.recipe.name}, seeds {seeds}")
+        labels = {"ms": "MS", "rgb": "RGB"}
+        bundles = {}
+        for seed in seeds:
+            trained = {v: _train(out, manifest, v, b, seed, opts, say) for v, b in VARIANTS.items()}
+            res = _evaluate(out, [(labels[v], None, str(p)) for v, p in trained.items()], opts, f"seed{seed}",
+                            plots=seed == 0)
+            per_seed.append({"seed": seed, "ms": headline(res, "MS"), "rgb": headline(res, "RGB")})
+            say(f"3. seed {seed}: zero-shot top-1 MS {per_seed[-1]['ms']['top1']:.3f}, "
+                f"RGB {per_seed[-1]['rgb']['top1']:.3f}")
+            if seed == 0:
+                eval_results = res
+                for v, p in trained.items():
+                    dst = out / "models" / v
+                    if dst.exists():
+                        shutil.rmtree(dst)
+                    shutil.copytree(p, dst)
+                    bundles[v] = dst
+    say("4. free-text search over the test patches with the MS model")
+    search = _search(out, eval_results, labels["ms"], opts, say)
+    baseline = {"all bands": band_stats_baseline(train_ds, test_ds, VARIANTS["ms"]),
+                "RGB": band_stats_baseline(train_ds, test_ds, VARIANTS["rgb"])}
+    summary: dict[str, Any] = {}
+    for v in ("ms", "rgb"):
+        for metric in ("top1", "balanced_accuracy", "mAP@100"):
+            m, s = mean_std([r[v][metric] for r in per_seed])
+            summary.setdefault(v, {})[metric] = {"mean": m, "std": s}
+    gap = summary["ms"]["top1"]["mean"] - summary["rgb"]["top1"]["mean"]
+    targets = {
+        "ms_top1_at_least_all_band_baseline": summary["ms"]["top1"]["mean"] >= baseline["all bands"]["top1"],
+        "ms_beats_rgb_by_10_points": gap >= 0.10,
+        "ms_minus_rgb_top1": gap,
+    }
+    results = {
+        "mode": "pretrained" if pretrained else "trained",
+        "dataset": {"name": DATASET, "train": len(train_ds), "test": len(test_ds), "classes": train_ds.classes},
+        "recipe": None if pretrained else str(opts.recipe), "overrides": list(opts.overrides),
+        "seeds": seeds if not pretrained else None, "per_seed": per_seed, "summary": summary,
+        "baseline": baseline, "targets": targets, "search": search, "labels": labels,
+        "templates": list(opts.templates), "bundles": {k: str(v) for k, v in bundles.items()},
+        "evaluation": {"output": str(out / "evaluation"), "plots": eval_results.get("plots", []),
+                       "notes": eval_results.get("notes", [])},
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+    eval_dir = out / "evaluation" / ("pretrained" if pretrained else "seed0")
+    with atomic_open(out / "results.json", "w", encoding="utf-8") as fh:
+        json.dump(results, fh, indent=2, default=str)
+    report = write_report(out, results, eval_dir, test_ds)
+    results["report"] = str(report)
+    return results
