@@ -27,7 +27,7 @@ def thumbnail(sample, bands: tuple[str, str, str], size: int = 96) -> str:
     from spectraclip.captioning.composite import png_bytes, stretch_rgb
 
     rgb = select_bands(sample.pixels, sample.bands, BandSet(bands), where=sample.path or sample.id)
-    img = stretch_rgb(rgb, "fixed", max_value=4500.0 if bands[0] == "B08" else 3000.0)
+    img = stretch_rgb(rgb, "percentile")  # L1C top-of-atmosphere haze makes a fixed stretch look grey
     img = np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.NEAREST))
     return _b64(png_bytes(img))
 
@@ -65,8 +65,8 @@ def _bar_chart(results: dict[str, Any]) -> str:
     return _b64(buf.getvalue())
 
 
-def _pct(d: dict[str, float]) -> str:
-    return f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"
+def _pct(d: dict[str, float], spread: bool = True) -> str:
+    return f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}" if spread else f"{100 * d['mean']:.1f}"
 
 
 def write_report(out: Path, results: dict[str, Any], eval_dir: Path, test_ds) -> Path:
@@ -74,9 +74,10 @@ def write_report(out: Path, results: dict[str, Any], eval_dir: Path, test_ds) ->
     s, b, t = results["summary"], results["baseline"], results["targets"]
     lab = results["labels"]
     esc = html.escape
+    sp = len(results["per_seed"]) > 1
     rows = "".join(
-        f"<tr><td>{esc(name)}</td><td>{_pct(s[v]['top1'])}</td><td>{_pct(s[v]['balanced_accuracy'])}</td>"
-        f"<td>{_pct(s[v]['mAP@100'])}</td></tr>"
+        f"<tr><td>{esc(name)}</td><td>{_pct(s[v]['top1'], sp)}</td><td>{_pct(s[v]['balanced_accuracy'], sp)}</td>"
+        f"<td>{_pct(s[v]['mAP@100'], sp)}</td></tr>"
         for v, name in (("ms", f"MS zero-shot — {lab['ms']}"), ("rgb", f"RGB zero-shot — {lab['rgb']}")))
     rows += "".join(
         f"<tr class='base'><td>{esc(name)}</td><td>{100 * b[k]['top1']:.1f}</td>"
@@ -113,8 +114,12 @@ def write_report(out: Path, results: dict[str, Any], eval_dir: Path, test_ds) ->
         search_html.append(f"<h3>“{esc(q['query'])}”</h3><div class='hits'>{''.join(cells)}</div>")
     notes = "".join(f"<li>{esc(n)}</li>" for n in results["evaluation"]["notes"])
     seeds = results["seeds"]
-    mode = ("trained here, " + (f"mean ± std over seeds {seeds}" if seeds else "")) if results["mode"] == "trained" \
-        else "pretrained models given on the command line"
+    if results["mode"] != "trained":
+        mode = "pretrained models given on the command line"
+    elif seeds and len(seeds) > 1:
+        mode = f"trained here, mean ± std over seeds {seeds}"
+    else:
+        mode = f"trained here, seed {seeds[0] if seeds else 0}"
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>spectraclip demo — multispectral vs RGB CLIP on EuroSAT-MS</title>
 <style>
