@@ -200,3 +200,19 @@ def test_cli_probe_with_baseline_stats_on_eurosat(tmp_path):
     full = next(p for p in data["series"][0]["points"] if p["k"] == "all")
     assert full["mean"]["accuracy"] > 0.8  # band means separate forest from water well
     assert (out / "probe.png").exists() and (out / "baseline_band_stats.parquet").exists()
+
+
+def test_baseline_ids_match_the_ids_embed_gives(tmp_path):
+    """The per-band statistics baseline keys rows like `spectraclip embed` (path under the common folder)."""
+    import numpy as np
+
+    from spectraclip.embeddings import read_embeddings
+    from spectraclip.inference import item_ids
+    from spectraclip.io.readers import find_items
+    from spectraclip.probe import baseline_stats_table
+
+    for split in ("train", "test"):
+        (tmp_path / split / "Forest").mkdir(parents=True)
+        np.save(tmp_path / split / "Forest" / "Forest_1.npy", np.ones((3, 8, 8), np.float32))
+    t = read_embeddings(baseline_stats_table([tmp_path], tmp_path / "b.parquet", bands="rgb", progress=False))
+    assert t.ids == item_ids(find_items([tmp_path])) == ["test/Forest/Forest_1", "train/Forest/Forest_1"]
