@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures_rasters import DATA, truncate_copy
 from typer.testing import CliRunner
 
 from spectraclip.cli.main import app
@@ -21,7 +22,6 @@ from spectraclip.inference import (
     zero_shot_probabilities,
 )
 from spectraclip.models.loading import load_model
-from tests.fixtures_rasters import DATA, truncate_copy
 
 L2A = DATA / "s2-l2a-examples"
 EUROSAT = DATA / "eurosat-ms-mini"
