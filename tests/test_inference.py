@@ -174,3 +174,9 @@ def test_cli_search_over_rasters(tiles):
                                    "-q", "snow", "-q", "open ocean", "-k", "2", "--workers", "0"])
     assert res.exit_code == 0, res.output
     assert "open ocean" in res.output and res.output.count("rank") == 2
+
+
+def test_cli_models_lists_the_registry():
+    res = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    assert "Llama3-MS-CLIP-Base" in res.output and "ibm-esa-geospatial/Llama3-MS-CLIP-base" in res.output

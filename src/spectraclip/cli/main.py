@@ -18,6 +18,7 @@ app = typer.Typer(
 _COMMAND_MODULES: list[str] = [
     "spectraclip.cli.inference",
     "spectraclip.cli.demo",
+    "spectraclip.cli.models",
     "spectraclip.cli.probe",
     "spectraclip.cli.stats",
     "spectraclip.cli.train",
