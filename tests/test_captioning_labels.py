@@ -67,7 +67,7 @@ def test_captions_are_varied_and_mention_the_scene() -> None:
     openings = {" ".join(c.split()[:2]) for c in all_caps}
     assert len(set(all_caps)) > 100 and len(openings) >= 12
     assert sum("water" in c for c in all_caps) > 40
-    assert sum("sea lake" in c.lower() for c in all_caps) > len(all_caps) / 3
+    assert sum(("sea lake" in c.lower() or "lake or sea" in c.lower()) for c in all_caps) > len(all_caps) / 3
 
 
 def test_avoid_list_excludes_evaluation_prompts() -> None:
@@ -79,15 +79,18 @@ def test_avoid_list_excludes_evaluation_prompts() -> None:
     assert not set(out) & set(banned)
     from spectraclip.evaluate.templates import available_template_sets, humanize_classname, load_templates
 
-    prompts = {t.replace("{}", humanize_classname("SeaLake")).replace("{c}", humanize_classname("SeaLake")).lower()
+    prompts = {t.replace("{}", w).replace("{c}", w).lower() for w in (humanize_classname("SeaLake"), "lake or sea")
                for name in available_template_sets() for t in load_templates(name).templates}
     caps = {c.lower() for i in range(30) for c in LabelCaptioner(seed=i, n=5).caption(s, "SeaLake")}
     assert not caps & prompts
 
 
-def test_unknown_class_uses_its_humanised_name() -> None:
+def test_unknown_class_uses_its_humanised_name_and_given_wording() -> None:
     caps = LabelCaptioner(n=4, stats_rate=0).caption(_sample("urban"), "SolarFarm")
     assert all("solar farm" in c.lower() for c in caps)
+    caps = LabelCaptioner(n=12, stats_rate=0, names={"SolarFarm": "photovoltaic park"}).caption(
+        _sample("urban"), "SolarFarm")
+    assert any("photovoltaic park" in c for c in caps) and any("solar farm" in c.lower() for c in caps)
     with pytest.raises(CaptionError):
         LabelCaptioner(n=0)
 

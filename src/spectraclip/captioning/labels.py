@@ -24,29 +24,34 @@ from spectraclip.io.sample import Sample
 
 PROMPT_VERSION = "labels-v1"
 
-# Per-class noun phrases; the first one is the plain class name, used in most captions.
-CLASS_PHRASES: dict[str, list[str]] = {
-    "AnnualCrop": ["annual crop", "annual crop fields", "annual cropland", "arable fields of annual crops",
-                   "farmland with seasonal annual crops", "ploughed and sown annual crop fields"],
-    "Forest": ["forest", "a dense forest", "woodland", "a closed tree canopy", "forested land",
-               "a continuous stretch of forest"],
-    "HerbaceousVegetation": ["herbaceous vegetation", "land covered by herbaceous vegetation",
-                             "natural herbaceous vegetation", "shrubs and herbaceous vegetation",
-                             "unmanaged grassy and herbaceous vegetation", "scrubland and herbaceous plants"],
-    "Highway": ["highway", "a highway", "a motorway", "a major road", "a highway cutting through the land",
-                "a multi-lane highway with its verges"],
-    "Industrial": ["industrial", "an industrial area", "industrial buildings", "an industrial zone",
-                   "factories and warehouses of an industrial estate", "large industrial roofs"],
-    "Pasture": ["pasture", "pasture land", "grazing pasture", "meadows used as pasture",
-                "green pasture fields", "grassland pasture"],
-    "PermanentCrop": ["permanent crop", "permanent crops", "orchards and vineyards of permanent crop",
-                      "permanent cropland", "rows of permanent crop plantations", "vineyards and orchards"],
-    "Residential": ["residential", "a residential area", "residential buildings", "a residential neighbourhood",
-                    "houses and gardens of a residential district", "a town's residential streets"],
-    "River": ["river", "a river", "a river flowing through the land", "a winding river",
-              "a river and its banks", "a river channel"],
-    "SeaLake": ["sea lake", "open water of a sea or lake", "a lake", "the sea", "a large body of water",
-                "sea or lake water"],
+# Per-class wording: (core names, other phrases). Core names are the class name and the everyday
+# wording of it (as in OpenAI CLIP's EuroSAT class names); most captions use one of them.
+CLASS_WORDING: dict[str, tuple[list[str], list[str]]] = {
+    "AnnualCrop": (["annual crop land", "annual crop"],
+                   ["annual crop fields", "arable fields of annual crops", "farmland with seasonal annual crops",
+                    "ploughed and sown fields", "cultivated cropland"]),
+    "Forest": (["forest"], ["a dense forest", "woodland", "a closed tree canopy", "forested land",
+                            "a continuous stretch of forest"]),
+    "HerbaceousVegetation": (["herbaceous vegetation", "brushland or shrubland"],
+                             ["shrubland", "brushland", "natural herbaceous vegetation",
+                              "unmanaged grassy and shrubby vegetation", "scrubland and herbaceous plants"]),
+    "Highway": (["highway or road", "highway"], ["a highway", "a motorway", "a major road",
+                                                 "a highway cutting through the land", "a multi-lane road"]),
+    "Industrial": (["industrial buildings or commercial buildings", "an industrial area"],
+                   ["industrial buildings", "commercial buildings", "an industrial zone",
+                    "factories and warehouses", "large industrial and commercial roofs"]),
+    "Pasture": (["pasture land", "pasture"], ["grazing pasture", "meadows used as pasture", "green pasture fields",
+                                              "grassland for grazing"]),
+    "PermanentCrop": (["permanent crop land", "permanent crops"],
+                      ["orchards and vineyards", "permanent cropland", "rows of orchard trees",
+                       "vineyards", "plantations of permanent crops"]),
+    "Residential": (["residential buildings or homes or apartments", "a residential area"],
+                    ["residential buildings", "homes and apartments", "a residential neighbourhood",
+                     "houses and gardens", "a town's residential streets"]),
+    "River": (["river", "a river"], ["a river flowing through the land", "a winding river",
+                                     "a river and its banks", "a river channel"]),
+    "SeaLake": (["lake or sea", "sea lake"], ["a lake", "the sea", "open water of a sea or lake",
+                                              "a large body of water", "sea or lake water"]),
 }
 
 # Openings deliberately avoid the phrasings of the evaluation template sets ("a satellite image of ...").
@@ -172,35 +177,46 @@ def _normalise(text: str) -> str:
     return re.sub(r"[^a-z0-9 ]+", "", re.sub(r"\s+", " ", text.lower())).strip()
 
 
-def class_phrases(label: str) -> list[str]:
-    """Noun phrases for a class: the built-in EuroSAT wording, else the humanised name itself."""
-    if label in CLASS_PHRASES:
-        return CLASS_PHRASES[label]
+def humanize(label: str) -> str:
+    """`SeaLake` -> "sea lake", `solar_farm` -> "solar farm"."""
     words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", re.sub(r"[_\-]+", " ", label)).lower().split()
     if not words:
         raise CaptionError(f"empty class label {label!r}")
-    return [" ".join(words)]
+    return " ".join(words)
+
+
+def class_wording(label: str, names: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """(core names, other phrases) for a class: built-in EuroSAT wording, else the humanised label;
+    `names` (e.g. a dataset's `prompt_names`) adds that wording to the core names."""
+    core, other = CLASS_WORDING.get(label, ([humanize(label)], []))
+    core = list(core)
+    extra = (names or {}).get(label)
+    if extra and extra not in core:
+        core.append(extra)
+    return core, list(other)
 
 
 class LabelCaptioner:
     """Seeded captioner: `caption(sample, label)` returns `n` distinct sentences for one image.
 
-    `class_name_rate` is the share of captions using the plain class name (else a synonym phrase),
+    `class_name_rate` is the share of captions using a core class name (else another phrase),
     `stats_rate` the share carrying a spectral-statistics clause; `avoid` holds sentences that must
     never be produced (e.g. the filled evaluation prompts), compared case- and punctuation-blind.
     """
 
     def __init__(self, seed: int = 0, n: int = 5, class_name_rate: float = 0.6, stats_rate: float = 0.7,
-                 avoid: Collection[str] = ()) -> None:
+                 avoid: Collection[str] = (), names: Mapping[str, str] | None = None) -> None:
         if n < 1:
             raise CaptionError(f"captions per image must be >= 1, got {n}")
         self.seed, self.n = seed, n
         self.class_name_rate, self.stats_rate = class_name_rate, stats_rate
         self.avoid = {_normalise(a) for a in avoid}
+        self.names = dict(names or {})
 
-    def _one(self, rng: random.Random, pattern: str, phrases: Sequence[str], stats: ImageStats) -> str:
-        phrase = phrases[0] if (len(phrases) == 1 or rng.random() < self.class_name_rate) else rng.choice(
-            phrases[1:])
+    def _one(self, rng: random.Random, pattern: str, wording: tuple[list[str], list[str]],
+             stats: ImageStats) -> str:
+        core, other = wording
+        phrase = rng.choice(core) if (not other or rng.random() < self.class_name_rate) else rng.choice(other)
         stat = ""
         if rng.random() < self.stats_rate:
             found = _stat_phrases(stats, rng)
@@ -213,13 +229,13 @@ class LabelCaptioner:
         """`n` (default `self.n`) distinct captions for `sample` labelled `label`; same seed+id, same text."""
         want = n or self.n
         rng = random.Random(f"{self.seed}:{sample.id}:{label}")
-        phrases, stats = class_phrases(label), image_stats(sample)
+        wording, stats = class_wording(label, self.names), image_stats(sample)
         out: list[str] = []
         patterns: list[str] = []
         for _ in range(want * 20):
             if not patterns:  # every pattern once before any repeats
                 patterns = rng.sample(_PATTERNS, len(_PATTERNS))
-            text = self._one(rng, patterns.pop(), phrases, stats)
+            text = self._one(rng, patterns.pop(), wording, stats)
             if text not in out and _normalise(text) not in self.avoid:
                 out.append(text)
                 if len(out) == want:
