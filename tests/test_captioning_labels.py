@@ -110,3 +110,21 @@ def test_manifest_rows_and_atomic_write(tmp_path: Path) -> None:
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
     with pytest.raises(CaptionError, match="no label"):
         caption_rows([Sample(samples[0].pixels, S2, "nolab")], LabelCaptioner())
+
+
+def test_real_patches_statistics_match_their_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("spectraclip.data.eurosat")
+    from spectraclip.data.eurosat_mini import load_eurosat_mini
+
+    monkeypatch.setenv("SPECTRACLIP_CACHE", str(tmp_path))
+    ds = load_eurosat_mini("train")
+    by_class: dict[str, list] = {}
+    for i in range(len(ds)):
+        s = ds[i]
+        by_class.setdefault(s.meta["labels"][0], []).append(image_stats(s))
+    assert np.mean([st.water for st in by_class["SeaLake"]]) > 0.8
+    assert np.mean([st.vegetation for st in by_class["Forest"]]) > 0.8
+    assert np.mean([st.water for st in by_class["Forest"]]) < 0.05
+    sea = next(ds[i] for i in range(len(ds)) if ds[i].meta["labels"][0] == "SeaLake")
+    caps = LabelCaptioner(seed=0, n=8, stats_rate=1.0).caption(sea, "SeaLake")
+    assert sum("water" in c for c in caps) >= 4

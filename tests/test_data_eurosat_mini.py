@@ -91,4 +91,15 @@ def test_dataset_reads_embedded_patches_with_labels(root: Path, monkeypatch: pyt
     assert len(ds) == 54 and list(ds.classes) == CLASSES and not ds.multilabel
     s = ds[0]
     assert s.pixels.shape == (13, 64, 64) and s.bands.names[-1] == "B8A"
-    assert s.meta["labels"][0] in CLASSES
+    assert s.meta["labels"][0] in CLASSES and s.meta["labels"][0] in str(s.path)
+    assert len(em.load_eurosat_mini("train")) == 216
+    rgb = em.load_eurosat_mini("train", bands="rgb")[0]
+    assert rgb.bands.names == ("B04", "B03", "B02") and rgb.pixels.shape == (3, 64, 64)
+
+
+def test_registered_under_its_dataset_name(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = pytest.importorskip("spectraclip.data.registry")
+    monkeypatch.setattr(em, "eurosat_mini_root", lambda *a, **k: root)
+    assert not registry.needs_root("eurosat-ms-mini")
+    ds = registry.load_dataset("eurosat-ms-mini", None, split="test")
+    assert len(ds) == 54 and Path(ds[0].path).is_relative_to(root)

@@ -89,10 +89,11 @@ def eurosat_mini_files(split: str = "train") -> list[Path]:
     return sorted((eurosat_mini_root() / split).rglob("*.tif"))
 
 
-def load_eurosat_mini(split: str = "train", **kwargs: Any):
-    """The embedded patches of `split` as the EuroSAT-MS dataset class (`spectraclip.data.eurosat`)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} for {DATASET_NAME}; choose one of {', '.join(SPLITS)}")
+def load_eurosat_mini(split: str = "test", **kwargs: Any):
+    """The embedded patches of `split` (train/test/all) as the EuroSAT-MS dataset class
+    (`spectraclip.data.eurosat.EuroSATMS`); keyword arguments (e.g. `bands`) go to that class."""
+    if split not in (*SPLITS, "all"):
+        raise ValueError(f"unknown split {split!r} for {DATASET_NAME}; choose one of train, test, all")
     from spectraclip.data.eurosat import EuroSATMS
 
-    return EuroSATMS(eurosat_mini_root() / split, **kwargs)
+    return EuroSATMS(eurosat_mini_root(), split=split, **kwargs)
