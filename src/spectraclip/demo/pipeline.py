@@ -53,7 +53,8 @@ Say = Callable[[str], None]
 def _captions(out: Path, train_ds, avoid: list[str], say: Say) -> Path:
     from spectraclip.captioning.labels import LabelCaptioner, caption_rows, write_caption_manifest
 
-    captioner = LabelCaptioner(seed=0, n=5, avoid=avoid)
+    # statistics clauses in a quarter of the captions (cross-validated on the training split)
+    captioner = LabelCaptioner(seed=0, n=5, stats_rate=0.25, avoid=avoid)
     rows = caption_rows((train_ds[i] for i in range(len(train_ds))), captioner, split="train")
     path = write_caption_manifest(out / "captions.jsonl", rows)
     n_caps = sum(len(r["captions"]) for r in rows)
@@ -62,11 +63,11 @@ def _captions(out: Path, train_ds, avoid: list[str], say: Say) -> Path:
     return path
 
 
-def _evaluation_prompts(templates: Sequence[str], classes: Sequence[str]) -> list[str]:
+def _evaluation_prompts(templates: Sequence[str], prompt_names: Sequence[str]) -> list[str]:
     """Every filled evaluation prompt: the captioner must never emit one of these as a training caption."""
-    from spectraclip.evaluate.templates import humanize_classname, load_templates
+    from spectraclip.evaluate.templates import load_templates
 
-    return [p for t in templates for c in classes for p in load_templates(t).fill(humanize_classname(c))]
+    return [p for t in templates for c in prompt_names for p in load_templates(t).fill(c)]
 
 
 def _train(out: Path, manifest: Path, variant: str, bands: str, seed: int, opts: DemoOptions, say: Say) -> Path:
@@ -168,7 +169,7 @@ def run_demo(opts: DemoOptions, say: Say = print) -> dict[str, Any]:
         labels = {"ms": models[0][0], "rgb": models[1][0]}
         bundles: dict[str, Path] = {}
     else:
-        manifest = _captions(out, train_ds, _evaluation_prompts(opts.templates, train_ds.classes), say)
+        manifest = _captions(out, train_ds, _evaluation_prompts(opts.templates, train_ds.class_prompt_names()), say)
         say(f"2. training MS ({VARIANTS['ms']}) and RGB twins with {opts.recipe.name}, seeds {seeds}")
         labels = {"ms": "MS", "rgb": "RGB"}
         bundles = {}

@@ -207,10 +207,18 @@ class SpectralCLIP(nn.Module):
         return self.clip.encode_text(tokens, normalize=normalize)
 
     def forward(self, image: torch.Tensor | None = None, text: torch.Tensor | None = None):
-        """open_clip's output: `(image_features, text_features, logit_scale.exp())`, features normalised."""
+        """open_clip's output: `(image_features, text_features, logit_scale.exp()[, logit_bias])`, features
+        normalised. `text` may be token ids or precomputed text features (a float tensor), which a trainer
+        with a frozen text tower caches instead of re-encoding the same captions every step."""
         if image is not None:
             self._check_image(image)
-        return self.clip(image, text)
+        if text is None or not text.is_floating_point():
+            return self.clip(image, text)
+        image_features = self.clip.encode_image(image, normalize=True) if image is not None else None
+        out = [image_features, torch.nn.functional.normalize(text, dim=-1), self.clip.logit_scale.exp()]
+        if getattr(self.clip, "logit_bias", None) is not None:
+            out.append(self.clip.logit_bias)
+        return tuple(out)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

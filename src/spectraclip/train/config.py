@@ -34,6 +34,9 @@ class ModelRecipe:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     grad_checkpointing: bool = False
+    # per-band normalisation: "model" keeps the base model's mean/std; "data" measures them on the
+    # training images (a model trained from scratch on new data); a `normalization:` block wins over both
+    stats: str = "model"
     # multi-sensor models (see train/multisensor.py): kind: multisensor trains a MultiSensorCLIP
     kind: str = "spectral"  # spectral (SpectralCLIP on image-caption pairs) | multisensor
     modalities: dict[str, str | list[str]] | None = None  # multisensor: {s2: s2-l2a, s1: s1}; None: from data
@@ -133,6 +136,7 @@ class Recipe:
 FREEZE_POLICIES = ("all", "projection", "attention", "lock-text", "lora")
 _CHOICES = {
     "model.freeze": FREEZE_POLICIES,
+    "model.stats": ("model", "data"),
     "model.init_new_bands": ("zero", "mean"),
     "model.kind": ("spectral", "multisensor"),
     "data.layout": ("auto", "ssl4eo", "bigearthnet-s1s2", "manifest"),

@@ -110,6 +110,43 @@ def contrastive_step(model: torch.nn.Module, loss_fn: torch.nn.Module,
     return float(loss.detach())
 
 
+class TextFeatureCache:
+    """Text features of captions, computed once each with the (frozen) text tower in eval mode.
+
+    With `lock-text` (LiT) the text tower never changes, so re-encoding every caption at every step is
+    wasted work (most of a small model's step time on a CPU).
+    """
+
+    def __init__(self, model: Any, batch_size: int = 128) -> None:
+        self.model, self.batch_size = model, batch_size
+        self.features: dict[str, torch.Tensor] = {}
+
+    @staticmethod
+    def applies(model: Any) -> bool:
+        """True when no text-tower parameter is trainable (and the model accepts cached features)."""
+        from spectraclip.models.freeze import tower_of
+
+        return hasattr(model, "tokenize") and not any(
+            p.requires_grad for n, p in model.named_parameters() if tower_of(n) == "text")
+
+    def __call__(self, captions: Sequence[str]) -> torch.Tensor:
+        new = list(dict.fromkeys(c for c in captions if c not in self.features))
+        if new:
+            text_tower = [m for n, m in self.model.clip.named_children() if n not in ("visual",)]
+            modes = [m.training for m in text_tower]
+            for m in text_tower:
+                m.eval()
+            device = next(self.model.parameters()).device
+            with torch.no_grad():
+                for i in range(0, len(new), self.batch_size):
+                    chunk = new[i:i + self.batch_size]
+                    feats = self.model.encode_text(self.model.tokenize(chunk).to(device), normalize=True)
+                    self.features.update(zip(chunk, feats.float().cpu(), strict=True))
+            for m, mode in zip(text_tower, modes, strict=True):
+                m.train(mode)
+        return torch.stack([self.features[c] for c in captions])
+
+
 def _precision(spec: str, device: torch.device) -> tuple[Callable[[], Any], Any, str]:
     if spec == "auto":
         spec = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
@@ -222,7 +259,7 @@ def _spectral_task(recipe: Recipe, info: DistInfo) -> TrainTask:
     from spectraclip.data.augment import SpectralAugment
     from spectraclip.data.captions import collate_pairs
     from spectraclip.train.data import TrainTransform, make_dataset
-    from spectraclip.train.model_setup import build_model, target_bands
+    from spectraclip.train.model_setup import build_model, normalization_for, set_normalization, target_bands
     from spectraclip.train.validate import validate
 
     run, dcfg = recipe.run, recipe.data
@@ -238,6 +275,9 @@ def _spectral_task(recipe: Recipe, info: DistInfo) -> TrainTask:
     bands = model.bands
     if want is None:
         _check_data_bands(train_ds, bands)
+    norm = normalization_for(recipe, bands)
+    if norm is not None:
+        set_normalization(model, *norm)
     aug = None
     if dcfg.augment:
         aug = SpectralAugment(dcfg.hflip, dcfg.vflip, dcfg.rot90,
@@ -246,9 +286,12 @@ def _spectral_task(recipe: Recipe, info: DistInfo) -> TrainTask:
     val_ds = _validation_data(recipe, TrainTransform(tuple(bands.names), model.transform, None))
     loss_fn = make_loss(recipe.loss, info)
 
+    text_cache = TextFeatureCache(model) if TextFeatureCache.applies(model) else None
+
     def step(net: torch.nn.Module, batch: dict[str, Any], autocast: Callable[[], Any], scaler: Any) -> float:
-        tokens = model.tokenize(batch["captions"])
-        micro = _split(batch, tokens, recipe.optim.accum_steps, info.device)
+        # a frozen text tower gives the same features for the same caption: encode each caption once
+        text = text_cache(batch["captions"]) if text_cache is not None else model.tokenize(batch["captions"])
+        micro = _split(batch, text, recipe.optim.accum_steps, info.device)
         return contrastive_step(net, loss_fn, micro, autocast, scaler)
 
     def run_validation(m: Any, per_rank: int) -> dict[str, float]:

@@ -73,3 +73,35 @@ def build_model(recipe: ModelRecipe, siglip_bias: float | None = None) -> tuple[
         model.clip.set_grad_checkpointing(True)
     model.train()
     return model, handle
+
+
+def set_normalization(model: Any, stats: Any, source: str) -> None:
+    """Replace the model's per-band mean/std (by band name) with `stats` (a BandStats)."""
+    mean, std = stats.for_bands(model.bands)
+    model.config.mean = [float(x) for x in mean]
+    model.config.std = [float(max(x, 1e-6)) for x in std]
+    model.config.provenance["normalization"] = source
+
+
+def normalization_for(recipe: Any, bands: BandSet) -> tuple[Any, str] | None:
+    """The BandStats a recipe asks for: its `normalization:` block (flat or under `s2`), statistics of
+    the training images (`model.stats: data`), or None to keep the model's own."""
+    from spectraclip.bands import BandStats
+
+    block = recipe.normalization
+    if block:
+        flat = block.get("s2", block) if "mean" not in block else block
+        if "mean" not in flat or "std" not in flat:
+            raise ValueError("recipe key 'normalization' needs mean and std per band (or an s2: block with them)")
+        return BandStats(dict(flat["mean"]), dict(flat["std"]), "recipe normalization"), "recipe normalization: block"
+    if recipe.model.stats == "data":
+        from spectraclip.stats import compute_stats
+
+        stats = compute_stats([recipe.data.train], bands=None, max_items=512, progress=False)
+        merged_mean: dict[str, float] = {}
+        merged_std: dict[str, float] = {}
+        for s in stats.values():
+            merged_mean.update(s.mean)
+            merged_std.update(s.std)
+        return BandStats(merged_mean, merged_std, f"data {recipe.data.train}"), f"measured on {recipe.data.train}"
+    return None
