@@ -41,3 +41,24 @@ def test_forward_with_cached_features_equals_forward_with_tokens():
         b = model(x, model.encode_text(tokens, normalize=True))
     for u, v in zip(a, b, strict=True):
         torch.testing.assert_close(u, v)
+
+
+def test_normalization_measured_on_the_training_data_or_given_in_the_recipe(tmp_path):
+    import numpy as np
+    from fixtures_train import MSCLIP, tiny_recipe, write_toy_set
+
+    from spectraclip.models.loading import load_model as load
+    from spectraclip.train import train
+    from spectraclip.train.config import recipe_from_dict
+
+    m = write_toy_set(tmp_path / "d", n=16)
+    data = np.stack([np.load(p) for p in sorted((tmp_path / "d").glob("*.npy"))])
+    res = train(recipe_from_dict(tiny_recipe(m, tmp_path / "run", model={"stats": "data"}, run={"max_steps": 2})))
+    model = load(checkpoint=str(res.bundle))
+    np.testing.assert_allclose(model.config.mean, data.mean(axis=(0, 2, 3)), rtol=1e-4)
+    np.testing.assert_allclose(model.config.std, data.std(axis=(0, 2, 3)), rtol=1e-3)
+    given = {"mean": {b: 1000.0 + i for i, b in enumerate(MSCLIP)}, "std": {b: 50.0 for b in MSCLIP}}
+    res = train(recipe_from_dict({**tiny_recipe(m, tmp_path / "run2", run={"max_steps": 2}),
+                                  "normalization": {"s2": given}}))
+    model = load(checkpoint=str(res.bundle))
+    assert model.config.mean == [1000.0 + i for i in range(len(MSCLIP))] and model.config.std == [50.0] * 10
