@@ -88,14 +88,17 @@ def _train(out: Path, manifest: Path, variant: str, bands: str, seed: int, opts:
 
 
 def _evaluate(out: Path, models: list[tuple[str, str | None, str | None]], opts: DemoOptions, tag: str,
-              plots: bool) -> dict[str, Any]:
+              plots: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluation results and the loaded models by label (reused for the search, not loaded twice)."""
     from spectraclip.evaluate.runner import DatasetSpec, ModelSpec, evaluate
+    from spectraclip.models.loading import load_model
 
-    specs = [ModelSpec(name=name, checkpoint=ckpt, label=label) for label, name, ckpt in models]
+    loaded = {label: load_model(name, ckpt, device=opts.device) for label, name, ckpt in models}
+    specs = [ModelSpec(name=name, checkpoint=ckpt, label=label, model=loaded[label]) for label, name, ckpt in models]
     res = evaluate(specs, [DatasetSpec(DATASET, None, "test")], templates=list(opts.templates),
                    tasks=["zeroshot", "retrieval"], output_dir=out / "evaluation" / tag, device=opts.device,
                    progress=False, plots=plots)
-    return res.results
+    return res.results, loaded
 
 
 def headline(results: dict[str, Any], label: str) -> dict[str, float]:
@@ -119,16 +122,13 @@ def headline(results: dict[str, Any], label: str) -> dict[str, float]:
     return out
 
 
-def _search(out: Path, results: dict[str, Any], label: str, opts: DemoOptions, say: Say) -> list[dict[str, Any]]:
+def _search(results: dict[str, Any], label: str, model: Any, opts: DemoOptions, say: Say) -> list[dict[str, Any]]:
     """Free-text queries over the test patches, reading the evaluator's cached embeddings table."""
     from spectraclip.embeddings import read_embeddings
     from spectraclip.inference import text_search
-    from spectraclip.models.loading import load_model
 
     run = next(r for r in results["runs"] if r["model"] == label)
     table = read_embeddings(run["embeddings"])
-    spec = results["provenance"]["models"][label]
-    model = load_model(spec.get("name"), spec.get("checkpoint"), device=opts.device)
     hits = text_search(model, table.vectors, table.ids, list(opts.queries), top_k=opts.top_k,
                        paths=table.columns.get("path"), device=opts.device)
     labels = dict(zip(table.ids, table.columns.get("labels") or [None] * len(table), strict=True))
@@ -157,13 +157,14 @@ def run_demo(opts: DemoOptions, say: Say = print) -> dict[str, Any]:
     seeds = list(range(opts.seeds))
     per_seed: list[dict[str, Any]] = []
     eval_results: dict[str, Any] = {}
+    search_models: dict[str, Any] = {}
     if pretrained:
         label_ms = opts.model or Path(str(opts.checkpoint)).name
         label_rgb = opts.baseline_model or Path(str(opts.baseline_checkpoint)).name
         models = [(label_ms, opts.model, opts.checkpoint),
                   (f"{label_rgb} (RGB)", opts.baseline_model, opts.baseline_checkpoint)]
         say("pretrained models: skipping captions and training")
-        eval_results = _evaluate(out, models, opts, "pretrained", plots=True)
+        eval_results, search_models = _evaluate(out, models, opts, "pretrained", plots=True)
         per_seed.append({"seed": None, "ms": headline(eval_results, models[0][0]),
                          "rgb": headline(eval_results, models[1][0])})
         labels = {"ms": models[0][0], "rgb": models[1][0]}
@@ -175,13 +176,13 @@ def run_demo(opts: DemoOptions, say: Say = print) -> dict[str, Any]:
         bundles = {}
         for seed in seeds:
             trained = {v: _train(out, manifest, v, b, seed, opts, say) for v, b in VARIANTS.items()}
-            res = _evaluate(out, [(labels[v], None, str(p)) for v, p in trained.items()], opts, f"seed{seed}",
-                            plots=seed == 0)
+            res, loaded = _evaluate(out, [(labels[v], None, str(p)) for v, p in trained.items()], opts,
+                                    f"seed{seed}", plots=seed == 0)
             per_seed.append({"seed": seed, "ms": headline(res, "MS"), "rgb": headline(res, "RGB")})
             say(f"3. seed {seed}: zero-shot top-1 MS {per_seed[-1]['ms']['top1']:.3f}, "
                 f"RGB {per_seed[-1]['rgb']['top1']:.3f}")
             if seed == 0:
-                eval_results = res
+                eval_results, search_models = res, loaded
                 for v, p in trained.items():
                     dst = out / "models" / v
                     if dst.exists():
@@ -189,7 +190,7 @@ def run_demo(opts: DemoOptions, say: Say = print) -> dict[str, Any]:
                     shutil.copytree(p, dst)
                     bundles[v] = dst
     say("4. free-text search over the test patches with the MS model")
-    search = _search(out, eval_results, labels["ms"], opts, say)
+    search = _search(eval_results, labels["ms"], search_models[labels["ms"]], opts, say)
     baseline = {"all bands": band_stats_baseline(train_ds, test_ds, VARIANTS["ms"]),
                 "RGB": band_stats_baseline(train_ds, test_ds, VARIANTS["rgb"])}
     summary: dict[str, Any] = {}

@@ -275,7 +275,7 @@ def _spectral_task(recipe: Recipe, info: DistInfo) -> TrainTask:
     bands = model.bands
     if want is None:
         _check_data_bands(train_ds, bands)
-    norm = normalization_for(recipe, bands)
+    norm = normalization_for(recipe)
     if norm is not None:
         set_normalization(model, *norm)
     aug = None

@@ -83,25 +83,25 @@ def set_normalization(model: Any, stats: Any, source: str) -> None:
     model.config.provenance["normalization"] = source
 
 
-def normalization_for(recipe: Any, bands: BandSet) -> tuple[Any, str] | None:
-    """The BandStats a recipe asks for: its `normalization:` block (flat or under `s2`), statistics of
-    the training images (`model.stats: data`), or None to keep the model's own."""
+def normalization_for(recipe: Any) -> tuple[Any, str] | None:
+    """The BandStats a recipe asks for: its `normalization:` block (flat or per modality, as `spectraclip
+    stats --write-recipe` writes it), statistics of the training images (`model.stats: data`), or None to
+    keep the model's own. Per-modality statistics are merged by band name."""
     from spectraclip.bands import BandStats
+    from spectraclip.stats import compute_stats, stats_from_json
 
     block = recipe.normalization
     if block:
-        flat = block.get("s2", block) if "mean" not in block else block
-        if "mean" not in flat or "std" not in flat:
-            raise ValueError("recipe key 'normalization' needs mean and std per band (or an s2: block with them)")
-        return BandStats(dict(flat["mean"]), dict(flat["std"]), "recipe normalization"), "recipe normalization: block"
-    if recipe.model.stats == "data":
-        from spectraclip.stats import compute_stats
-
-        stats = compute_stats([recipe.data.train], bands=None, max_items=512, progress=False)
-        merged_mean: dict[str, float] = {}
-        merged_std: dict[str, float] = {}
-        for s in stats.values():
-            merged_mean.update(s.mean)
-            merged_std.update(s.std)
-        return BandStats(merged_mean, merged_std, f"data {recipe.data.train}"), f"measured on {recipe.data.train}"
-    return None
+        stats = stats_from_json({"s2": block} if "mean" in block else block, "recipe key 'normalization'")
+        source = "recipe normalization: block"
+    elif recipe.model.stats == "data":
+        stats = compute_stats([recipe.data.train], max_items=512, progress=False)
+        source = f"measured on {recipe.data.train}"
+    else:
+        return None
+    mean: dict[str, float] = {}
+    std: dict[str, float] = {}
+    for s in stats.values():
+        mean.update(s.mean)
+        std.update(s.std)
+    return BandStats(mean, std, source), source
