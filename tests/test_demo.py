@@ -61,3 +61,24 @@ def test_trained_path_end_to_end_with_a_short_recipe(tmp_path):
         assert len(model.bands) == bands
     assert res["targets"].keys() >= {"ms_beats_rgb_by_10_points", "ms_top1_at_least_all_band_baseline"}
     assert (out / "report.html").is_file() and json.loads((out / "results.json").read_text())["mode"] == "trained"
+
+
+def test_cross_validation_uses_training_folds_only(tmp_path):
+    """`demo --cv 2`: each fold trains on half the training patches, scores the other half, never reads test."""
+    out = tmp_path / "cv"
+    result = CliRunner().invoke(app, ["demo", "--cv", "2", "-o", str(out), "--set", "run.max_steps=1",
+                                      "--set", "model.base=tiny-minilm", "--set", "run.threads=1"])
+    assert result.exit_code == 0, result.output
+    cv = json.loads((out / "cv" / "cv.json").read_text())
+    assert [(r["fold"], r["n_train"], r["n_eval"]) for r in cv["rows"]] == [(0, 108, 108), (1, 108, 108)]
+    ids = [{json.loads(x)["id"] for x in (out / "cv" / f"fold{f}" / "captions.jsonl").read_text().splitlines()}
+           for f in (0, 1)]
+    assert len(ids[0]) == len(ids[1]) == 108 and not ids[0] & ids[1]  # disjoint folds of the 216 train patches
+    from spectraclip.data.registry import load_dataset
+
+    test_ids = {it.id for it in load_dataset("eurosat-ms-mini", None, split="test").items}
+    assert len(test_ids) == 54 and not (ids[0] | ids[1]) & test_ids
+    for key in ("ms", "rgb", "gap", "baseline_ms", "baseline_rgb"):
+        assert -1.0 <= cv["summary"][key]["mean"] <= 1.0
+    assert cv["summary"]["baseline_ms"]["mean"] > 0.5  # the band-stats yardstick is fitted per fold
+    assert not (out / "report.html").exists()  # cross-validation only, no demo

@@ -23,6 +23,8 @@ def demo(
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Recipe override key=value (repeatable).")
                          ] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",
+    cv: Annotated[int, typer.Option("--cv", min=0, help="Instead of the demo: K-fold cross-validation of the "
+                                    "recipe on the training split only (how a recipe is chosen).")] = 0,
 ) -> None:
     """Show, on real Sentinel-2 data and one CPU, that the extra bands matter: MS vs RGB CLIP, zero-shot."""
     from rich.table import Table
@@ -34,6 +36,9 @@ def demo(
                        baseline_model=baseline_model if not baseline_checkpoint else None,
                        baseline_checkpoint=baseline_checkpoint, recipe=recipe or RECIPE,
                        overrides=list(overrides or []), device=resolve_device(device))
+    if cv:
+        _cross_validate(opts, cv)
+        return
     try:
         res = run_demo(opts, say=console.print)
     except (ModelNotAvailableError, DemoError) as exc:
@@ -58,6 +63,25 @@ def demo(
                   f"MS ≥ all-band baseline: {t['ms_top1_at_least_all_band_baseline']}; "
                   f"wall time {res['seconds']:.0f} s")
     console.print(f"report: [bold]{Path(res['report']).resolve()}[/]")
+
+
+def _cross_validate(opts, folds: int) -> None:
+    """Run `--cv K` and print its table."""
+    from rich.table import Table
+
+    from spectraclip.demo.cv import cross_validate
+
+    res = cross_validate(opts, folds, say=console.print)
+    s = res["summary"]
+    table = Table(title=f"zero-shot top-1 (%) on held-out training folds: {folds} folds x {len(res['seeds'])} seed(s)")
+    table.add_column("model")
+    table.add_column("top-1", justify="right")
+    for key, name in (("ms", "MS"), ("rgb", "RGB"), ("gap", "MS − RGB"),
+                      ("baseline_ms", "supervised band-stats baseline, all bands"),
+                      ("baseline_rgb", "supervised band-stats baseline, RGB")):
+        table.add_row(name, f"{100 * s[key]['mean']:.1f} ± {100 * s[key]['std']:.1f}")
+    console.print(table)
+    console.print(f"cross-validation results: [bold]{res['path']}[/]")
 
 
 def register(app: typer.Typer) -> None:
