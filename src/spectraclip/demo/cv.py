@@ -86,12 +86,12 @@ def cross_validate(opts: DemoOptions, folds: int = 4, say: Say = print) -> dict[
             rows.append(row)
             say(f"   fold {f} seed {seed}: top-1 MS {row['ms']['top1']:.3f}, RGB {row['rgb']['top1']:.3f} "
                 f"(band-stats baseline {base['ms']:.3f} / {base['rgb']:.3f})")
-    summary = {v: dict(zip(("mean", "std"), mean_std([r[v]["top1"] for r in rows]), strict=True)) for v in VARIANTS}
-    summary["gap"] = dict(zip(("mean", "std"), mean_std([r["ms"]["top1"] - r["rgb"]["top1"] for r in rows]),
-                              strict=True))
-    for v in VARIANTS:
-        summary[f"baseline_{v}"] = dict(zip(("mean", "std"), mean_std([r["baseline"][v] for r in rows]),
-                                            strict=True))
+    def spread(values: list[float]) -> dict[str, float]:
+        return dict(zip(("mean", "std"), mean_std(values), strict=True))
+
+    summary = {v: spread([r[v]["top1"] for r in rows]) for v in VARIANTS}
+    summary["gap"] = spread([r["ms"]["top1"] - r["rgb"]["top1"] for r in rows])
+    summary.update({f"baseline_{v}": spread([r["baseline"][v] for r in rows]) for v in VARIANTS})
     result = {"folds": folds, "seeds": list(range(opts.seeds)), "recipe": str(opts.recipe),
               "overrides": list(opts.overrides), "templates": list(opts.templates), "rows": rows,
               "summary": summary}
