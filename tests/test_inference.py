@@ -180,3 +180,16 @@ def test_cli_models_lists_the_registry():
     res = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
     assert res.exit_code == 0
     assert "Llama3-MS-CLIP-Base" in res.output and "ibm-esa-geospatial/Llama3-MS-CLIP-base" in res.output
+
+
+def test_cli_embed_where_every_raster_fails_says_why(tmp_path):
+    """EuroSAT files carry no band names: without --bands every one fails; the command says so and exits 2."""
+    folder = tmp_path / "river"
+    folder.mkdir()
+    for src in sorted((EUROSAT / "test" / "River").glob("*.tif"))[:2]:
+        shutil.copy(src, folder / src.name)
+    out = tmp_path / "e.parquet"
+    res = CliRunner().invoke(app, ["embed", str(folder), "-m", "tiny-test", "--workers", "0", "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "no raster could be embedded: all 2 failed" in res.output and "--bands" in res.output
+    assert len(read_embeddings(out)) == 0 and read_embeddings(out).dim == 32  # a valid empty table

@@ -253,7 +253,8 @@ def embed_to_table(model: SpectralCLIP, paths: Sequence[str | Path], output: str
     """Embed raster items into an embeddings table, resumably: finished batches are kept across restarts."""
     from spectraclip.embeddings import PartWriter
 
-    meta = {"bands": ",".join(model.bands.names), **(metadata or {})}
+    # the dimension is known up front, so a run where every item fails still writes a valid (empty) table
+    meta = {"bands": ",".join(model.bands.names), "dim": model.embed_dim, **(metadata or {})}
     writer = PartWriter(output, metadata=meta)
     failed: list[tuple[str, str]] = []
     skipped = len(writer.done_ids)

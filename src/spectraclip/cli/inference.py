@@ -219,6 +219,8 @@ def embed(
         device=resolve_device(device), metadata=meta, on_error=lambda *_: None,
     )
     report_failures(failed, "rasters")
+    if not len(table) and failed:
+        fail(f"no raster could be embedded: all {len(failed)} failed (first: {failed[0][0]}: {failed[0][1]})")
     note = f" ({resumed} kept from an earlier run)" if resumed else ""
     console.print(f"wrote {output}: {len(table)} embeddings of dimension {table.dim}{note}, {len(failed)} skipped")
 
