@@ -107,3 +107,8 @@ def test_siglip_and_lora_run(tmp_path):
     from safetensors.torch import load_file
 
     assert not [k for k in load_file(res.bundle / "model.safetensors") if "lora" in k]  # merged on export
+    from spectraclip.models.loading import load_model
+
+    trained = load_file(res.bundle / "model.safetensors")["logit_bias"]
+    loaded = load_model(checkpoint=str(res.bundle))  # the SigLIP bias is part of the rebuilt architecture
+    assert torch.equal(loaded.clip.logit_bias.detach(), trained)

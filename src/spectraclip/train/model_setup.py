@@ -62,7 +62,9 @@ def build_model(recipe: ModelRecipe, siglip_bias: float | None = None) -> tuple[
     if recipe.text:
         model = replace_text_tower(model, recipe.text)
     if siglip_bias is not None and getattr(model.clip, "logit_bias", None) is None:
-        model.clip.logit_bias = torch.nn.Parameter(torch.tensor([float(siglip_bias)]))
+        model.clip.logit_bias = torch.nn.Parameter(torch.tensor(float(siglip_bias)))  # a scalar, as open_clip makes it
+        # recorded in the architecture too, so the saved bundle rebuilds a model that has the bias
+        model.config.arch_config["init_logit_bias"] = float(siglip_bias)
     handle = None
     if recipe.freeze == "lora":
         from spectraclip.models.lora import apply_lora
