@@ -14,15 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from spectraclip.demo.pipeline import (
-    DATASET,
-    VARIANTS,
-    DemoOptions,
-    Say,
-    _captions,
-    _evaluation_prompts,
-    _train,
-)
+from spectraclip.demo.pipeline import DATASET, VARIANTS, DemoOptions, Say, train_twin, write_captions
 from spectraclip.io.atomic import atomic_open
 
 
@@ -33,12 +25,10 @@ def _subset(dataset, indices: np.ndarray):
     return sub
 
 
-def _write_fold_manifest(manifest: Path, keep: set[str], target: Path) -> Path:
-    """The caption rows of the patches in `keep` (by id), written atomically to `target`."""
-    lines = [ln for ln in manifest.read_text(encoding="utf-8").splitlines()
-             if ln.strip() and json.loads(ln)["id"] in keep]
+def _write_fold_manifest(lines: dict[str, str], keep: set[str], target: Path) -> Path:
+    """The manifest lines (by id) of the patches in `keep`, written atomically to `target`."""
     with atomic_open(target, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
+        fh.write("".join(f"{line}\n" for i, line in lines.items() if i in keep))
     return target
 
 
@@ -66,26 +56,28 @@ def cross_validate(opts: DemoOptions, folds: int = 4, say: Say = print) -> dict[
     labels = np.array([it.labels[0] for it in train_ds.items])
     say(f"cross-validation: {folds} folds over the {len(train_ds)} training patches (the test split is not read), "
         f"recipe {opts.recipe}, seeds {list(range(opts.seeds))}")
-    manifest = _captions(out, train_ds, _evaluation_prompts(opts.templates, train_ds.class_prompt_names()), say)
+    manifest = write_captions(out, train_ds, opts.templates, say)
+    lines = {json.loads(ln)["id"]: ln for ln in manifest.read_text(encoding="utf-8").splitlines() if ln.strip()}
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
     rows: list[dict[str, Any]] = []
     for f, (tr, ev) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
         fold_dir = out / f"fold{f}"
         fold_dir.mkdir(exist_ok=True)
         keep = {train_ds.items[int(i)].id for i in tr}
-        fold_manifest = _write_fold_manifest(manifest, keep, fold_dir / "captions.jsonl")
+        fold_manifest = _write_fold_manifest(lines, keep, fold_dir / "captions.jsonl")
         held_out, fold_train = _subset(train_ds, ev), _subset(train_ds, tr)
         base = {v: band_stats_baseline(fold_train, held_out, b)["top1"] for v, b in VARIANTS.items()}
         for seed in range(opts.seeds):
             row: dict[str, Any] = {"fold": f, "seed": seed, "n_train": len(tr), "n_eval": len(ev),
                                    "baseline": base}
             for v, b in VARIANTS.items():
-                bundle = _train(fold_dir, fold_manifest, v, b, seed, opts, say)
+                bundle = train_twin(fold_dir, fold_manifest, v, b, seed, opts, say)
                 model = load_model(None, str(bundle), device=opts.device)
                 row[v] = zero_shot_top1(model, held_out, list(opts.templates), device=opts.device)
             rows.append(row)
             say(f"   fold {f} seed {seed}: top-1 MS {row['ms']['top1']:.3f}, RGB {row['rgb']['top1']:.3f} "
                 f"(band-stats baseline {base['ms']:.3f} / {base['rgb']:.3f})")
+
     def spread(values: list[float]) -> dict[str, float]:
         return dict(zip(("mean", "std"), mean_std(values), strict=True))
 

@@ -50,9 +50,11 @@ class DemoOptions:
 Say = Callable[[str], None]
 
 
-def _captions(out: Path, train_ds, avoid: list[str], say: Say) -> Path:
+def write_captions(out: Path, train_ds, templates: Sequence[str], say: Say) -> Path:
+    """The label captioner's manifest of `train_ds` in `out`, never emitting a filled evaluation prompt."""
     from spectraclip.captioning.labels import LabelCaptioner, caption_rows, write_caption_manifest
 
+    avoid = _evaluation_prompts(templates, train_ds.class_prompt_names())
     # statistics clauses in a quarter of the captions (cross-validated on the training split)
     captioner = LabelCaptioner(seed=0, n=5, stats_rate=0.25, avoid=avoid)
     rows = caption_rows((train_ds[i] for i in range(len(train_ds))), captioner, split="train")
@@ -70,7 +72,8 @@ def _evaluation_prompts(templates: Sequence[str], prompt_names: Sequence[str]) -
     return [p for t in templates for c in prompt_names for p in load_templates(t).fill(c)]
 
 
-def _train(out: Path, manifest: Path, variant: str, bands: str, seed: int, opts: DemoOptions, say: Say) -> Path:
+def train_twin(out: Path, manifest: Path, variant: str, bands: str, seed: int, opts: DemoOptions, say: Say) -> Path:
+    """Train one twin (`variant` on `bands`) with the recipe and `seed` under `out/runs`; its bundle path."""
     from spectraclip.train import load_recipe
     from spectraclip.train.loop import train
 
@@ -170,12 +173,12 @@ def run_demo(opts: DemoOptions, say: Say = print) -> dict[str, Any]:
         labels = {"ms": models[0][0], "rgb": models[1][0]}
         bundles: dict[str, Path] = {}
     else:
-        manifest = _captions(out, train_ds, _evaluation_prompts(opts.templates, train_ds.class_prompt_names()), say)
+        manifest = write_captions(out, train_ds, opts.templates, say)
         say(f"2. training MS ({VARIANTS['ms']}) and RGB twins with {opts.recipe.name}, seeds {seeds}")
         labels = {"ms": "MS", "rgb": "RGB"}
         bundles = {}
         for seed in seeds:
-            trained = {v: _train(out, manifest, v, b, seed, opts, say) for v, b in VARIANTS.items()}
+            trained = {v: train_twin(out, manifest, v, b, seed, opts, say) for v, b in VARIANTS.items()}
             res, loaded = _evaluate(out, [(labels[v], None, str(p)) for v, p in trained.items()], opts,
                                     f"seed{seed}", plots=seed == 0)
             per_seed.append({"seed": seed, "ms": headline(res, "MS"), "rgb": headline(res, "RGB")})
