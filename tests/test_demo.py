@@ -35,6 +35,9 @@ def test_pretrained_path_with_published_format_checkpoint(tmp_path, published_fo
         assert 0.0 <= saved["summary"][v]["top1"]["mean"] <= 1.0
     assert saved["baseline"]["all bands"]["n_test"] == 54
     assert [len(q["hits"]) for q in saved["search"]] == [3, 3, 3]
+    ci = saved["targets"]["ms_minus_rgb_interval"]  # the gap with its paired bootstrap interval over test patches
+    assert ci["n_images"] == 54 and ci["mean"] == pytest.approx(saved["targets"]["ms_minus_rgb_top1"])
+    assert ci["ci95"][0] <= ci["mean"] <= ci["ci95"][1]
     page = (out / "report.html").read_text()
     assert "Confusion matrices" in page and page.count("data:image/png;base64") >= 3 + 2 * 9
     assert "http://" not in page and "https://" not in page  # opens offline
@@ -60,6 +63,7 @@ def test_trained_path_end_to_end_with_a_short_recipe(tmp_path):
         model = load_model(checkpoint=str(out / "models" / v))
         assert len(model.bands) == bands
     assert res["targets"].keys() >= {"ms_beats_rgb_by_10_points", "ms_top1_at_least_all_band_baseline"}
+    assert res["targets"]["ms_minus_rgb_interval"]["mean"] == pytest.approx(res["targets"]["ms_minus_rgb_top1"])
     assert (out / "report.html").is_file() and json.loads((out / "results.json").read_text())["mode"] == "trained"
 
 

@@ -54,6 +54,33 @@ def test_single_label_ties_and_summary():
     assert out["balanced_accuracy"] == pytest.approx(0.5)
 
 
+def test_predictions_file_round_trip(tmp_path):
+    scores = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [0.5, 0.1, 0.9]])
+    path = M.write_predictions(tmp_path / "p" / "run.csv", ["x", "y", "z"], scores, [0, 2, 2], ["a", "b", "c"])
+    assert path.read_text().splitlines() == ["id,label,predicted,correct,score", "x,a,a,1,1.0000",
+                                             "y,c,b,0,2.0000", "z,c,c,1,0.9000"]
+    assert M.read_predictions(path) == {"x": True, "y": False, "z": True}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,label\nx,a\n")
+    with pytest.raises(ValueError, match="bad.csv: not a predictions file"):
+        M.read_predictions(bad)
+
+
+def test_paired_difference_interval():
+    rng = np.random.default_rng(1)
+    a = (rng.random(54) < 0.75).astype(float)
+    b = np.where(rng.random(54) < 0.8, a, 1 - a)  # paired: agrees with a on most images
+    mean, lo, hi = M.paired_difference_ci(a, b)
+    assert mean == pytest.approx(a.mean() - b.mean()) and lo < mean < hi
+    assert (lo, hi) == M.paired_difference_ci(a, b)[1:]  # seeded: the same interval every time
+    # 4x the images -> an interval about half as wide
+    mean4, lo4, hi4 = M.paired_difference_ci(np.tile(a, 4), np.tile(b, 4))
+    assert mean4 == pytest.approx(mean) and 0.35 < (hi4 - lo4) / (hi - lo) < 0.65
+    assert M.paired_difference_ci(a, a) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        M.paired_difference_ci([1.0], [0.0])
+
+
 def _multilabel(seed: int, n: int = 150, k: int = 12):
     rng = np.random.default_rng(seed)
     scores = rng.normal(size=(n, k))

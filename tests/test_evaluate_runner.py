@@ -65,6 +65,19 @@ def test_runner_outputs_and_cache(tiny, eurosat_root, tmp_path, monkeypatch):
     assert any("t-SNE" in n for n in data["notes"])  # 20 images: t-SNE instead of UMAP, and said so
     zs = data["runs"][0]["metrics"]
     assert 0 <= zs["top1"] <= zs["top5"] <= 1 and sum(map(sum, zs["confusion_matrix"])) == 20
+    # per-image predictions, one file per zero-shot run, agree with the run's numbers
+    from spectraclip.evaluate.metrics import read_predictions
+
+    preds = list(csv.DictReader(open(data["runs"][0]["predictions"])))
+    assert len(preds) == 20 and {p["id"] for p in preds} == set(EuroSATMS(eurosat_root).ids)
+    assert np.mean([p["correct"] == "1" for p in preds]) == pytest.approx(zs["top1"])
+    confusion = np.zeros((10, 10), int)
+    classes = data["provenance"]["datasets"]["eurosat-ms"]["classes"]
+    for p in preds:
+        confusion[classes.index(p["label"]), classes.index(p["predicted"])] += 1
+    assert confusion.tolist() == zs["confusion_matrix"]
+    assert len(read_predictions(data["runs"][2]["predictions"])) == 20  # the second template set has its own
+    assert "predictions" not in data["runs"][1]  # retrieval runs have none
     md = (out / "results.md").read_text()
     assert "| model | templates | eurosat-ms |" in md and "**" in md
     rows = list(csv.reader(open(out / "results.csv")))

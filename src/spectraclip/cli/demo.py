@@ -59,7 +59,9 @@ def demo(
                       f"[dim]{100 * b['balanced_accuracy']:.1f}[/]", "[dim]—[/]")
     console.print(table)
     t = res["targets"]
-    console.print(f"MS − RGB top-1: {100 * t['ms_minus_rgb_top1']:+.1f} points; "
+    ci = t["ms_minus_rgb_interval"]
+    console.print(f"MS − RGB top-1: {100 * t['ms_minus_rgb_top1']:+.1f} points (95% paired bootstrap interval over "
+                  f"the {ci['n_images']} test patches: {100 * ci['ci95'][0]:+.1f} to {100 * ci['ci95'][1]:+.1f}); "
                   f"MS ≥ all-band baseline: {t['ms_top1_at_least_all_band_baseline']}; "
                   f"wall time {res['seconds']:.0f} s")
     console.print(f"report: [bold]{Path(res['report']).resolve()}[/]")

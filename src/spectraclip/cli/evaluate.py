@@ -41,7 +41,8 @@ def evaluate_cmd(
                                                "umap, tsne or none.")] = "auto",
     plots: Annotated[bool, typer.Option("--plots/--no-plots")] = True,
 ) -> None:
-    """Evaluate models on benchmarks; writes results.json/.csv/.md and plots to --output-dir."""
+    """Evaluate models on benchmarks; writes results.json/.csv/.md, per-image predictions (predictions/*.csv)
+    and plots to --output-dir."""
     from rich.table import Table
 
     from spectraclip.bands import BandError

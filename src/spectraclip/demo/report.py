@@ -84,9 +84,14 @@ def write_report(out: Path, results: dict[str, Any], eval_dir: Path, test_ds) ->
         f"<td>{100 * b[k]['balanced_accuracy']:.1f}</td><td>—</td></tr>"
         for k, name in (("all bands", "supervised baseline: logistic regression on per-band mean+std, 13 bands"),
                         ("RGB", "supervised baseline: logistic regression on per-band mean+std, RGB")))
+    ci = t["ms_minus_rgb_interval"]
     verdict = (f"MS − RGB top-1: <b>{100 * t['ms_minus_rgb_top1']:+.1f} points</b> "
                f"({'meets' if t['ms_beats_rgb_by_10_points'] else 'misses'} the +10 target); MS vs all-band "
-               f"baseline: {'at or above' if t['ms_top1_at_least_all_band_baseline'] else 'below'}.")
+               f"baseline: {'at or above' if t['ms_top1_at_least_all_band_baseline'] else 'below'}. "
+               f"<br><small>With only {ci['n_images']} test patches (one patch = "
+               f"{100 / max(ci['n_images'], 1):.1f} points) the 95% paired bootstrap interval of MS − RGB is "
+               f"{100 * ci['ci95'][0]:+.1f} to {100 * ci['ci95'][1]:+.1f} points; the per-image predictions are "
+               f"in <code>evaluation/*/predictions/</code>.</small>")
     per_class = "".join(
         f"<tr><td>{esc(c)}</td><td>{100 * results['per_seed'][0]['ms']['per_class'].get(c, float('nan')):.0f}</td>"
         f"<td>{100 * results['per_seed'][0]['rgb']['per_class'].get(c, float('nan')):.0f}</td></tr>"

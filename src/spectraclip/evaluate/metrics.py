@@ -7,6 +7,7 @@ Ties in scores are broken towards the lower class index (stable sort), like `np.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -96,3 +97,55 @@ def classification_metrics(scores: np.ndarray, labels: Sequence[int] | np.ndarra
         "confusion_matrix": confusion_matrix(labels, pred, k).tolist(),
     }
     return out
+
+
+PREDICTION_COLUMNS = ("id", "label", "predicted", "correct", "score")
+
+
+def write_predictions(path: str | Path, ids: Sequence[str], scores: np.ndarray, labels: Sequence[int] | np.ndarray,
+                      classes: Sequence[str]) -> Path:
+    """One CSV row per image (id, true class, top-1 class, correct 0/1, top-1 score), written atomically, so
+    a user can see which images a model gets wrong and compare two models image by image."""
+    import csv
+
+    from spectraclip.io.atomic import atomic_open
+
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = _as_labels(labels)
+    pred = top_k_predictions(scores, 1)[:, 0]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(PREDICTION_COLUMNS)
+        for i, x in enumerate(ids):
+            p = pred[i]
+            w.writerow([x, classes[labels[i]], classes[p], int(p == labels[i]), f"{scores[i, p]:.4f}"])
+    return path
+
+
+def read_predictions(path: str | Path) -> dict[str, bool]:
+    """Image id -> top-1 correct, from a `write_predictions` CSV."""
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and set(PREDICTION_COLUMNS) - set(rows[0]):
+        raise ValueError(f"{path}: not a predictions file (columns {', '.join(PREDICTION_COLUMNS)} expected)")
+    return {r["id"]: r["correct"] == "1" for r in rows}
+
+
+def paired_difference_ci(a: np.ndarray, b: np.ndarray, confidence: float = 0.95, n_resamples: int = 10_000,
+                         seed: int = 0) -> tuple[float, float, float]:
+    """Mean of `a - b` over paired items (e.g. per-image correctness of two models) and its percentile
+    bootstrap interval over items: how much a difference measured on a small test set can be trusted."""
+    from scipy.stats import bootstrap
+
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.ndim != 1 or len(d) < 2:
+        raise ValueError(f"need at least 2 paired items, got shape {d.shape}")
+    if np.all(d == d[0]):
+        return float(d[0]), float(d[0]), float(d[0])
+    res = bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile",
+                    rng=np.random.default_rng(seed))
+    return float(d.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)

@@ -266,6 +266,10 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
                             "embeddings_cached": hit, "failed": [list(f) for f in failed[:100]]}
                     if task == "zeroshot":
                         base["metrics"] = single.classification_metrics(scores, onehot.argmax(1), ds.classes)
+                        pred_file = out / "predictions" / f"{_slug(mlabel)}__{_slug(dlabel)}__{_slug(ts.name)}.csv"
+                        single.write_predictions(pred_file, ids, scores, onehot.argmax(1), ds.classes)
+                        base["predictions"] = str(pred_file)
+                        caches.append(pred_file)
                     elif task == "multilabel":
                         neg = _text_embeddings(model, [negative_prompt], ts, device)
                         neg_scores = zero_shot_logits(vectors, neg)[:, 0]
