@@ -89,7 +89,7 @@ def write_report(out: Path, results: dict[str, Any], eval_dir: Path, test_ds) ->
                f"({'meets' if t['ms_beats_rgb_by_10_points'] else 'misses'} the +10 target); MS vs all-band "
                f"baseline: {'at or above' if t['ms_top1_at_least_all_band_baseline'] else 'below'}. "
                f"<br><small>With only {ci['n_images']} test patches (one patch = "
-               f"{100 / max(ci['n_images'], 1):.1f} points) the 95% paired bootstrap interval of MS − RGB is "
+               f"{100 / max(ci['n_images'], 1):.3g} points) the 95% paired bootstrap interval of MS − RGB is "
                f"{100 * ci['ci95'][0]:+.1f} to {100 * ci['ci95'][1]:+.1f} points; the per-image predictions are "
                f"in <code>evaluation/*/predictions/</code>.</small>")
     per_class = "".join(
@@ -130,7 +130,7 @@ def write_report(out: Path, results: dict[str, Any], eval_dir: Path, test_ds) ->
 <style>
 body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}tr.base td{{color:#555;font-style:italic}}
+td:first-child,th:first-child{{text-align:left}}td+td{{white-space:nowrap}}tr.base td{{color:#555;font-style:italic}}
 figure{{display:inline-block;margin:0.5em;vertical-align:top}}figure img{{max-width:520px}}
 figcaption{{font-size:0.8em;color:#555;max-width:520px}}
 .hits{{display:flex;flex-wrap:wrap;gap:10px}}.hit{{font-size:0.8em;text-align:center}}
