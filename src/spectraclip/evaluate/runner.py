@@ -218,6 +218,7 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
     provenance: dict[str, Any] = {"models": {}, "datasets": {}, "templates": {}}
     embeddings_for_plots: list[dict[str, Any]] = []
     caches: list[Path] = []
+    prediction_files: list[Path] = []
     for ts in template_sets:
         provenance["templates"][ts.name] = ts.to_dict()
     for dlabel, ds in opened:
@@ -269,7 +270,7 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
                         pred_file = out / "predictions" / f"{_slug(mlabel)}__{_slug(dlabel)}__{_slug(ts.name)}.csv"
                         single.write_predictions(pred_file, ids, scores, onehot.argmax(1), ds.classes)
                         base["predictions"] = str(pred_file)
-                        caches.append(pred_file)
+                        prediction_files.append(pred_file)
                     elif task == "multilabel":
                         neg = _text_embeddings(model, [negative_prompt], ts, device)
                         neg_scores = zero_shot_logits(vectors, neg)[:, 0]
@@ -303,7 +304,7 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
         from spectraclip.evaluate import plots as plotting
 
         files += plotting.write_plots(results, embeddings_for_plots, out / "plots", embedding_map=embedding_map)
-    files = report.write_reports(results, out) + files + caches
+    files = report.write_reports(results, out) + files + caches + prediction_files
     return EvaluationResult(results, files, out)
 
 
