@@ -38,8 +38,18 @@ def test_pretrained_path_with_published_format_checkpoint(tmp_path, published_fo
     ci = saved["targets"]["ms_minus_rgb_interval"]  # the gap with its paired bootstrap interval over test patches
     assert ci["n_images"] == 54 and ci["mean"] == pytest.approx(saved["targets"]["ms_minus_rgb_top1"])
     assert ci["ci95"][0] <= ci["mean"] <= ci["ci95"][1]
+    # the patches exactly one model gets right account for the difference in top-1 of that template set
+    dis, lab = saved["disagreements"], saved["labels"]
+    runs = json.loads((out / "evaluation" / "pretrained" / "results.json").read_text())["runs"]
+    top1 = {r["model"]: r["metrics"]["top1"] for r in runs
+            if r["task"] == "zeroshot" and r["templates"] == dis["templates"]}
+    assert len(dis["ms_only"]) - len(dis["rgb_only"]) == round(54 * (top1[lab["ms"]] - top1[lab["rgb"]]))
+    assert all(r["ms"] == r["label"] != r["rgb"] for r in dis["ms_only"])
+    assert all(r["rgb"] == r["label"] != r["ms"] for r in dis["rgb_only"])
     page = (out / "report.html").read_text()
-    assert "Confusion matrices" in page and page.count("data:image/png;base64") >= 3 + 2 * 9
+    assert "Confusion matrices" in page and "Where the models disagree" in page
+    n_tiles = 2 * 9 + 2 * sum(min(len(dis[k]), 12) for k in ("ms_only", "rgb_only"))
+    assert page.count("data:image/png;base64") >= 3 + n_tiles
     assert "http://" not in page and "https://" not in page  # opens offline
 
 

@@ -59,7 +59,9 @@ def test_predictions_file_round_trip(tmp_path):
     path = M.write_predictions(tmp_path / "p" / "run.csv", ["x", "y", "z"], scores, [0, 2, 2], ["a", "b", "c"])
     assert path.read_text().splitlines() == ["id,label,predicted,correct,score", "x,a,a,1,1.0000",
                                              "y,c,b,0,2.0000", "z,c,c,1,0.9000"]
-    assert M.read_predictions(path) == {"x": True, "y": False, "z": True}
+    back = M.read_predictions(path)
+    assert {k: r["correct"] for k, r in back.items()} == {"x": True, "y": False, "z": True}
+    assert back["y"] == {"label": "c", "predicted": "b", "correct": False, "score": 2.0}
     bad = tmp_path / "bad.csv"
     bad.write_text("id,label\nx,a\n")
     with pytest.raises(ValueError, match="bad.csv: not a predictions file"):

@@ -133,7 +133,25 @@ def per_image_correct(results: dict[str, Any], label: str) -> dict[str, float]:
     runs = [read_predictions(r["predictions"]) for r in results["runs"]
             if r["model"] == label and r["task"] == "zeroshot"]
     ids = set.intersection(*(set(r) for r in runs)) if runs else set()
-    return {i: sum(float(r[i]) for r in runs) / len(runs) for i in ids}
+    return {i: sum(float(r[i]["correct"]) for r in runs) / len(runs) for i in ids}
+
+
+def disagreements(results: dict[str, Any], ms: str, rgb: str, templates: str) -> dict[str, Any]:
+    """Test images exactly one of the two models classifies correctly (one template set), with both
+    predictions: where the extra bands help, and where they do not."""
+    from spectraclip.evaluate.metrics import read_predictions
+
+    def preds(label: str) -> dict[str, dict[str, Any]]:
+        run = next(r for r in results["runs"]
+                   if r["model"] == label and r["task"] == "zeroshot" and r["templates"] == templates)
+        return read_predictions(run["predictions"])
+
+    a, b = preds(ms), preds(rgb)
+    rows = [{"id": i, "label": a[i]["label"], "ms": a[i]["predicted"], "rgb": b[i]["predicted"]}
+            for i in sorted(set(a) & set(b))]
+    return {"templates": templates,
+            "ms_only": [r for r in rows if r["ms"] == r["label"] != r["rgb"]],
+            "rgb_only": [r for r in rows if r["rgb"] == r["label"] != r["ms"]]}
 
 
 def gap_interval(ms: list[dict[str, float]], rgb: list[dict[str, float]]) -> dict[str, Any]:
@@ -238,12 +256,13 @@ def run_demo(opts: DemoOptions, say: Say = print) -> dict[str, Any]:
         "ms_minus_rgb_top1": gap,
         "ms_minus_rgb_interval": gap_interval(correct["ms"], correct["rgb"]),
     }
+    disagree = disagreements(eval_results, labels["ms"], labels["rgb"], opts.templates[0])
     results = {
         "mode": "pretrained" if pretrained else "trained",
         "dataset": {"name": DATASET, "train": len(train_ds), "test": len(test_ds), "classes": train_ds.classes},
         "recipe": None if pretrained else str(opts.recipe), "overrides": list(opts.overrides),
         "seeds": seeds if not pretrained else None, "per_seed": per_seed, "summary": summary,
-        "baseline": baseline, "targets": targets, "search": search, "labels": labels,
+        "baseline": baseline, "targets": targets, "search": search, "disagreements": disagree, "labels": labels,
         "templates": list(opts.templates), "bundles": {k: str(v) for k, v in bundles.items()},
         "evaluation": {"output": str(out / "evaluation"), "plots": eval_results.get("plots", []),
                        "notes": eval_results.get("notes", [])},

@@ -14,6 +14,7 @@ from spectraclip.io.atomic import atomic_open
 
 FALSE_COLOUR = ("B08", "B04", "B03")  # NIR-red-green: vegetation shows red
 NATURAL = ("B04", "B03", "B02")
+MAX_DISAGREEMENTS = 12  # thumbnails per side of the disagreement section
 
 
 def _b64(png: bytes) -> str:
@@ -30,6 +31,12 @@ def thumbnail(sample, bands: tuple[str, str, str], size: int = 96) -> str:
     img = stretch_rgb(rgb, "percentile")  # L1C top-of-atmosphere haze makes a fixed stretch look grey
     img = np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.NEAREST))
     return _b64(png_bytes(img))
+
+
+def _tile(sample, caption: str) -> str:
+    """One test patch in natural and false colour with an HTML caption underneath."""
+    return (f"<div class='hit'><img src='{thumbnail(sample, NATURAL)}' title='natural colour'>"
+            f"<img src='{thumbnail(sample, FALSE_COLOUR)}' title='false colour NIR-R-G'><div>{caption}</div></div>")
 
 
 def _bar_chart(results: dict[str, Any]) -> str:
@@ -111,12 +118,18 @@ def write_report(out: Path, results: dict[str, Any], eval_dir: Path, test_ds) ->
     for q in results["search"]:
         cells = []
         for h in q["hits"]:
-            sample = test_ds[by_id[h["id"]]]
-            cells.append(f"<div class='hit'><img src='{thumbnail(sample, NATURAL)}' title='natural colour'>"
-                         f"<img src='{thumbnail(sample, FALSE_COLOUR)}' title='false colour NIR-R-G'>"
-                         f"<div>#{h['rank']} {esc(h['label'])}<br><small>{esc(h['id'])} · {h['score']:.3f}</small>"
-                         f"</div></div>")
+            cells.append(_tile(test_ds[by_id[h["id"]]], f"#{h['rank']} {esc(h['label'])}<br><small>{esc(h['id'])} · "
+                                                        f"{h['score']:.3f}</small>"))
         search_html.append(f"<h3>“{esc(q['query'])}”</h3><div class='hits'>{''.join(cells)}</div>")
+    dis = results.get("disagreements") or {"ms_only": [], "rgb_only": [], "templates": ""}
+    dis_html = []
+    for key, title in (("ms_only", f"{lab['ms']} right, {lab['rgb']} wrong"),
+                       ("rgb_only", f"{lab['rgb']} right, {lab['ms']} wrong")):
+        rows_ = dis[key]
+        cells = [_tile(test_ds[by_id[r["id"]]], f"<b>{esc(r['label'])}</b><br><small>MS: {esc(r['ms'])}<br>"
+                                                f"RGB: {esc(r['rgb'])}</small>") for r in rows_[:MAX_DISAGREEMENTS]]
+        more = f" (first {MAX_DISAGREEMENTS} shown)" if len(rows_) > MAX_DISAGREEMENTS else ""
+        dis_html.append(f"<h3>{esc(title)}: {len(rows_)} patches{more}</h3><div class='hits'>{''.join(cells)}</div>")
     notes = "".join(f"<li>{esc(n)}</li>" for n in results["evaluation"]["notes"])
     seeds = results["seeds"]
     if results["mode"] != "trained":
@@ -148,6 +161,11 @@ Numbers in %.</p>
 <table><tr><th>class</th><th>MS</th><th>RGB</th></tr>{per_class}</table>
 <h2>Confusion matrices</h2>{figs('__confusion')}
 <h2>Embedding maps of the test patches</h2>{figs('__embedding_map')}
+<h2>Where the models disagree (first seed, {esc(dis['templates'])} templates)</h2>
+<p>Test patches exactly one of the two models classifies correctly, with the true class and both predictions;
+every other patch both get right or both get wrong. Per-image predictions of every run are in
+<code>evaluation/*/predictions/</code>.</p>
+{''.join(dis_html)}
 <h2>Free-text search with the MS model (top {len(results['search'][0]['hits']) if results['search'] else 0})</h2>
 <p>Each hit shows natural colour (B04-B03-B02) and false colour (B08-B04-B03: vegetation red).</p>
 {''.join(search_html)}

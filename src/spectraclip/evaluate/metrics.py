@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -124,15 +125,16 @@ def write_predictions(path: str | Path, ids: Sequence[str], scores: np.ndarray, 
     return path
 
 
-def read_predictions(path: str | Path) -> dict[str, bool]:
-    """Image id -> top-1 correct, from a `write_predictions` CSV."""
+def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Image id -> {label, predicted, correct (bool), score}, from a `write_predictions` CSV."""
     import csv
 
     with open(path, encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     if rows and set(PREDICTION_COLUMNS) - set(rows[0]):
         raise ValueError(f"{path}: not a predictions file (columns {', '.join(PREDICTION_COLUMNS)} expected)")
-    return {r["id"]: r["correct"] == "1" for r in rows}
+    return {r["id"]: {"label": r["label"], "predicted": r["predicted"], "correct": r["correct"] == "1",
+                      "score": float(r["score"])} for r in rows}
 
 
 def paired_difference_ci(a: np.ndarray, b: np.ndarray, confidence: float = 0.95, n_resamples: int = 10_000,
