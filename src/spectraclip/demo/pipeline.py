@@ -125,13 +125,19 @@ def headline(results: dict[str, Any], label: str) -> dict[str, float]:
     return out
 
 
+def _predictions(results: dict[str, Any], label: str, templates: str | None = None) -> list[dict[str, Any]]:
+    """The evaluator's per-image zero-shot predictions of one model: one table per template set (or only
+    `templates`)."""
+    from spectraclip.evaluate.metrics import read_predictions
+
+    return [read_predictions(r["predictions"]) for r in results["runs"] if r["model"] == label
+            and r["task"] == "zeroshot" and templates in (None, r["templates"])]
+
+
 def per_image_correct(results: dict[str, Any], label: str) -> dict[str, float]:
     """Image id -> zero-shot top-1 correctness of one model, averaged over the template sets (so its mean
     over images is the headline top-1)."""
-    from spectraclip.evaluate.metrics import read_predictions
-
-    runs = [read_predictions(r["predictions"]) for r in results["runs"]
-            if r["model"] == label and r["task"] == "zeroshot"]
+    runs = _predictions(results, label)
     ids = set.intersection(*(set(r) for r in runs)) if runs else set()
     return {i: sum(float(r[i]["correct"]) for r in runs) / len(runs) for i in ids}
 
@@ -139,14 +145,7 @@ def per_image_correct(results: dict[str, Any], label: str) -> dict[str, float]:
 def disagreements(results: dict[str, Any], ms: str, rgb: str, templates: str) -> dict[str, Any]:
     """Test images exactly one of the two models classifies correctly (one template set), with both
     predictions: where the extra bands help, and where they do not."""
-    from spectraclip.evaluate.metrics import read_predictions
-
-    def preds(label: str) -> dict[str, dict[str, Any]]:
-        run = next(r for r in results["runs"]
-                   if r["model"] == label and r["task"] == "zeroshot" and r["templates"] == templates)
-        return read_predictions(run["predictions"])
-
-    a, b = preds(ms), preds(rgb)
+    a, b = _predictions(results, ms, templates)[0], _predictions(results, rgb, templates)[0]
     rows = [{"id": i, "label": a[i]["label"], "ms": a[i]["predicted"], "rgb": b[i]["predicted"]}
             for i in sorted(set(a) & set(b))]
     return {"templates": templates,

@@ -266,9 +266,10 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
                             "n_images": len(ids), "n_failed": len(failed), "embeddings": str(cache),
                             "embeddings_cached": hit, "failed": [list(f) for f in failed[:100]]}
                     if task == "zeroshot":
-                        base["metrics"] = single.classification_metrics(scores, onehot.argmax(1), ds.classes)
+                        truth = onehot.argmax(1)
+                        base["metrics"] = single.classification_metrics(scores, truth, ds.classes)
                         pred_file = out / "predictions" / f"{_slug(mlabel)}__{_slug(dlabel)}__{_slug(ts.name)}.csv"
-                        single.write_predictions(pred_file, ids, scores, onehot.argmax(1), ds.classes)
+                        single.write_predictions(pred_file, ids, scores, truth, ds.classes)
                         base["predictions"] = str(pred_file)
                         prediction_files.append(pred_file)
                     elif task == "multilabel":
