@@ -34,6 +34,21 @@ def test_percentile_stretch_maps_p2_p98_to_black_and_white():
         stretch_rgb(band.repeat(3, 0), "bogus")  # type: ignore[arg-type]
 
 
+def test_joint_percentile_stretch_keeps_colour_and_does_not_amplify_noise():
+    rng = np.random.default_rng(0)
+    water = 300 + rng.normal(0, 20, (3, 64, 64)).astype(np.float32)  # dark, nearly uniform scene
+    water[0] += 100  # a little redder than green and blue
+    per_channel = stretch_rgb(water, "percentile")
+    calm = stretch_rgb(water, "percentile", joint=True, min_range=1500)
+    assert per_channel.std() > 50  # noise stretched to full contrast
+    assert calm.std() < 15 and calm.max() < 128  # stays a dark, calm patch
+    assert calm[..., 0].mean() > calm[..., 1].mean() + 10  # one range for all bands: red stays redder
+    assert per_channel[..., 0].mean() == pytest.approx(per_channel[..., 1].mean(), abs=6)  # per channel: lost
+    # a contrasted scene is unaffected by the minimum range
+    band = np.linspace(0, 3000, 10_000, dtype=np.float32).reshape(1, 100, 100).repeat(3, 0)
+    assert (stretch_rgb(band, "percentile", joint=True, min_range=1500) == stretch_rgb(band, "percentile")).all()
+
+
 def test_composite_picks_bands_by_name_and_resizes():
     px = np.zeros((4, 64, 64), np.float32)
     bands = BandSet.parse("B08,B02,B04,B03")

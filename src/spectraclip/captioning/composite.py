@@ -27,19 +27,26 @@ Stretch = Literal["fixed", "percentile"]
 
 
 def stretch_rgb(rgb: np.ndarray, stretch: Stretch = "fixed", *, max_value: float = FIXED_MAX,
-                gamma: float = FIXED_GAMMA, offset: float = 0.0, percentiles: tuple[float, float] = (2, 98)
-                ) -> np.ndarray:
-    """Float `[3,H,W]` reflectance (red, green, blue) -> uint8 `[H,W,3]` with the chosen stretch; NaN -> 0."""
+                gamma: float = FIXED_GAMMA, offset: float = 0.0, percentiles: tuple[float, float] = (2, 98),
+                joint: bool = False, min_range: float = 0.0) -> np.ndarray:
+    """Float `[3,H,W]` reflectance (red, green, blue) -> uint8 `[H,W,3]` with the chosen stretch; NaN -> 0.
+
+    `percentile` maps the given percentiles to black and white, per channel, or with `joint=True` one range
+    for all three (keeps the colour balance). `min_range` (data units) stops a nearly uniform scene, e.g.
+    dark water, from having its noise stretched to full contrast."""
     x = np.asarray(rgb, dtype=np.float32) - offset
     if stretch == "fixed":
         y = np.clip(x / max_value, 0.0, 1.0) ** gamma
     elif stretch == "percentile":
         y = np.empty_like(x)
-        for c in range(x.shape[0]):
-            band = x[c]
-            finite = band[np.isfinite(band)]
+        groups = [x] if joint else [x[c:c + 1] for c in range(x.shape[0])]
+        start = 0
+        for part in groups:
+            finite = part[np.isfinite(part)]
             lo, hi = np.percentile(finite, percentiles) if finite.size else (0.0, 1.0)
-            y[c] = np.clip((band - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+            hi = max(float(hi), float(lo) + min_range)
+            y[start:start + len(part)] = np.clip((part - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+            start += len(part)
     else:
         raise ValueError(f"stretch={stretch!r} is not one of fixed, percentile")
     y = np.nan_to_num(y, nan=0.0)

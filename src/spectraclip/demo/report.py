@@ -14,6 +14,7 @@ from spectraclip.io.atomic import atomic_open
 
 FALSE_COLOUR = ("B08", "B04", "B03")  # NIR-red-green: vegetation shows red
 NATURAL = ("B04", "B03", "B02")
+THUMBNAIL_MIN_RANGE = 1500.0  # digital numbers (reflectance x 10000)
 MAX_DISAGREEMENTS = 12  # thumbnails per side of the disagreement section
 
 
@@ -28,7 +29,9 @@ def thumbnail(sample, bands: tuple[str, str, str], size: int = 96) -> str:
     from spectraclip.captioning.composite import png_bytes, stretch_rgb
 
     rgb = select_bands(sample.pixels, sample.bands, BandSet(bands), where=sample.path or sample.id)
-    img = stretch_rgb(rgb, "percentile")  # L1C top-of-atmosphere haze makes a fixed stretch look grey
+    # L1C top-of-atmosphere haze makes a fixed stretch look grey; one range for all three bands keeps the
+    # colours, and a minimum range of 0.15 reflectance keeps dark water from turning into stretched noise
+    img = stretch_rgb(rgb, "percentile", joint=True, min_range=THUMBNAIL_MIN_RANGE)
     img = np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.NEAREST))
     return _b64(png_bytes(img))
 
