@@ -38,15 +38,14 @@ def stretch_rgb(rgb: np.ndarray, stretch: Stretch = "fixed", *, max_value: float
     if stretch == "fixed":
         y = np.clip(x / max_value, 0.0, 1.0) ** gamma
     elif stretch == "percentile":
-        y = np.empty_like(x)
-        groups = [x] if joint else [x[c:c + 1] for c in range(x.shape[0])]
-        start = 0
-        for part in groups:
-            finite = part[np.isfinite(part)]
+        def limits(values: np.ndarray) -> tuple[float, float]:
+            finite = values[np.isfinite(values)]
             lo, hi = np.percentile(finite, percentiles) if finite.size else (0.0, 1.0)
-            hi = max(float(hi), float(lo) + min_range)
-            y[start:start + len(part)] = np.clip((part - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-            start += len(part)
+            return float(lo), max(float(hi), float(lo) + min_range)
+
+        per_band = [limits(x)] * len(x) if joint else [limits(band) for band in x]
+        lo, hi = (np.array(v, dtype=np.float32)[:, None, None] for v in zip(*per_band, strict=True))
+        y = np.clip((x - lo) / np.maximum(hi - lo, 1e-6), 0.0, 1.0)
     else:
         raise ValueError(f"stretch={stretch!r} is not one of fixed, percentile")
     y = np.nan_to_num(y, nan=0.0)

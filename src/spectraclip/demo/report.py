@@ -124,7 +124,7 @@ def write_report(out: Path, results: dict[str, Any], eval_dir: Path, test_ds) ->
             cells.append(_tile(test_ds[by_id[h["id"]]], f"#{h['rank']} {esc(h['label'])}<br><small>{esc(h['id'])} · "
                                                         f"{h['score']:.3f}</small>"))
         search_html.append(f"<h3>“{esc(q['query'])}”</h3><div class='hits'>{''.join(cells)}</div>")
-    dis = results.get("disagreements") or {"ms_only": [], "rgb_only": [], "templates": ""}
+    dis = results["disagreements"]
     dis_html = []
     for key, title in (("ms_only", f"{lab['ms']} right, {lab['rgb']} wrong"),
                        ("rgb_only", f"{lab['rgb']} right, {lab['ms']} wrong")):
