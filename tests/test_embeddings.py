@@ -64,3 +64,17 @@ def test_part_writer_resumes_and_deduplicates(tmp_path):
     assert table.columns["path"] == ["pa", "pb", "pc"]
     assert not w2.parts_dir.exists()
     assert read_embeddings(out).metadata["bands"] == "rgb"
+
+
+def test_part_writer_refuses_to_resume_another_embedding_space(tmp_path):
+    out = tmp_path / "emb.parquet"
+    w = PartWriter(out, metadata={"bands": "rgb", "model_config": {"width": 8}, "sources": ["a"]})
+    w.write(["a"], np.ones((1, 3), np.float32))
+    with pytest.raises(EmbeddingsTableError, match=r"different bands \('rgb', now 's2-l1c'\).*emb.parquet.parts"):
+        PartWriter(out, metadata={"bands": "s2-l1c", "model_config": {"width": 8}})
+    with pytest.raises(EmbeddingsTableError, match="different model_config"):
+        PartWriter(out, metadata={"bands": "rgb", "model_config": {"width": 16}})
+    # the run description (sources, failures) may change on resume; new keys are fine too
+    again = PartWriter(out, metadata={"bands": "rgb", "model_config": {"width": 8}, "sources": ["a", "b"],
+                                      "failed": [["x", "bad"]], "note": "new"})
+    assert again.done_ids == {"a"}

@@ -76,3 +76,46 @@ def test_embed_layout_errors_name_the_problem(tmp_path, bundle):
     assert r.exit_code == 2 and "multi-sensor model bundle" in r.output
     r = _embed(tmp_path / "d", "--checkpoint", bundle, "--layout", "ssl4eo", "-o", tmp_path / "x.parquet")
     assert r.exit_code == 2 and "SSL4EO" in r.output
+
+
+def test_embed_layout_resumes_after_a_crash_and_refuses_other_settings(tmp_path, bundle, monkeypatch):
+    from spectraclip import embeddings
+    from spectraclip.embeddings import read_embeddings
+    from spectraclip.models import multisensor
+    from spectraclip.models.loading import load_model
+
+    manifest = write_multisensor_set(tmp_path / "d", n=5, val=0, s2_only=1)
+    model = load_model(checkpoint=bundle)
+    clean = tmp_path / "clean.parquet"
+    ids, failed, kept = multisensor.embed_multisensor(model, [manifest], clean, layout="manifest", chunk=2,
+                                                      progress=False)
+    assert ids == ["p00", "p01", "p02", "p03", "p04"] and not failed and kept == 0
+
+    real_write, calls = embeddings.PartWriter.write, {"n": 0}
+
+    def crash_after_one_part(self, *a, **k):
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # the job dies after its first part of 2 items
+        calls["n"] += 1
+        return real_write(self, *a, **k)
+
+    out = tmp_path / "emb.parquet"
+    monkeypatch.setattr(embeddings.PartWriter, "write", crash_after_one_part)
+    with pytest.raises(KeyboardInterrupt):
+        multisensor.embed_multisensor(model, [manifest], out, layout="manifest", chunk=2, progress=False)
+    monkeypatch.setattr(embeddings.PartWriter, "write", real_write)
+    assert not out.exists() and len(list((tmp_path / "emb.parquet.parts").glob("part-*.parquet"))) == 1
+
+    # resuming with other settings would mix two embedding spaces in one table: refused, parts kept
+    r = _embed(manifest, "--checkpoint", bundle, "--layout", "manifest", "--modalities", "s1", "-o", out)
+    assert r.exit_code == 2 and "modalities_requested" in r.output and "emb.parquet.parts" in r.output
+    seen = []
+    monkeypatch.setattr(multisensor.MultiSensorCLIP, "embed",
+                        lambda self, s, _real=multisensor.MultiSensorCLIP.embed: seen.append(s.id) or _real(self, s))
+    r = _embed(manifest, "--checkpoint", bundle, "--layout", "manifest", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "(2 kept from an earlier run)" in r.output and seen == ["p02", "p03", "p04"]
+    t, ref = read_embeddings(out), read_embeddings(clean)
+    assert t.ids == ref.ids and t.columns == ref.columns and t.metadata["failed"] == []
+    np.testing.assert_allclose(t.vectors, ref.vectors, atol=1e-6)
+    assert not (tmp_path / "emb.parquet.parts").exists()

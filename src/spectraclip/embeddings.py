@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 from spectraclip.io.atomic import atomic_path
 
 SCHEMA_VERSION = "1"
+# metadata that describes a run but not the embedding space, so it may change when a run is resumed
+RUN_DESCRIPTION_KEYS = frozenset({"failed", "sources"})
 
 
 class EmbeddingsTableError(ValueError):
@@ -150,12 +152,22 @@ class PartWriter:
         if self.parts_dir.is_dir():
             for part in sorted(self.parts_dir.glob("part-*.parquet")):
                 try:
-                    ids = pq.read_table(part, columns=["id"]).column("id").to_pylist()
+                    table = pq.read_table(part, columns=["id"])
                 except (pa.ArrowInvalid, OSError):
                     part.unlink()  # a part is renamed into place only when complete; drop debris
                     continue
-                self.done_ids.update(ids)
+                self._check_same_run(part, _decode_meta(table.schema.metadata))
+                self.done_ids.update(table.column("id").to_pylist())
                 self._n_parts = max(self._n_parts, int(part.stem.split("-")[1]) + 1)
+
+    def _check_same_run(self, part: Path, old: Mapping[str, Any]) -> None:
+        """Refuse to resume parts written with another model or bands: one table must hold one embedding space."""
+        for key in sorted(set(old) & set(self.metadata) - RUN_DESCRIPTION_KEYS):
+            new = json.loads(json.dumps(self.metadata[key]))  # compare as stored (tuples become lists)
+            if old[key] != new and str(old[key]) != str(new):
+                raise EmbeddingsTableError(
+                    f"{part}: unfinished parts of an earlier run with a different {key} ({old[key]!r}, now "
+                    f"{new!r}); rerun with the earlier settings to resume, or delete {self.parts_dir} to start over")
 
     def write(self, ids: Sequence[str], vectors: np.ndarray,
               columns: Mapping[str, Sequence[Any]] | None = None) -> None:

@@ -206,6 +206,7 @@ def embed(
         "--drop-bands", help="With --layout: leave these bands out of the inputs, e.g. B01,B09,VH.")] = None,
 ) -> None:
     """Write the embeddings table of rasters (resumable: rerun the same command after an interruption)."""
+    from spectraclip.embeddings import EmbeddingsTableError
     from spectraclip.inference import embed_to_table
 
     net = load_model_or_exit(model, checkpoint, device, model_bands)
@@ -214,10 +215,14 @@ def embed(
         return
     items = _items(paths)
     meta = {"model": model or "", "checkpoint": str(checkpoint or ""), "model_config": net.config.arch}
-    table, failed, resumed = embed_to_table(
-        net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
-        device=resolve_device(device), metadata=meta, on_error=lambda *_: None,
-    )
+    try:
+        table, failed, resumed = embed_to_table(
+            net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
+            device=resolve_device(device), metadata=meta, on_error=lambda *_: None,
+        )
+    except EmbeddingsTableError as exc:  # e.g. unfinished parts of a run with another model
+        fail(str(exc))
+        raise
     report_failures(failed, "rasters")
     if not len(table) and failed:
         fail(f"no raster could be embedded: all {len(failed)} failed (first: {failed[0][0]}: {failed[0][1]})")
@@ -238,13 +243,16 @@ def _embed_multisensor(net, paths: list[Path], output: Path, layout: str, modali
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
     drop = [b.strip() for b in drop_bands.split(",") if b.strip()] if drop_bands else None
     try:
-        ids, failed = embed_multisensor(net, paths, output, layout=layout, modalities=mods, exclude_bands=drop,
+        ids, failed, kept = embed_multisensor(net, paths, output, layout=layout, modalities=mods, exclude_bands=drop,
                                         metadata={"checkpoint": str(checkpoint or ""), "model_name": model or ""})
     except (RasterError, BandError, ValueError) as exc:
         fail(str(exc))
         raise
     report_failures(failed, "items")
-    console.print(f"wrote {output}: {len(ids)} multi-sensor embeddings of dimension {net.embed_dim}, "
+    if not ids and failed:
+        fail(f"no item could be embedded: all {len(failed)} failed (first: {failed[0][0]}: {failed[0][1]})")
+    note = f" ({kept} kept from an earlier run)" if kept else ""
+    console.print(f"wrote {output}: {len(ids)} multi-sensor embeddings of dimension {net.embed_dim}{note}, "
                   f"{len(failed)} skipped")
 
 

@@ -412,20 +412,12 @@ def load_multisensor(directory: str | Path, device: str | torch.device = "cpu") 
     return model.to(device).eval()
 
 
-def embed_dataset(model: MultiSensorCLIP, samples: Sequence[MultiSample] | Any, out: str | Path | None = None,
-                  on_error: Any = None, metadata: Mapping[str, Any] | None = None,
-                  progress: bool = False) -> tuple[list[str], np.ndarray, dict[str, list]]:
-    """Fused embeddings of every sample with what each used: columns `modalities` ("s2,s1"), `bands_used`
-    (JSON {modality: [bands]}) and `sources` (JSON {modality: file}); written as an embeddings table when
-    `out` is given. A sample that cannot be read or embedded is skipped and reported (`on_error(i, exc)`)."""
+def _embed_rows(model: MultiSensorCLIP, samples: Sequence[MultiSample] | Any, indices: Sequence[int],
+                on_error: Any = None, progress: Any = None
+                ) -> tuple[list[str], np.ndarray, dict[str, list], list[tuple[str, str]]]:
+    """Embed `samples[i]` for i in `indices`: (ids, vectors, what-was-used columns, [(index, problem)])."""
     ids, vecs, mods, used_bands, paths, failed = [], [], [], [], [], []
-    model.eval()
-    order: Any = range(len(samples))
-    if progress:
-        from tqdm import tqdm
-
-        order = tqdm(order, desc="embed", unit="item")
-    for i in order:
+    for i in indices:
         try:
             sample = samples[i]
             vec, used = model.embed(sample)
@@ -434,6 +426,9 @@ def embed_dataset(model: MultiSensorCLIP, samples: Sequence[MultiSample] | Any, 
             if on_error:
                 on_error(i, exc)
             continue
+        finally:
+            if progress is not None:
+                progress.update(1)
         ids.append(sample.id)
         vecs.append(vec.numpy())
         mods.append(",".join(used))
@@ -441,25 +436,48 @@ def embed_dataset(model: MultiSensorCLIP, samples: Sequence[MultiSample] | Any, 
         src = (sample.meta or {}).get("sources") or {}
         paths.append(json.dumps({m: str(src[m]) for m in used if src.get(m)}))
     vectors = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, model.embed_dim), np.float32)
-    columns = {"modalities": mods, "bands_used": used_bands, "sources": paths}
+    return ids, vectors, {"modalities": mods, "bands_used": used_bands, "sources": paths}, failed
+
+
+def _table_meta(model: MultiSensorCLIP, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"model": model.config.arch, "kind": KIND, "fusion": "normalized mean of modality embeddings",
+            "model_modalities": {m: s.bands for m, s in model.config.modalities.items()}, "dim": model.embed_dim,
+            **dict(metadata or {})}
+
+
+def embed_dataset(model: MultiSensorCLIP, samples: Sequence[MultiSample] | Any, out: str | Path | None = None,
+                  on_error: Any = None, metadata: Mapping[str, Any] | None = None,
+                  progress: bool = False) -> tuple[list[str], np.ndarray, dict[str, list]]:
+    """Fused embeddings of every sample with what each used: columns `modalities` ("s2,s1"), `bands_used`
+    (JSON {modality: [bands]}) and `sources` (JSON {modality: file}); written as an embeddings table when
+    `out` is given. A sample that cannot be read or embedded is skipped and reported (`on_error(i, exc)`)."""
+    model.eval()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(samples), desc="embed", unit="item")
+    ids, vectors, columns, failed = _embed_rows(model, samples, range(len(samples)), on_error, bar)
+    if bar is not None:
+        bar.close()
     if out is not None:
         from spectraclip.embeddings import write_embeddings
 
-        meta = {"model": model.config.arch, "kind": KIND, "fusion": "normalized mean of modality embeddings",
-                "model_modalities": {m: s.bands for m, s in model.config.modalities.items()}, "failed": failed,
-                **dict(metadata or {})}
-        write_embeddings(out, ids, vectors, columns=columns, metadata=meta)
+        write_embeddings(out, ids, vectors, columns=columns,
+                         metadata={**_table_meta(model, metadata), "failed": failed})
     return ids, vectors, columns
 
 
 def embed_multisensor(model: MultiSensorCLIP, sources: Sequence[str | Path], out: str | Path, *,
                       layout: str = "auto", modalities: Sequence[str] | None = None,
                       exclude_bands: Sequence[str] | None = None, on_error: Any = None,
-                      metadata: Mapping[str, Any] | None = None, progress: bool = True
-                      ) -> tuple[list[str], list[tuple[str, str]]]:
+                      metadata: Mapping[str, Any] | None = None, progress: bool = True,
+                      chunk: int = 64) -> tuple[list[str], list[tuple[str, str]], int]:
     """Embed every item of multi-sensor `sources` (read as `layout`), using only `modalities` (default:
-    all the model knows) and without `exclude_bands`; writes the embeddings table `out`.
-    Returns (ids written, [(item, problem)] skipped)."""
+    all the model knows) and without `exclude_bands`, into the embeddings table `out`. Resumable: every
+    `chunk` items are written as a part, and a rerun skips the items already written.
+    Returns (ids in the table, [(item, problem)] skipped, number kept from an earlier run)."""
+    from spectraclip.embeddings import PartWriter
     from spectraclip.io.multisensor import open_multisensor
 
     want = [check_modality(m) for m in modalities] if modalities else list(model.modalities)
@@ -486,7 +504,23 @@ def embed_multisensor(model: MultiSensorCLIP, sources: Sequence[str | Path], out
         if on_error:
             on_error(k, exc)
 
-    meta = {"layout": layout, "sources": [str(s) for s in sources], "modalities_requested": want,
-            "excluded_bands": list(exclude_bands or []), **dict(metadata or {})}
-    ids, _, _ = embed_dataset(model, _All(), out, on_error=report, metadata=meta, progress=progress)
-    return ids, failed
+    meta = _table_meta(model, {"layout": layout, "sources": [str(s) for s in sources],
+                               "modalities_requested": want, "excluded_bands": list(exclude_bands or []),
+                               **dict(metadata or {})})
+    writer = PartWriter(out, metadata=meta)
+    kept = sum(ds.items[i].id in writer.done_ids for ds, i in items)
+    todo = [k for k, (ds, i) in enumerate(items) if ds.items[i].id not in writer.done_ids]
+    model.eval()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="embed", unit="item")
+    for start in range(0, len(todo), chunk):
+        ids, vectors, columns, _ = _embed_rows(model, _All(), todo[start:start + chunk], report, bar)
+        writer.write(ids, vectors, columns)
+    if bar is not None:
+        bar.close()
+    writer.metadata["failed"] = failed
+    table = writer.finish()
+    return table.ids, failed, kept
