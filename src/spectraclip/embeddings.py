@@ -21,7 +21,7 @@ from spectraclip.io.atomic import atomic_path
 
 SCHEMA_VERSION = "1"
 # metadata that describes a run but not the embedding space, so it may change when a run is resumed
-RUN_DESCRIPTION_KEYS = frozenset({"failed", "sources"})
+RUN_DESCRIPTION_KEYS = frozenset({"failed", "sources", "layout"})
 
 
 class EmbeddingsTableError(ValueError):

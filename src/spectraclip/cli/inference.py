@@ -243,8 +243,9 @@ def _embed_multisensor(net, paths: list[Path], output: Path, layout: str, modali
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
     drop = [b.strip() for b in drop_bands.split(",") if b.strip()] if drop_bands else None
     try:
-        ids, failed, kept = embed_multisensor(net, paths, output, layout=layout, modalities=mods, exclude_bands=drop,
-                                        metadata={"checkpoint": str(checkpoint or ""), "model_name": model or ""})
+        ids, failed, kept = embed_multisensor(
+            net, paths, output, layout=layout, modalities=mods, exclude_bands=drop,
+            metadata={"checkpoint": str(checkpoint or ""), "model_name": model or ""})
     except (RasterError, BandError, ValueError) as exc:
         fail(str(exc))
         raise
