@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from fixtures_models import llama3_layout, randomize, tiny
@@ -95,4 +96,13 @@ def test_cross_validation_uses_training_folds_only(tmp_path):
     for key in ("ms", "rgb", "gap", "baseline_ms", "baseline_rgb"):
         assert -1.0 <= cv["summary"][key]["mean"] <= 1.0
     assert cv["summary"]["baseline_ms"]["mean"] > 0.5  # the band-stats yardstick is fitted per fold
+    # every training patch is scored once per seed (by the fold that held it out); the paired interval is
+    # over all 216, and its mean is the fold-mean gap (equal fold sizes)
+    for r in cv["rows"]:
+        assert set(r["ms"]["correct"]) == set(r["rgb"]["correct"]) and len(r["ms"]["correct"]) == 108
+        assert r["ms"]["top1"] == pytest.approx(np.mean(list(r["ms"]["correct"].values())))
+    gi = cv["summary"]["gap_interval"]
+    assert gi["n_images"] == 216 and gi["mean"] == pytest.approx(cv["summary"]["gap"]["mean"])
+    assert gi["ci95"][0] <= gi["mean"] <= gi["ci95"][1] and "held-out training patches" in gi["method"]
+    assert "held-out training patches" in result.output
     assert not (out / "report.html").exists()  # cross-validation only, no demo

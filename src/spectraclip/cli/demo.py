@@ -83,6 +83,9 @@ def _cross_validate(opts, folds: int) -> None:
                       ("baseline_rgb", "supervised band-stats baseline, RGB")):
         table.add_row(name, f"{100 * s[key]['mean']:.1f} ± {100 * s[key]['std']:.1f}")
     console.print(table)
+    gi = s["gap_interval"]
+    console.print(f"MS − RGB top-1 over all {gi['n_images']} held-out training patches: {100 * gi['mean']:+.1f} "
+                  f"points (95% paired bootstrap interval {100 * gi['ci95'][0]:+.1f} to {100 * gi['ci95'][1]:+.1f})")
     console.print(f"cross-validation results: [bold]{res['path']}[/]")
 
 

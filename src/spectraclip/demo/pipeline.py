@@ -153,8 +153,9 @@ def disagreements(results: dict[str, Any], ms: str, rgb: str, templates: str) ->
             "rgb_only": [r for r in rows if r["rgb"] == r["label"] != r["ms"]]}
 
 
-def gap_interval(ms: list[dict[str, float]], rgb: list[dict[str, float]]) -> dict[str, Any]:
-    """MS − RGB top-1 over the test images both models scored (per-image correctness averaged over seeds),
+def gap_interval(ms: list[dict[str, float]], rgb: list[dict[str, float]], over: str = "test images"
+                 ) -> dict[str, Any]:
+    """MS − RGB top-1 over the images both models scored (per-image correctness averaged over seeds),
     with its 95% paired percentile-bootstrap interval over images: what a small test split can tell."""
     from spectraclip.evaluate.metrics import paired_difference_ci
 
@@ -163,7 +164,7 @@ def gap_interval(ms: list[dict[str, float]], rgb: list[dict[str, float]]) -> dic
     b = [sum(r[i] for r in rgb) / len(rgb) for i in ids]
     mean, lo, hi = paired_difference_ci(a, b)
     return {"mean": mean, "ci95": [lo, hi], "n_images": len(ids),
-            "method": "percentile bootstrap over test images (10,000 resamples, seed 0), paired: each image's "
+            "method": f"percentile bootstrap over {over} (10,000 resamples, seed 0), paired: each image's "
                       "MS and RGB correctness averaged over seeds and template sets"}
 
 

@@ -53,6 +53,18 @@ def zero_shot_logits(image_emb, class_emb):
     return 100.0 * img @ cls.T
 
 
+def encode_labelled(model, dataset, *, batch_size: int = 32, device: str = "cpu"
+                    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Image ids, float64 embeddings and single-label class indices of an opened dataset (no caching)."""
+    from spectraclip.inference import encode_images
+
+    enc = encode_images(model, dataset, batch_size=batch_size, device=device, progress=False)
+    by_id = {it.id: it for it in dataset.items}
+    cls = {c: k for k, c in enumerate(dataset.classes)}
+    labels = np.array([cls[by_id[i].labels[0]] for i in enc.ids])
+    return list(enc.ids), enc.vectors.astype(np.float64), labels
+
+
 def evaluate_zeroshot(model, dataset, templates: str | TemplateSet = "msclip", *, root: str | None = None,
                       split: str = "test", batch_size: int = 32, device: str = "cpu") -> dict:
     """Zero-shot classification metrics of `model` on a dataset (an opened dataset or a registered name).
@@ -61,18 +73,12 @@ def evaluate_zeroshot(model, dataset, templates: str | TemplateSet = "msclip", *
     """
     from spectraclip.evaluate.metrics import classification_metrics
     from spectraclip.evaluate.templates import load_templates
-    from spectraclip.inference import encode_images
 
     if isinstance(dataset, str):
         from spectraclip.data.registry import load_dataset
 
         dataset = load_dataset(dataset, root, split=split)
     ts = templates if isinstance(templates, TemplateSet) else load_templates(templates)
-    enc = encode_images(model, dataset, batch_size=batch_size, device=device, progress=False)
-    by_id = {it.id: it for it in dataset.items}
-    cls = {c: k for k, c in enumerate(dataset.classes)}
-    labels = np.array([cls[by_id[i].labels[0]] for i in enc.ids])
+    _, vectors, labels = encode_labelled(model, dataset, batch_size=batch_size, device=device)
     class_emb = class_text_embeddings(model, dataset.class_prompt_names(), ts).cpu().numpy()
-    return classification_metrics(zero_shot_logits(enc.vectors.astype(np.float64), class_emb), labels,
-                                  dataset.classes)
-
+    return classification_metrics(zero_shot_logits(vectors, class_emb), labels, dataset.classes)
