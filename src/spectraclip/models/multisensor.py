@@ -508,8 +508,8 @@ def embed_multisensor(model: MultiSensorCLIP, sources: Sequence[str | Path], out
                                "modalities_requested": want, "excluded_bands": list(exclude_bands or []),
                                **dict(metadata or {})})
     writer = PartWriter(out, metadata=meta)
-    kept = sum(ds.items[i].id in writer.done_ids for ds, i in items)
     todo = [k for k, (ds, i) in enumerate(items) if ds.items[i].id not in writer.done_ids]
+    kept = len(items) - len(todo)
     model.eval()
     bar = None
     if progress:
