@@ -105,4 +105,9 @@ def test_cross_validation_uses_training_folds_only(tmp_path):
     assert gi["n_images"] == 216 and gi["mean"] == pytest.approx(cv["summary"]["gap"]["mean"])
     assert gi["ci95"][0] <= gi["mean"] <= gi["ci95"][1] and "held-out training patches" in gi["method"]
     assert "held-out training patches" in result.output
+    # how often a draw the size of the test split would show the +10 target, from the same per-patch gaps
+    td = cv["summary"]["test_sized_draws"]
+    assert td["n"] == 54 and td["threshold"] == 0.10 and 0.0 <= td["chance"] <= 1.0
+    assert td["p05"] <= gi["mean"] + 0.02 and td["p95"] >= gi["mean"] - 0.02
+    assert "stratified draws of 54" in " ".join(result.output.split())
     assert not (out / "report.html").exists()  # cross-validation only, no demo

@@ -16,13 +16,16 @@ import numpy as np
 
 from spectraclip.demo.pipeline import (
     DATASET,
+    GAP_TARGET,
     VARIANTS,
     DemoOptions,
     Say,
     gap_interval,
+    paired_correctness,
     train_twin,
     write_captions,
 )
+from spectraclip.evaluate.metrics import subsample_chance
 from spectraclip.io.atomic import atomic_open
 
 
@@ -107,6 +110,12 @@ def cross_validate(opts: DemoOptions, folds: int = 4, say: Say = print) -> dict[
     per_seed = {v: [{i: c for r in rows if r["seed"] == s for i, c in r[v]["correct"].items()}
                     for s in range(opts.seeds)] for v in VARIANTS}
     summary["gap_interval"] = gap_interval(per_seed["ms"], per_seed["rgb"], over="held-out training patches")
+    # how often a split the size of the test split, drawn like these patches, would show the +10 target
+    ids, ms, rgb = paired_correctness(per_seed["ms"], per_seed["rgb"])
+    label = {it.id: it.labels[0] for it in train_ds.items}
+    n_test = len(load_dataset(DATASET, None, split="test"))  # its size only: no test patch is read
+    summary["test_sized_draws"] = subsample_chance(np.subtract(ms, rgb), [label[i] for i in ids], n_test,
+                                                   GAP_TARGET)
     result = {"folds": folds, "seeds": list(range(opts.seeds)), "recipe": str(opts.recipe),
               "overrides": list(opts.overrides), "templates": list(opts.templates), "rows": rows,
               "summary": summary}

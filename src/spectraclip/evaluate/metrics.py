@@ -125,6 +125,22 @@ def write_predictions(path: str | Path, ids: Sequence[str], scores: np.ndarray, 
     return path
 
 
+def subsample_chance(values: Sequence[float], groups: Sequence[Any], n: int, threshold: float,
+                     draws: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """Share of stratified random subsets of `n` items whose mean value reaches `threshold`, and the 5th-95th
+    percentiles of those means: how often a test split of `n` items drawn like these would show the effect."""
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or len(v) != len(groups) or not 0 < n < len(v):
+        raise ValueError(f"need 1-D values with one group each and 0 < n < {len(v)}, got n={n}, "
+                         f"{len(v)} values, {len(groups)} groups")
+    splitter = StratifiedShuffleSplit(n_splits=draws, test_size=n, random_state=seed)
+    means = np.array([v[idx].mean() for _, idx in splitter.split(np.zeros(len(v)), np.asarray(groups))])
+    return {"n": n, "threshold": threshold, "draws": draws, "chance": float(np.mean(means >= threshold - 1e-12)),
+            "p05": float(np.percentile(means, 5)), "p95": float(np.percentile(means, 95))}
+
+
 def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
     """Image id -> {label, predicted, correct (bool), score}, from a `write_predictions` CSV."""
     import csv
