@@ -109,5 +109,5 @@ def test_cross_validation_uses_training_folds_only(tmp_path):
     td = cv["summary"]["test_sized_draws"]
     assert td["n"] == 54 and td["threshold"] == 0.10 and 0.0 <= td["chance"] <= 1.0
     assert td["p05"] <= gi["mean"] + 0.02 and td["p95"] >= gi["mean"] - 0.02
-    assert "stratified draws of 54" in " ".join(result.output.split())
+    assert "stratified bootstrap draws of 54" in " ".join(result.output.split())
     assert not (out / "report.html").exists()  # cross-validation only, no demo

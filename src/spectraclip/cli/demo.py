@@ -87,8 +87,8 @@ def _cross_validate(opts, folds: int) -> None:
     console.print(f"MS − RGB top-1 over all {gi['n_images']} held-out training patches: {100 * gi['mean']:+.1f} "
                   f"points (95% paired bootstrap interval {100 * gi['ci95'][0]:+.1f} to {100 * gi['ci95'][1]:+.1f})")
     td = s["test_sized_draws"]
-    console.print(f"In {100 * td['chance']:.0f}% of {td['draws']:,} stratified draws of {td['n']} of these patches "
-                  f"(the test split's size), MS − RGB is at least {100 * td['threshold']:+.0f} points (5–95%: "
+    console.print(f"In {100 * td['chance']:.0f}% of {td['draws']:,} stratified bootstrap draws of {td['n']} of these "
+                  f"patches (the test split's size), MS − RGB is at least {100 * td['threshold']:+.0f} points (5–95%: "
                   f"{100 * td['p05']:+.1f} to {100 * td['p95']:+.1f})")
     console.print(f"cross-validation results: [bold]{res['path']}[/]")
 

@@ -127,16 +127,18 @@ def write_predictions(path: str | Path, ids: Sequence[str], scores: np.ndarray, 
 
 def subsample_chance(values: Sequence[float], groups: Sequence[Any], n: int, threshold: float,
                      draws: int = 10_000, seed: int = 0) -> dict[str, float]:
-    """Share of stratified random subsets of `n` items whose mean value reaches `threshold`, and the 5th-95th
-    percentiles of those means: how often a test split of `n` items drawn like these would show the effect."""
-    from sklearn.model_selection import StratifiedShuffleSplit
+    """Share of stratified bootstrap draws of `n` items (with replacement, group shares kept) whose mean value
+    reaches `threshold`, and the 5th-95th percentiles of those means: how often a test split of `n` items
+    drawn from the population these items come from would show the effect."""
+    from sklearn.utils import resample
 
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or len(v) != len(groups) or not 0 < n < len(v):
         raise ValueError(f"need 1-D values with one group each and 0 < n < {len(v)}, got n={n}, "
                          f"{len(v)} values, {len(groups)} groups")
-    splitter = StratifiedShuffleSplit(n_splits=draws, test_size=n, random_state=seed)
-    means = np.array([v[idx].mean() for _, idx in splitter.split(np.zeros(len(v)), np.asarray(groups))])
+    rng, g = np.random.RandomState(seed), np.asarray(groups)
+    means = np.array([resample(v, replace=True, n_samples=n, stratify=g, random_state=rng).mean()
+                      for _ in range(draws)])
     return {"n": n, "threshold": threshold, "draws": draws, "chance": float(np.mean(means >= threshold - 1e-12)),
             "p05": float(np.percentile(means, 5)), "p95": float(np.percentile(means, 95))}
 
