@@ -83,21 +83,22 @@ def test_paired_difference_interval():
         M.paired_difference_ci([1.0], [0.0])
 
 
-def test_subsample_chance_is_stratified_and_seeded():
+def test_stratified_bootstrap_chance_keeps_group_shares_and_is_seeded():
     # 30 items of group "a" worth 1 and 10 of group "b" worth 0: every stratified draw of 8 holds 6 a + 2 b
     values, groups = [1.0] * 30 + [0.0] * 10, ["a"] * 30 + ["b"] * 10
-    exact = M.subsample_chance(values, groups, 8, 0.75, draws=200)
+    exact = M.stratified_bootstrap_chance(values, groups, 8, 0.75, draws=200)
     assert exact["chance"] == 1.0 and exact["p05"] == exact["p95"] == pytest.approx(0.75)
-    assert M.subsample_chance(values, groups, 8, 0.76, draws=200)["chance"] == 0.0
+    assert M.stratified_bootstrap_chance(values, groups, 8, 0.76, draws=200)["chance"] == 0.0
     # spread values: the share of draws reaching a threshold falls as the threshold rises; same seed, same answer
     rng = np.random.default_rng(0)
     noisy, labels = rng.normal(0.15, 0.4, 216), np.repeat(np.arange(10), 22)[:216]
-    low, mid, high = (M.subsample_chance(noisy, labels, 54, t, draws=500)["chance"] for t in (0.0, 0.10, 0.3))
+    chance = M.stratified_bootstrap_chance
+    low, mid, high = (chance(noisy, labels, 54, t, draws=500)["chance"] for t in (0.0, 0.10, 0.3))
     assert 1.0 >= low > mid > high >= 0.0
-    again = [M.subsample_chance(noisy, labels, 54, 0.10, draws=500) for _ in range(2)]
+    again = [M.stratified_bootstrap_chance(noisy, labels, 54, 0.10, draws=500) for _ in range(2)]
     assert again[0] == again[1] and again[0]["chance"] == mid
     with pytest.raises(ValueError, match="0 < n < 40"):
-        M.subsample_chance(values, groups, 40, 0.1)
+        M.stratified_bootstrap_chance(values, groups, 40, 0.1)
 
 
 def _multilabel(seed: int, n: int = 150, k: int = 12):

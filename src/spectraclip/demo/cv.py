@@ -25,7 +25,7 @@ from spectraclip.demo.pipeline import (
     train_twin,
     write_captions,
 )
-from spectraclip.evaluate.metrics import subsample_chance
+from spectraclip.evaluate.metrics import stratified_bootstrap_chance
 from spectraclip.io.atomic import atomic_open
 
 
@@ -114,7 +114,7 @@ def cross_validate(opts: DemoOptions, folds: int = 4, say: Say = print) -> dict[
     ids, ms, rgb = paired_correctness(per_seed["ms"], per_seed["rgb"])
     label = {it.id: it.labels[0] for it in train_ds.items}
     n_test = len(load_dataset(DATASET, None, split="test"))  # its size only: no test patch is read
-    summary["test_sized_draws"] = subsample_chance(np.subtract(ms, rgb), [label[i] for i in ids], n_test,
+    summary["test_sized_draws"] = stratified_bootstrap_chance(np.subtract(ms, rgb), [label[i] for i in ids], n_test,
                                                    GAP_TARGET)
     result = {"folds": folds, "seeds": list(range(opts.seeds)), "recipe": str(opts.recipe),
               "overrides": list(opts.overrides), "templates": list(opts.templates), "rows": rows,

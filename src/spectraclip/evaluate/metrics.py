@@ -125,7 +125,7 @@ def write_predictions(path: str | Path, ids: Sequence[str], scores: np.ndarray, 
     return path
 
 
-def subsample_chance(values: Sequence[float], groups: Sequence[Any], n: int, threshold: float,
+def stratified_bootstrap_chance(values: Sequence[float], groups: Sequence[Any], n: int, threshold: float,
                      draws: int = 10_000, seed: int = 0) -> dict[str, float]:
     """Share of stratified bootstrap draws of `n` items (with replacement, group shares kept) whose mean value
     reaches `threshold`, and the 5th-95th percentiles of those means: how often a test split of `n` items
