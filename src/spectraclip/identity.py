@@ -1,0 +1,121 @@
+"""What makes an embedding space: the model fingerprint (weights + architecture) and the
+preprocessing fingerprint (bands, normalisation, input size, resize, radiometry, missing-band policy).
+
+Embeddings tables and indexes record both; whatever reads them with a model checks them with
+`check_fingerprints`, so vectors of two embedding spaces are never compared without a word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from spectraclip.errors import FingerprintMismatchError
+
+MODEL_KEY = "model_fingerprint"
+PREPROCESSING_KEY = "preprocessing_fingerprint"
+PREPROCESSING_SPEC_KEY = "preprocessing"
+
+
+def _digest(h: Any) -> str:
+    return h.hexdigest()[:16]
+
+
+def weights_fingerprint(model: Any) -> str:
+    """Hash of every tensor of `model.state_dict()` (names, dtypes, shapes, bytes) and its architecture."""
+    import torch
+
+    h = hashlib.sha256()
+    cfg = getattr(model, "config", None)
+    arch = getattr(cfg, "arch_config", None)
+    h.update(json.dumps(arch, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(name.encode() + str(tensor.dtype).encode() + str(tuple(tensor.shape)).encode())
+        if t.numel():
+            h.update(t.view(torch.uint8).numpy().tobytes())
+    return _digest(h)
+
+
+def model_fingerprint(model: Any) -> str:
+    """The model fingerprint, computed once per model object (weights do not change at inference)."""
+    cached = getattr(model, "_spectraclip_fingerprint", None)
+    if cached is None:
+        cached = weights_fingerprint(model)
+        try:
+            object.__setattr__(model, "_spectraclip_fingerprint", cached)
+        except AttributeError:  # pragma: no cover - objects without a __dict__
+            pass
+    return cached
+
+
+def preprocessing_spec(model: Any) -> dict[str, Any]:
+    """The model's preprocessing as plain data (`model.preprocessing_spec()` when it has one)."""
+    spec = getattr(model, "preprocessing_spec", None)
+    if callable(spec):
+        return dict(spec())
+    cfg = model.config
+    return {"bands": list(cfg.bands), "mean": list(cfg.mean), "std": list(cfg.std),
+            "image_size": cfg.image_size, "resize": cfg.resize, "crop": cfg.crop}
+
+
+def preprocessing_fingerprint(model: Any) -> str:
+    """Hash of `preprocessing_spec(model)`."""
+    text = json.dumps(preprocessing_spec(model), sort_keys=True, default=str)
+    return _digest(hashlib.sha256(text.encode()))
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """Both fingerprints of one embedding space."""
+
+    model: str
+    preprocessing: str
+
+    def to_metadata(self) -> dict[str, str]:
+        """The embeddings-table / index metadata keys."""
+        return {MODEL_KEY: self.model, PREPROCESSING_KEY: self.preprocessing}
+
+    @classmethod
+    def of(cls, model: Any) -> Fingerprints:
+        return cls(model_fingerprint(model), preprocessing_fingerprint(model))
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> Fingerprints | None:
+        """The fingerprints recorded in table/index metadata, or None for a table that has none."""
+        if MODEL_KEY not in meta or PREPROCESSING_KEY not in meta:
+            return None
+        return cls(str(meta[MODEL_KEY]), str(meta[PREPROCESSING_KEY]))
+
+
+def check_fingerprints(recorded: Mapping[str, Any] | Fingerprints | None, model: Any, where: str, *,
+                       force: bool = False, model_label: str = "the model given") -> None:
+    """Refuse `where` (a table or index) made by another model or preprocessing than `model`, naming both.
+
+    A table without fingerprints (written before they existed, or by another tool) is refused too,
+    since nothing says it is the same space; `force=True` accepts either case.
+    """
+    if force:
+        return
+    have = recorded if isinstance(recorded, Fingerprints) or recorded is None else Fingerprints.from_metadata(recorded)
+    want = Fingerprints.of(model)
+    if have is None:
+        raise FingerprintMismatchError(
+            f"{where} records no model fingerprint, so nothing says it was embedded with {model_label} "
+            f"(model {want.model}, preprocessing {want.preprocessing}); re-embed it, or pass --force")
+    problems = []
+    if have.model != want.model:
+        problems.append(f"model {have.model} (table) vs {want.model} ({model_label})")
+    if have.preprocessing != want.preprocessing:
+        problems.append(f"preprocessing {have.preprocessing} (table) vs {want.preprocessing} ({model_label})")
+    if problems:
+        raise FingerprintMismatchError(
+            f"{where} was embedded with another embedding space: {'; '.join(problems)}. Use the model that "
+            "made it, re-embed with this one, or pass --force")
+
+
+__all__ = ["Fingerprints", "MODEL_KEY", "PREPROCESSING_KEY", "check_fingerprints", "model_fingerprint",
+           "preprocessing_fingerprint", "preprocessing_spec", "weights_fingerprint"]
