@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from spectraclip.errors import InputError
 
-class BandError(ValueError):
+
+class BandError(InputError, ValueError):
     """A band name, band set or band count problem; the message names the band at fault."""
 
 
@@ -103,6 +105,29 @@ PRESETS: dict[str, tuple[str, ...]] = {
 }
 
 
+SENSOR_GROUPS = {"sentinel-2": "s2", "sentinel-1": "s1", "insar": "coherence"}
+GROUP_ORDER: tuple[str, ...] = ("s2", "s1", "coherence")  # the input groups of multi-sensor models, by sensor
+
+
+class InputGroupError(BandError):
+    """An unknown input group (modality), or bands that do not belong to the group they were given for."""
+
+
+def group_of_band(band: str) -> str:
+    """The sensor group of a catalog band: B04 -> s2, VV -> s1, COH_VV -> coherence."""
+    return SENSOR_GROUPS[CATALOG[canonical_band_name(band)].sensor]
+
+
+def check_group(name: str) -> str:
+    """The canonical group name for what users type (`s2`, `sentinel-1`, `sar`, `insar`, ...)."""
+    key = str(name).strip().lower()
+    key = {"sentinel-2": "s2", "sentinel2": "s2", "optical": "s2", "sentinel-1": "s1", "sentinel1": "s1",
+           "sar": "s1", "coh": "coherence", "insar": "coherence"}.get(key, key)
+    if key not in GROUP_ORDER:
+        raise InputGroupError(f"unknown input group (modality) {name!r}; known: {', '.join(GROUP_ORDER)}")
+    return key
+
+
 @dataclass(frozen=True)
 class BandSet:
     """An ordered tuple of canonical band names; build one with `BandSet.parse` from a preset or a list."""
@@ -171,6 +196,14 @@ class BandSet:
 
     def to_list(self) -> list[str]:
         return list(self.names)
+
+
+def split_by_group(bands: BandSet | str | Sequence[str]) -> dict[str, BandSet]:
+    """Bands grouped by sensor, order kept: `B04,B03,VV` -> {s2: B04,B03; s1: VV}."""
+    out: dict[str, list[str]] = {}
+    for b in BandSet.parse(bands):
+        out.setdefault(group_of_band(b), []).append(b)
+    return {g: BandSet(tuple(out[g])) for g in GROUP_ORDER if g in out}
 
 
 def _is_band(name: str) -> bool:

@@ -1,7 +1,8 @@
 """Encoding images and text with a `SpectralCLIP`: batched loading, zero-shot class scores, text search.
 
-Images are read and preprocessed in DataLoader workers; bad items are skipped and reported,
-never fatal. Encoding runs under `torch.inference_mode` in fp32 on CPU.
+Items (raster files, multi-file layout items, Samples) are read and prepared in DataLoader workers by the
+model's picklable `Preprocessor`, for one input group or several. Bad inputs are skipped and reported;
+programming errors stop the run. Encoding runs under `torch.inference_mode`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from spectraclip.bands import BandSet
+from spectraclip.errors import InputError
 from spectraclip.io.sample import Sample
 
 if TYPE_CHECKING:
@@ -39,7 +41,8 @@ class EncodedImages:
 
     def columns(self) -> dict[str, list[Any]]:
         """Embeddings-table columns (path, band names, size, CRS, transform, bounds, centre lon/lat)."""
-        keys = ["path", "bands", "height", "width", "crs", "transform", "bounds", "lon", "lat"]
+        keys = ["path", "bands", "height", "width", "crs", "transform", "bounds", "lon", "lat", "filled_bands",
+                "groups"]
         cols: dict[str, list[Any]] = {k: [m.get(k) for m in self.samples_meta] for k in keys}
         labels = [m.get("labels") for m in self.samples_meta]
         if any(lbl is not None for lbl in labels):
@@ -96,63 +99,107 @@ def georef_meta(sample: Sample) -> dict[str, Any]:
     return meta
 
 
-class _EncodeDataset(Dataset):
-    """Reads (paths) or fetches (datasets) samples and preprocesses them for the model; errors become records."""
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (str, Path))
 
-    def __init__(self, items: Sequence[Any], ids: Sequence[str] | None, preprocess: Callable[[Sample], torch.Tensor],
-                 bands: BandSet | None, nodata: str) -> None:
-        self.items = items
-        self.ids = ids
-        self.preprocess = preprocess
-        self.bands = bands
-        self.nodata = nodata
+
+def _item_id(item: Any) -> str:
+    return str(getattr(item, "id", item))
+
+
+class _EncodeDataset(Dataset):
+    """Reads items (raster paths, layout items or Samples) and prepares them for the model. Input errors
+    (a bad raster, band, nodata) become per-item records the caller reports and skips; anything else is a
+    programming error and stops the run."""
+
+    def __init__(self, items: Sequence[Any], ids: Sequence[str], prepare: Callable[[Sample], Any],
+                 bands: BandSet | None, nodata: str, radiometry: Any = None) -> None:
+        self.items, self.ids, self.prepare = items, ids, prepare
+        self.bands, self.nodata, self.radiometry = bands, nodata, radiometry
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def _read(self, item: Any) -> Sample:
+        if isinstance(item, Sample):
+            return item
+        if _is_path(item):
+            from spectraclip.io.readers import read_sample
+
+            kw = {"radiometry": self.radiometry} if self.radiometry is not None else {}
+            return read_sample(item, self.bands, nodata=self.nodata, **kw)
+        if hasattr(item, "paths"):  # a LayoutItem of a multi-file layout
+            from spectraclip.io.layouts import read_item
+
+            return read_item(item, nodata=self.nodata)
+        return item  # a dataset's own sample type
+
     def __getitem__(self, i: int) -> dict[str, Any]:
-        name = self.ids[i] if self.ids is not None else str(i)
+        name = self.ids[i]
         try:
-            if self.ids is not None:  # a path
-                from spectraclip.io.readers import read_sample
-
-                sample = read_sample(self.items[i], self.bands, nodata=self.nodata)
-            else:
-                sample = self.items[i]
-                name = sample.id
-            pixels = self.preprocess(sample)
-            return {"id": name, "pixels": pixels, "meta": georef_meta(sample), "error": None}
-        except Exception as exc:  # reported and skipped by the caller
-            where = str(self.items[i]) if self.ids is not None else name
-            return {"id": where, "pixels": None, "meta": None, "error": f"{type(exc).__name__}: {exc}"}
+            sample = self._read(self.items[i])
+            prepared = self.prepare(sample)
+        except InputError as exc:
+            where = str(self.items[i]) if _is_path(self.items[i]) else name
+            return {"id": where, "input": None, "meta": None, "error": f"{type(exc).__name__}: {exc}"}
+        meta = georef_meta(sample)
+        meta["filled_bands"] = ",".join(prepared.filled)
+        meta["groups"] = ",".join(prepared.x)
+        return {"id": sample.id if not _is_path(self.items[i]) else name, "input": prepared, "meta": meta,
+                "error": None}
 
 
-def _collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    ok = [b for b in batch if b["error"] is None]
-    return {
-        "ids": [b["id"] for b in ok],
-        "pixels": torch.stack([b["pixels"] for b in ok]) if ok else None,
-        "meta": [b["meta"] for b in ok],
-        "failed": [(b["id"], b["error"]) for b in batch if b["error"] is not None],
-    }
+class _Subset:
+    """A lazy view of some indices of a dataset (nothing is read until asked)."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[self.indices[i]]
+
+
+class _Collate:
+    """Stack prepared items per input group (picklable for DataLoader workers)."""
+
+    def __init__(self, groups: Sequence[str]) -> None:
+        self.groups = list(groups)
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        from spectraclip.models.inputs import collate_inputs
+
+        ok = [b for b in batch if b["error"] is None]
+        x, present = collate_inputs([b["input"] for b in ok], self.groups) if ok else ({}, {})
+        return {"ids": [b["id"] for b in ok], "x": x, "present": present, "meta": [b["meta"] for b in ok],
+                "failed": [(b["id"], b["error"]) for b in batch if b["error"] is not None]}
 
 
 def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet | str | None = None,
                          nodata: str = "error", batch_size: int = 32, num_workers: int = 0,
                          device: str | torch.device = "cpu", progress: bool = True,
-                         skip_ids: set[str] | None = None):
-    """Yield `(ids, vectors, metas, failed)` per batch; `items` are raster paths or a dataset of Samples."""
+                         skip_ids: set[str] | None = None, radiometry: Any = None):
+    """Yield `(ids, vectors, metas, failed)` per batch. `items` are raster paths, layout items (multi-file
+    samples), Samples or a dataset of Samples; one path for one or many input groups."""
     device = torch.device(device)
-    is_paths = isinstance(items, (list, tuple)) and all(isinstance(x, (str, Path)) for x in items)
-    ids = item_ids(items) if is_paths else None
-    if ids is not None and skip_ids:
-        keep = [i for i, id_ in enumerate(ids) if id_ not in skip_ids]
-        items = [items[i] for i in keep]
-        ids = [ids[i] for i in keep]
-    if ids is not None:
+    items = list(items) if not hasattr(items, "__getitem__") or isinstance(items, (list, tuple)) else items
+    if isinstance(items, (list, tuple)) and items and all(_is_path(x) for x in items):
+        ids = item_ids(items)
         items = [str(p) for p in items]
-    ds = _EncodeDataset(items, ids, model.preprocess, BandSet.parse(bands) if bands else None, nodata)
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
+    elif isinstance(items, (list, tuple)):
+        ids = [_item_id(x) for x in items]
+    else:  # a dataset: ids from its item list when it has one
+        listed = getattr(items, "items", None)
+        ids = [_item_id(x) for x in listed] if listed is not None and len(listed) == len(items) else \
+            [str(i) for i in range(len(items))]
+    if skip_ids:
+        keep = [i for i, id_ in enumerate(ids) if id_ not in skip_ids]
+        items = [items[i] for i in keep] if isinstance(items, (list, tuple)) else _Subset(items, keep)
+        ids = [ids[i] for i in keep]
+    ds = _EncodeDataset(items, ids, model.preprocessor(), BandSet.parse(bands) if bands else None, nodata, radiometry)
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=_Collate(model.groups),
                         persistent_workers=False, prefetch_factor=2 if num_workers else None)
     model.eval().to(device)
     from tqdm.auto import tqdm
@@ -160,11 +207,14 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
     with torch.inference_mode(), tqdm(total=len(ds), desc="encoding images", unit="img",
                                       disable=not progress) as bar:
         for batch in loader:
-            if batch["pixels"] is not None:
-                feats = model.encode_image(batch["pixels"].to(device, torch.float32), normalize=True)
+            if batch["ids"]:
+                x = {g: t.to(device, torch.float32) for g, t in batch["x"].items()}
+                present = {g: p.to(device) for g, p in batch["present"].items()}
+                feats = model.encode_image(x, present=present) if model.config.multi else \
+                    model.encode_image(x[model.groups[0]])
                 vectors = feats.float().cpu().numpy()
             else:
-                vectors = np.zeros((0, 0), np.float32)
+                vectors = np.zeros((0, model.embed_dim), np.float32)
             bar.update(len(batch["ids"]) + len(batch["failed"]))
             yield batch["ids"], vectors, batch["meta"], batch["failed"]
 
@@ -172,15 +222,16 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
 def encode_images(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet | str | None = None,
                   nodata: str = "error", batch_size: int = 32, num_workers: int = 0,
                   device: str | torch.device = "cpu", progress: bool = True,
-                  on_error: ErrorCallback | None = None) -> EncodedImages:
-    """Encode raster paths (or a dataset of Samples) into L2-normalised embeddings, skipping bad items."""
+                  on_error: ErrorCallback | None = None, radiometry: Any = None) -> EncodedImages:
+    """Encode raster paths, layout items or a dataset of Samples into L2-normalised embeddings, skipping
+    bad inputs (reported to `on_error(where, message)`)."""
     ids: list[str] = []
     vecs: list[np.ndarray] = []
     metas: list[dict[str, Any]] = []
     failed: list[tuple[str, str]] = []
     for b_ids, b_vec, b_meta, b_failed in iter_encoded_batches(
         model, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=num_workers,
-        device=device, progress=progress,
+        device=device, progress=progress, radiometry=radiometry,
     ):
         ids += b_ids
         if len(b_ids):
@@ -245,26 +296,30 @@ def text_search(model: SpectralCLIP, image_vectors: np.ndarray, ids: Sequence[st
     return out
 
 
-def embed_to_table(model: SpectralCLIP, paths: Sequence[str | Path], output: str | Path, *,
+def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path, *,
                    bands: BandSet | str | None = None, nodata: str = "error", batch_size: int = 32,
                    num_workers: int = 0, device: str | torch.device = "cpu", progress: bool = True,
-                   metadata: dict[str, Any] | None = None,
-                   on_error: ErrorCallback | None = None):
-    """Embed raster items into an embeddings table, resumably: finished batches are kept across restarts."""
+                   metadata: dict[str, Any] | None = None, on_error: ErrorCallback | None = None,
+                   radiometry: Any = None):
+    """Embed items (raster paths, or a layout dataset of multi-file samples) into an embeddings table,
+    resumably: finished batches are kept across restarts. Returns (table, failed, number kept from before)."""
     from spectraclip.embeddings import PartWriter
+    from spectraclip.identity import Fingerprints
 
     # the dimension is known up front, so a run where every item fails still writes a valid (empty) table
-    meta = {"bands": ",".join(model.bands.names), "dim": model.embed_dim, **(metadata or {})}
+    meta = {"bands": ",".join(model.bands.names), "dim": model.embed_dim, "groups": model.groups,
+            "preprocessing": model.preprocessing_spec(), **Fingerprints.of(model).to_metadata(), **(metadata or {})}
     writer = PartWriter(output, metadata=meta)
     failed: list[tuple[str, str]] = []
-    skipped = len(writer.done_ids)
+    items = list(items) if isinstance(items, (list, tuple)) else items
+    before = set(writer.done_ids)
     for ids, vecs, metas, b_failed in iter_encoded_batches(
-        model, list(paths), bands=bands, nodata=nodata, batch_size=batch_size, num_workers=num_workers,
-        device=device, progress=progress, skip_ids=writer.done_ids,
+        model, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=num_workers,
+        device=device, progress=progress, skip_ids=writer.done_ids, radiometry=radiometry,
     ):
         if ids:
             writer.write(ids, vecs, EncodedImages(ids, vecs, metas).columns())
         for where, msg in b_failed:
             failed.append((where, msg))
             (on_error or _log_error)(where, msg)
-    return writer.finish(), failed, skipped
+    return writer.finish(), failed, len(before)

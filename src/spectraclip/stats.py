@@ -115,7 +115,8 @@ def iter_modality_samples(sources: Sequence[str | Path], *, bands: str | None = 
     read at its own resolution), a caption manifest (`path` + optional `bands` per row), or raster
     files and folders (each raster split into modalities by band name, `bands` naming their order).
     """
-    from spectraclip.io.multisensor import MultiSensorLayoutError, detect_items, split_bands
+    from spectraclip.bands import split_by_group as split_bands
+    from spectraclip.io.layouts import MultiSensorLayoutError, detect_items
     from spectraclip.io.readers import iter_samples, read_sample
 
     report = on_error or (lambda p, e: None)
@@ -153,7 +154,7 @@ def iter_modality_samples(sources: Sequence[str | Path], *, bands: str | None = 
 
 
 def _caption_manifest(src: Path, split, report, nodata: str) -> Iterator[tuple[str, Sample]]:
-    from spectraclip.io.multisensor import read_manifest_rows
+    from spectraclip.io.manifest import read_manifest_rows
     from spectraclip.io.readers import read_sample
 
     rows = read_manifest_rows(src)
@@ -178,7 +179,8 @@ def compute_stats(sources: Sequence[str | Path], *, modalities: Sequence[str] | 
 
     `max_items` stops after that many modality images (a quick estimate on large datasets).
     """
-    from spectraclip.io.multisensor import MODALITIES, check_modality
+    from spectraclip.bands import GROUP_ORDER as MODALITIES
+    from spectraclip.bands import check_group as check_modality
 
     want = {check_modality(m) for m in modalities} if modalities else None
     running: dict[str, RunningStats] = {}

@@ -25,6 +25,42 @@ from spectraclip.cli.common import (
     resolve_device,
 )
 
+MissingBandsOpt = Annotated[
+    str | None,
+    typer.Option("--missing-bands", help="Bands the model needs that the data lacks: error (name them) or fill "
+                 "(the band's training mean, zero after normalisation; recorded per item). Default: the "
+                 "model's declared policy."),
+]
+ResizeOpt = Annotated[
+    bool, typer.Option("--resize", help="Squeeze rasters larger than twice the model input into one input "
+                       "(default: such a scene is an error; cut it into windows instead).")
+]
+RadiometryArg = Annotated[
+    str | None,
+    typer.Option("--radiometry", help="What the files' values are, when their tags do not say: l2a/l1c/dn "
+                 "(reflectance x 10000), baseline-04 (x 10000 with the -1000 offset of products since "
+                 "25 Jan 2022), reflectance (0-1), or scale=S,offset=O."),
+]
+
+
+def _load(model: str | None, checkpoint: str | None, device: str, model_bands: str | None,
+          missing_bands: str | None, resize: bool):
+    """The model with this run's input options (missing-band policy, large-raster handling)."""
+    net = load_model_or_exit(model, checkpoint, device, model_bands)
+    try:
+        net.set_input_options(missing_bands=missing_bands, allow_resize=resize or None)
+    except ValueError as exc:
+        fail(str(exc))
+    return net
+
+
+def _filled_note(metas: list[dict]) -> None:
+    filled = sorted({b for m in metas for b in (m.get("filled_bands") or "").split(",") if b})
+    if filled:
+        n = sum(1 for m in metas if m.get("filled_bands"))
+        console.print(f"[yellow]filled missing band(s) {', '.join(filled)} with the model's training mean in "
+                      f"{n} of {len(metas)} item(s) (--missing-bands fill); the output records them per item[/]")
+
 
 def _items(paths: list[Path]) -> list[Path]:
     from spectraclip.io.readers import find_items
@@ -74,6 +110,9 @@ def classify(
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
     nodata: NodataOpt = "error",
+    missing_bands: MissingBandsOpt = None,
+    resize: ResizeOpt = False,
+    radiometry: RadiometryArg = None,
     show: Annotated[int, typer.Option("--show", help="Rows to print (0: all).")] = 50,
 ) -> None:
     """Zero-shot classify rasters into the given classes (template-ensemble prompts)."""
@@ -85,12 +124,14 @@ def classify(
     names = _classes(classes, classes_file)
     tmpl = _templates(templates)
     items = _items(paths)
-    net = load_model_or_exit(model, checkpoint, device, model_bands)
+    net = _load(model, checkpoint, device, model_bands, missing_bands, resize)
     enc = encode_images(net, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
-                        device=resolve_device(device), on_error=lambda *_: None)
+                        device=resolve_device(device), on_error=lambda *_: None, radiometry=radiometry)
     report_failures(enc.failed, "rasters")
     if not enc.ids:
-        fail("no raster could be read")
+        fail(f"no raster could be read (first: {enc.failed[0][0]}: {enc.failed[0][1]})" if enc.failed
+             else "no raster could be read")
+    _filled_note(enc.samples_meta)
     probs = zero_shot_probabilities(net, enc.vectors, names, tmpl, device=resolve_device(device))
     top = probs.argmax(1)
     shown = names if len(names) <= 8 else None
@@ -117,6 +158,7 @@ def classify(
     if output:
         cols = {"id": enc.ids, "path": [m["path"] for m in enc.samples_meta],
                 "top_class": [names[t] for t in top], "top_probability": probs[range(len(top)), top].tolist()}
+        cols["filled_bands"] = [m.get("filled_bands") or "" for m in enc.samples_meta]
         cols.update({f"p_{c}": probs[:, j].tolist() for j, c in enumerate(names)})
         write_table(output, cols)
         console.print(f"wrote {output}")
@@ -196,65 +238,69 @@ def embed(
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
     nodata: NodataOpt = "error",
+    missing_bands: MissingBandsOpt = None,
+    resize: ResizeOpt = False,
+    radiometry: RadiometryArg = None,
     layout: Annotated[str | None, typer.Option(
-        "--layout", help="Read multi-sensor items (auto, ssl4eo, bigearthnet-s1s2, manifest) and embed them with "
-        "a multi-sensor model bundle; the table records the modalities and bands each embedding used.")] = None,
+        "--layout", help="Read multi-file items (auto, ssl4eo, bigearthnet-s1s2, manifest): each item's modalities "
+        "are co-registered into one sample; a model with several input groups fuses those present.")] = None,
     modalities: Annotated[str | None, typer.Option(
-        "--modalities", help="With --layout: use only these modalities, e.g. s2 or s2,s1 (default: all the "
-        "model knows).")] = None,
+        "--modalities", help="With --layout: read only these modalities, e.g. s2 or s2,s1 (default: all the "
+        "model takes).")] = None,
     drop_bands: Annotated[str | None, typer.Option(
         "--drop-bands", help="With --layout: leave these bands out of the inputs, e.g. B01,B09,VH.")] = None,
 ) -> None:
-    """Write the embeddings table of rasters (resumable: rerun the same command after an interruption)."""
+    """Write the embeddings table of rasters or multi-file items (resumable: rerun the same command after an
+    interruption)."""
     from spectraclip.embeddings import EmbeddingsTableError
     from spectraclip.inference import embed_to_table
 
-    net = load_model_or_exit(model, checkpoint, device, model_bands)
-    if layout is not None or modalities or drop_bands:
-        _embed_multisensor(net, paths, output, layout or "auto", modalities, drop_bands, model, checkpoint)
-        return
-    items = _items(paths)
+    net = _load(model, checkpoint, device, model_bands, missing_bands, resize)
     meta = {"model": model or "", "checkpoint": str(checkpoint or ""), "model_config": net.config.arch}
+    if layout is not None or modalities or drop_bands:
+        items = _layout_items(net, paths, layout or "auto", modalities, drop_bands, bands, nodata)
+        meta.update({"layout": layout or "auto", "sources": [str(p) for p in paths],
+                     "modalities_requested": list(items.modalities or net.groups),
+                     "excluded_bands": list(items.exclude_bands)})
+    else:
+        items = _items(paths)
     try:
         table, failed, resumed = embed_to_table(
             net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
-            device=resolve_device(device), metadata=meta, on_error=lambda *_: None,
+            device=resolve_device(device), metadata=meta, on_error=lambda *_: None, radiometry=radiometry,
         )
     except EmbeddingsTableError as exc:  # e.g. unfinished parts of a run with another model
         fail(str(exc))
         raise
-    report_failures(failed, "rasters")
+    report_failures(failed, "items")
     if not len(table) and failed:
-        fail(f"no raster could be embedded: all {len(failed)} failed (first: {failed[0][0]}: {failed[0][1]})")
+        fail(f"nothing could be embedded: all {len(failed)} items failed (first: {failed[0][0]}: {failed[0][1]})")
+    _filled_note([{"filled_bands": f} for f in table.columns.get("filled_bands", [])])
     note = f" ({resumed} kept from an earlier run)" if resumed else ""
     console.print(f"wrote {output}: {len(table)} embeddings of dimension {table.dim}{note}, {len(failed)} skipped")
 
 
-def _embed_multisensor(net, paths: list[Path], output: Path, layout: str, modalities: str | None,
-                       drop_bands: str | None, model: str | None, checkpoint: str | None) -> None:
-    """`embed --layout ...`: multi-sensor items embedded by a MultiSensorCLIP (fused over available modalities)."""
-    from spectraclip.bands import BandError
-    from spectraclip.io.sample import RasterError
-    from spectraclip.models.multisensor import embed_multisensor
+def _layout_items(net, paths: list[Path], layout: str, modalities: str | None, drop_bands: str | None,
+                  bands: str | None, nodata: str):
+    """The multi-file items of `paths` read as `layout`, restricted to `modalities`, without `drop_bands`;
+    `--bands` overrides each modality's band order (split by sensor)."""
+    from spectraclip.bands import check_group, split_by_group
+    from spectraclip.io.layouts import LayoutDataset, layout_items
 
-    if getattr(net, "patch_embeds", None) is None:
-        fail("--layout/--modalities/--drop-bands need a multi-sensor model bundle (spectraclip.json kind: "
-             f"multisensor); {model or checkpoint} is a single-sensor model")
-    mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
+    mods = [check_group(m) for m in modalities.split(",") if m.strip()] if modalities else list(net.groups)
+    unknown = [m for m in mods if m not in net.groups]
+    if unknown and net.config.multi:
+        fail(f"the model has no {unknown[0]!r} input group; it takes {', '.join(net.groups)}")
     drop = [b.strip() for b in drop_bands.split(",") if b.strip()] if drop_bands else None
-    try:
-        ids, failed, kept = embed_multisensor(
-            net, paths, output, layout=layout, modalities=mods, exclude_bands=drop,
-            metadata={"checkpoint": str(checkpoint or ""), "model_name": model or ""})
-    except (RasterError, BandError, ValueError) as exc:
-        fail(str(exc))
-        raise
-    report_failures(failed, "items")
-    if not ids and failed:
-        fail(f"no item could be embedded: all {len(failed)} failed (first: {failed[0][0]}: {failed[0][1]})")
-    note = f" ({kept} kept from an earlier run)" if kept else ""
-    console.print(f"wrote {output}: {len(ids)} multi-sensor embeddings of dimension {net.embed_dim}{note}, "
-                  f"{len(failed)} skipped")
+    override = {m: ",".join(bs.names) for m, bs in split_by_group(bands).items()} if bands else {}
+    items = []
+    for src in paths:
+        _, found = layout_items(src, layout)
+        for it in found:
+            it.bands.update({m: override[m] for m in it.paths if m in override})
+        items += found
+    return LayoutDataset(items, modalities=mods, nodata=nodata, source=f"{layout}:{','.join(map(str, paths))}",
+                         exclude_bands=drop)
 
 
 def register(app: typer.Typer) -> None:

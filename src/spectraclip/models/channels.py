@@ -106,6 +106,16 @@ def rgb_band_stats(scale: float = RGB_REFLECTANCE_SCALE) -> BandStats:
                                 source=f"OpenCLIP RGB (OPENAI mean/std x {scale:g} DN)")
 
 
+def default_band_stats() -> BandStats:
+    """Default per-band mean/std for bands a model does not define (`band_stats` of registry.json)."""
+    import json
+    from importlib import resources
+
+    data = json.loads(resources.files("spectraclip.models").joinpath("registry.json").read_text("utf-8"))
+    bs = data["band_stats"]
+    return BandStats(dict(bs["mean"]), dict(bs["std"]), source="spectraclip registry defaults")
+
+
 def extend_channels(model_or_conv: Any, from_bands: BandSet | Sequence[str] | str | None = None,
                     to_bands: BandSet | Sequence[str] | str = "msclip", init: Literal["zero", "mean"] = "zero",
                     stats: BandStats | None = None) -> Any:
@@ -117,14 +127,12 @@ def extend_channels(model_or_conv: Any, from_bands: BandSet | Sequence[str] | st
     - a `SpectralCLIP` -> also updates its config: bands, and mean/std (known bands keep theirs, new
       ones come from `stats`, else the registry's default band statistics). Returns the model.
     """
-    from spectraclip.models.spectral_clip import SpectralCLIP
-
     dst = BandSet.parse(to_bands)
     if isinstance(model_or_conv, nn.Conv2d):
         if from_bands is None:
             raise ValueError("from_bands is required when extending a bare Conv2d")
         return extend_conv(model_or_conv, from_bands, dst, init)
-    if isinstance(model_or_conv, SpectralCLIP):
+    if hasattr(model_or_conv, "config") and hasattr(model_or_conv, "clip"):  # a SpectralCLIP
         cfg = model_or_conv.config
         src = BandSet.parse(from_bands) if from_bands is not None else model_or_conv.bands
         _replace(model_or_conv, extend_conv(get_patch_embed(model_or_conv), src, dst, init))
@@ -132,8 +140,6 @@ def extend_channels(model_or_conv: Any, from_bands: BandSet | Sequence[str] | st
         new_bands = [b for b in dst if b not in old]
         if new_bands:
             if stats is None:
-                from spectraclip.models.registry import default_band_stats
-
                 stats = default_band_stats()
             stats.for_bands(new_bands)  # raises MissingBandError naming bands without statistics
             old.update({b: (float(stats.mean[b]), float(stats.std[b])) for b in new_bands})

@@ -116,15 +116,6 @@ def is_bundle(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / BUNDLE_CONFIG).is_file()
 
 
-def bundle_kind(directory: str | os.PathLike[str]) -> str:
-    """The `kind` of a bundle: `spectral` (a SpectralCLIP; bundles without the field) or `multisensor`."""
-    try:
-        data = json.loads((Path(directory) / BUNDLE_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return "spectral"
-    return str(data.get("kind", "spectral")) if isinstance(data, dict) else "spectral"
-
-
 def write_bundle_dir(directory: str | os.PathLike[str], fill: Callable[[Path], None]) -> Path:
     """Atomically (re)place the bundle `directory`: `fill(tmp)` writes the files into a temp dir, which is
     then renamed into place. An existing bundle is replaced; any other non-empty directory is refused."""
@@ -155,44 +146,51 @@ def save_bundle(model: SpectralCLIP, directory: str | os.PathLike[str],
                 provenance: dict[str, Any] | None = None) -> Path:
     """Write `model.safetensors` + `spectraclip.json` to `directory` atomically (temp dir, then rename).
 
-    An existing bundle at `directory` is replaced; any other non-empty directory is refused.
-    A `MultiSensorCLIP` is saved by `models.multisensor.save_multisensor` (same layout, `kind: multisensor`).
+    An existing bundle at `directory` is replaced; any other non-empty directory is refused. A single-group
+    model stores its open_clip weights (`model.clip`, open_clip's own key names); a multi-group model the
+    whole module (`clip.*` and `patch_embeds.*`), as format-1 multi-sensor bundles did.
     """
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
     from spectraclip import __version__
 
-    if getattr(model, "patch_embeds", None) is not None:  # MultiSensorCLIP
-        from spectraclip.models.multisensor import save_multisensor
-
-        return save_multisensor(model, directory, provenance)  # type: ignore[arg-type]
     cfg = ModelConfig.from_dict(model.config.to_dict())
     cfg.provenance.update(provenance or {})
     cfg.provenance.setdefault("saved_at", datetime.now(UTC).isoformat(timespec="seconds"))
     cfg.provenance["spectraclip_version"] = __version__
+    module = model if cfg.multi else model.clip
+    layout = "model" if cfg.multi else "clip"
 
     def fill(tmp: Path) -> None:
-        save_model(model.clip, str(tmp / BUNDLE_WEIGHTS), metadata={"format": "spectraclip", "arch": cfg.arch})
+        from safetensors.torch import save_model
+
+        meta = {"format": "spectraclip", "arch": cfg.arch, "weights": layout}
+        if cfg.multi:
+            save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()},
+                      str(tmp / BUNDLE_WEIGHTS), metadata=meta)
+        else:
+            save_model(module, str(tmp / BUNDLE_WEIGHTS), metadata=meta)
         (tmp / BUNDLE_CONFIG).write_text(cfg.to_json() + "\n", encoding="utf-8")
 
     return write_bundle_dir(directory, fill)
 
 
 def read_bundle_config(directory: str | os.PathLike[str]) -> ModelConfig:
-    """The ModelConfig stored in a bundle directory."""
-    path = Path(directory) / BUNDLE_CONFIG
+    """The ModelConfig stored in a bundle directory (any format version; older `config.json` too)."""
+    d = Path(directory)
+    older = d / "config.json"  # the first multi-sensor bundles
+    path = older if older.is_file() and not (d / BUNDLE_CONFIG).is_file() else d / BUNDLE_CONFIG
     try:
         return ModelConfig.from_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(directory, f"not a spectraclip bundle (no {BUNDLE_CONFIG})") from None
-    except (json.JSONDecodeError, ModelConfigError, TypeError) as exc:
+    except (json.JSONDecodeError, ModelConfigError, TypeError, ValueError) as exc:
         raise CheckpointError(path, f"invalid bundle config: {exc}") from exc
 
 
 def load_bundle(source: str | os.PathLike[str], device: str | torch.device = "cpu") -> SpectralCLIP:
-    """Load a bundle from a directory or `hf-hub:org/repo[@rev]` (through the HF cache); a bundle of
-    `kind: multisensor` gives a `MultiSensorCLIP`."""
-    from safetensors.torch import load_model
+    """Load a bundle from a directory or `hf-hub:org/repo[@rev]` (through the HF cache)."""
+    from safetensors.torch import load_file, load_model
 
     src = str(source)
     if src.startswith(HF_PREFIX):
@@ -200,17 +198,16 @@ def load_bundle(source: str | os.PathLike[str], device: str | torch.device = "cp
         folder = hub_snapshot(repo, rev, allow_patterns=[BUNDLE_CONFIG, BUNDLE_WEIGHTS])
     else:
         folder = Path(src)
-    if bundle_kind(folder) == "multisensor":
-        from spectraclip.models.multisensor import load_multisensor
-
-        return load_multisensor(folder, device)  # type: ignore[return-value]
     config = read_bundle_config(folder)
     weights = folder / BUNDLE_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(folder, f"bundle has {BUNDLE_CONFIG} but no {BUNDLE_WEIGHTS}")
     model = SpectralCLIP.from_config(config, pretrained_text=False)
     try:
-        load_model(model.clip, str(weights), strict=True, device="cpu")
+        if config.multi:
+            model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
+        else:
+            load_model(model.clip, str(weights), strict=True, device="cpu")
     except RuntimeError as exc:
         raise CheckpointError(weights, f"weights do not fit the config's architecture: {exc}") from exc
     return model.to(device).eval()

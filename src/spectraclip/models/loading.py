@@ -2,7 +2,7 @@
 
 - a registry name (`Llama3-MS-CLIP-Base`, `OpenCLIP-ViT-B-16`, `tiny-test`, ...; see `registry.json`);
 - `openclip:<arch>[/<tag>]` or a bare open_clip architecture name (`ViT-B-16`);
-- a bundle directory (a `kind: multisensor` bundle gives a `MultiSensorCLIP`), `hf-hub:org/repo[@rev]`,
+- a bundle directory (one input group or several), `hf-hub:org/repo[@rev]`,
   or a checkpoint file (Llama3-MS-CLIP layout, plain
   open_clip state dict, or a bundle's `model.safetensors`) given as `checkpoint=` (or as `name`).
 
@@ -43,7 +43,7 @@ from spectraclip.models.registry import (
     list_models,
     openclip_arch_config,
 )
-from spectraclip.models.spectral_clip import ModelConfig, SpectralCLIP
+from spectraclip.models.spectral_clip import ModelConfig, ModelConfigError, SpectralCLIP
 
 DEFAULT_MODEL = "Llama3-MS-CLIP-Base"
 OPENCLIP_PREFIX = "openclip:"
@@ -233,15 +233,10 @@ def _from_file(path: Path, entry: RegistryEntry | None, arch: str | None) -> Spe
         config.provenance.pop("init", None)
         n = _in_channels(sd)
         if n is not None and n != len(config.bands):
-            if n == 10:
-                from spectraclip.bands import MSCLIP_STATS
-
-                config.bands = list(BandSet.parse("msclip").names)
-                config.mean = [MSCLIP_STATS.mean[b] for b in config.bands]
-                config.std = [MSCLIP_STATS.std[b] for b in config.bands]
-            else:
-                raise CheckpointError(path, f"patch embedding takes {n} channels; only 3 (rgb) and 10 (msclip) "
-                                            "are known without a bundle config")
+            raise CheckpointError(path, f"patch embedding takes {n} channels and nothing names its bands: a plain "
+                                        "state dict does not say which bands its channels are. Load it with a "
+                                        "registry name that declares them (--model Llama3-MS-CLIP-Base for the "
+                                        "10-band msclip order), or save it as a bundle with its bands")
     config.provenance.update(provenance)
     model = SpectralCLIP.from_config(config)
     return load_into(model, sd, where=str(path))
@@ -261,20 +256,13 @@ def _check_channels(sd: dict, entry: RegistryEntry, path: Path) -> None:
                                     f"{len(own)} ({own})")
 
 
-def load_any(source: str | os.PathLike[str], device: str | torch.device = "cpu"):
-    """Any model a name or path gives: a `SpectralCLIP`, or a `MultiSensorCLIP` for a bundle whose
-    `spectraclip.json` says `kind: multisensor` (`load_model` does the same; this name says so)."""
-    return load_model(checkpoint=source, device=device) if Path(str(source)).exists() else load_model(
-        str(source), device=device)
-
-
 def _with_bands(model: SpectralCLIP, bands: BandsArg) -> SpectralCLIP:
     """Extend/select the patch embedding by name when another band set is asked for."""
     if bands is None:
         return model
-    if getattr(model, "patch_embeds", None) is not None:
-        raise ValueError("bands=/--model-bands does not apply to a multi-sensor model (its bands are per "
-                         "modality); choose modalities/bands of the inputs instead")
+    if model.config.multi:
+        raise ModelConfigError("--model-bands does not apply to a model with several input groups (its bands are "
+                               "per group); choose the bands of the inputs instead")
     want = BandSet.parse(bands)
     if want.names == model.bands.names:
         return model

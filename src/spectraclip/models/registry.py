@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 from spectraclip.bands import MSCLIP_STATS, BandSet, BandStats
+from spectraclip.models.channels import default_band_stats, rgb_band_stats
 from spectraclip.models.spectral_clip import ModelConfig
 
 
@@ -62,12 +63,6 @@ def get_entry(name: str) -> RegistryEntry:
     return RegistryEntry(name=key, **models[key])
 
 
-def default_band_stats() -> BandStats:
-    """Default per-band mean/std for bands a model does not define (see registry.json `band_stats`)."""
-    bs = _data()["band_stats"]
-    return BandStats(dict(bs["mean"]), dict(bs["std"]), source="spectraclip registry defaults")
-
-
 def stats_for(spec: str | dict[str, Any], bands: BandSet) -> BandStats:
     """Resolve an entry's `stats` spec: `msclip`, `openclip-rgb`, `default` or {"mean":{..},"std":{..}}."""
     if isinstance(spec, dict):
@@ -75,8 +70,6 @@ def stats_for(spec: str | dict[str, Any], bands: BandSet) -> BandStats:
     elif spec == "msclip":
         base = MSCLIP_STATS
     elif spec == "openclip-rgb":
-        from spectraclip.models.channels import rgb_band_stats
-
         base = rgb_band_stats()
     elif spec == "default":
         base = default_band_stats()

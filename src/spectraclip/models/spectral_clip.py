@@ -1,104 +1,238 @@
-"""`SpectralCLIP`: an open_clip CLIP whose patch embedding takes the model's named bands, plus the
-`ModelConfig` that describes its inputs completely (architecture, bands, normalisation, input size)."""
+"""`SpectralCLIP`: an open_clip CLIP taking one or more named input groups, and the `ModelConfig` that
+describes its inputs completely (architecture, input groups with bands, normalisation and radiometry,
+input size, fusion rule, missing-band policy).
+
+A single-sensor model is the one-group case: its patch embedding is open_clip's own (`visual.conv1`),
+so open_clip and Llama3-MS-CLIP weights load unchanged. A multi-group model gives each group its own
+patch embedding (`patch_embeds[g]`) into ONE shared ViT trunk: every group lands in the same embedding
+space by construction, parameters grow by one small conv per group, and a sample with any subset of
+groups runs through the same network. The image embedding is the fusion rule over the groups present:
+`normalize(mean_g normalize(e_g))`.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from copy import deepcopy
-from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from spectraclip.bands import BandError, BandSet
 from spectraclip.data.transforms import CROP_MODES, RESIZE_MODES, SpectralTransform
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.sample import Sample
+from spectraclip.models.channels import get_patch_embed, set_in_channels
+from spectraclip.models.inputs import (
+    GROUP_ORDER,
+    MISSING_POLICIES,
+    InputGroup,
+    PreparedInput,
+    Preprocessor,
+    check_group,
+    split_by_group,
+)
 
 CONFIG_FORMAT = "spectraclip.model"
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
+FUSIONS: tuple[str, ...] = ("mean",)
+_FIELDS = ("arch", "arch_config", "inputs", "image_size", "resize", "crop", "fusion", "missing_bands",
+           "modality_dropout", "channel_dropout", "text", "provenance")
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(SpectraclipError, ValueError):
     """A model config that is inconsistent or incomplete; the message names the field."""
 
 
-@dataclass
+def _single_group_name(bands: Sequence[str]) -> str:
+    groups = split_by_group(bands)
+    return next(iter(groups)) if len(groups) == 1 else "image"
+
+
 class ModelConfig:
     """Everything needed to rebuild a SpectralCLIP without any registry (JSON-serialisable).
 
-    `arch_config` is the full open_clip model cfg (embed_dim, vision_cfg, text_cfg, ...); `mean`/`std`
-    are per band, in the data's raw units (e.g. L2A digital numbers), in `bands` order; `text` says
-    which tokenizer to use ({"tokenizer": "open_clip"} or {"tokenizer": "hf", "hf_name": ...}).
+    Give `inputs` (a list of `InputGroup`s), or for a single-group model `bands`, `mean`, `std` (one group
+    named after the sensor). `arch_config` is the full open_clip model cfg; `text` says which tokenizer
+    to use; `missing_bands` is the declared policy (`error` | `fill`); `fusion` how groups combine;
+    `modality_dropout` / `channel_dropout` are training-time input corruption of multi-group models.
     """
 
-    arch: str
-    arch_config: dict[str, Any]
-    bands: list[str]
-    mean: list[float]
-    std: list[float]
-    image_size: int
-    resize: str = "bicubic"
-    crop: str = "center"
-    text: dict[str, Any] = field(default_factory=lambda: {"tokenizer": "open_clip"})
-    provenance: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, arch: str, arch_config: dict[str, Any], inputs: Sequence[InputGroup | dict] | None = None,
+                 image_size: int = 224, resize: str = "bicubic", crop: str = "center", fusion: str = "mean",
+                 missing_bands: str = "error", modality_dropout: float = 0.0, channel_dropout: float = 0.0,
+                 text: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None, *,
+                 bands: Sequence[str] | str | None = None, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None) -> None:
+        self.arch = arch
+        self.arch_config = arch_config
+        if inputs is None:
+            if bands is None or mean is None or std is None:
+                raise ModelConfigError(f"model {arch!r}: give inputs=[...] or bands, mean and std")
+            names = list(BandSet.parse(bands).names)
+            if len(mean) != len(names) or len(std) != len(names):
+                raise ModelConfigError(f"model {arch!r}: {len(names)} bands but {len(mean)} means / {len(std)} stds")
+            inputs = [InputGroup(_single_group_name(names), names, list(mean), list(std))]
+        elif bands is not None:
+            raise ModelConfigError(f"model {arch!r}: give either inputs or bands/mean/std, not both")
+        self.inputs = [g if isinstance(g, InputGroup) else InputGroup(**g) for g in inputs]
+        self.image_size = int(image_size)
+        self.resize, self.crop, self.fusion, self.missing_bands = resize, crop, fusion, missing_bands
+        self.modality_dropout, self.channel_dropout = float(modality_dropout), float(channel_dropout)
+        self.text = dict(text or {"tokenizer": "open_clip"})
+        self.provenance = dict(provenance or {})
+        self._validate()
 
-    def __post_init__(self) -> None:
-        self.bands = list(BandSet.parse(self.bands).names)
-        self.mean = [float(v) for v in self.mean]
-        self.std = [float(v) for v in self.std]
-        self.image_size = int(self.image_size)
-        n = len(self.bands)
-        if len(self.mean) != n or len(self.std) != n:
-            raise ModelConfigError(f"model {self.arch!r}: {n} bands but {len(self.mean)} means / {len(self.std)} stds")
-        if any(s <= 0 for s in self.std):
-            raise ModelConfigError(f"model {self.arch!r}: std must be positive, got {self.std}")
-        if self.resize not in RESIZE_MODES:
-            raise ModelConfigError(f"model {self.arch!r}: resize {self.resize!r} not in {list(RESIZE_MODES)}")
-        if self.crop not in CROP_MODES:
-            raise ModelConfigError(f"model {self.arch!r}: crop {self.crop!r} not in {list(CROP_MODES)}")
+    def _validate(self) -> None:
+        where = f"model {self.arch!r}"
+        if not self.inputs:
+            raise ModelConfigError(f"{where}: no input group")
+        names = [g.name for g in self.inputs]
+        if len(set(names)) != len(names):
+            raise ModelConfigError(f"{where}: input group names repeat: {names}")
+        all_bands = [b for g in self.inputs for b in g.bands]
+        if len(set(all_bands)) != len(all_bands):
+            raise ModelConfigError(f"{where}: a band belongs to two input groups: {all_bands}")
+        if len(self.inputs) > 1:
+            for g in self.inputs:
+                check_group(g.name)
+                wrong = [b for b in g.bands if next(iter(split_by_group([b]))) != g.name]
+                if wrong:
+                    raise ModelConfigError(f"{where}: band(s) {', '.join(wrong)} do not belong to group {g.name!r}")
+        for key, value, allowed in (("resize", self.resize, RESIZE_MODES), ("crop", self.crop, CROP_MODES),
+                                    ("fusion", self.fusion, FUSIONS), ("missing_bands", self.missing_bands,
+                                                                       MISSING_POLICIES)):
+            if value not in allowed:
+                raise ModelConfigError(f"{where}: {key} {value!r} not in {list(allowed)}")
+        for key in ("modality_dropout", "channel_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ModelConfigError(f"{where}: {key} must be in [0, 1), got {getattr(self, key)}")
         for key in ("embed_dim", "vision_cfg", "text_cfg"):
             if key not in self.arch_config:
-                raise ModelConfigError(f"model {self.arch!r}: arch_config lacks {key!r}")
+                raise ModelConfigError(f"{where}: arch_config lacks {key!r}")
 
+    # -- views ------------------------------------------------------------------------------------
+    @property
+    def multi(self) -> bool:
+        """True for a model with more than one input group."""
+        return len(self.inputs) > 1
+
+    @property
+    def groups(self) -> list[str]:
+        return [g.name for g in self.inputs]
+
+    def group(self, name: str) -> InputGroup:
+        for g in self.inputs:
+            if g.name == name:
+                return g
+        raise ModelConfigError(f"model {self.arch!r} has no input group {name!r}; it has {', '.join(self.groups)}")
+
+    def _single(self, what: str) -> InputGroup:
+        if self.multi:
+            raise ModelConfigError(f"model {self.arch!r} has input groups {', '.join(self.groups)}: set {what} "
+                                   "per group (config.group(name))")
+        return self.inputs[0]
+
+    @property
+    def bands(self) -> list[str]:
+        """Every band the model takes, group after group."""
+        return [b for g in self.inputs for b in g.bands]
+
+    @bands.setter
+    def bands(self, value: Sequence[str]) -> None:
+        g = self._single("bands")
+        g.bands = list(BandSet.parse(value).names)
+
+    @property
+    def mean(self) -> list[float]:
+        return [v for g in self.inputs for v in g.mean]
+
+    @mean.setter
+    def mean(self, value: Sequence[float]) -> None:
+        self._single("mean").mean = [float(v) for v in value]
+
+    @property
+    def std(self) -> list[float]:
+        return [v for g in self.inputs for v in g.std]
+
+    @std.setter
+    def std(self, value: Sequence[float]) -> None:
+        self._single("std").std = [float(v) for v in value]
+
+    @property
+    def transform(self) -> SpectralTransform:
+        """Resize/crop/normalise for a single-group model's `[C,H,W]` array in its band order."""
+        g = self._single("a transform")
+        return SpectralTransform(self.image_size, tuple(g.mean), tuple(g.std), self.resize, self.crop)
+
+    # -- serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A plain dict with a format tag and version, ready for JSON."""
-        return {"format": CONFIG_FORMAT, "format_version": CONFIG_VERSION, **deepcopy(asdict(self))}
+        out: dict[str, Any] = {"format": CONFIG_FORMAT, "format_version": CONFIG_VERSION}
+        for key in _FIELDS:
+            value = getattr(self, key)
+            out[key] = [g.to_dict() for g in value] if key == "inputs" else deepcopy(value)
+        return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Inverse of `to_dict`; rejects newer format versions and unknown fields."""
-        data = dict(data)
-        version = data.pop("format_version", CONFIG_VERSION)
-        data.pop("format", None)
-        if int(version) > CONFIG_VERSION:
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        """Inverse of `to_dict`; also reads format 1 (single-sensor, and `kind: multisensor` bundles)."""
+        data = deepcopy(dict(data))
+        version = int(data.pop("format_version", CONFIG_VERSION))
+        fmt = data.pop("format", CONFIG_FORMAT)
+        if version > CONFIG_VERSION:
             raise ModelConfigError(f"model config format version {version} is newer than supported ({CONFIG_VERSION})")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        if version == 1:
+            data = _upgrade_v1(data, multisensor=data.get("kind") == "multisensor" or fmt.endswith("multisensor"))
+        data.pop("kind", None)
+        unknown = sorted(set(data) - set(_FIELDS))
         if unknown:
             raise ModelConfigError(f"model config has unknown field(s) {', '.join(unknown)}")
-        return cls(**deepcopy(data))
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ModelConfigError(f"model config: {exc}") from exc
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
 
-    @property
-    def transform(self) -> SpectralTransform:
-        """The picklable resize/crop/normalise callable for this model's inputs."""
-        return SpectralTransform(self.image_size, tuple(self.mean), tuple(self.std), self.resize, self.crop)
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModelConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        groups = "; ".join(f"{g.name}: {','.join(g.bands)}" for g in self.inputs)
+        return f"ModelConfig(arch={self.arch!r}, inputs=[{groups}], image_size={self.image_size})"
+
+
+def _upgrade_v1(data: dict[str, Any], multisensor: bool) -> dict[str, Any]:
+    """Format-1 configs: single-sensor (`bands`/`mean`/`std`) or multi-sensor (`modalities`)."""
+    data.pop("kind", None)
+    if multisensor:
+        mods = data.pop("modalities", {})
+        data["inputs"] = [{"name": check_group(m), **spec} for m, spec in mods.items()]
+        data.setdefault("missing_bands", "fill")  # what multi-sensor models always did
+        data.setdefault("modality_dropout", 0.3)
+        data.setdefault("channel_dropout", 0.1)
+        data.setdefault("resize", "bilinear")
+    else:
+        bands = list(BandSet.parse(data.pop("bands")).names)
+        data["inputs"] = [{"name": _single_group_name(bands), "bands": bands, "mean": data.pop("mean"),
+                           "std": data.pop("std")}]
+    return data
 
 
 def build_clip(config: ModelConfig, pretrained_text: bool = False) -> nn.Module:
-    """Instantiate the open_clip model described by `config.arch_config` with a `len(bands)`-channel
-    patch embedding (random init). `pretrained_text` loads an HF text tower's own weights."""
+    """Instantiate the open_clip model of `config.arch_config` (random init) with a patch embedding for the
+    config's bands (single group) or its trunk sized to `config.image_size` (multi-group)."""
     from open_clip.model import CLIP, CustomTextCLIP
 
-    from spectraclip.models.channels import set_in_channels
     from spectraclip.models.text import resolve_text_cfg
 
     cfg = resolve_text_cfg(config.arch_config)
@@ -110,8 +244,11 @@ def build_clip(config: ModelConfig, pretrained_text: bool = False) -> nn.Module:
     cls = CustomTextCLIP if (cfg.pop("custom_text", False) or is_hf) else CLIP
     if "timm_model_name" in cfg["vision_cfg"]:
         cfg["vision_cfg"]["timm_model_pretrained"] = False
+    if config.multi:
+        cfg["vision_cfg"] = {**cfg["vision_cfg"], "image_size": config.image_size}
     clip = cls(**cfg)
-    set_in_channels(clip, len(config.bands))
+    if not config.multi:
+        set_in_channels(clip, len(config.bands))
     return clip
 
 
@@ -125,22 +262,39 @@ def _quiet_transformers() -> None:
         pass
 
 
+def fuse(embeddings: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The fusion rule: L2-normalised mean of the L2-normalised group embeddings that are available."""
+    if not embeddings:
+        raise ModelConfigError("nothing to fuse: no input-group embedding available")
+    return F.normalize(torch.stack([F.normalize(e, dim=-1) for e in embeddings]).mean(0), dim=-1)
+
+
 class SpectralCLIP(nn.Module):
-    """An open_clip CLIP (`.clip`) with named input bands, per-band normalisation and input size (`.config`)."""
+    """An open_clip CLIP (`.clip`) with named input groups, per-band normalisation and input size (`.config`)."""
 
     def __init__(self, clip: nn.Module, config: ModelConfig) -> None:
         super().__init__()
         self.clip = clip
         self.config = config
         self._tokenizer = None
-        from spectraclip.models.channels import get_patch_embed
-
-        conv = get_patch_embed(clip)
-        if conv.in_channels != len(config.bands):
-            raise ModelConfigError(
-                f"model {config.arch!r}: patch embedding takes {conv.in_channels} channels but the config "
-                f"names {len(config.bands)} bands ({', '.join(config.bands)})"
-            )
+        self.input_options: dict[str, Any] = {}
+        if config.multi:
+            visual = clip.visual
+            conv = getattr(visual, "conv1", None)
+            if not isinstance(conv, nn.Conv2d):
+                raise ModelConfigError(f"model {config.arch!r}: a model with several input groups needs an "
+                                       "open_clip ViT trunk (vision_cfg), whose patch embedding is visual.conv1")
+            self.patch_embeds = nn.ModuleDict({
+                g.name: nn.Conv2d(len(g.bands), conv.out_channels, conv.kernel_size, conv.stride, bias=False)
+                for g in config.inputs})
+            visual.conv1 = nn.Identity()  # the trunk now takes patch features [B, width, g, g]
+        else:
+            self.patch_embeds = None
+            conv = get_patch_embed(clip)
+            if conv.in_channels != len(config.bands):
+                raise ModelConfigError(
+                    f"model {config.arch!r}: patch embedding takes {conv.in_channels} channels but the config "
+                    f"names {len(config.bands)} bands ({', '.join(config.bands)})")
 
     @classmethod
     def from_config(cls, config: ModelConfig, pretrained_text: bool = False) -> SpectralCLIP:
@@ -153,6 +307,12 @@ class SpectralCLIP(nn.Module):
         return BandSet.parse(self.config.bands)
 
     @property
+    def groups(self) -> list[str]:
+        return self.config.groups
+
+    modalities = groups  # the word multi-sensor users know
+
+    @property
     def image_size(self) -> int:
         return self.config.image_size
 
@@ -162,23 +322,45 @@ class SpectralCLIP(nn.Module):
 
     @property
     def transform(self) -> SpectralTransform:
-        """Picklable `[C,H,W]` (model band order, raw units) -> normalised `[C,S,S]` callable."""
+        """Picklable `[C,H,W]` (single-group band order, raw units) -> normalised `[C,S,S]` callable."""
         return self.config.transform
 
-    def preprocess(self, sample: Sample) -> torch.Tensor:
-        """Select the model's bands from `sample` by name, resize/crop, normalise -> float32 `[C,S,S]`."""
-        where = sample.path or sample.id
-        idx = sample.bands.indices(self.config.bands, where=where)
-        pixels = sample.pixels if idx == list(range(len(sample.bands))) else sample.pixels[idx]
-        return self.transform(pixels)
+    def set_input_options(self, *, missing_bands: str | None = None, allow_resize: bool | None = None) -> SpectralCLIP:
+        """Run-time overrides of the declared input handling (recorded in the preprocessing fingerprint)."""
+        if missing_bands is not None:
+            if missing_bands not in MISSING_POLICIES:
+                raise ModelConfigError(f"--missing-bands {missing_bands!r}: choose one of "
+                                       f"{', '.join(MISSING_POLICIES)}")
+            self.input_options["missing_bands"] = missing_bands
+        if allow_resize is not None:
+            self.input_options["allow_resize"] = bool(allow_resize)
+        return self
 
-    def preprocess_array(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Resize/crop/normalise an array `[C,H,W]` (or `[B,C,H,W]`) already in the model's band order."""
+    def preprocessor(self) -> Preprocessor:
+        """The picklable Sample -> model-input callable of this model and its input options."""
+        c = self.config
+        return Preprocessor(tuple(deepcopy(c.inputs)), c.image_size, c.resize, c.crop,
+                            self.input_options.get("missing_bands", c.missing_bands),
+                            bool(self.input_options.get("allow_resize", False)))
+
+    def preprocessing_spec(self) -> dict[str, Any]:
+        """Everything that decides the model input (the preprocessing fingerprint hashes this)."""
+        return {**self.preprocessor().spec(), "fusion": self.config.fusion}
+
+    def prepare(self, sample: Sample) -> PreparedInput:
+        """Model input of one sample (every group present) and the bands that were filled."""
+        return self.preprocessor()(sample)
+
+    def preprocess(self, sample: Sample) -> torch.Tensor | dict[str, torch.Tensor]:
+        """`prepare(sample).x`; for a single-group model the one `[C,S,S]` tensor."""
+        x = self.prepare(sample).x
+        return next(iter(x.values())) if not self.config.multi else x
+
+    def preprocess_array(self, array: Any) -> torch.Tensor:
+        """Resize/crop/normalise an array `[C,H,W]` (or `[B,C,H,W]`) already in a single-group model's band order."""
         if array.shape[-3] != len(self.config.bands):
-            raise BandError(
-                f"array has {array.shape[-3]} channels but the model expects {len(self.config.bands)} "
-                f"({', '.join(self.config.bands)})"
-            )
+            raise BandError(f"array has {array.shape[-3]} channels but the model expects {len(self.config.bands)} "
+                            f"({', '.join(self.config.bands)})")
         return self.transform(array)
 
     def tokenize(self, texts: str | list[str]) -> torch.Tensor:
@@ -190,32 +372,136 @@ class SpectralCLIP(nn.Module):
         return self._tokenizer([texts] if isinstance(texts, str) else list(texts))
 
     # -- encoders ---------------------------------------------------------------------------------
-    def _check_image(self, pixels: torch.Tensor) -> None:
-        if pixels.ndim != 4 or pixels.shape[1] != len(self.config.bands):
-            raise BandError(
-                f"image batch of shape {tuple(pixels.shape)}: expected [B, {len(self.config.bands)}, S, S] "
-                f"with bands {', '.join(self.config.bands)}"
-            )
+    def _check_group_batch(self, name: str, x: torch.Tensor) -> None:
+        g = self.config.group(name)
+        if x.ndim != 4 or x.shape[1] != len(g.bands):
+            raise BandError(f"input group {name!r} batch of shape {tuple(x.shape)}: expected "
+                            f"[B, {len(g.bands)}, S, S] with bands {', '.join(g.bands)}")
 
-    def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """Image embeddings `[B, D]` of normalised pixels `[B, C, S, S]` (L2-normalised by default)."""
-        self._check_image(pixels)
-        return self.clip.encode_image(pixels, normalize=normalize)
+    def encode_group(self, name: str, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Embed normalised `[B, C_g, S, S]` pixels of one input group (through the shared trunk)."""
+        self._check_group_batch(name, x)
+        if self.patch_embeds is None:
+            return self.clip.encode_image(x, normalize=normalize)
+        feats = self.clip.visual(self.patch_embeds[name](x))
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    def _dropout(self, present: dict[str, torch.Tensor], x: dict[str, torch.Tensor],
+                 generator: torch.Generator | None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Random group dropout (keeping >= 1 group per sample) and channel dropout (keeping >= 1 band)."""
+        names = list(present)
+        keep = torch.stack([present[g] for g in names], 1).clone()  # [B, G]
+        p = self.config.modality_dropout
+        if p > 0 and len(names) > 1:
+            new = keep & ~(torch.rand(keep.shape, generator=generator) < p)
+            lost = new.sum(1) == 0  # every present group dropped: restore one of them at random
+            if lost.any():
+                pick = (torch.rand(keep.shape, generator=generator) * keep).argmax(1)
+                new[lost, pick[lost]] = True
+            keep = new
+        out = {}
+        pc = self.config.channel_dropout
+        for g in names:
+            xg = x[g]
+            if pc > 0 and xg.shape[1] > 1:
+                mask = torch.rand(xg.shape[:2], generator=generator) >= pc
+                none = mask.sum(1) == 0
+                if none.any():
+                    mask[none, torch.randint(xg.shape[1], (int(none.sum()),), generator=generator)] = True
+                xg = xg * mask[:, :, None, None].to(xg.dtype, xg.device)
+            out[g] = xg
+        return {g: keep[:, j].to(present[g].device) for j, g in enumerate(names)}, out
+
+    def encode_groups(self, x: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor] | None = None, *,
+                      dropout: bool | None = None, generator: torch.Generator | None = None
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+        """Embed a batch of groups: `x[g]` `[B, C_g, S, S]`, `present[g]` bool `[B]` (default all True).
+
+        Returns (`emb[g]` `[B, D]` normalised, zero rows where absent; the presence masks after dropout;
+        the fused `[B, D]` embedding). Dropout runs when `dropout` (default: `self.training`) for multi-group
+        models.
+        """
+        names = [g for g in GROUP_ORDER + tuple(self.groups) if g in x]
+        names = list(dict.fromkeys(names))
+        for g in x:
+            if g not in self.groups:
+                raise ModelConfigError(f"the model has no input group {g!r}; it has {', '.join(self.groups)}")
+        if not names:
+            raise ModelConfigError("the batch holds no input group")
+        b = next(iter(x.values())).shape[0]
+        dev = next(iter(x.values())).device
+        pres = {g: (present[g].bool().to(dev) if present is not None and g in present
+                    else torch.ones(b, dtype=torch.bool, device=dev)) for g in names}
+        xs = {g: x[g] for g in names}
+        if self.config.multi and (self.training if dropout is None else dropout):
+            pres, xs = self._dropout(pres, xs, generator)
+        emb: dict[str, torch.Tensor] = {}
+        for g in names:
+            rows = pres[g].nonzero().flatten()
+            if len(rows) == b:
+                emb[g] = self.encode_group(g, xs[g])
+            else:
+                e = torch.zeros(b, self.embed_dim, dtype=xs[g].dtype, device=dev)
+                if len(rows):
+                    e = e.index_put((rows,), self.encode_group(g, xs[g][rows]).to(e.dtype))
+                emb[g] = e
+        if len(names) == 1:
+            if not bool(pres[names[0]].all()):
+                raise ModelConfigError(f"{int((~pres[names[0]]).sum())} sample(s) of the batch have no input")
+            return emb, pres, emb[names[0]]
+        mask = torch.stack([pres[g] for g in names], 0).to(emb[names[0]].dtype)  # [G, B]
+        count = mask.sum(0)
+        if (count == 0).any():
+            raise ModelConfigError(f"{int((count == 0).sum())} sample(s) of the batch have no input group present")
+        summed = sum(F.normalize(emb[g], dim=-1) * mask[j, :, None] for j, g in enumerate(names))
+        return emb, pres, F.normalize(summed / count[:, None], dim=-1)
+
+    def encode_image(self, pixels: torch.Tensor | Mapping[str, torch.Tensor], normalize: bool = True,
+                     present: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Image embeddings `[B, D]` of normalised input: a `[B, C, S, S]` tensor (single-group model) or
+        `{group: [B, C_g, S, S]}` with optional presence masks (fused over the groups present)."""
+        if isinstance(pixels, torch.Tensor):
+            if self.config.multi:
+                raise BandError(f"this model takes input groups {', '.join(self.groups)}: pass {{group: tensor}}")
+            self._check_group_batch(self.groups[0], pixels)
+            return self.clip.encode_image(pixels, normalize=normalize)
+        if not self.config.multi and present is None and self.groups[0] in pixels:
+            return self.encode_group(self.groups[0], pixels[self.groups[0]], normalize)
+        return self.encode_groups(pixels, present, dropout=False)[2]
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Text embeddings `[N, D]` of token ids (L2-normalised by default)."""
         return self.clip.encode_text(tokens, normalize=normalize)
 
-    def forward(self, image: torch.Tensor | None = None, text: torch.Tensor | None = None):
+    def forward(self, image: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
+                text: torch.Tensor | None = None, present: Mapping[str, torch.Tensor] | None = None,
+                groups: bool = False, generator: torch.Generator | None = None):
         """open_clip's output: `(image_features, text_features, logit_scale.exp()[, logit_bias])`, features
-        normalised. `text` may be token ids or precomputed text features (a float tensor), which a trainer
-        with a frozen text tower caches instead of re-encoding the same captions every step."""
-        if image is not None:
-            self._check_image(image)
-        if text is None or not text.is_floating_point():
+        normalised. `image` may be a tensor or `{group: tensor}` (fused, with group dropout in training);
+        `text` may be token ids or precomputed text features (a float tensor), which a trainer with a frozen
+        text tower caches instead of re-encoding the same captions every step. With `groups=True` (multi-group
+        training, through DDP's forward): `(emb[g], present after dropout, fused, text_features, scale)`."""
+        if groups:
+            emb, pres, fused = self.encode_groups(image, present, generator=generator)  # type: ignore[arg-type]
+            text_features = self.encode_text(text) if text is not None else None
+            return emb, pres, fused, text_features, self.clip.logit_scale.exp()
+        if (isinstance(image, torch.Tensor) and not self.config.multi and text is not None
+                and not text.is_floating_point()):
+            self._check_group_batch(self.groups[0], image)
             return self.clip(image, text)
-        image_features = self.clip.encode_image(image, normalize=True) if image is not None else None
-        out = [image_features, torch.nn.functional.normalize(text, dim=-1), self.clip.logit_scale.exp()]
+        image_features = None
+        if image is not None:
+            if isinstance(image, torch.Tensor):
+                image_features = self.encode_image(image)
+            else:
+                image_features = self.encode_groups(image, present)[2]
+        if text is None:
+            text_features = None
+        elif text.is_floating_point():
+            text_features = F.normalize(text, dim=-1)
+        else:
+            text_features = self.encode_text(text)
+        out = [image_features, text_features, self.clip.logit_scale.exp()]
         if getattr(self.clip, "logit_bias", None) is not None:
             out.append(self.clip.logit_bias)
         return tuple(out)
@@ -226,4 +512,5 @@ class SpectralCLIP(nn.Module):
         return state
 
     def extra_repr(self) -> str:
-        return f"arch={self.config.arch!r}, bands={self.bands}, image_size={self.config.image_size}"
+        groups = "; ".join(f"{g.name}: {','.join(g.bands)}" for g in self.config.inputs)
+        return f"arch={self.config.arch!r}, inputs=[{groups}], image_size={self.config.image_size}"

@@ -1,6 +1,7 @@
-"""Multi-sensor training in the shared trainer (`model.kind: multisensor`): the batch source (co-registered
+"""Multi-group training in the shared trainer (`model.kind: multisensor`): the batch source (co-registered
 S2 / S1 / coherence items of an SSL4EO-S12 folder, BigEarthNet S1+S2 patches or a manifest, optionally with
-captions), the `MultiSensorCLIP` a recipe starts from, its training step and its validation.
+captions), the multi-group `SpectralCLIP` a recipe starts from, its objective (pairwise group InfoNCE plus
+image-text), its training step and its validation.
 
 Everything else — AdamW + warm-up/cosine, freezing, DDP, checkpoints/resume, logs, the final bundle —
 is the trainer's own (`train.loop`). Recipe keys used here:
@@ -19,8 +20,9 @@ In DDP each process contrasts modalities within its own share of the batch (grad
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
@@ -28,16 +30,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from spectraclip.bands import BandSet
-from spectraclip.io.multisensor import MODALITIES, MultiItem, check_modality, layout_items, modality_of_band
+from spectraclip.bands import GROUP_ORDER, BandSet, check_group, group_of_band
+from spectraclip.errors import InputError
+from spectraclip.io.layouts import LayoutItem, layout_items, read_item
 from spectraclip.io.sample import RasterError
+from spectraclip.models.inputs import InputGroup, collate_inputs
+from spectraclip.models.spectral_clip import ModelConfig, SpectralCLIP
 from spectraclip.train.config import Recipe, RecipeError
+
+MODALITIES = GROUP_ORDER
 
 log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------ data
-def split_items(items: Sequence[MultiItem], split: str | None) -> list[MultiItem]:
+def split_items(items: Sequence[LayoutItem], split: str | None) -> list[LayoutItem]:
     """Items whose `meta["split"]` is `split` (items without a split count as `train`); None keeps all."""
     if split is None:
         return list(items)
@@ -62,10 +69,11 @@ class MultiSensorTrainDataset(torch.utils.data.Dataset):
     item is logged and replaced by the next readable one; `n_bad` counts the items passed over.
     """
 
-    def __init__(self, items: Sequence[MultiItem], config: Any = None, augment: Any = None, seed: int = 0,
+    def __init__(self, items: Sequence[LayoutItem], config: Any = None, augment: Any = None, seed: int = 0,
                  source: str = "") -> None:
         self.items = list(items)
-        self.config = config
+        self.config = config.config if isinstance(config, SpectralCLIP) else config
+        self.preprocessor = config.preprocessor() if isinstance(config, SpectralCLIP) else None
         self.augment = augment
         self.seed = seed
         self.epoch = 0
@@ -89,20 +97,17 @@ class MultiSensorTrainDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         from spectraclip.data.captions import item_seed
-        from spectraclip.io.multisensor import read_multisample
-        from spectraclip.models.multisensor import preprocess_multisample
 
         n_bad = 0
-        mods = list(self.config.modalities)
+        mods = list(self.config.groups)
+        prepare = self.preprocessor
         for k in range(min(len(self.items), 64)):
             i = (index + k) % len(self.items)
             item = self.items[i]
             try:
-                sample = read_multisample(item, modalities=[m for m in mods if m in item.paths] or mods)
-                x, _ = preprocess_multisample(self.config, sample)
-                if not x:
-                    raise ValueError(f"none of the model's modalities ({', '.join(mods)})")
-            except (RasterError, OSError, ValueError) as exc:
+                sample = read_item(item, modalities=[m for m in mods if m in item.paths] or mods)
+                x = prepare(sample).x
+            except (InputError, OSError) as exc:
                 log.warning("skipping unreadable multi-sensor item %s: %s", item.id, exc)
                 n_bad += 1
                 continue
@@ -119,20 +124,17 @@ class MultiSensorTrainDataset(torch.utils.data.Dataset):
 def collate_multisensor(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A batch: `x[m]` `[B, C_m, S, S]` (zeros where absent), `present[m]` bool `[B]`, captions ("" where
     none) with `has_caption`, ids and the count of unreadable items passed over."""
-    mods = [m for m in MODALITIES if any(m in it["x"] for it in items)]
-    x, present = {}, {}
-    for m in mods:
-        ref = next(it["x"][m] for it in items if m in it["x"])
-        x[m] = torch.stack([it["x"][m] if m in it["x"] else torch.zeros_like(ref) for it in items])
-        present[m] = torch.tensor([m in it["x"] for it in items], dtype=torch.bool)
+    from spectraclip.models.inputs import PreparedInput
+
+    x, present = collate_inputs([PreparedInput(it["x"]) for it in items], MODALITIES)
     return {"x": x, "present": present, "captions": [it["caption"] or "" for it in items],
             "has_caption": torch.tensor([it["caption"] is not None for it in items], dtype=torch.bool),
             "ids": [it["id"] for it in items], "n_bad": sum(int(it.get("n_bad", 0)) for it in items)}
 
 
-def read_items(spec: str, layout: str) -> list[MultiItem]:
+def read_items(spec: str, layout: str) -> list[LayoutItem]:
     """The items of a data spec read as `layout` (a layout error becomes a RecipeError naming data.layout)."""
-    from spectraclip.io.multisensor import MultiSensorLayoutError
+    from spectraclip.io.layouts import MultiSensorLayoutError
 
     try:
         return layout_items(spec, layout)[1]
@@ -141,14 +143,14 @@ def read_items(spec: str, layout: str) -> list[MultiItem]:
 
 
 # ----------------------------------------------------------------------------------------------- model
-def modality_bands(spec: dict[str, Any] | None, items: Sequence[MultiItem]) -> dict[str, list[str]]:
+def modality_bands(spec: dict[str, Any] | None, items: Sequence[LayoutItem]) -> dict[str, list[str]]:
     """Bands per modality: from `model.modalities`, else those of the first item of each modality in the data."""
     if spec:
         out = {}
         for m, bands in spec.items():
-            mod = check_modality(m)
+            mod = check_group(m)
             names = list(BandSet.parse(bands).names)
-            wrong = [b for b in names if modality_of_band(b) != mod]
+            wrong = [b for b in names if group_of_band(b) != mod]
             if wrong:
                 raise RecipeError(f"model.modalities.{m}: band(s) {', '.join(wrong)} are not {mod} bands")
             out[mod] = names
@@ -171,7 +173,7 @@ def normalization_stats(recipe: Recipe, bands: dict[str, list[str]]) -> dict[str
 
     if recipe.normalization:
         try:
-            stats = {check_modality(m): s for m, s in stats_from_json(recipe.normalization, "normalization:").items()}
+            stats = {check_group(m): s for m, s in stats_from_json(recipe.normalization, "normalization:").items()}
         except (StatsError, ValueError) as exc:
             raise RecipeError(f"recipe key 'normalization': {exc}") from exc
         missing = [m for m in bands if m not in stats]
@@ -183,13 +185,11 @@ def normalization_stats(recipe: Recipe, bands: dict[str, list[str]]) -> dict[str
     return compute_stats([recipe.data.train], modalities=list(bands), max_items=256, progress=False)
 
 
-def transplant(source: Any, config: Any, init_new_bands: str = "zero") -> Any:
-    """A `MultiSensorCLIP` of `config` carrying `source`'s (a SpectralCLIP) trunk, text tower and
-    temperature; each modality's patch embedding copies the source's slice of every band it knows (by
+def transplant(source: Any, config: ModelConfig, init_new_bands: str = "zero") -> SpectralCLIP:
+    """A multi-group `SpectralCLIP` of `config` carrying `source`'s (a single-group SpectralCLIP) trunk, text
+    tower and temperature; each group's patch embedding copies the source's slice of every band it knows (by
     name), other bands start at zero or at the mean of the source's slices."""
-    from spectraclip.models.multisensor import MultiSensorCLIP
-
-    model = MultiSensorCLIP(config)
+    model = SpectralCLIP.from_config(config)
     sd = {k: v for k, v in source.clip.state_dict().items() if k != "visual.conv1.weight"}
     missing, unexpected = model.clip.load_state_dict(sd, strict=False)
     if missing or unexpected:
@@ -198,9 +198,9 @@ def transplant(source: Any, config: Any, init_new_bands: str = "zero") -> Any:
     w = source.clip.visual.conv1.weight.detach()
     src_bands = list(source.bands.names)
     with torch.no_grad():
-        for m, spec in config.modalities.items():
-            pe = model.patch_embeds[m].weight
-            for i, b in enumerate(spec.bands):
+        for g in config.inputs:
+            pe = model.patch_embeds[g.name].weight
+            for i, b in enumerate(g.bands):
                 if b in src_bands:
                     pe[:, i] = w[:, src_bands.index(b)]
                 else:
@@ -208,12 +208,11 @@ def transplant(source: Any, config: Any, init_new_bands: str = "zero") -> Any:
     return model
 
 
-def build_multisensor_model(recipe: Recipe, items: Sequence[MultiItem]) -> Any:
-    """The `MultiSensorCLIP` a `kind: multisensor` recipe trains, frozen per `model.freeze`."""
-    from spectraclip.models.checkpoints import bundle_kind, is_bundle
+def build_multisensor_model(recipe: Recipe, items: Sequence[LayoutItem]) -> Any:
+    """The multi-group SpectralCLIP a `kind: multisensor` recipe trains, frozen per `model.freeze`."""
+    from spectraclip.models.checkpoints import is_bundle, load_bundle, read_bundle_config
     from spectraclip.models.freeze import apply_freeze
     from spectraclip.models.loading import load_model
-    from spectraclip.models.multisensor import ModalitySpec, MultiSensorConfig, load_multisensor
     from spectraclip.train.model_setup import _base_name
 
     mr = recipe.model
@@ -223,29 +222,28 @@ def build_multisensor_model(recipe: Recipe, items: Sequence[MultiItem]) -> Any:
                               "model.kind: multisensor (use model.modalities for bands; freeze: all, lock-text, "
                               "projection or attention)")
     base = Path(mr.base).expanduser()
-    if base.is_dir() and is_bundle(base) and bundle_kind(base) == "multisensor":
-        model = load_multisensor(base)
-        if mr.modalities and modality_bands(mr.modalities, items) != {
-                m: s.bands for m, s in model.config.modalities.items()}:
-            raise RecipeError(f"model.modalities differ from those of the bundle {base}: "
-                              f"{ {m: s.bands for m, s in model.config.modalities.items()} }")
+    if base.is_dir() and is_bundle(base) and read_bundle_config(base).multi:
+        model = load_bundle(base)
+        have = {g.name: g.bands for g in model.config.inputs}
+        if mr.modalities and modality_bands(mr.modalities, items) != have:
+            raise RecipeError(f"model.modalities differ from those of the bundle {base}: {have}")
         model.config.modality_dropout, model.config.channel_dropout = mr.modality_dropout, mr.channel_dropout
     else:
         bands = modality_bands(mr.modalities, items)
         stats = normalization_stats(recipe, bands)
-        specs = {m: ModalitySpec.from_stats(b, stats[m]) for m, b in bands.items()}
+        groups = [InputGroup.from_stats(m, b, stats[m]) for m, b in bands.items()]
         source = load_model(_base_name(mr))
-        if getattr(source, "patch_embeds", None) is not None:
+        if source.config.multi:
             raise RecipeError(f"model.base {mr.base}: use a multi-sensor bundle as it is (without model.modalities)")
         arch_config = deepcopy(source.config.arch_config)
         if arch_config.get("custom_text") or arch_config.get("text_cfg", {}).get("hf_model_name"):
             raise RecipeError(f"model.base {mr.base}: a multi-sensor model needs open_clip's own text transformer")
-        config = MultiSensorConfig(
-            arch=source.config.arch, arch_config=arch_config, modalities=specs, image_size=source.config.image_size,
-            resize=source.config.resize, crop=source.config.crop, modality_dropout=mr.modality_dropout,
-            channel_dropout=mr.channel_dropout,
+        config = ModelConfig(
+            arch=source.config.arch, arch_config=arch_config, inputs=groups, image_size=source.config.image_size,
+            resize=source.config.resize, crop=source.config.crop, missing_bands="fill",
+            modality_dropout=mr.modality_dropout, channel_dropout=mr.channel_dropout,
             provenance={"init_from": mr.base, "init_new_bands": mr.init_new_bands,
-                        "normalization": {m: stats[m].source for m in specs}})
+                        "normalization": {m: stats[m].source for m in bands}})
         model = transplant(source, config, mr.init_new_bands)
     apply_freeze(model, mr.freeze)
     if mr.grad_checkpointing:
@@ -256,7 +254,7 @@ def build_multisensor_model(recipe: Recipe, items: Sequence[MultiItem]) -> Any:
 
 # ------------------------------------------------------------------------------------- step, validation
 def make_step(model: Any, device: torch.device, metrics: dict[str, float]) -> Callable[..., float]:
-    """The trainer's step function: forward (loss of `MultiSensorCLIP.forward`) and backward of one batch."""
+    """The trainer's step function: forward (`training_step`) and backward of one batch."""
 
     def step(net: torch.nn.Module, batch: dict[str, Any], autocast: Callable[[], Any], scaler: Any) -> float:
         x = {m: t.to(device, non_blocking=True) for m, t in batch["x"].items()}
@@ -266,7 +264,7 @@ def make_step(model: Any, device: torch.device, metrics: dict[str, float]) -> Ca
             text = model.tokenize(batch["captions"]).to(device)
             text_present = batch["has_caption"].to(device)
         with autocast():
-            loss, logs = net(x, present, text, text_present)
+            loss, logs = training_step(net, x, present, text, text_present=text_present)
         (scaler.scale(loss) if scaler is not None else loss).backward()
         metrics.clear()
         metrics.update({k: v for k, v in logs.items() if k != "loss"})
@@ -278,7 +276,6 @@ def make_step(model: Any, device: torch.device, metrics: dict[str, float]) -> Ca
 @torch.inference_mode()
 def validate_multisensor(model: Any, loader: Any, device: torch.device) -> dict[str, float]:
     """Pairwise InfoNCE over the whole validation set (no dropout) and cross-modal recall@1/5 per pair."""
-    from spectraclip.models.multisensor import multimodal_infonce
     from spectraclip.train.validate import recall_at_k
 
     was_training = model.training
@@ -288,7 +285,7 @@ def validate_multisensor(model: Any, loader: Any, device: torch.device) -> dict[
     n = 0
     for batch in loader:
         b = len(batch["ids"])
-        emb, p, _ = model.encode({m: t.to(device) for m, t in batch["x"].items()},
+        emb, p, _ = model.encode_groups({m: t.to(device) for m, t in batch["x"].items()},
                                  {m: t.to(device) for m, t in batch["present"].items()}, dropout=False)
         for m in MODALITIES:
             embs.setdefault(m, []).append(emb[m].float().cpu() if m in emb else torch.zeros(b, model.embed_dim))
@@ -329,9 +326,9 @@ def setup_multisensor(recipe: Recipe, info: Any) -> Any:
     aug = None
     if dcfg.augment:
         aug = SpectralAugment(dcfg.hflip, dcfg.vflip, dcfg.rot90, tuple(dcfg.crop_scale) if dcfg.crop_scale else None)
-    train_ds = MultiSensorTrainDataset(train_items, model.config, aug, recipe.run.seed, dcfg.train)
+    train_ds = MultiSensorTrainDataset(train_items, model, aug, recipe.run.seed, dcfg.train)
     val_items = read_items(dcfg.val, dcfg.layout) if dcfg.val else split_items(all_items, dcfg.val_split)
-    val_ds = MultiSensorTrainDataset(val_items, model.config, None, recipe.run.seed, dcfg.val or dcfg.train) \
+    val_ds = MultiSensorTrainDataset(val_items, model, None, recipe.run.seed, dcfg.val or dcfg.train) \
         if val_items else None
     metrics: dict[str, float] = {}
 
@@ -345,3 +342,48 @@ def setup_multisensor(recipe: Recipe, info: Any) -> Any:
     return TrainTask(model=model, lora=None, train_ds=train_ds, val_ds=val_ds, collate=collate_multisensor,
                      step=make_step(model, info.device, metrics), validate=validate,
                      ddp_kwargs={"find_unused_parameters": True}, metrics=metrics)
+
+
+# -------------------------------------------------------------------------------------------- loss
+def multimodal_infonce(emb: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
+                       logit_scale: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean open_clip `ClipLoss` over every pair of modalities, each on the samples that have both
+    (pairs with fewer than two such samples are skipped). Returns (loss, {"s2-s1": value, ...})."""
+    from open_clip.loss import ClipLoss
+
+    loss_fn = ClipLoss()
+    losses, logs = [], {}
+    for a, b in itertools.combinations([m for m in MODALITIES if m in emb], 2):
+        both = present[a] & present[b]
+        if int(both.sum()) < 2:
+            continue
+        value = loss_fn(emb[a][both], emb[b][both], logit_scale)
+        losses.append(value)
+        logs[f"{a}-{b}"] = float(value.detach())
+    if not losses:
+        zero = logit_scale * 0.0
+        return zero, logs
+    return torch.stack(losses).mean(), logs
+
+
+def training_step(model: Any, x: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor] | None,
+                  text: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                  text_present: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one batch: pairwise group InfoNCE, plus a CLIP loss between the fused image embedding and
+    caption embeddings when `text` is given (on the rows of `text_present`, default all, if >= 2). Runs the
+    model through its (DDP-wrapped) forward so gradients synchronise."""
+    from open_clip.loss import ClipLoss
+
+    use_text = text is not None and (text_present is None or int(text_present.sum()) >= 2)
+    emb, pres, fused, text_features, scale = model(x, text if use_text else None, present=present, groups=True,
+                                                   generator=generator)
+    loss, logs = multimodal_infonce(emb, pres, scale)
+    if use_text:
+        rows = text_present.bool() if text_present is not None else torch.ones(len(text), dtype=torch.bool)
+        tl = ClipLoss()(fused[rows.to(fused.device)], text_features[rows.to(text_features.device)], scale)
+        logs["image-text"] = float(tl.detach())
+        loss = loss + tl
+    logs["loss"] = float(loss.detach())
+    logs["dropped_modalities"] = float(sum(int((present[m].bool().to(pres[m].device) & ~pres[m]).sum())
+                                           for m in pres if m in present)) if present is not None else 0.0
+    return loss, logs

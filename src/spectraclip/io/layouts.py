@@ -1,15 +1,12 @@
-"""Multi-sensor samples: several modalities (`s2`, `s1`, `coherence`), each a named band set,
-co-registered on one grid, and readers for the layouts users have (SSL4EO-S12, BigEarthNet S1+S2,
-a manifest of per-modality files).
-
-Missing modalities are normal: a `MultiSample` holds whichever modalities were found and says so
-in `modalities`. Each modality is read with `spectraclip.io.readers.read_sample`, then resampled
-onto the grid of a reference modality (the first present of s2, s1, coherence unless told).
+"""Multi-file layouts read into ONE `Sample`: SSL4EO-S12 (S1 + S2 products paired by date), BigEarthNet S1+S2
+patches (paired through the S1 labels JSON), and a manifest of per-modality files. Each item's files are read
+with `read_sample`, put on the grid of a reference modality and stacked; a band's sensor (and so the model input
+group it feeds) comes from the band catalog. Missing modalities are normal: the Sample holds whatever was found
+and `meta["modalities"]` says which.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,121 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from spectraclip.bands import CATALOG, BandSet
+from spectraclip.bands import GROUP_ORDER, BandSet, InputGroupError, check_group, group_of_band
+from spectraclip.io.manifest import read_manifest_rows
 from spectraclip.io.sample import RasterError, Sample
 
-MODALITIES: tuple[str, ...] = ("s2", "s1", "coherence")
-SENSOR_OF_MODALITY = {"s2": "sentinel-2", "s1": "sentinel-1", "coherence": "insar"}
-MODALITY_OF_SENSOR = {v: k for k, v in SENSOR_OF_MODALITY.items()}
-DEFAULT_BANDS = {"s2": "s2-l2a", "s1": "s1", "coherence": "coherence"}
-
-
-class ModalityError(ValueError):
-    """An unknown modality name, or bands that do not belong to the modality they were given for."""
+MODALITIES = GROUP_ORDER
 
 
 class MultiSensorLayoutError(RasterError):
     """A folder or manifest that is not a multi-sensor layout this module can read (names the path)."""
 
 
-def check_modality(name: str) -> str:
-    """The canonical modality name (`s2`, `s1`, `coherence`); anything else is an error naming it."""
-    key = str(name).strip().lower()
-    key = {"sentinel-2": "s2", "sentinel2": "s2", "optical": "s2", "sentinel-1": "s1", "sentinel1": "s1",
-           "sar": "s1", "coh": "coherence", "insar": "coherence"}.get(key, key)
-    if key not in MODALITIES:
-        raise ModalityError(f"unknown modality {name!r}; known modalities: {', '.join(MODALITIES)}")
-    return key
-
-
-def modality_of_band(band: str) -> str:
-    """The modality a catalog band belongs to (B04 → s2, VV → s1, COH_VV → coherence)."""
-    bs = BandSet.parse([band])
-    return MODALITY_OF_SENSOR[CATALOG[bs.names[0]].sensor]
-
-
-def split_bands(bands: BandSet | str | Sequence[str]) -> dict[str, BandSet]:
-    """Group a band list by modality, keeping order: `B04,B03,VV` → {s2: B04,B03; s1: VV}."""
-    groups: dict[str, list[str]] = {}
-    for b in BandSet.parse(bands):
-        groups.setdefault(modality_of_band(b), []).append(b)
-    return {m: BandSet(tuple(groups[m])) for m in MODALITIES if m in groups}
-
-
 def _check_bands(modality: str, bands: BandSet, where: str) -> None:
-    wrong = [b for b in bands if modality_of_band(b) != modality]
+    wrong = [b for b in bands if group_of_band(b) != modality]
     if wrong:
-        raise ModalityError(f"{where}: band(s) {', '.join(wrong)} do not belong to modality {modality!r}")
-
-
-@dataclass
-class MultiSample:
-    """Co-registered modalities of one place and time: `data[modality]` is a `Sample` on the shared grid."""
-
-    id: str
-    data: dict[str, Sample]
-    crs: str | None = None
-    transform: tuple[float, ...] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.data:
-            raise ModalityError(f"multi-sensor sample {self.id!r} holds no modality")
-        shapes = {m: s.pixels.shape[1:] for m, s in self.data.items()}
-        if len(set(shapes.values())) > 1:
-            raise RasterError(self.id, f"modalities are not on one grid: {shapes}")
-        for m, s in self.data.items():
-            _check_bands(check_modality(m), s.bands, f"sample {self.id}")
-
-    @property
-    def modalities(self) -> list[str]:
-        """The modalities present, in canonical order (s2, s1, coherence)."""
-        return [m for m in MODALITIES if m in self.data]
-
-    @property
-    def bands(self) -> dict[str, BandSet]:
-        return {m: self.data[m].bands for m in self.modalities}
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(next(iter(self.data.values())).pixels.shape[1:])  # type: ignore[return-value]
-
-    def __getitem__(self, modality: str) -> Sample:
-        m = check_modality(modality)
-        if m not in self.data:
-            raise ModalityError(f"sample {self.id!r} has no {m!r} modality; it has {', '.join(self.modalities)}")
-        return self.data[m]
-
-    def __contains__(self, modality: object) -> bool:
-        return str(modality) in self.data
-
-    def select(self, bands: Mapping[str, BandSet | str | Sequence[str]]) -> MultiSample:
-        """Keep only the given modalities and bands (by name); a missing band is an error naming it."""
-        data = {check_modality(m): self[m].select(BandSet.parse(b)) for m, b in bands.items()}
-        return MultiSample(self.id, data, self.crs, self.transform, dict(self.meta))
-
-    def without(self, *modalities: str) -> MultiSample:
-        """A copy without the named modalities."""
-        drop = {check_modality(m) for m in modalities}
-        return MultiSample(self.id, {m: s for m, s in self.data.items() if m not in drop}, self.crs,
-                           self.transform, dict(self.meta))
-
-    def to_sample(self) -> Sample:
-        """All modalities stacked into one `Sample` (s2, s1, coherence order); `meta["modalities"]` lists them."""
-        mods = self.modalities
-        pixels = np.concatenate([self.data[m].pixels for m in mods], axis=0)
-        names = tuple(b for m in mods for b in self.data[m].bands)
-        meta = dict(self.meta)
-        meta["modalities"] = {m: self.data[m].bands.to_list() for m in mods}
-        return Sample(pixels, BandSet(names), self.id, None, self.crs, self.transform, meta)
-
-    @classmethod
-    def from_sample(cls, sample: Sample) -> MultiSample:
-        """Split a stacked `Sample` (any mix of S2 / S1 / coherence bands) into modalities by band name."""
-        data = {}
-        for m, bs in split_bands(sample.bands).items():
-            data[m] = sample.select(bs)
-        return cls(sample.id, data, sample.crs, sample.transform, dict(sample.meta))
+        raise InputGroupError(f"{where}: band(s) {', '.join(wrong)} do not belong to modality {modality!r}")
 
 
 # ------------------------------------------------------------------------------------ co-registration
@@ -185,45 +82,57 @@ def resample_to_grid(sample: Sample, shape: tuple[int, int], crs: str | None = N
 
 
 def coregister(sample_id: str, samples: Mapping[str, Sample], reference: str | None = None,
-               meta: Mapping[str, Any] | None = None) -> MultiSample:
-    """Put modality samples on one grid (the `reference` modality's; default the first of s2, s1, coherence)."""
-    samples = {check_modality(m): s for m, s in samples.items()}
+               meta: Mapping[str, Any] | None = None) -> Sample:
+    """Modality samples on one grid (the `reference` modality's; default the first of s2, s1, coherence),
+    stacked into one Sample in s2, s1, coherence order. `meta` records the modalities, the grid, the files
+    and the fraction of each modality that had to be filled outside its footprint."""
+    samples = {check_group(m): s for m, s in samples.items()}
     if not samples:
-        raise ModalityError(f"sample {sample_id!r}: no modality to co-register")
-    ref_name = check_modality(reference) if reference else next(m for m in MODALITIES if m in samples)
+        raise InputGroupError(f"sample {sample_id!r}: no modality to co-register")
+    ref_name = check_group(reference) if reference else next(m for m in MODALITIES if m in samples)
     if ref_name not in samples:
-        raise ModalityError(f"sample {sample_id!r}: reference modality {ref_name!r} is not present")
+        raise InputGroupError(f"sample {sample_id!r}: reference modality {ref_name!r} is not present")
     ref = samples[ref_name]
     shape = ref.pixels.shape[1:]
-    data, filled = {}, {}
+    parts, filled = [], {}
     for m in MODALITIES:
-        if m not in samples:
-            continue
-        data[m], filled[m] = resample_to_grid(samples[m], shape, ref.crs, ref.transform)
+        if m in samples:
+            on_grid, filled[m] = resample_to_grid(samples[m], shape, ref.crs, ref.transform)
+            parts.append((m, on_grid))
     info = dict(meta or {})
     info["grid"] = ref_name
+    info["modalities"] = {m: s.bands.to_list() for m, s in parts}
     info["filled_fraction"] = {m: f for m, f in filled.items() if f > 0}
     info["sources"] = {m: s.path for m, s in samples.items()}
-    return MultiSample(sample_id, data, ref.crs, ref.transform, info)
+    rad = {m: s.meta["radiometry"] for m, s in parts if s.meta.get("radiometry") is not None}
+    if rad:
+        info["radiometry_by_modality"] = rad
+    pixels = np.concatenate([s.pixels for _, s in parts], axis=0)
+    names = tuple(b for _, s in parts for b in s.bands)
+    return Sample(pixels, BandSet(names), sample_id, ref.path, ref.crs, ref.transform, info)
 
 
 # ------------------------------------------------------------------------------------------ items
 @dataclass
-class MultiItem:
-    """What to read for one multi-sensor sample: per-modality raster paths and band specs."""
+class LayoutItem:
+    """What to read for one sample of a multi-file layout: per-modality raster paths and band specs."""
 
     id: str
     paths: dict[str, Path]
     bands: dict[str, str | None] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def __str__(self) -> str:
+        return f"{self.id} ({', '.join(f'{m}: {p}' for m, p in self.paths.items())})"
 
-def read_multisample(item: MultiItem, *, modalities: Sequence[str] | None = None, reference: str | None = None,
-                     nodata: str = "error") -> MultiSample:
-    """Read every modality of `item` (or only `modalities`) and co-register them."""
+
+def read_item(item: LayoutItem, *, modalities: Sequence[str] | None = None, reference: str | None = None,
+              nodata: str = "error", exclude_bands: Sequence[str] | None = None) -> Sample:
+    """Read every modality of `item` (or only `modalities`), co-register them into one Sample and drop
+    `exclude_bands` (by name; leaving no band is an error)."""
     from spectraclip.io.readers import read_sample
 
-    want = [check_modality(m) for m in modalities] if modalities else list(item.paths)
+    want = [check_group(m) for m in modalities] if modalities else list(item.paths)
     samples = {}
     for m in want:
         if m not in item.paths:
@@ -232,37 +141,27 @@ def read_multisample(item: MultiItem, *, modalities: Sequence[str] | None = None
         _check_bands(m, s.bands, str(item.paths[m]))
         samples[m] = s
     if not samples:
-        raise ModalityError(f"item {item.id!r} has none of the modalities {', '.join(want)}")
-    if reference and check_modality(reference) not in samples:
+        raise InputGroupError(f"item {item.id!r} has none of the modalities {', '.join(want)}")
+    if reference and check_group(reference) not in samples:
         reference = None
-    return coregister(item.id, samples, reference, item.meta)
+    sample = coregister(item.id, samples, reference, item.meta)
+    if exclude_bands:
+        gone = set(BandSet.parse(list(exclude_bands)).names)
+        keep = [b for b in sample.bands if b not in gone]
+        if not keep:
+            raise InputGroupError(f"item {item.id!r}: dropping {', '.join(sorted(gone))} leaves no band")
+        sample = sample.select(BandSet(tuple(keep)))
+    return sample
 
 
-def drop_bands(sample: MultiSample, bands: Sequence[str]) -> MultiSample:
-    """`sample` without the named bands (a modality left with no band is dropped; none left is an error)."""
-    gone = set(BandSet.parse(list(bands)).names)
-    data = {}
-    for m in sample.modalities:
-        keep = [b for b in sample.data[m].bands if b not in gone]
-        if keep:
-            data[m] = sample.data[m].select(BandSet(tuple(keep)))
-    if not data:
-        raise ModalityError(f"sample {sample.id!r}: dropping {', '.join(sorted(gone))} leaves no band")
-    return MultiSample(sample.id, data, sample.crs, sample.transform, dict(sample.meta))
+class LayoutDataset:
+    """`LayoutItem`s read lazily into Samples (map-style: `len`, `[i]`), as `read_item` reads them."""
 
-
-class MultiSensorDataset:
-    """A list of `MultiItem`s read lazily into `MultiSample`s (map-style: `len`, `[i]`).
-
-    `modalities` restricts which modalities are read; `exclude_bands` removes bands by name after reading
-    (e.g. to see how an embedding copes without them).
-    """
-
-    def __init__(self, items: Sequence[MultiItem], *, modalities: Sequence[str] | None = None,
+    def __init__(self, items: Sequence[LayoutItem], *, modalities: Sequence[str] | None = None,
                  reference: str | None = None, nodata: str = "error", source: str = "",
                  exclude_bands: Sequence[str] | None = None) -> None:
         self.items = list(items)
-        self.modalities = [check_modality(m) for m in modalities] if modalities else None
+        self.modalities = [check_group(m) for m in modalities] if modalities else None
         self.reference = reference
         self.nodata = nodata
         self.source = source
@@ -271,20 +170,13 @@ class MultiSensorDataset:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> MultiSample:
-        sample = read_multisample(self.items[i], modalities=self.modalities, reference=self.reference,
-                                  nodata=self.nodata)
-        return drop_bands(sample, self.exclude_bands) if self.exclude_bands else sample
+    def __getitem__(self, i: int) -> Sample:
+        return read_item(self.items[i], modalities=self.modalities, reference=self.reference, nodata=self.nodata,
+                         exclude_bands=self.exclude_bands)
 
-    def __iter__(self) -> Iterator[MultiSample]:
+    def __iter__(self) -> Iterator[Sample]:
         for i in range(len(self)):
             yield self[i]
-
-    @property
-    def available_modalities(self) -> list[str]:
-        """Modalities that at least one item has (canonical order)."""
-        have = {m for it in self.items for m in it.paths}
-        return [m for m in MODALITIES if m in have and (self.modalities is None or m in self.modalities)]
 
 
 # -------------------------------------------------------------------------------------- SSL4EO-S12
@@ -336,7 +228,7 @@ def pair_by_date(a: Sequence[tuple[date | None, Any]], b: Sequence[tuple[date | 
     return [(x[1] if x else None, y[1] if y else None, g) for x, y, g in out]
 
 
-def ssl4eo_s12_items(root: str | Path, *, s2: str = "s2c", max_days: int | None = None) -> list[MultiItem]:
+def ssl4eo_s12_items(root: str | Path, *, s2: str = "s2c", max_days: int | None = None) -> list[LayoutItem]:
     """Items of an SSL4EO-S12 folder (`s1/<loc>/<product>/`, `s2c/...`, `s2a/...`).
 
     Per location, the S2 products of `s2` (`s2c` = L1C, `s2a` = L2A) and the S1 products are paired
@@ -361,7 +253,7 @@ def ssl4eo_s12_items(root: str | Path, *, s2: str = "s2c", max_days: int | None 
             meta = {"dataset": "ssl4eo-s12", "location": loc, "s2_level": "L1C" if s2 == "s2c" else "L2A",
                     "products": {m: p.name for m, p in paths.items()}, "day_gap": gap}
             bands = {"s2": "s2-l1c" if s2 == "s2c" else "s2-l2a", "s1": "s1"}
-            items.append(MultiItem(f"{loc}_{d:%Y%m%d}" if d else f"{loc}_{anchor.name}", paths,
+            items.append(LayoutItem(f"{loc}_{d:%Y%m%d}" if d else f"{loc}_{anchor.name}", paths,
                                    {m: bands[m] for m in paths}, meta))
     if not items:
         raise MultiSensorLayoutError(root, "SSL4EO-S12 folder holds no products")
@@ -374,7 +266,7 @@ def _labels_json(folder: Path) -> Path | None:
     return cand[0] if cand else None
 
 
-def bigearthnet_s1s2_items(root: str | Path) -> list[MultiItem]:
+def bigearthnet_s1s2_items(root: str | Path) -> list[LayoutItem]:
     """Items of BigEarthNet v1 S1+S2 pairs: each S1 patch's labels JSON names its S2 patch
     (`corresponding_s2_patch`); the pair is found anywhere under `root`. Labels come from the JSON.
     An S1 patch whose S2 partner is absent is an S1-only item; an S2 patch with no S1 partner an S2-only item.
@@ -403,12 +295,12 @@ def bigearthnet_s1s2_items(root: str | Path) -> list[MultiItem]:
             paired.add(s2_name)
         meta = {"dataset": "bigearthnet-s1s2", "labels": list(info.get("labels", [])), "s1_patch": name,
                 "s2_patch": s2_name, "acquisition_time": info.get("acquisition_time")}
-        items.append(MultiItem(s2_name or name, paths, {"s2": "s2-l2a", "s1": "s1"}, meta))
+        items.append(LayoutItem(s2_name or name, paths, {"s2": "s2-l2a", "s1": "s1"}, meta))
     for name, folder in sorted(s2_dirs.items()):
         if name in paired:
             continue
         info = json.loads(_labels_json(folder).read_text())  # type: ignore[union-attr]
-        items.append(MultiItem(name, {"s2": folder}, {"s2": "s2-l2a"},
+        items.append(LayoutItem(name, {"s2": folder}, {"s2": "s2-l2a"},
                                {"dataset": "bigearthnet-s1s2", "labels": list(info.get("labels", [])),
                                 "s2_patch": name}))
     for it in items:
@@ -417,29 +309,7 @@ def bigearthnet_s1s2_items(root: str | Path) -> list[MultiItem]:
 
 
 # ---------------------------------------------------------------------------------------- manifest
-def read_manifest_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL / CSV / TSV / Parquet manifest as dicts."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise MultiSensorLayoutError(path, f"line {n} is not JSON ({exc.msg})") from exc
-        return rows
-    if suffix in (".csv", ".tsv"):
-        with open(path, newline="", encoding="utf-8") as fh:
-            return [dict(r) for r in csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")]
-    if suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    raise MultiSensorLayoutError(path, "manifest must be .jsonl, .csv, .tsv or .parquet")
-
-
-def manifest_items(path: str | Path) -> list[MultiItem]:
+def manifest_items(path: str | Path) -> list[LayoutItem]:
     """Items of a multi-sensor manifest: one row per sample with `id` and per-modality paths.
 
     Columns: `id`, `s2`, `s1`, `coherence` (raster file or band folder; relative paths resolve
@@ -469,13 +339,13 @@ def manifest_items(path: str | Path) -> list[MultiItem]:
             raise MultiSensorLayoutError(path, f"row {n} (id {rid!r}) names no modality file ({', '.join(MODALITIES)})")
         skip = set(MODALITIES) | {f"{m}_bands" for m in MODALITIES} | {"id", "bands"}
         meta = {k: v for k, v in row.items() if k not in skip}
-        items.append(MultiItem(str(rid), paths, bands, meta))
+        items.append(LayoutItem(str(rid), paths, bands, meta))
     if not items:
         raise MultiSensorLayoutError(path, "manifest has no rows")
     return items
 
 
-def detect_items(source: str | Path, **kwargs: Any) -> tuple[str, list[MultiItem]]:
+def detect_items(source: str | Path, **kwargs: Any) -> tuple[str, list[LayoutItem]]:
     """Items of a supported layout: a manifest file, an SSL4EO-S12 folder or BigEarthNet S1+S2 folders.
     Returns (layout name, items); anything else is a MultiSensorLayoutError naming the path."""
     src = Path(source)
@@ -493,7 +363,7 @@ LAYOUTS: tuple[str, ...] = ("auto", "ssl4eo", "bigearthnet-s1s2", "manifest")
 _LAYOUT_ALIASES = {"ssl4eo-s12": "ssl4eo", "bigearthnet": "bigearthnet-s1s2", "ben": "bigearthnet-s1s2"}
 
 
-def layout_items(source: str | Path, layout: str = "auto", **kwargs: Any) -> tuple[str, list[MultiItem]]:
+def layout_items(source: str | Path, layout: str = "auto", **kwargs: Any) -> tuple[str, list[LayoutItem]]:
     """Items of `source` read as `layout` (`ssl4eo`, `bigearthnet-s1s2`, `manifest`, or `auto` to detect).
     Returns (layout name, items); an unknown layout is a MultiSensorLayoutError naming the choices."""
     name = _LAYOUT_ALIASES.get(str(layout).lower(), str(layout).lower())
@@ -508,10 +378,10 @@ def layout_items(source: str | Path, layout: str = "auto", **kwargs: Any) -> tup
     raise MultiSensorLayoutError(source, f"unknown multi-sensor layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
 
 
-def open_multisensor(source: str | Path, *, modalities: Sequence[str] | None = None, reference: str | None = None,
-                     nodata: str = "error", layout: str = "auto", exclude_bands: Sequence[str] | None = None,
-                     **kwargs: Any) -> MultiSensorDataset:
-    """A `MultiSensorDataset` over a manifest, SSL4EO-S12 folder or BigEarthNet S1+S2 folder."""
+def open_layout(source: str | Path, *, modalities: Sequence[str] | None = None, reference: str | None = None,
+                nodata: str = "error", layout: str = "auto", exclude_bands: Sequence[str] | None = None,
+                **kwargs: Any) -> LayoutDataset:
+    """A `LayoutDataset` over a manifest, SSL4EO-S12 folder or BigEarthNet S1+S2 folder."""
     layout, items = layout_items(source, layout, **kwargs)
-    return MultiSensorDataset(items, modalities=modalities, reference=reference, nodata=nodata,
-                              source=f"{layout}:{source}", exclude_bands=exclude_bands)
+    return LayoutDataset(items, modalities=modalities, reference=reference, nodata=nodata,
+                         source=f"{layout}:{source}", exclude_bands=exclude_bands)

@@ -1,0 +1,217 @@
+"""Input groups and the one preprocessing path from a `Sample` to model input.
+
+A model takes one or more **input groups** (`s2`, `s1`, `coherence`, or one group of any bands for a
+single-sensor model): each names its ordered bands, their per-band mean/std in the data's raw units and
+the radiometry those units are in. A band's group comes from the band catalog (`Band.sensor`), so one
+`Sample` holding any mix of bands feeds any model. `Preprocessor` is picklable (no weights): DataLoader
+workers, Ray tasks and the trainer all turn samples into model input with the same object.
+
+Missing data is declared, never guessed:
+- a group none of whose bands the sample has is *absent* (a multi-group model fuses the groups present);
+- a group with only some of its bands follows the missing-band policy: `error` (name the bands) or
+  `fill` (the band's training mean, i.e. zero after normalisation); filled bands are reported;
+- a raster much larger than the model input is a scene, not a chip: an error unless `allow_resize`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from spectraclip.bands import (
+    CATALOG,
+    GROUP_ORDER,
+    BandSet,
+    BandStats,
+    InputGroupError,
+    MissingBandError,
+    check_group,
+    group_of_band,
+    split_by_group,
+)
+from spectraclip.data.transforms import SpectralTransform
+from spectraclip.errors import InputError
+from spectraclip.io.sample import Sample
+
+MISSING_POLICIES: tuple[str, ...] = ("error", "fill")
+SCENE_FACTOR = 2  # a raster more than this many model inputs on a side is a scene, not a chip
+
+
+class SceneNotChipError(InputError, ValueError):
+    """A raster far larger than the model input given where one model input (a chip) is expected."""
+
+
+def default_radiometry(bands: Sequence[str]) -> dict[str, Any]:
+    """What raw units a group's statistics are in when a config does not say: Sentinel-2 reflectance x 10000
+    (no offset), radar dB and coherence as they are."""
+    if all(CATALOG[b].sensor == "sentinel-2" for b in bands):
+        return {"scale": 1e-4, "offset": 0.0}
+    return {"scale": 1.0, "offset": 0.0}
+
+
+@dataclass
+class InputGroup:
+    """One input of a model: ordered bands, per-band mean/std (raw units) and the radiometry of those units
+    (`{"scale", "offset"[, "level"]}`: physical value = raw * scale + offset)."""
+
+    name: str
+    bands: list[str]
+    mean: list[float]
+    std: list[float]
+    radiometry: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.bands = list(BandSet.parse(self.bands).names)
+        self.mean = [float(v) for v in self.mean]
+        self.std = [float(v) for v in self.std]
+        n = len(self.bands)
+        if len(self.mean) != n or len(self.std) != n:
+            raise InputGroupError(f"input group {self.name!r}: {n} bands but {len(self.mean)} means / "
+                                  f"{len(self.std)} stds")
+        if any(s <= 0 for s in self.std):
+            raise InputGroupError(f"input group {self.name!r}: std must be positive, got {self.std}")
+        self.radiometry = dict(self.radiometry or default_radiometry(self.bands))
+
+    @classmethod
+    def from_stats(cls, name: str, bands: BandSet | str | Sequence[str], stats: BandStats,
+                   radiometry: Mapping[str, Any] | None = None) -> InputGroup:
+        names = list(BandSet.parse(bands).names)
+        mean, std = stats.for_bands(names)
+        return cls(name, names, mean.tolist(), std.tolist(), dict(radiometry or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "bands": list(self.bands), "mean": list(self.mean), "std": list(self.std),
+                "radiometry": dict(self.radiometry)}
+
+
+def _radiometry_of(sample: Sample) -> tuple[Any, Any] | None:
+    """(scale, offset) the sample's pixels are in, when the reader knew them (`meta["radiometry"]`)."""
+    rad = sample.meta.get("radiometry")
+    if rad is None:
+        return None
+    scale = rad.get("scale") if isinstance(rad, Mapping) else getattr(rad, "scale", None)
+    offset = rad.get("offset") if isinstance(rad, Mapping) else getattr(rad, "offset", None)
+    if scale is None:
+        return None
+    return scale, 0.0 if offset is None else offset
+
+
+def _per_band(value: Any, idx: Sequence[int]) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return np.full(len(idx), float(arr))
+    return arr[list(idx)]
+
+
+@dataclass
+class PreparedInput:
+    """Model input of one sample: `x[group]` `[C_g, S, S]` for the groups present, and the bands filled."""
+
+    x: dict[str, torch.Tensor]
+    filled: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Sample -> `PreparedInput`: bands by name per group, radiometry to the model's units, missing-band
+    policy, resize/crop to the input size, per-band normalisation. Picklable; holds no weights."""
+
+    groups: tuple[InputGroup, ...]
+    image_size: int
+    resize: str = "bicubic"
+    crop: str = "center"
+    missing_bands: str = "error"
+    allow_resize: bool = False
+
+    def __post_init__(self) -> None:
+        if self.missing_bands not in MISSING_POLICIES:
+            raise InputGroupError(f"missing-band policy {self.missing_bands!r}: choose one of "
+                                  f"{', '.join(MISSING_POLICIES)}")
+
+    @property
+    def multi(self) -> bool:
+        return len(self.groups) > 1
+
+    def spec(self) -> dict[str, Any]:
+        """Everything that decides the model input, as plain data (the preprocessing fingerprint's source)."""
+        return {"groups": [g.to_dict() for g in self.groups], "image_size": self.image_size, "resize": self.resize,
+                "crop": self.crop, "missing_bands": self.missing_bands,
+                "large_rasters": "resize" if self.allow_resize else "error"}
+
+    def _check_size(self, sample: Sample) -> None:
+        _, h, w = sample.pixels.shape
+        limit = SCENE_FACTOR * self.image_size
+        if (h > limit or w > limit) and not self.allow_resize:
+            raise SceneNotChipError(
+                f"{sample.path or sample.id}: {h}x{w} pixels is more than {SCENE_FACTOR}x the model input "
+                f"({self.image_size}) on a side, so it is a scene, not a chip; resizing it into one input would "
+                "blur it beyond use. Cut it into windows (the scene commands read windows), or pass --resize "
+                "to squeeze it into one model input anyway")
+
+    def _group_pixels(self, group: InputGroup, sample: Sample, where: str) -> tuple[np.ndarray, list[str]] | None:
+        have = sample.bands.names
+        present = [b for b in group.bands if b in have]
+        if not present:
+            return None
+        missing = [b for b in group.bands if b not in have]
+        if missing and self.missing_bands == "error":
+            raise MissingBandError(missing, have, f"{where} (the model's missing-band policy is 'error'; "
+                                                  "--missing-bands fill fills them with the training mean)")
+        px = np.empty((len(group.bands), *sample.pixels.shape[1:]), np.float32)
+        rad = _radiometry_of(sample)
+        if rad is not None:
+            scale, offset = _per_band(rad[0], range(len(have))), _per_band(rad[1], range(len(have)))
+        for i, b in enumerate(group.bands):
+            if b not in have:
+                px[i] = group.mean[i]
+                continue
+            j = have.index(b)
+            band = sample.pixels[j]
+            if rad is not None:
+                g_scale = float(group.radiometry.get("scale", 1.0))
+                g_offset = float(group.radiometry.get("offset", 0.0))
+                if scale[j] != g_scale or offset[j] != g_offset:
+                    band = ((band.astype(np.float64) * scale[j] + offset[j] - g_offset) / g_scale).astype(np.float32)
+            px[i] = band
+        return px, missing
+
+    def __call__(self, sample: Sample) -> PreparedInput:
+        where = sample.path or sample.id
+        self._check_size(sample)
+        x: dict[str, torch.Tensor] = {}
+        filled: list[str] = []
+        for g in self.groups:
+            got = self._group_pixels(g, sample, where)
+            if got is None:
+                continue
+            px, missing = got
+            x[g.name] = SpectralTransform(self.image_size, tuple(g.mean), tuple(g.std), self.resize, self.crop)(px)
+            filled += missing
+        if not x:
+            need = [b for g in self.groups for b in g.bands]
+            raise MissingBandError(need, sample.bands.names, f"{where} (none of the model's input groups "
+                                                             f"{', '.join(g.name for g in self.groups)} is present)")
+        return PreparedInput(x, filled)
+
+
+def collate_inputs(items: Sequence[PreparedInput], groups: Sequence[str]
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Stack prepared inputs into `x[g]` `[B, C_g, S, S]` (zeros where absent) and bool `present[g]` `[B]`."""
+    x: dict[str, torch.Tensor] = {}
+    present: dict[str, torch.Tensor] = {}
+    for g in groups:
+        ref = next((it.x[g] for it in items if g in it.x), None)
+        if ref is None:
+            continue
+        x[g] = torch.stack([it.x[g] if g in it.x else torch.zeros_like(ref) for it in items])
+        present[g] = torch.tensor([g in it.x for it in items], dtype=torch.bool)
+    return x, present
+
+
+__all__ = ["GROUP_ORDER", "MISSING_POLICIES", "InputGroup", "InputGroupError", "PreparedInput", "Preprocessor",
+           "SceneNotChipError", "check_group", "collate_inputs", "default_radiometry", "group_of_band",
+           "split_by_group"]
