@@ -1,4 +1,5 @@
-"""Multi-sensor samples: co-registration, SSL4EO-S12 / BigEarthNet S1+S2 / manifest readers."""
+"""Multi-file layouts read into one Sample (co-registration, SSL4EO-S12 / BigEarthNet S1+S2 / manifest) and
+multi-group models (fusion, dropout, pairwise InfoNCE, bundles)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,20 @@ import numpy as np
 import pytest
 
 from spectraclip.bands import BandSet, MissingBandError
-from spectraclip.io.multisensor import (
-    ModalityError,
-    MultiSample,
+from spectraclip.bands import InputGroupError as ModalityError
+from spectraclip.bands import check_group as check_modality
+from spectraclip.bands import split_by_group as split_bands
+from spectraclip.io.layouts import (
     MultiSensorLayoutError,
     bigearthnet_s1s2_items,
-    check_modality,
     coregister,
     manifest_items,
-    open_multisensor,
     pair_by_date,
-    read_multisample,
     resample_to_grid,
-    split_bands,
     ssl4eo_s12_items,
 )
+from spectraclip.io.layouts import open_layout as open_multisensor
+from spectraclip.io.layouts import read_item as read_multisample
 from spectraclip.io.sample import Sample
 from spectraclip.io.writers import write_geotiff
 
@@ -49,7 +49,7 @@ def _sample(bands: str, h: int, w: int, transform=None, crs=UTM, fill=None, sid=
 
 def test_modality_names_and_band_grouping():
     assert check_modality("SAR") == "s1" and check_modality("coh") == "coherence"
-    with pytest.raises(ModalityError, match="unknown modality 'lidar'"):
+    with pytest.raises(ModalityError, match="unknown input group \\(modality\\) 'lidar'"):
         check_modality("lidar")
     groups = split_bands("B04,VV,B03,COH_VV")
     assert {m: b.to_list() for m, b in groups.items()} == {"s2": ["B04", "B03"], "s1": ["VV"],
@@ -61,11 +61,10 @@ def test_coregister_reprojects_onto_the_reference_grid():
     # S1 at 20 m covering the same footprint, constant per band -> stays constant after resampling
     s1 = _sample("s1", 10, 10, (20.0, 0, 1000.0, 0, -20.0, 2000.0), fill=-12.0)
     ms = coregister("p1", {"s1": s1, "s2": s2})
-    assert ms.modalities == ["s2", "s1"] and ms.shape == (20, 20) and ms.meta["grid"] == "s2"
-    assert ms["s1"].pixels.shape == (2, 20, 20)
-    np.testing.assert_allclose(ms["s1"].pixels, -12.0)
-    assert ms["s1"].transform == s2.transform
-    np.testing.assert_array_equal(ms["s2"].pixels, s2.pixels)  # the reference is untouched
+    assert list(ms.meta["modalities"]) == ["s2", "s1"] and ms.shape == (4, 20, 20) and ms.meta["grid"] == "s2"
+    assert ms.bands.to_list() == ["B02", "B03", "VV", "VH"] and ms.transform == s2.transform
+    np.testing.assert_allclose(ms.select("s1").pixels, -12.0)
+    np.testing.assert_array_equal(ms.select("B02,B03").pixels, s2.pixels)  # the reference is untouched
     # a source shifted by 5 pixels east leaves 5 columns uncovered: filled with the band mean, reported
     shifted = _sample("s1", 20, 20, (10.0, 0, 1050.0, 0, -10.0, 2000.0))
     out, filled = resample_to_grid(shifted, (20, 20), UTM, s2.transform)
@@ -76,23 +75,6 @@ def test_coregister_reprojects_onto_the_reference_grid():
     out, filled = resample_to_grid(plain, (20, 20))
     assert out.pixels.shape == (2, 20, 20) and filled == 0.0
     np.testing.assert_allclose(out.pixels, 3.0)
-
-
-def test_multisample_select_drop_stack_roundtrip():
-    ms = MultiSample("p", {"s2": _sample("rgb", 4, 4), "s1": _sample("s1", 4, 4)})
-    stacked = ms.to_sample()
-    assert stacked.bands.to_list() == ["B04", "B03", "B02", "VV", "VH"]
-    assert stacked.meta["modalities"] == {"s2": ["B04", "B03", "B02"], "s1": ["VV", "VH"]}
-    back = MultiSample.from_sample(stacked)
-    np.testing.assert_array_equal(back["s1"].pixels, ms["s1"].pixels)
-    assert ms.without("s2").modalities == ["s1"]
-    assert ms.select({"s2": "B03"}).bands == {"s2": BandSet.parse("B03")}
-    with pytest.raises(MissingBandError, match="B08"):
-        ms.select({"s2": "B08"})
-    with pytest.raises(ModalityError, match="no 'coherence' modality"):
-        ms["coherence"]
-    with pytest.raises(ModalityError, match="VV"):
-        MultiSample("bad", {"s2": _sample("B02,VV", 4, 4)})
 
 
 def test_pair_by_date_is_one_to_one_nearest():
@@ -110,12 +92,12 @@ def test_ssl4eo_s12_real_pairs():
     assert items[0].meta["day_gap"] == 3 and items[1].meta["day_gap"] == 11
     assert items[1].paths["s1"].name.startswith("S1A_IW_GRDH_1SDV_20200903")
     ms = read_multisample(items[0])
-    assert ms.modalities == ["s2", "s1"] and ms.shape == (264, 264)
-    assert len(ms["s2"].bands) == 13 and ms["s1"].bands.to_list() == ["VV", "VH"]
-    assert ms["s1"].pixels.max() < 10 and ms["s2"].pixels.mean() > 100  # dB vs reflectance x 1e4
+    assert list(ms.meta["modalities"]) == ["s2", "s1"] and ms.shape[1:] == (264, 264)
+    assert len(split_bands(ms.bands)["s2"]) == 13 and split_bands(ms.bands)["s1"].to_list() == ["VV", "VH"]
+    assert ms.select("s1").pixels.max() < 10 and ms.select("s2-l1c").pixels.mean() > 100  # dB vs reflectance
     l2a = ssl4eo_s12_items(root, s2="s2a")
-    assert read_multisample(l2a[1], modalities=["s2"]).bands["s2"] == BandSet.parse("s2-l2a")
-    assert read_multisample(l2a[0], modalities=["s1"]).modalities == ["s1"]
+    assert read_multisample(l2a[1], modalities=["s2"]).bands == BandSet.parse("s2-l2a")
+    assert list(read_multisample(l2a[0], modalities=["s1"]).meta["modalities"]) == ["s1"]
 
 
 def test_bigearthnet_s1s2_real_pairs():
@@ -127,7 +109,8 @@ def test_bigearthnet_s1s2_real_pairs():
     assert "Non-irrigated arable land" in first.meta["labels"]
     ds = open_multisensor(root)
     ms = ds[0]
-    assert ms.modalities == ["s2", "s1"] and ms.shape == (120, 120) and ms.meta["filled_fraction"] == {}
+    assert list(ms.meta["modalities"]) == ["s2", "s1"] and ms.shape[1:] == (120, 120)
+    assert ms.meta["filled_fraction"] == {}
     assert ms.meta["labels"] == ds.items[0].meta["labels"]
 
 
@@ -147,10 +130,9 @@ def test_manifest_jsonl_and_csv(tmp_path):
     man.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     ds = open_multisensor(man)
     a, b = ds[0], ds[1]
-    assert a.modalities == ["s2", "s1", "coherence"] and a.shape == (8, 8)
-    assert a.bands["coherence"].to_list() == ["COH_VV"] and a.meta["labels"] == ["x"]
-    assert b.modalities == ["s1"] and b.shape == (4, 4) and b.meta["split"] == "test"
-    assert ds.available_modalities == ["s2", "s1", "coherence"]
+    assert list(a.meta["modalities"]) == ["s2", "s1", "coherence"] and a.shape == (6, 8, 8)
+    assert a.meta["modalities"]["coherence"] == ["COH_VV"] and a.meta["labels"] == ["x"]
+    assert list(b.meta["modalities"]) == ["s1"] and b.shape == (2, 4, 4) and b.meta["split"] == "test"
     # CSV with per-modality band specs; S2 read without file descriptions needs the spec
     csv = tmp_path / "m.csv"
     csv.write_text("id,s2,s2_bands,s1\nc,a_s2.tif,\"B04,B03,B02\",\n")
@@ -169,27 +151,39 @@ def test_manifest_jsonl_and_csv(tmp_path):
         open_multisensor(tmp_path)
 
 
-# ------------------------------------------------------------------------------ MultiSensorCLIP
+# ---------------------------------------------------------------------------- multi-group models
 def _model(modality_dropout=0.0, channel_dropout=0.0, seed=0):
     import torch
 
-    from spectraclip.models.multisensor import MultiSensorCLIP, tiny_config
+    from spectraclip.models.registry import tiny_group_config
+    from spectraclip.models.spectral_clip import SpectralCLIP
 
     torch.manual_seed(seed)
-    cfg = tiny_config({"s2": "rgb", "s1": "s1", "coherence": "coherence"}, modality_dropout=modality_dropout,
-                      channel_dropout=channel_dropout)
-    return MultiSensorCLIP(cfg).eval()
+    cfg = tiny_group_config({"s2": "rgb", "s1": "s1", "coherence": "coherence"}, modality_dropout=modality_dropout,
+                            channel_dropout=channel_dropout)
+    return SpectralCLIP.from_config(cfg).eval()
 
 
 def _ms(sid="p", mods=("s2", "s1", "coherence"), seed=0):
+    """One Sample holding any mix of sensors (a band's group comes from the catalog)."""
     rng = np.random.default_rng(seed)
     specs = {"s2": ("rgb", 1500, 500), "s1": ("s1", -12, 3), "coherence": ("coherence", 0.5, 0.2)}
-    data = {}
+    parts, names = [], []
     for m in mods:
         bands, mu, sd = specs[m]
         bs = BandSet.parse(bands)
-        data[m] = Sample((mu + sd * rng.standard_normal((len(bs), 16, 16))).astype(np.float32), bs, sid)
-    return MultiSample(sid, data)
+        parts.append((mu + sd * rng.standard_normal((len(bs), 16, 16))).astype(np.float32))
+        names += bs.names
+    return Sample(np.concatenate(parts), BandSet(tuple(names)), sid)
+
+
+def _embed(model, sample):
+    import torch
+
+    p = model.prepare(sample)
+    with torch.inference_mode():
+        vec = model.encode_image({g: t[None] for g, t in p.x.items()})[0]
+    return vec, list(p.x), p.filled
 
 
 def test_model_inference_with_each_subset_and_the_fusion_rule():
@@ -200,29 +194,27 @@ def test_model_inference_with_each_subset_and_the_fusion_rule():
 
     model = _model()
     full = _ms()
-    x, _ = model.preprocess(full)
+    x = model.preprocess(full)
     with torch.inference_mode():
-        single = {m: model.encode_modality(m, x[m][None])[0] for m in x}
+        single = {m: model.encode_group(m, x[m][None])[0] for m in x}
     for r in (1, 2, 3):
         for subset in itertools.combinations(("s2", "s1", "coherence"), r):
-            sample = full.select({m: full.data[m].bands for m in subset})
-            vec, used = model.embed(sample)
-            assert list(used) == list(subset)
+            keep = [b for b in full.bands if split_bands([b]).popitem()[0] in subset]
+            vec, used, filled = _embed(model, full.select(keep))
+            assert used == list(subset) and filled == []
             expect = F.normalize(torch.stack([single[m] for m in subset]).mean(0), dim=-1)
             torch.testing.assert_close(vec, expect, atol=1e-5, rtol=1e-5)
             assert abs(float(vec.norm()) - 1) < 1e-5
-    # a missing band is filled with its mean and recorded; an unknown band or modality is an error naming it
-    vec, used = model.embed(full.select({"s2": "B04,B03", "s1": "VV"}))
-    assert used == {"s2": ["B04", "B03"], "s1": ["VV"]}
-    from spectraclip.models.multisensor import UnknownBandForModelError
-
-    with pytest.raises(UnknownBandForModelError, match="B08"):
-        model.embed(MultiSample("q", {"s2": _sample("B04,B08", 16, 16)}))
-    from spectraclip.models.multisensor import MultiSensorCLIP, tiny_config
-
-    slim = MultiSensorCLIP(tiny_config({"s2": "rgb"}))
-    with pytest.raises(ModalityError, match="no 's1' modality"):
-        slim.embed(full)
+    # a missing band is filled with its mean (the model declares `fill`) and reported
+    _, used, filled = _embed(model, full.select("B04,B03,VV"))
+    assert used == ["s2", "s1"] and filled == ["B02", "VH"]
+    # with the policy set to error, the same sample is an error naming the bands
+    model.set_input_options(missing_bands="error")
+    with pytest.raises(MissingBandError, match="B02"):
+        model.prepare(full.select("B04,B03,VV"))
+    # bands no group of the model takes are ignored; a sample with none of its groups is an error naming them
+    with pytest.raises(MissingBandError, match="none of the model's input groups"):
+        _model().prepare(Sample(np.zeros((1, 16, 16), np.float32), BandSet.parse("B08"), "q"))
 
 
 def test_modality_and_channel_dropout_at_training():
@@ -230,12 +222,12 @@ def test_modality_and_channel_dropout_at_training():
 
     model = _model(modality_dropout=0.5, channel_dropout=0.5)
     b = 64
-    x = {m: torch.ones(b, len(model.config.modalities[m].bands), 32, 32) for m in model.modalities}
-    present = {m: torch.ones(b, dtype=torch.bool) for m in model.modalities}
+    x = {m: torch.ones(b, len(model.config.group(m).bands), 32, 32) for m in model.groups}
+    present = {m: torch.ones(b, dtype=torch.bool) for m in model.groups}
     present["coherence"][:16] = False  # some samples lack coherence to begin with
     g = torch.Generator().manual_seed(0)
     pres, xs = model._dropout(present, x, g)
-    kept = torch.stack([pres[m] for m in model.modalities], 1)
+    kept = torch.stack([pres[m] for m in model.groups], 1)
     assert (kept.sum(1) >= 1).all()  # never drops everything
     assert kept.sum() < sum(int(p.sum()) for p in present.values())  # but does drop
     assert not pres["coherence"][:16].any()  # never resurrects an absent modality
@@ -246,11 +238,11 @@ def test_modality_and_channel_dropout_at_training():
             assert (per_sample < t.shape[1]).any()  # some bands were zeroed
     # train mode drops, eval mode does not
     model.train()
-    emb, pres_t, fused = model.encode(x, present, generator=torch.Generator().manual_seed(1))
+    emb, pres_t, fused = model.encode_groups(x, present, generator=torch.Generator().manual_seed(1))
     assert sum(int(p.sum()) for p in pres_t.values()) < sum(int(p.sum()) for p in present.values())
     assert (emb["s1"][~pres_t["s1"]] == 0).all()
     model.eval()
-    _, pres_e, _ = model.encode(x, present)
+    _, pres_e, _ = model.encode_groups(x, present)
     assert all(torch.equal(pres_e[m], present[m]) for m in present)
 
 
@@ -259,7 +251,7 @@ def test_pairwise_infonce_equals_open_clip_per_pair():
     import torch.nn.functional as F
     from open_clip.loss import ClipLoss
 
-    from spectraclip.models.multisensor import multimodal_infonce
+    from spectraclip.train.multisensor import multimodal_infonce
 
     torch.manual_seed(0)
     emb = {m: F.normalize(torch.randn(6, 8), dim=-1) for m in ("s2", "s1", "coherence")}
@@ -278,22 +270,21 @@ def test_few_training_steps_on_real_pairs_and_embeddings_table(tmp_path):
 
     ssl, ben = _need("ssl4eo-s12-mini"), _need("bigearthnet-mini")
     from spectraclip.embeddings import read_embeddings
-    from spectraclip.models.multisensor import (
-        MultiSensorCLIP,
-        collate,
-        embed_dataset,
-        load_multisensor,
-        save_multisensor,
-        tiny_config,
-        training_step,
-    )
+    from spectraclip.inference import embed_to_table
+    from spectraclip.models.checkpoints import load_bundle, save_bundle
+    from spectraclip.models.inputs import collate_inputs
+    from spectraclip.models.registry import tiny_group_config
+    from spectraclip.models.spectral_clip import SpectralCLIP
     from spectraclip.stats import compute_stats
+    from spectraclip.train.multisensor import training_step
 
     torch.manual_seed(0)
     stats = compute_stats([ssl, ben], progress=False)
-    model = MultiSensorCLIP(tiny_config({"s2": "s2-l1c", "s1": "s1"}, stats=stats, modality_dropout=0.2))
+    model = SpectralCLIP.from_config(tiny_group_config({"s2": "s2-l1c", "s1": "s1"}, stats=stats,
+                                                       modality_dropout=0.2))
+    model.set_input_options(allow_resize=True)  # a 32-pixel test model on 120-264 pixel patches
     samples = list(open_multisensor(ssl)) + list(open_multisensor(ben))
-    x, present = collate([model.preprocess(s) for s in samples], model)
+    x, present = collate_inputs([model.prepare(s) for s in samples], model.groups)
     assert x["s2"].shape == (8, 13, 32, 32) and present["s1"].all()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
@@ -308,48 +299,76 @@ def test_few_training_steps_on_real_pairs_and_embeddings_table(tmp_path):
         losses.append(logs["loss"])
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert not torch.equal(before, model.patch_embeds["s1"].weight)
-    # inference with S2 only, S1 only, both, and bands removed; the table records what was used
+    # inference with S2 only, S1 only, both, and bands removed, through the one encode path; the table
+    # records the groups each embedding used and the bands that were filled
     base = samples[2]
-    variants = [base, base.without("s1"), base.without("s2"), base.select({"s2": "B04,B03,B02,B08", "s1": "VV"})]
+    l1c = list(BandSet.parse("s2-l1c").names)
+    variants = [base.select(list(base.bands)), base.select(l1c), base.select("s1"),
+                base.select("B04,B03,B02,B08,VV")]
     for n, v in enumerate(variants):
         v.id = f"{base.id}#{n}"
-    ids, vecs, cols = embed_dataset(model, variants, out=tmp_path / "emb.parquet")
+    model.eval()
+    embed_to_table(model, variants, tmp_path / "emb.parquet", progress=False)
     table = read_embeddings(tmp_path / "emb.parquet")
-    assert table.columns["modalities"] == ["s2,s1", "s2", "s1", "s2,s1"]
-    assert json.loads(table.columns["bands_used"][3]) == {"s2": ["B02", "B03", "B04", "B08"], "s1": ["VV"]}
+    assert table.columns["groups"] == ["s2,s1", "s2", "s1", "s2,s1"]
+    filled = table.columns["filled_bands"][3].split(",")
+    assert filled[:2] == ["B01", "B05"] and "VH" in filled
+    assert table.columns["filled_bands"][0] == ""
     np.testing.assert_allclose(np.linalg.norm(table.vectors, axis=1), 1, atol=1e-5)
-    back = load_multisensor(save_multisensor(model, tmp_path / "bundle"))
-    np.testing.assert_allclose(back.embed(base)[0].numpy(), vecs[0], atol=1e-6)
+    back = load_bundle(save_bundle(model, tmp_path / "bundle"))
+    np.testing.assert_allclose(_embed(back, variants[0])[0].numpy(), table.vectors[0], atol=1e-6)
 
 
 def test_bundle_round_trip_through_the_standard_loaders(tmp_path):
     import torch
 
-    from spectraclip.models.checkpoints import CheckpointError, bundle_kind, load_bundle, save_bundle
-    from spectraclip.models.loading import load_any, load_model
-    from spectraclip.models.multisensor import MultiSensorCLIP, save_multisensor
+    from spectraclip.models.checkpoints import CheckpointError, load_bundle, save_bundle
+    from spectraclip.models.loading import load_model
+    from spectraclip.models.spectral_clip import SpectralCLIP
 
     model = _model()
-    d = save_multisensor(model, tmp_path / "b", provenance={"note": "test"})
+    d = save_bundle(model, tmp_path / "b", provenance={"note": "test"})
     assert sorted(p.name for p in d.iterdir()) == ["model.safetensors", "spectraclip.json"]
     cfg = json.loads((d / "spectraclip.json").read_text())
-    assert bundle_kind(d) == "multisensor" and cfg["provenance"]["note"] == "test"
-    assert cfg["modalities"]["s2"]["bands"] == ["B04", "B03", "B02"] and len(cfg["modalities"]["s2"]["std"]) == 3
+    assert cfg["format_version"] == 2 and cfg["provenance"]["note"] == "test"
+    assert cfg["inputs"][0]["bands"] == ["B04", "B03", "B02"] and len(cfg["inputs"][0]["std"]) == 3
+    assert cfg["missing_bands"] == "fill"
     sample = _ms()
-    ref, _ = model.embed(sample)
-    for back in (load_model(checkpoint=d), load_model(str(d)), load_any(d), load_bundle(d)):
-        assert isinstance(back, MultiSensorCLIP) and not back.training
-        assert back.config.modalities == model.config.modalities
+    ref = _embed(model, sample)[0]
+    for back in (load_model(checkpoint=d), load_model(str(d)), load_bundle(d)):
+        assert isinstance(back, SpectralCLIP) and not back.training and back.config.multi
+        assert back.config == model.config or back.config.groups == model.config.groups
         for k, v in model.state_dict().items():
             assert torch.equal(v, back.state_dict()[k]), k
-        torch.testing.assert_close(back.embed(sample)[0], ref, rtol=0, atol=0)
-    assert isinstance(load_bundle(save_bundle(model, tmp_path / "b2")), MultiSensorCLIP)  # save_bundle dispatches
-    with pytest.raises(ValueError, match="multi-sensor"):
+        torch.testing.assert_close(_embed(back, sample)[0], ref, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="several input groups"):
         load_model(checkpoint=d, bands="rgb")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "x.txt").write_text("keep me")
     with pytest.raises(CheckpointError, match="refusing"):
-        save_multisensor(model, tmp_path / "junk")
+        save_bundle(model, tmp_path / "junk")
     (d / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="no model.safetensors"):
         load_model(checkpoint=d)
+
+
+def test_format_1_bundles_still_load_with_the_same_embeddings():
+    """Bundles written by spectraclip before input groups (kept in tests/data/bundles_v1)."""
+    import torch
+
+    from spectraclip.models.loading import load_model
+
+    root = Path(__file__).parent / "data" / "bundles_v1"
+    ref = np.load(root / "reference.npz")
+    single = load_model(checkpoint=root / "single")
+    assert not single.config.multi and single.config.missing_bands == "error"
+    assert single.groups == ["s2"] and single.config.bands == ["B02", "B03", "B04", "B08"]
+    multi = load_model(checkpoint=root / "multisensor")
+    assert multi.groups == ["s2", "s1"] and multi.config.missing_bands == "fill"
+    with torch.inference_mode():
+        np.testing.assert_array_equal(single.encode_image(torch.from_numpy(ref["single_x"])).numpy(),
+                                      ref["single_emb"])
+        both = multi.encode_image({"s2": torch.from_numpy(ref["ms_s2"]), "s1": torch.from_numpy(ref["ms_s1"])})
+        s2only = multi.encode_image({"s2": torch.from_numpy(ref["ms_s2"])})
+    np.testing.assert_allclose(both.numpy(), ref["ms_emb"], atol=1e-6)
+    np.testing.assert_allclose(s2only.numpy(), ref["ms_s2only_emb"], atol=1e-6)

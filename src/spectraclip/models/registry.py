@@ -116,3 +116,32 @@ def config_from_entry(entry: RegistryEntry, bands: BandSet | str | list[str] | N
     return ModelConfig(arch=entry.arch, arch_config=json.loads(json.dumps(arch_config)), bands=list(bandset.names),
                        mean=mean, std=std, image_size=int(image_size), resize=entry.resize,
                        crop=entry.crop, text=dict(entry.text), provenance=provenance)
+
+
+def tiny_group_config(groups: dict[str, str | list[str]] | None = None, stats: dict[str, BandStats] | None = None,
+                      **kw: Any) -> ModelConfig:
+    """A tiny multi-group ViT for tests and demos (embed 32, width 64, 2 layers, 32 px input).
+
+    Per-group mean/std come from `stats` (e.g. `spectraclip.stats.compute_stats`) when given, else rough
+    defaults (S2 reflectance x 1e4; S1 dB; coherence 0-1).
+    """
+    from spectraclip.bands import check_group
+    from spectraclip.models.inputs import InputGroup
+
+    groups = groups or {"s2": "s2-l2a", "s1": "s1"}
+    default = {"s2": (1500.0, 1200.0), "s1": (-12.0, 5.0), "coherence": (0.5, 0.25)}
+    inputs = []
+    for g, bands in groups.items():
+        g = check_group(g)
+        names = list(BandSet.parse(bands).names)
+        if stats is not None and g in stats:
+            inputs.append(InputGroup.from_stats(g, names, stats[g]))
+        else:
+            mu, sd = default[g]
+            inputs.append(InputGroup(g, names, [mu] * len(names), [sd] * len(names)))
+    arch_config = {"embed_dim": 32,
+                   "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+                   "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+    kw.setdefault("missing_bands", "fill")
+    kw.setdefault("resize", "bilinear")
+    return ModelConfig("tiny-multisensor", arch_config, inputs, image_size=32, **kw)

@@ -408,7 +408,7 @@ class SpectralCLIP(nn.Module):
                 none = mask.sum(1) == 0
                 if none.any():
                     mask[none, torch.randint(xg.shape[1], (int(none.sum()),), generator=generator)] = True
-                xg = xg * mask[:, :, None, None].to(xg.dtype, xg.device)
+                xg = xg * mask[:, :, None, None].to(device=xg.device, dtype=xg.dtype)
             out[g] = xg
         return {g: keep[:, j].to(present[g].device) for j, g in enumerate(names)}, out
 
