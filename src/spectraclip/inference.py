@@ -7,6 +7,7 @@ programming errors stop the run. Encoding runs under `torch.inference_mode`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -44,6 +45,8 @@ class EncodedImages:
         keys = ["path", "bands", "height", "width", "crs", "transform", "bounds", "lon", "lat", "filled_bands",
                 "groups"]
         cols: dict[str, list[Any]] = {k: [m.get(k) for m in self.samples_meta] for k in keys}
+        if any(m.get("sources") for m in self.samples_meta):
+            cols["sources"] = [m.get("sources") for m in self.samples_meta]
         labels = [m.get("labels") for m in self.samples_meta]
         if any(lbl is not None for lbl in labels):
             cols["labels"] = [list(lbl) if lbl is not None else None for lbl in labels]
@@ -135,18 +138,20 @@ class _EncodeDataset(Dataset):
         return item  # a dataset's own sample type
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        name = self.ids[i]
+        name, item = self.ids[i], None
         try:
-            sample = self._read(self.items[i])
+            item = self.items[i]  # reading a dataset's item may itself fail on bad input
+            sample = self._read(item)
             prepared = self.prepare(sample)
         except InputError as exc:
-            where = str(self.items[i]) if _is_path(self.items[i]) else name
+            where = str(item) if _is_path(item) else name  # a file is named by its path
             return {"id": where, "input": None, "meta": None, "error": f"{type(exc).__name__}: {exc}"}
         meta = georef_meta(sample)
         meta["filled_bands"] = ",".join(prepared.filled)
         meta["groups"] = ",".join(prepared.x)
-        return {"id": sample.id if not _is_path(self.items[i]) else name, "input": prepared, "meta": meta,
-                "error": None}
+        if sample.meta.get("sources"):  # a multi-file item: which file each modality came from
+            meta["sources"] = json.dumps({m: str(v) for m, v in sample.meta["sources"].items() if v})
+        return {"id": sample.id if not _is_path(item) else name, "input": prepared, "meta": meta, "error": None}
 
 
 class _Subset:
