@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from spectraclip.errors import InputError
 
-class BandError(ValueError):
+
+class BandError(InputError, ValueError):
     """A band name, band set or band count problem; the message names the band at fault."""
 
 

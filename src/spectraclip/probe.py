@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from spectraclip.errors import SpectraclipError
+
 Task = Literal["multiclass", "multilabel", "regression"]
 MODELS = ("logistic", "random-forest", "knn", "ridge")
 DEFAULT_KS: tuple[int | None, ...] = (10, 25, 50, 100, 200, 500, None)  # None = all training labels
@@ -33,7 +35,7 @@ KNN_NEIGHBORS = 5
 RIDGE_ALPHA = 1.0
 
 
-class ProbeError(ValueError):
+class ProbeError(SpectraclipError, ValueError):
     """A probe input problem (labels, ids, model/task mismatch); the message names the file or option."""
 
 

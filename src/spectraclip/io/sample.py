@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from spectraclip.bands import BandSet
+from spectraclip.errors import InputError
 
 
-class RasterError(Exception):
+class RasterError(InputError):
     """A raster that cannot be used; the message names the file and the problem."""
 
     def __init__(self, path: object, problem: str) -> None:

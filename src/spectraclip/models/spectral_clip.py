@@ -14,13 +14,14 @@ from torch import nn
 
 from spectraclip.bands import BandError, BandSet
 from spectraclip.data.transforms import CROP_MODES, RESIZE_MODES, SpectralTransform
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.sample import Sample
 
 CONFIG_FORMAT = "spectraclip.model"
 CONFIG_VERSION = 1
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(SpectraclipError, ValueError):
     """A model config that is inconsistent or incomplete; the message names the field."""
 
 
