@@ -191,8 +191,9 @@ def test_cli_probe_with_baseline_stats_on_eurosat(tmp_path):
     out = tmp_path / "probe"
     opts = [a for path in paths for a in ("--baseline-stats", path)]
     result = CliRunner().invoke(app, ["probe", *opts,
-                                      "--bands", "eurosat-ms", "--labels-from-path", "--k", "5,10,all",
-                                      "--draws", "2", "--model", "logistic,knn", "--out", str(out)])
+                                      "--bands", "eurosat-ms", "--labels-from-path", "--k", "5,10", "--k", "all",
+                                      "--draws", "2", "--classifier", "logistic", "--classifier", "knn",
+                                      "-o", str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads((out / "probe.json").read_text())
     assert data["n_test"] == sum(len(list((root / "test" / c).glob("*.tif"))) for c in classes)
