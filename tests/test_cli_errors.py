@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spectraclip.cli.main import app, is_user_path_error
+from spectraclip.errors import SpectraclipError
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -51,6 +52,19 @@ def test_a_library_error_raised_anywhere_reaches_the_handler(monkeypatch):
     monkeypatch.setattr(config, "load_recipe", broken)
     res = _run("train", "--config", "r.yaml")
     assert res.exit_code == 2 and "error: r.yaml: model.bands: unknown band B99" in res.stderr
+
+
+def test_the_message_is_printed_as_is_on_one_line(monkeypatch):
+    from spectraclip.train import config
+
+    message = "[bold]tiles/[x]/a.tif[/]: band B99 " + "very long " * 20
+
+    def broken(path, overrides):
+        raise SpectraclipError(message)
+
+    monkeypatch.setattr(config, "load_recipe", broken)
+    res = _run("train", "--config", "r.yaml")
+    assert res.exit_code == 2 and res.stderr == f"error: {message}\n"  # no markup, no wrapping
 
 
 def test_a_programming_error_keeps_its_traceback(monkeypatch):

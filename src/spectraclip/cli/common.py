@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
@@ -66,9 +67,9 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def fail(message: str, code: int = 2) -> None:
-    """Print an error in red and exit with `code`."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line: greppable
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print `error: message` in red on one stderr line (the message is not markup) and exit with `code`."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -78,7 +79,7 @@ def report_failures(failed: list[tuple[str, str]], what: str = "items") -> None:
         return
     err_console.print(f"[yellow]skipped {len(failed)} bad {what}:[/]")
     for where, msg in failed[:50]:
-        err_console.print(f"  [yellow]-[/] {where}: {msg}")
+        err_console.print(f"  [yellow]-[/] {escape(str(where))}: {escape(str(msg))}", highlight=False)
     if len(failed) > 50:
         err_console.print(f"  ... and {len(failed) - 50} more")
 

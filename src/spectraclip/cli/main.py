@@ -12,12 +12,12 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
-from spectraclip.cli.common import err_console
+from spectraclip.cli.common import fail
 from spectraclip.errors import SpectraclipError
 
 _DEBUG = "spectraclip.debug"  # ctx.meta keys, shared by every context of one invocation
@@ -54,16 +54,15 @@ def is_user_path_error(exc: FileNotFoundError, args: Sequence[str]) -> bool:
     return any(_norm(a.split("=", 1)[1] if a.startswith("--") and "=" in a else a) == missing for a in args)
 
 
-def _norm(path: object) -> str:
-    return os.path.abspath(os.path.expanduser(os.fsdecode(path)))  # type: ignore[arg-type]
+def _norm(path: str | bytes | os.PathLike) -> str:
+    return os.path.abspath(os.path.expanduser(os.fsdecode(path)))
 
 
-def _user_error(ctx: typer.Context, exc: BaseException, message: str) -> None:
+def _user_error(ctx: typer.Context, exc: BaseException, message: str) -> NoReturn:
     """Print `error: message` (and the traceback under --debug) on stderr and exit with code 2."""
     if ctx.meta.get(_DEBUG):
         traceback.print_exception(exc, file=sys.stderr)
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(USER_ERROR_EXIT) from None
+    fail(message, USER_ERROR_EXIT)
 
 
 app = typer.Typer(
