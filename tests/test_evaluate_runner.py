@@ -144,11 +144,11 @@ def test_cli_evaluate(eurosat_root, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["evaluate", "--model", "tiny-test", "--model-bands", "eurosat-ms",
                                  "--dataset", "eurosat-ms", "--root", str(eurosat_root), "--templates", "simple",
-                                 "--task", "zeroshot", "--output-dir", str(out), "--no-plots"])
+                                 "--task", "zeroshot", "--output", str(out), "--no-plots"])
     assert result.exit_code == 0, result.output
     assert (out / "results.json").is_file() and "top1" in result.output
     bad = runner.invoke(app, ["evaluate", "--model", "tiny-test", "--dataset", "eurosat-ms",
-                              "--root", str(tmp_path / "missing"), "--output-dir", str(out)])
+                              "--root", str(tmp_path / "missing"), "-o", str(out)])
     assert bad.exit_code == 2 and "download" in bad.output.lower()
 
 

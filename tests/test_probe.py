@@ -191,12 +191,14 @@ def test_cli_probe_with_baseline_stats_on_eurosat(tmp_path):
     out = tmp_path / "probe"
     opts = [a for path in paths for a in ("--baseline-stats", path)]
     result = CliRunner().invoke(app, ["probe", *opts,
-                                      "--bands", "eurosat-ms", "--labels-from-path", "--k", "5,10,all",
-                                      "--draws", "2", "--model", "logistic,knn", "--out", str(out)])
+                                      "--bands", "eurosat-ms", "--labels-from-path", "--k", "5,10", "--k", "all",
+                                      "--draws", "2", "--classifier", "logistic", "--classifier", "knn",
+                                      "-o", str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads((out / "probe.json").read_text())
     assert data["n_test"] == sum(len(list((root / "test" / c).glob("*.tif"))) for c in classes)
     assert data["config"]["split"] == "column"
+    assert data["config"]["models"] == ["logistic", "knn"] and data["config"]["ks"] == [5, 10, "all"]  # both forms
     full = next(p for p in data["series"][0]["points"] if p["k"] == "all")
     assert full["mean"]["accuracy"] > 0.8  # band means separate forest from water well
     assert (out / "probe.png").exists() and (out / "baseline_band_stats.parquet").exists()

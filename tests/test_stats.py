@@ -104,7 +104,7 @@ def test_cli_stats_on_real_ssl4eo_and_bigearthnet(tmp_path):
     from spectraclip.cli.main import app
 
     out, recipe = tmp_path / "stats.json", tmp_path / "recipe.yaml"
-    res = CliRunner().invoke(app, ["stats", str(ssl), str(ben), "--out", str(out), "--write-recipe", str(recipe)])
+    res = CliRunner().invoke(app, ["stats", str(ssl), str(ben), "-o", str(out), "--write-recipe", str(recipe)])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert set(data) == {"s2", "s1"}

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.atomic import atomic_path
 
 SCHEMA_VERSION = "1"
@@ -24,7 +25,7 @@ SCHEMA_VERSION = "1"
 RUN_DESCRIPTION_KEYS = frozenset({"failed", "sources", "layout"})
 
 
-class EmbeddingsTableError(ValueError):
+class EmbeddingsTableError(SpectraclipError, ValueError):
     """A file that is not a usable embeddings table; the message names the file."""
 
 

@@ -3,6 +3,9 @@
 The CLI turns a `SpectraclipError` into its message and exit code 2; anything else is a programming
 error and keeps its traceback. Each area subclasses it (rasters, bands, models, tables, ...), and
 `InputError` marks the per-item input problems a batch job may skip and report.
+
+The few classes shared by several areas live here: `ManifestError` (caption manifests, read by data,
+captioning and training) and `CheckpointError` (model bundles and training checkpoints).
 """
 
 from __future__ import annotations
@@ -20,4 +23,17 @@ class FingerprintMismatchError(SpectraclipError):
     """An embeddings table (or index) made by another model or preprocessing than the one given."""
 
 
-__all__ = ["FingerprintMismatchError", "InputError", "SpectraclipError"]
+class ManifestError(SpectraclipError, ValueError):
+    """A caption manifest that cannot be read or resumed (bad file, bad line); the message names file and line."""
+
+
+class CheckpointError(SpectraclipError, ValueError):
+    """A checkpoint or model bundle that cannot be read or does not fit; the message names the file."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+__all__ = ["CheckpointError", "FingerprintMismatchError", "InputError", "ManifestError", "SpectraclipError"]

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from spectraclip.errors import SpectraclipError
+
 Task = Literal["multiclass", "multilabel", "regression"]
 MODELS = ("logistic", "random-forest", "knn", "ridge")
 DEFAULT_KS: tuple[int | None, ...] = (10, 25, 50, 100, 200, 500, None)  # None = all training labels
@@ -33,7 +35,7 @@ KNN_NEIGHBORS = 5
 RIDGE_ALPHA = 1.0
 
 
-class ProbeError(ValueError):
+class ProbeError(SpectraclipError, ValueError):
     """A probe input problem (labels, ids, model/task mismatch); the message names the file or option."""
 
 
@@ -206,7 +208,7 @@ def make_estimator(model: str, task: Task, seed: int = 0, n_train: int | None = 
 
     if model == "logistic":
         if task == "regression":
-            raise ProbeError("--model logistic cannot fit a regression target; use ridge, knn or random-forest")
+            raise ProbeError("--classifier logistic cannot fit a regression target; use ridge, knn or random-forest")
         clf = LogisticRegression(**LOGISTIC_PARAMS)
         return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if task == "multilabel" else clf)
     if model == "random-forest":
@@ -220,7 +222,7 @@ def make_estimator(model: str, task: Task, seed: int = 0, n_train: int | None = 
         if task == "regression":
             return make_pipeline(StandardScaler(), Ridge(alpha=RIDGE_ALPHA))
         return make_pipeline(StandardScaler(), RidgeClassifier(alpha=RIDGE_ALPHA))
-    raise ProbeError(f"--model {model!r}: expected one of {', '.join(MODELS)}")
+    raise ProbeError(f"--classifier {model!r}: expected one of {', '.join(MODELS)}")
 
 
 def _deterministic(model: str) -> bool:
@@ -471,9 +473,9 @@ def run_probe(sets: Sequence[EmbeddingSet], labels: ProbeLabels, *, models: Sequ
     """
     for m in models:
         if m not in MODELS:
-            raise ProbeError(f"--model {m!r}: expected one of {', '.join(MODELS)}")
+            raise ProbeError(f"--classifier {m!r}: expected one of {', '.join(MODELS)}")
         if m == "logistic" and labels.task == "regression":
-            raise ProbeError("--model logistic cannot fit a regression target; use ridge, knn or random-forest")
+            raise ProbeError("--classifier logistic cannot fit a regression target; use ridge, knn or random-forest")
     ids, mats, notes = align(sets, labels)
     lab = labels.subset(ids)
     pool, test = make_split(lab, test_size=test_size, seed=seed)

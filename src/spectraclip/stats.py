@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from spectraclip.bands import BandSet, BandStats
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.atomic import atomic_open
 from spectraclip.io.sample import Sample
 
@@ -24,7 +25,7 @@ PERCENTILES: tuple[float, ...] = (1, 2, 50, 98, 99)
 MANIFEST_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".pq")
 
 
-class StatsError(ValueError):
+class StatsError(SpectraclipError, ValueError):
     """Nothing readable to compute statistics from, or a bad statistics/recipe file (names it)."""
 
 

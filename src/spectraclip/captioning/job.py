@@ -21,15 +21,12 @@ from typing import Any
 
 from spectraclip.captioning.backends import CaptionBackend, CaptionInput, CaptionOutcome
 from spectraclip.captioning.tags import item_id
+from spectraclip.errors import ManifestError
 from spectraclip.io.atomic import append_line, atomic_open
 
 MANIFEST_SUFFIXES = (".jsonl", ".parquet")
 _TAG_KEYS = ("overture_type", "class", "subtype", "name", "flags", "geometry_kind", "area_m2", "length_m",
              "cover_fraction", "position")
-
-
-class ManifestError(Exception):
-    """A caption manifest that cannot be read or resumed; the message names the file and line."""
 
 
 @dataclass(frozen=True)

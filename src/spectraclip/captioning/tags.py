@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,7 +48,7 @@ TAG_COLUMNS = (
 _SKIP_PROPS = {"geometry", "bbox", "theme", "type"}
 
 
-class TagsError(Exception):
+class TagsError(SpectraclipError):
     """A footprint, tag source or tags table that cannot be used; the message names the file or option."""
 
 

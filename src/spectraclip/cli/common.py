@@ -1,12 +1,19 @@
-"""Options shared by the commands that load a model and read rasters, and small printing helpers."""
+"""Options shared by the commands that load a model and read rasters, and small parsing/printing helpers.
+
+Option conventions (checked by tests/test_cli_options.py): `-o/--output` for every output, file or folder;
+`-c/--checkpoint` only for model checkpoints (a recipe is `--config`); `-m/--model` only for CLIP models;
+`--device` defaults to `auto`; list options take repeated and comma-separated values (`split_list`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
@@ -33,12 +40,22 @@ TemplatesOpt = Annotated[
     str, typer.Option("--templates", "-t", help="A named template set or a JSON file of templates.")
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, or auto.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:1.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="DataLoader worker processes for reading.")]
 NodataOpt = Annotated[
     str, typer.Option("--nodata", help="NaN/nodata pixels: error (skip the file), fill (band mean), ignore.")
 ]
 PathsArg = Annotated[list[Path], typer.Argument(help="Raster files or folders (searched recursively).")]
+
+
+def split_list(values: Sequence[str] | str | None) -> list[str]:
+    """Values of a list option given repeated (`--x a --x b`), comma-separated (`--x a,b`) or both, in order;
+    blanks dropped. One parser for every list option, so they all accept both forms."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return [part.strip() for v in values for part in v.split(",") if part.strip()]
 
 
 def resolve_device(device: str) -> str:
@@ -50,9 +67,9 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def fail(message: str, code: int = 2) -> None:
-    """Print an error in red and exit with `code`."""
-    err_console.print(f"[bold red]error:[/] {message}")
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print `error: message` in red on one stderr line (the message is not markup) and exit with `code`."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -62,18 +79,19 @@ def report_failures(failed: list[tuple[str, str]], what: str = "items") -> None:
         return
     err_console.print(f"[yellow]skipped {len(failed)} bad {what}:[/]")
     for where, msg in failed[:50]:
-        err_console.print(f"  [yellow]-[/] {where}: {msg}")
+        err_console.print(f"  [yellow]-[/] {escape(str(where))}: {escape(str(msg))}", highlight=False)
     if len(failed) > 50:
         err_console.print(f"  ... and {len(failed) - 50} more")
 
 
 def load_model_or_exit(model: str | None, checkpoint: str | None, device: str, model_bands: str | None = None):
-    """Load a model through the library; known loading errors become a clean exit with their message."""
+    """Load a model through the library; without --model or --checkpoint, exit with a usage message.
+
+    Loading errors (`SpectraclipError`: unknown name, bad bundle, weights not downloaded) reach the CLI
+    handler, which prints their message (with the traceback under --debug) and exits with 2.
+    """
     from spectraclip.models.loading import load_model
 
     if not model and not checkpoint:
         fail("give --model NAME or --checkpoint PATH (see `spectraclip models`)")
-    try:
-        return load_model(model, checkpoint, device=resolve_device(device), bands=model_bands)
-    except (FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
-        fail(str(exc))
+    return load_model(model, checkpoint, device=resolve_device(device), bands=model_bands)

@@ -9,29 +9,31 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import DeviceOpt, ModelBandsOpt, WorkersOpt, console, fail, resolve_device
+from spectraclip.cli.common import DeviceOpt, ModelBandsOpt, WorkersOpt, console, fail, resolve_device, split_list
 
 
 def evaluate_cmd(
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model name (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="Registry name, open_clip arch or hf-hub:ID (repeat or comma list).")] = None,
     checkpoint: Annotated[list[str] | None, typer.Option(
-        "--checkpoint", "-c", help="Bundle folder / weights file / hf-hub:ID (repeatable; a bundle needs no "
-        "--model).")] = None,
+        "--checkpoint", "-c", help="Bundle folder / weights file / hf-hub:ID (repeat for more: paths are not "
+        "split on commas; a bundle needs no --model).")] = None,
     dataset: Annotated[list[str] | None, typer.Option(
-        "--dataset", "-d", help="eurosat-ms, bigearthnet, meter-ml, resisc45, folder (repeatable).")] = None,
+        "--dataset", "-d", help="eurosat-ms, bigearthnet, meter-ml, resisc45, folder (repeat or comma list).")] = None,
     root: Annotated[list[str] | None, typer.Option(
-        "--root", "-r", help="Dataset folder (or CSV for `folder`), one per --dataset.")] = None,
+        "--root", "-r", help="Dataset folder (or CSV for `folder`), one per --dataset (repeat; paths are not "
+        "split on commas).")] = None,
     split: Annotated[str, typer.Option("--split", help="train, val, test or all.")] = "test",
     templates: Annotated[list[str] | None, typer.Option(
-        "--templates", "-t", help="Template set name or JSON file (repeatable or comma-separated).")] = None,
+        "--templates", "-t", help="Template set name or JSON file (repeat or comma list).")] = None,
     task: Annotated[list[str] | None, typer.Option(
-        "--task", help="zeroshot, multilabel, retrieval (comma-separated; default per dataset).")] = None,
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where reports, plots and the "
-                                             "embedding cache go.")] = Path("evaluation"),
+        "--task", help="zeroshot, multilabel, retrieval (repeat or comma list; default per dataset).")] = None,
+    output_dir: Annotated[Path, typer.Option("--output", "-o", help="Output folder: reports, plots and the "
+                                             "embedding cache.")] = Path("evaluation"),
     model_bands: ModelBandsOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     workers: WorkersOpt = 0,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     k: Annotated[int, typer.Option("--k", min=1, help="Cut-off of retrieval mAP@k.")] = 100,
     empty: Annotated[str, typer.Option("--empty", help="Classes without relevant images in retrieval means: "
                                        "skip or zero.")] = "skip",
@@ -42,7 +44,7 @@ def evaluate_cmd(
     plots: Annotated[bool, typer.Option("--plots/--no-plots")] = True,
 ) -> None:
     """Evaluate models on benchmarks; writes results.json/.csv/.md, per-image predictions (predictions/*.csv)
-    and plots to --output-dir."""
+    and plots to the --output folder."""
     from rich.table import Table
 
     from spectraclip.bands import BandError
@@ -57,12 +59,12 @@ def evaluate_cmd(
     )
     from spectraclip.evaluate.templates import TemplateError
 
-    split_list = [x.strip() for v in (templates or []) for x in v.split(",") if x.strip()]
-    tasks = [x.strip() for v in (task or []) for x in v.split(",") if x.strip()] or None
+    template_specs = split_list(templates)
+    tasks = split_list(task) or None
     try:
-        models = pair_models(model or [], checkpoint or [], model_bands)
-        datasets = pair_datasets(dataset or [], root or [], split)
-        result = evaluate(models, datasets, split_list or list(DEFAULT_TEMPLATES), tasks, output_dir,
+        models = pair_models(split_list(model), checkpoint or [], model_bands)
+        datasets = pair_datasets(split_list(dataset), root or [], split)
+        result = evaluate(models, datasets, template_specs or list(DEFAULT_TEMPLATES), tasks, output_dir,
                           batch_size=batch_size, num_workers=workers, device=resolve_device(device),
                           retrieval_k=k, empty=empty, negative_prompt=negative_prompt, plots=plots,
                           embedding_map=embedding_map, command=shlex.join(["spectraclip", *sys.argv[1:]]),

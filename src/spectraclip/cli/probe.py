@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import BandsOpt, console, err_console, fail
+from spectraclip.cli.common import BandsOpt, console, err_console, fail, split_list
+
+_DEFAULT_KS = "10,25,50,100,200,500,all"
 
 
 def probe(
@@ -24,10 +26,12 @@ def probe(
     task: Annotated[str, typer.Option(
         "--task", help="auto, multiclass, multilabel or regression.")] = "auto",
     sep: Annotated[str, typer.Option("--sep", help="Separator of multi-labels inside one cell.")] = ";",
-    model: Annotated[str, typer.Option(
-        "--model", "-m", help="Comma list of: logistic, random-forest, knn, ridge.")] = "logistic",
-    k: Annotated[str, typer.Option("--k", help="Training sizes, comma list; 'all' = every training label.")] = (
-        "10,25,50,100,200,500,all"),
+    classifiers: Annotated[list[str] | None, typer.Option(
+        "--classifier", help="logistic, random-forest, knn, ridge: repeat or comma list (default: logistic).")
+    ] = None,
+    k: Annotated[list[str] | None, typer.Option(
+        "--k", help="Training sizes, repeat or comma list; 'all' = every training label "
+        f"(default: {_DEFAULT_KS}).")] = None,
     draws: Annotated[int, typer.Option("--draws", min=1, help="Random draws per training size.")] = 5,
     test_size: Annotated[float, typer.Option(
         "--test-size", help="Test fraction of the seeded stratified split (without --split-column).")] = 0.2,
@@ -36,8 +40,8 @@ def probe(
     baseline_stats: Annotated[list[Path] | None, typer.Option(
         "--baseline-stats", help="Rasters/folders: add a per-band mean+std baseline computed from them.")] = None,
     bands: BandsOpt = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: probe.json, probe.md, probe.png.")] = Path(
-        "probe-out"),
+    out: Annotated[Path, typer.Option(
+        "--output", "-o", help="Output folder: probe.json, probe.md, probe.png.")] = Path("probe-out"),
     with_indices: Annotated[bool, typer.Option(
         "--with-indices", help="Also write every draw's training indices into probe.json.")] = False,
 ) -> None:
@@ -78,10 +82,10 @@ def probe(
             if first.paths is None:
                 fail(f"--labels-from-path: table {first.path} has no path column")
             lab = labels_from_paths(first.ids, first.paths, source=f"folders of {first.path}")
-        models = [m.strip() for m in model.split(",") if m.strip()]
+        models = split_list(classifiers) or ["logistic"]
         with console.status("probing...") as status:
-            result = run_probe(sets, lab, models=models, ks=parse_ks(k), draws=draws, test_size=test_size,
-                               seed=seed, progress=lambda msg: status.update(msg))
+            result = run_probe(sets, lab, models=models, ks=parse_ks(split_list(k) or _DEFAULT_KS), draws=draws,
+                               test_size=test_size, seed=seed, progress=lambda msg: status.update(msg))
     except ProbeError as exc:
         fail(str(exc))
         return

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import console, fail, report_failures
+from spectraclip.cli.common import console, report_failures
 
 
 def shards_cmd(
@@ -21,15 +21,10 @@ def shards_cmd(
     maxsize: Annotated[float, typer.Option("--maxsize", help="Bytes per shard (approximate).")] = 1e9,
 ) -> None:
     """Write `shard-000000.tar`... holding band arrays (.npy), captions and metadata per sample."""
-    from spectraclip.bands import BandError
-    from spectraclip.data.captions import ManifestError
-    from spectraclip.data.shards import ShardError, write_shards
+    from spectraclip.data.shards import write_shards
 
-    try:
-        result = write_shards(manifest, output, split=split, bands=bands, dtype=dtype, maxcount=maxcount,
-                              maxsize=maxsize)
-    except (ManifestError, ShardError, BandError) as exc:
-        fail(str(exc))
+    result = write_shards(manifest, output, split=split, bands=bands, dtype=dtype, maxcount=maxcount,
+                          maxsize=maxsize)
     report_failures(result.skipped, "rows")
     console.print(f"[green]{result.n_samples} samples[/] in {len(result.shards)} shards under {output} "
                   f"(index {result.index})")

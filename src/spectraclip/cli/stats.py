@@ -7,18 +7,18 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import BandsOpt, console, err_console, fail
+from spectraclip.cli.common import BandsOpt, console, err_console, fail, split_list
 
 
 def stats(
     sources: Annotated[list[Path], typer.Argument(
         help="A multi-sensor manifest, an SSL4EO-S12 or BigEarthNet S1+S2 folder, a caption manifest, "
         "or raster files/folders.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Statistics JSON to write.")] = Path("stats.json"),
+    out: Annotated[Path, typer.Option("--output", "-o", help="Statistics JSON to write.")] = Path("stats.json"),
     write_recipe: Annotated[Path | None, typer.Option(
         "--write-recipe", help="Also set the normalization: block of this recipe YAML.")] = None,
     modality: Annotated[list[str] | None, typer.Option(
-        "--modality", help="Only these modalities (s2, s1, coherence); repeatable.")] = None,
+        "--modality", help="Only these modalities (s2, s1, coherence): repeat or comma list.")] = None,
     bands: BandsOpt = None,
     max_items: Annotated[int | None, typer.Option(
         "--max-items", min=1, help="Stop after this many images (a quick estimate).")] = None,
@@ -34,7 +34,7 @@ def stats(
 
     failed: list[tuple[str, str]] = []
     try:
-        result = compute_stats(sources, modalities=modality, bands=bands, max_items=max_items,
+        result = compute_stats(sources, modalities=split_list(modality) or None, bands=bands, max_items=max_items,
                                reservoir=reservoir, seed=seed,
                                on_error=lambda p, e: failed.append((str(p), str(e))))
     except (StatsError, ModalityError, ValueError) as exc:

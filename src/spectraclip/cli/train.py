@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import console, err_console, fail
+from spectraclip.cli.common import console, err_console
 
 
 def train_cmd(
-    config: Annotated[Path, typer.Option("--config", "-c", help="YAML training recipe.")],
+    config: Annotated[Path, typer.Option("--config", help="YAML training recipe.")],
     overrides: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override a recipe key, e.g. --set optim.lr=1e-4 (repeatable).")] = None,
+        "--set", help="Override a recipe key, e.g. --set optim.lr=1e-4 (repeatable; a value may hold commas, "
+        "e.g. --set model.bands=B02,B03,B04).")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue from the newest checkpoint in run.output/checkpoints.")] = False,
     print_recipe: Annotated[bool, typer.Option(
@@ -24,24 +25,16 @@ def train_cmd(
 
     from rich.logging import RichHandler
 
-    from spectraclip.bands import BandError
-    from spectraclip.data.captions import ManifestError
-    from spectraclip.train.config import RecipeError, load_recipe
+    from spectraclip.train.config import load_recipe
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err_console)])
-    try:
-        recipe = load_recipe(config, overrides or [])
-    except RecipeError as exc:
-        fail(str(exc))
+    recipe = load_recipe(config, overrides or [])  # a RecipeError (names the key) reaches the CLI handler
     if print_recipe:
         console.print(recipe.to_yaml())
         return
     from spectraclip.train.loop import train
 
-    try:
-        result = train(recipe, resume=resume, console=err_console)
-    except (RecipeError, BandError, ManifestError, FileNotFoundError) as exc:
-        fail(str(exc))
+    result = train(recipe, resume=resume, console=err_console)
     if result.bundle is not None:
         console.print(f"[green]trained {result.steps} steps[/], final loss {result.final_loss:.4f}")
         if result.validation:

@@ -19,15 +19,12 @@ import numpy as np
 import torch
 
 from spectraclip.bands import BandSet, MissingBandError
+from spectraclip.errors import ManifestError
 from spectraclip.io.sample import RasterError, Sample
 
 log = logging.getLogger(__name__)
 
 _CORE_KEYS = {"id", "path", "paths", "bands", "captions", "caption", "split"}
-
-
-class ManifestError(ValueError):
-    """A manifest that cannot be read at all (bad file, bad JSON line); the message names file and line."""
 
 
 @dataclass

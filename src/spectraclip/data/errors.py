@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spectraclip.errors import SpectraclipError
 
-class DatasetError(ValueError):
+
+class DatasetError(SpectraclipError, ValueError):
     """A dataset folder or file that exists but cannot be used; the message names it."""
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(SpectraclipError, FileNotFoundError):
     """The dataset is not where it was looked for; the message says what to download and where."""
 
     def __init__(self, dataset: str, root: str | Path, expected: str, download: str = "") -> None:

@@ -15,13 +15,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from spectraclip.errors import SpectraclipError
+
 DATASET_NAME = "eurosat-ms-mini"
 ARCHIVE = Path(__file__).resolve().parent / "eurosat_mini" / "eurosat-ms-mini.tar.xz"
 SPLITS = ("train", "test")
 N_FILES = {"train": 216, "test": 54}
 
 
-class EmbeddedDataError(RuntimeError):
+class EmbeddedDataError(SpectraclipError, RuntimeError):
     """The embedded archive is missing or damaged, or could not be extracted; names the file."""
 
 

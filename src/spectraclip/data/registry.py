@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from spectraclip.data.base import LabelledDataset
+from spectraclip.errors import SpectraclipError
 
 DATASETS: dict[str, tuple[str, str]] = {
     "eurosat-ms": ("spectraclip.data.eurosat:EuroSATMS", "EuroSAT multispectral, 10 classes, 13 bands"),
@@ -24,7 +25,7 @@ ALIASES = {"eurosat": "eurosat-ms", "eurosat-mini": "eurosat-ms-mini", "ben": "b
            "meterml": "meter-ml", "nwpu-resisc45": "resisc45", "manifest": "folder", "csv": "folder"}
 
 
-class UnknownDatasetError(ValueError):
+class UnknownDatasetError(SpectraclipError, ValueError):
     """A dataset name that is not registered; the message lists the known ones."""
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from spectraclip.bands import BandSet, MissingBandError
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.atomic import atomic_open
 from spectraclip.io.sample import RasterError, Sample
 
@@ -28,7 +29,7 @@ INDEX_NAME = "shards.json"
 _DTYPES = {"float16": np.float16, "int16": np.int16, "float32": np.float32}
 
 
-class ShardError(ValueError):
+class ShardError(SpectraclipError, ValueError):
     """Shards that cannot be written or read as asked; the message names the shard or option."""
 
 

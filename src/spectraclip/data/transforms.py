@@ -13,12 +13,14 @@ import torch
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from spectraclip.errors import SpectraclipError
+
 RESIZE_MODES = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR,
                 "nearest": InterpolationMode.NEAREST}
 CROP_MODES = ("center", "none")
 
 
-class TransformError(ValueError):
+class TransformError(SpectraclipError, ValueError):
     """A transform option or input shape that cannot be used; the message names it."""
 
 

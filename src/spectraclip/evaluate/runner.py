@@ -17,6 +17,7 @@ import numpy as np
 
 from spectraclip.bands import MissingBandError
 from spectraclip.data.base import LabelledDataset
+from spectraclip.errors import SpectraclipError
 from spectraclip.evaluate import metrics as single
 from spectraclip.evaluate import multilabel as multi
 from spectraclip.evaluate import retrieval as retr
@@ -29,7 +30,7 @@ DEFAULT_TEMPLATES = ("msclip",)
 NEGATIVE_PROMPT = "other features"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(SpectraclipError, ValueError):
     """A configuration the evaluator cannot run (unknown task, no models/datasets...)."""
 
 

@@ -12,10 +12,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spectraclip.errors import SpectraclipError
+
 _DATA_DIR = Path(__file__).with_name("templates")
 
 
-class TemplateError(ValueError):
+class TemplateError(SpectraclipError, ValueError):
     """A template set that cannot be found or is malformed; the message names the set or file."""
 
 

@@ -19,12 +19,13 @@ import torch
 from torch import nn
 
 from spectraclip.bands import BandSet, BandStats
+from spectraclip.errors import SpectraclipError
 
 RGB_REFLECTANCE_SCALE = 3000.0
 OPENCLIP_RGB_ORDER = ("B04", "B03", "B02")  # open_clip channel 0, 1, 2 = R, G, B
 
 
-class PatchEmbedError(TypeError):
+class PatchEmbedError(SpectraclipError, TypeError):
     """A model whose patch embedding cannot be found or changed."""
 
 

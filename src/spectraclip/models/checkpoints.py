@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from spectraclip.errors import CheckpointError, SpectraclipError
 from spectraclip.io.atomic import current_umask
 from spectraclip.models.spectral_clip import ModelConfig, ModelConfigError, SpectralCLIP
 
@@ -36,16 +37,7 @@ HF_PREFIX = "hf-hub:"
 LLAMA3_PREFIXES = ("clip_base_model.model.", "image_encoder.model.", "text_encoder.model.")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model; the message names the file."""
-
-    def __init__(self, path: object, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
-
-
-class ModelNotAvailableError(RuntimeError):
+class ModelNotAvailableError(SpectraclipError, RuntimeError):
     """Weights that are neither local nor in the Hugging Face cache (e.g. offline); says what to download."""
 
 

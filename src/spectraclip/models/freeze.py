@@ -16,13 +16,15 @@ import re
 import torch
 from torch import nn
 
+from spectraclip.errors import SpectraclipError
+
 POLICIES = ("all", "lock-text", "projection", "attention", "lora")
 TEMPERATURE = ("logit_scale", "logit_bias")
 _PROJECTION_RE = re.compile(r"(^|\.)(visual\.proj|visual\.head\..*|text_projection|text\.proj(\..*)?)$")
 _ATTENTION_RE = re.compile(r"\.(attn|attention|self_attn)\.")
 
 
-class FreezeError(ValueError):
+class FreezeError(SpectraclipError, ValueError):
     """An unknown freeze policy, or one that matches nothing in this model."""
 
 

@@ -11,11 +11,12 @@ from importlib import resources
 from typing import Any
 
 from spectraclip.bands import MSCLIP_STATS, BandSet, BandStats
+from spectraclip.errors import SpectraclipError
 from spectraclip.models.channels import default_band_stats, rgb_band_stats
 from spectraclip.models.spectral_clip import ModelConfig
 
 
-class UnknownModelError(LookupError, ValueError):
+class UnknownModelError(SpectraclipError, LookupError, ValueError):
     """A model name that is neither in the registry nor an open_clip architecture."""
 
     def __str__(self) -> str:  # LookupError/KeyError would repr() the message

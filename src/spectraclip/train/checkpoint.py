@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from spectraclip.errors import CheckpointError
 from spectraclip.io.atomic import atomic_path
 
 _NAME_RE = re.compile(r"^step-(\d{8})\.pt$")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit the run; the message names the file."""
+class TrainingCheckpointError(CheckpointError, RuntimeError):
+    """A training checkpoint that cannot be read or does not fit the run; the message names the file."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -70,4 +71,4 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, EOFError) as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from exc
+        raise TrainingCheckpointError(path, f"cannot read checkpoint ({exc})") from exc

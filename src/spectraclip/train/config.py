@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from spectraclip.errors import SpectraclipError
 
-class RecipeError(ValueError):
+
+class RecipeError(SpectraclipError, ValueError):
     """A recipe key or value that is not allowed; the message names the key."""
 
 

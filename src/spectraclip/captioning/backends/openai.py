@@ -27,11 +27,12 @@ from spectraclip.captioning.prompts import (
     get_prompt,
     parse_reply,
 )
+from spectraclip.errors import SpectraclipError
 
 RETRY_STATUS = {408, 409, 425, 429}
 
 
-class RequestFailed(Exception):
+class RequestFailed(SpectraclipError):
     """A request that cannot succeed (non-retryable HTTP error, or retries exhausted); says why."""
 
 
