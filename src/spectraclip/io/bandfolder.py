@@ -14,9 +14,9 @@ from rasterio.enums import Resampling
 
 from spectraclip.bands import CATALOG, BandError, BandSet, canonical_band_name
 from spectraclip.io.errors import BandOrderError, NoRastersError
-from spectraclip.io.geotiff import georef, open_raster, read_pixels
 from spectraclip.io.nodata import apply_nodata_policy
 from spectraclip.io.sample import Sample
+from spectraclip.io.tiff import georef, open_raster, read_pixels
 
 BAND_FILE_SUFFIXES = frozenset({".tif", ".tiff", ".jp2"})
 # Only band-like tokens count in file names (never common names like "red"), so ordinary image
