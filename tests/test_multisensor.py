@@ -277,6 +277,7 @@ def test_few_training_steps_on_real_pairs_and_embeddings_table(tmp_path):
     import torch
 
     ssl, ben = _need("ssl4eo-s12-mini"), _need("bigearthnet-mini")
+    from spectraclip.data.stats import compute_stats
     from spectraclip.embeddings import read_embeddings
     from spectraclip.models.multisensor import (
         MultiSensorCLIP,
@@ -287,7 +288,6 @@ def test_few_training_steps_on_real_pairs_and_embeddings_table(tmp_path):
         tiny_config,
         training_step,
     )
-    from spectraclip.stats import compute_stats
 
     torch.manual_seed(0)
     stats = compute_stats([ssl, ben], progress=False)

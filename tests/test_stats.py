@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 from spectraclip.bands import BandStats
-from spectraclip.io.writers import write_geotiff
-from spectraclip.stats import (
+from spectraclip.data.stats import (
     RunningStats,
     StatsError,
     compute_stats,
@@ -19,6 +18,7 @@ from spectraclip.stats import (
     write_recipe_normalization,
     write_stats,
 )
+from spectraclip.io.writers import write_geotiff
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 T = (10.0, 0, 0.0, 0, -10.0, 0.0)

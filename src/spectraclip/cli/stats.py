@@ -29,8 +29,8 @@ def stats(
     """Compute mean, std and percentiles (1, 2, 50, 98, 99) per band and modality in one streaming pass."""
     from rich.table import Table
 
+    from spectraclip.data.stats import StatsError, compute_stats, write_recipe_normalization, write_stats
     from spectraclip.io.multisensor import ModalityError
-    from spectraclip.stats import StatsError, compute_stats, write_recipe_normalization, write_stats
 
     failed: list[tuple[str, str]] = []
     try:
