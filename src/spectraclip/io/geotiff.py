@@ -10,8 +10,9 @@ from spectraclip.bands import PRESETS, BandError, BandSet, canonical_band_name
 from spectraclip.io.bandfolder import band_name_from_filename
 from spectraclip.io.errors import BandOrderError
 from spectraclip.io.nodata import apply_nodata_policy
+from spectraclip.io.radiometry import Radiometry
 from spectraclip.io.sample import Sample
-from spectraclip.io.tiff import georef, open_raster, read_pixels
+from spectraclip.io.tiff import georef, open_raster, raster_radiometry, read_pixels
 
 
 def bands_from_descriptions(descriptions: Sequence[str | None]) -> BandSet | None:
@@ -68,8 +69,11 @@ def resolve_bands(
     )
 
 
-def read_geotiff(path: Path, bands: BandSet | str | Sequence[str] | None, nodata: str) -> Sample:
-    """One multi-band raster file (GeoTIFF, JP2, ...), pixel- or band-interleaved, any numeric dtype."""
+def read_geotiff(
+    path: Path, bands: BandSet | str | Sequence[str] | None, nodata: str, radiometry: Radiometry | None = None
+) -> Sample:
+    """One multi-band raster file (GeoTIFF, JP2, ...), pixel- or band-interleaved, any numeric dtype; its
+    radiometry is `radiometry` when given, else what its tags say (None when they say nothing)."""
     with open_raster(path) as ds:
         have, indexes = resolve_bands(path, ds.count, ds.descriptions, bands)
         data, invalid = read_pixels(ds, path, indexes)
@@ -80,7 +84,8 @@ def read_geotiff(path: Path, bands: BandSet | str | Sequence[str] | None, nodata
             "dtype": ds.dtypes[0],
             "nodata": ds.nodata,
             "interleave": (ds.interleaving.name.lower() if ds.interleaving else None),
+            "radiometry": radiometry or raster_radiometry(ds, path, indexes, have.names),
         }
-    data, info = apply_nodata_policy(data, invalid, have, path, nodata)
+    data, info, kept = apply_nodata_policy(data, invalid, have, path, nodata)
     meta.update(info)
-    return Sample(data, have, path.stem, str(path), crs, transform, meta)
+    return Sample(data, have, path.stem, str(path), crs, transform, meta, kept)

@@ -1,4 +1,5 @@
-"""Shared GeoTIFF helpers (rasterio): open a raster, read its pixels with their invalid mask, georeferencing."""
+"""Shared GeoTIFF helpers (rasterio): open a raster, read its pixels with their invalid mask, georeferencing,
+what its tags say about radiometry."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
 from spectraclip.io.errors import CorruptRasterError
+from spectraclip.io.radiometry import Radiometry, RadiometryError, from_tags
 
 
 def _reason(exc: BaseException) -> str:
@@ -72,3 +74,19 @@ def read_pixels(
     except Exception as exc:  # truncated files open fine and fail here
         raise CorruptRasterError(path, f"cannot read pixels, file corrupt or truncated ({_reason(exc)})") from exc
     return data, invalid
+
+
+def raster_radiometry(ds: Any, path: Path, indexes: Sequence[int], bands: Sequence[str]) -> Radiometry | None:
+    """What a raster's GDAL scale/offset and metadata tags (file and band level) say about the radiometry
+    of its bands `indexes` (1-based, named `bands`); None when they say nothing."""
+    try:
+        return from_tags(
+            ds.tags(),
+            band_tags=[ds.tags(i) for i in indexes],
+            scales=[ds.scales[i - 1] for i in indexes],
+            offsets=[ds.offsets[i - 1] for i in indexes],
+            bands=bands,
+            source=f"tags of {Path(path).name}",
+        )
+    except RadiometryError as exc:
+        raise CorruptRasterError(path, f"unusable radiometry tags ({exc})") from exc
