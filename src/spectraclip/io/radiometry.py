@@ -96,6 +96,14 @@ class Radiometry:
         idx = [self.bands.index(b) for b in bands]
         return scale[idx], offset[idx]
 
+    def for_bands(self, bands: Sequence[str]) -> Radiometry:
+        """The radiometry of `bands` only (by name), e.g. after selecting bands of a Sample (unchanged when it
+        is one value for all bands, or per band without band names)."""
+        if not self.per_band or not self.bands:
+            return self
+        scale, offset = self.coefficients(bands)
+        return Radiometry(tuple(scale.tolist()), tuple(offset.tolist()), self.level, self.source, tuple(bands))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for model configs and table metadata)."""
         out: dict[str, Any] = {"scale": _jsonable(self.scale), "offset": _jsonable(self.offset), "level": self.level}
@@ -318,17 +326,19 @@ def convert(
         return out
     s_scale, s_offset = src.coefficients(bands)
     d_scale, d_offset = dst.coefficients(bands)
-    gain, bias = s_scale / d_scale, (s_offset - d_offset) / d_scale
+    # (raw + shift) * gain with shift = (src.offset - dst.offset) / src.scale: integer DN shifted by whole
+    # DN stay exact, and a change of scale rounds once
+    gain, shift = s_scale / d_scale, (s_offset - d_offset) / s_scale
     if gain.size == 1:
-        g, b = np.float32(gain[0]), np.float32(bias[0])
+        g, b = np.float32(gain[0]), np.float32(shift[0])
     else:
         if out.ndim < 3 or out.shape[-3] != gain.size:
             raise RadiometryError(
                 f"per-band radiometry of {gain.size} bands ({src.source or dst.source}) for pixels of shape "
                 f"{out.shape}; expected [..., {gain.size}, H, W]"
             )
-        g, b = gain.astype(np.float32)[:, None, None], bias.astype(np.float32)[:, None, None]
-    converted = out * g + b
+        g, b = gain.astype(np.float32)[:, None, None], shift.astype(np.float32)[:, None, None]
+    converted = (out + b) * g
     if invalid is not None:
         converted = np.where(invalid, out, converted)
     return converted

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from spectraclip.bands import BandSet
+from spectraclip.io.radiometry import Radiometry
 
 
 class RasterError(Exception):
@@ -65,4 +66,7 @@ class Sample:
         where = self.path or self.id
         px = select_bands(self.pixels, self.bands, want, where=where)
         invalid = None if self.invalid is None else select_bands(self.invalid, self.bands, want, where=where)
-        return Sample(px, want, self.id, self.path, self.crs, self.transform, dict(self.meta), invalid)
+        meta = dict(self.meta)
+        if isinstance(meta.get("radiometry"), Radiometry):
+            meta["radiometry"] = meta["radiometry"].for_bands(want.names)
+        return Sample(px, want, self.id, self.path, self.crs, self.transform, meta, invalid)
