@@ -103,3 +103,11 @@ def truncate_copy(src: Path, dst: Path, keep: float = 0.5) -> Path:
     data = src.read_bytes()
     dst.write_bytes(data[: int(len(data) * keep)])
     return dst
+
+
+def nodata_border(interior: np.ndarray, border: int, value: float) -> np.ndarray:
+    """`interior` [C,h,w] framed by `border` pixels of `value` on every side (a chip at a scene's edge)."""
+    c, h, w = interior.shape
+    out = np.full((c, h + 2 * border, w + 2 * border), value, dtype=interior.dtype)
+    out[:, border:border + h, border:border + w] = interior
+    return out

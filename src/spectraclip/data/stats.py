@@ -1,6 +1,8 @@
 """Per-modality, per-band normalisation statistics computed in one streaming pass over a dataset.
 
-Mean and std are exact (float64, Chan et al.'s parallel update, non-finite pixels ignored).
+Mean and std are exact (float64, Chan et al.'s parallel update). Nodata never enters them: images are
+read with `nodata="ignore"` (never filled) and the pixels a reader marks invalid (`Sample.invalid`: NaN
+and each band's declared nodata value) are left out, as are non-finite values.
 Percentiles come from a uniform random sample of each band's pixels kept with bottom-k random keys
 (`reservoir` values per band): exact while a band has at most `reservoir` valid pixels, an unbiased
 estimate beyond. Results are `spectraclip.bands.BandStats` per modality (percentiles, min, max and
@@ -22,6 +24,7 @@ from spectraclip.io.sample import Sample
 
 PERCENTILES: tuple[float, ...] = (1, 2, 50, 98, 99)
 MANIFEST_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".pq")
+READ_NODATA = "ignore"  # statistics read nodata as it is and mask it out; a filled value would bias them
 
 
 class StatsError(ValueError):
@@ -76,13 +79,18 @@ class RunningStats:
         self.bands: dict[str, _BandAccumulator] = {}
         self.items = 0
 
-    def update(self, pixels: np.ndarray, bands: BandSet | Sequence[str]) -> None:
+    def update(
+        self, pixels: np.ndarray, bands: BandSet | Sequence[str], invalid: np.ndarray | None = None
+    ) -> None:
+        """Add one `[C, H, W]` array; pixels under the bool mask `invalid` (nodata) and non-finite ones are
+        left out."""
         bands = BandSet.parse(bands)
         for i, b in enumerate(bands):
             acc = self.bands.get(b)
             if acc is None:
                 acc = self.bands[b] = _BandAccumulator(self.reservoir, self.rng)
-            acc.update(np.asarray(pixels[i]).ravel())
+            plane = np.asarray(pixels[i])
+            acc.update(plane.ravel() if invalid is None else plane[~invalid[i]])
         self.items += 1
 
     def result(self, source: str = "", percentiles: Sequence[float] = PERCENTILES) -> BandStats:
@@ -106,10 +114,11 @@ class RunningStats:
 
 
 # ------------------------------------------------------------------------------------- sources
-def iter_modality_samples(sources: Sequence[str | Path], *, bands: str | None = None, nodata: str = "ignore",
+def iter_modality_samples(sources: Sequence[str | Path], *, bands: str | None = None,
                           on_error: Callable[[Path, Exception], None] | None = None
                           ) -> Iterator[tuple[str, Sample]]:
-    """(modality, Sample) for every modality of every item of `sources`, one item in memory at a time.
+    """(modality, Sample) for every modality of every item of `sources`, one item in memory at a time,
+    read with `nodata="ignore"` so nodata pixels are marked (`Sample.invalid`), never filled.
 
     A source is a multi-sensor manifest / SSL4EO-S12 folder / BigEarthNet S1+S2 folder (each modality
     read at its own resolution), a caption manifest (`path` + optional `bands` per row), or raster
@@ -132,16 +141,16 @@ def iter_modality_samples(sources: Sequence[str | Path], *, bands: str | None = 
         except MultiSensorLayoutError:
             items = []
         if layout is None and src.is_file() and src.suffix.lower() in MANIFEST_SUFFIXES:
-            yield from _caption_manifest(src, split, report, nodata)
+            yield from _caption_manifest(src, split, report)
             continue
         if layout is None:
-            for sample in iter_samples([src], bands, nodata=nodata, on_error=report):
+            for sample in iter_samples([src], bands, nodata=READ_NODATA, on_error=report):
                 yield from split(sample)
             continue
         for it in items:
             for m, path in it.paths.items():
                 try:
-                    sample = read_sample(path, it.bands.get(m), nodata=nodata)
+                    sample = read_sample(path, it.bands.get(m), nodata=READ_NODATA)
                 except Exception as exc:  # noqa: BLE001 - bad items are reported and skipped
                     report(path, exc)
                     continue
@@ -152,7 +161,7 @@ def iter_modality_samples(sources: Sequence[str | Path], *, bands: str | None = 
                     yield mod, part
 
 
-def _caption_manifest(src: Path, split, report, nodata: str) -> Iterator[tuple[str, Sample]]:
+def _caption_manifest(src: Path, split, report) -> Iterator[tuple[str, Sample]]:
     from spectraclip.io.multisensor import read_manifest_rows
     from spectraclip.io.readers import read_sample
 
@@ -163,7 +172,7 @@ def _caption_manifest(src: Path, split, report, nodata: str) -> Iterator[tuple[s
         p = Path(str(row["path"]))
         p = p if p.is_absolute() else src.parent / p
         try:
-            sample = read_sample(p, row.get("bands") or None, nodata=nodata)
+            sample = read_sample(p, row.get("bands") or None, nodata=READ_NODATA)
         except Exception as exc:  # noqa: BLE001
             report(p, exc)
             continue
@@ -192,7 +201,7 @@ def compute_stats(sources: Sequence[str | Path], *, modalities: Sequence[str] | 
         if want is not None and m not in want:
             continue
         rs = running.setdefault(m, RunningStats(reservoir, seed + MODALITIES.index(m)))
-        rs.update(sample.pixels, sample.bands)
+        rs.update(sample.pixels, sample.bands, sample.invalid)
         seen += 1
         if max_items is not None and seen >= max_items:
             break
