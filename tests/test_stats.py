@@ -183,3 +183,27 @@ def test_running_stats_leave_masked_pixels_out():
     st = rs.result()
     assert st.mean["VV"] == pytest.approx(px[0, 1:].mean()) and st.extra["count"] == {"VV": 6, "VH": 9}
     assert st.mean["VH"] == pytest.approx(px[1].mean())
+
+
+def test_offset_products_and_older_ones_give_the_same_statistics(tmp_path):
+    rng = np.random.default_rng(9)
+    dn = rng.integers(1, 6000, (2, 8, 8)).astype("uint16")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    (tmp_path / "untagged").mkdir()
+    write_raw_geotiff(tmp_path / "old" / "a.tif", dn, descriptions=["B04", "B03"])
+    write_raw_geotiff(tmp_path / "new" / "a.tif", dn + 1000, descriptions=["B04", "B03"],
+                      tags={"BOA_ADD_OFFSET": -1000, "BOA_QUANTIFICATION_VALUE": 10000})
+    write_raw_geotiff(tmp_path / "untagged" / "a.tif", dn + 1000, descriptions=["B04", "B03"])
+    old = compute_stats([tmp_path / "old"], progress=False)["s2"]
+    new = compute_stats([tmp_path / "new"], progress=False)["s2"]
+    told = compute_stats([tmp_path / "untagged"], radiometry="offset-1000", progress=False)["s2"]
+    raw = compute_stats([tmp_path / "untagged"], progress=False)["s2"]  # unknown radiometry: as read
+    for b in ("B04", "B03"):
+        assert new.mean[b] == pytest.approx(old.mean[b], rel=1e-12) == pytest.approx(told.mean[b], rel=1e-12)
+        assert new.std[b] == pytest.approx(old.std[b], rel=1e-9)
+        assert raw.mean[b] == pytest.approx(old.mean[b] + 1000, rel=1e-12)
+    assert new.extra["radiometry"] == {"scale": 1e-4, "offset": 0.0, "level": None,
+                                       "source": "Sentinel-2 reflectance x 10000, no offset"}
+    with pytest.raises(ValueError, match="--radiometry"):
+        compute_stats([tmp_path / "old"], radiometry="toa", progress=False)

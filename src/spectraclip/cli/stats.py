@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import BandsOpt, console, err_console, fail
+from spectraclip.cli.common import BandsOpt, RadiometryOpt, console, err_console, fail
 
 
 def stats(
@@ -25,8 +25,12 @@ def stats(
     reservoir: Annotated[int, typer.Option(
         "--reservoir", min=1000, help="Pixels kept per band for the percentiles.")] = 1_000_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the percentile sample.")] = 0,
+    radiometry: RadiometryOpt = None,
 ) -> None:
-    """Compute mean, std and percentiles (1, 2, 50, 98, 99) per band and modality in one streaming pass."""
+    """Compute mean, std and percentiles (1, 2, 50, 98, 99) per band and modality in one streaming pass.
+
+    Nodata pixels (NaN, declared nodata) never count; Sentinel-2 values whose radiometry is known (tags,
+    metadata, --radiometry) are first put in reflectance x 10000 without the baseline-04.00 offset."""
     from rich.table import Table
 
     from spectraclip.data.stats import StatsError, compute_stats, write_recipe_normalization, write_stats
@@ -35,7 +39,7 @@ def stats(
     failed: list[tuple[str, str]] = []
     try:
         result = compute_stats(sources, modalities=modality, bands=bands, max_items=max_items,
-                               reservoir=reservoir, seed=seed,
+                               reservoir=reservoir, seed=seed, radiometry=radiometry,
                                on_error=lambda p, e: failed.append((str(p), str(e))))
     except (StatsError, ModalityError, ValueError) as exc:
         fail(str(exc))
