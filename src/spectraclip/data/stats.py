@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from spectraclip.bands import BandSet, BandStats
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.atomic import atomic_open
 from spectraclip.io.radiometry import Radiometry, as_radiometry, convert
 from spectraclip.io.sample import Sample
@@ -38,7 +39,7 @@ STATS_RADIOMETRY: dict[str, Radiometry] = {
 }
 
 
-class StatsError(ValueError):
+class StatsError(SpectraclipError, ValueError):
     """Nothing readable to compute statistics from, or a bad statistics/recipe file (names it)."""
 
 
@@ -152,7 +153,7 @@ def iter_modality_samples(sources: Sequence[str | Path], *, bands: str | None = 
         except MultiSensorLayoutError:
             items = []
         if layout is None and src.is_file() and src.suffix.lower() in MANIFEST_SUFFIXES:
-            yield from _caption_manifest(src, split, report)
+            yield from _caption_manifest(src, split, report, READ_NODATA)
             continue
         if layout is None:
             for sample in iter_samples([src], bands, nodata=READ_NODATA, on_error=report):
@@ -172,7 +173,7 @@ def iter_modality_samples(sources: Sequence[str | Path], *, bands: str | None = 
                     yield mod, part
 
 
-def _caption_manifest(src: Path, split, report) -> Iterator[tuple[str, Sample]]:
+def _caption_manifest(src: Path, split, report, nodata: str) -> Iterator[tuple[str, Sample]]:
     from spectraclip.io.multisensor import read_manifest_rows
     from spectraclip.io.readers import read_sample
 
@@ -183,7 +184,7 @@ def _caption_manifest(src: Path, split, report) -> Iterator[tuple[str, Sample]]:
         p = Path(str(row["path"]))
         p = p if p.is_absolute() else src.parent / p
         try:
-            sample = read_sample(p, row.get("bands") or None, nodata=READ_NODATA)
+            sample = read_sample(p, row.get("bands") or None, nodata=nodata)
         except Exception as exc:  # noqa: BLE001
             report(p, exc)
             continue
