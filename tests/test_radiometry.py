@@ -189,3 +189,19 @@ def test_ssl4eo_metadata_gives_radiometry(product, level):
         assert r is None  # radar dB: nothing to say, nothing guessed
     else:  # baselines 02.14 / 02.09: DN x 1e-4, no offset
         assert r.same_units(DN) and r.level == level and "metadata.json" in r.source
+
+
+def test_write_sample_keeps_radiometry(tmp_path):
+    from spectraclip.io import write_sample
+
+    path = write_raw_geotiff(tmp_path / "boa.tif", _dn() + 1000, descriptions=["B04", "B03", "B02"],
+                             band_tags={"BOA_ADD_OFFSET": -1000})
+    s = read_sample(path)
+    back = read_sample(write_sample(tmp_path / "copy.tif", s))
+    assert back.meta["radiometry"].same_units(OFFSET)
+    np.testing.assert_array_equal(back.pixels, s.pixels)  # raw values written as they are
+    mixed = Radiometry((1e-4, 2e-4, 1e-4), 0.0, bands=("B04", "B03", "B02"))
+    s.meta["radiometry"] = mixed
+    sel = s.select("B03,B02")
+    again = read_sample(write_sample(tmp_path / "sel.tif", sel)).meta["radiometry"]
+    assert again.scale == (2e-4, 1e-4) and again.bands == ("B03", "B02")
