@@ -205,3 +205,14 @@ def test_write_sample_keeps_radiometry(tmp_path):
     sel = s.select("B03,B02")
     again = read_sample(write_sample(tmp_path / "sel.tif", sel)).meta["radiometry"]
     assert again.scale == (2e-4, 1e-4) and again.bands == ("B03", "B02")
+
+
+def test_unusable_radiometry_tags_are_errors_naming_the_file(tmp_path):
+    from spectraclip.io import CorruptRasterError
+
+    path = write_raw_geotiff(tmp_path / "zero.tif", _dn(), descriptions=["B04", "B03", "B02"], scales=[0.0] * 3)
+    with pytest.raises(CorruptRasterError, match="zero.tif.*radiometry"):
+        read_sample(path)
+    assert read_sample(path, radiometry="dn").meta["radiometry"].same_units(DN)  # an explicit one is enough
+    q0 = from_tags({"QUANTIFICATION_VALUE": "0", "RADIO_ADD_OFFSET": "-1000"}, bands=["B04"])
+    assert q0.same_units(OFFSET)  # a zero quantification value is no value: Sentinel-2's 10000

@@ -14,7 +14,7 @@ import numpy as np
 from rasterio.enums import Resampling
 
 from spectraclip.bands import CATALOG, BandError, BandSet, canonical_band_name
-from spectraclip.io.errors import BandOrderError, NoRastersError
+from spectraclip.io.errors import BandOrderError, CorruptRasterError, NoRastersError
 from spectraclip.io.nodata import apply_nodata_policy
 from spectraclip.io.radiometry import Radiometry, RadiometryError, from_tags, stack
 from spectraclip.io.sample import Sample
@@ -153,4 +153,4 @@ def _folder_radiometry(
     try:
         return from_tags(props, bands=want.names, source=f"{folder.name}/{name}")
     except RadiometryError as exc:
-        raise BandOrderError(folder / name, f"unusable radiometry metadata ({exc})") from exc
+        raise CorruptRasterError(folder / name, f"unusable radiometry metadata ({exc})") from exc

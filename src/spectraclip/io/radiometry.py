@@ -212,7 +212,7 @@ def from_tags(
     per_band = [_upper(t) for t in band_tags] or [{} for _ in bands]
     bands = tuple(bands)
     level = _level(tags)
-    quant = _first_number(tags, _QUANT_KEYS)
+    quant = _quantification(tags)
     if any(float(s) != 1.0 for s in scales) or any(float(o) != 0.0 for o in offsets):
         n = max(len(scales), len(offsets))
         sc = tuple(float(s) for s in scales) or (1.0,) * n
@@ -223,7 +223,7 @@ def from_tags(
     adds = [_band_offset(tags, t, b) for t, b in zip(per_band, bands or [None] * len(per_band), strict=False)]
     if not adds:  # no band information: one value for the whole raster
         adds = [_first_number(tags, _OFFSET_KEYS)]
-    quants = [_first_number(t, _QUANT_KEYS) or quant for t in per_band] or [quant]
+    quants = [_quantification(t) or quant for t in per_band] or [quant]
     baseline = _baseline(tags)
     if all(a is None for a in adds) and all(q is None for q in quants) and baseline is None:
         return None
@@ -269,6 +269,12 @@ def _first_number(tags: Mapping[str, Any], keys: Sequence[str]) -> float | None:
         if k in tags and (x := _number(tags[k])) is not None:
             return x
     return None
+
+
+def _quantification(tags: Mapping[str, Any]) -> float | None:
+    """The quantification value (10000 for Sentinel-2 DN); a non-positive one counts as absent."""
+    q = _first_number(tags, _QUANT_KEYS)
+    return q if q is not None and q > 0 else None
 
 
 def _band_offset(tags: Mapping[str, Any], band_tags: Mapping[str, Any], band: str | None) -> float | None:
