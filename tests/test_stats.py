@@ -207,3 +207,14 @@ def test_offset_products_and_older_ones_give_the_same_statistics(tmp_path):
                                        "source": "Sentinel-2 reflectance x 10000, no offset"}
     with pytest.raises(ValueError, match="--radiometry"):
         compute_stats([tmp_path / "old"], radiometry="toa", progress=False)
+
+
+def test_cli_stats_bad_radiometry_names_the_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+
+    write_raw_geotiff(tmp_path / "a.tif", np.ones((2, 4, 4), "uint16"), descriptions=["B04", "B03"])
+    res = CliRunner().invoke(app, ["stats", str(tmp_path), "--out", str(tmp_path / "s.json"), "--radiometry", "toa"])
+    assert res.exit_code == 2 and "--radiometry" in res.output and "l2a-offset" in res.output
+    assert not (tmp_path / "s.json").exists()
