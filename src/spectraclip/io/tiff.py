@@ -79,12 +79,13 @@ def read_pixels(
 def raster_radiometry(ds: Any, path: Path, indexes: Sequence[int], bands: Sequence[str]) -> Radiometry | None:
     """What a raster's GDAL scale/offset and metadata tags (file and band level) say about the radiometry
     of its bands `indexes` (1-based, named `bands`); None when they say nothing."""
+    scales, offsets = ds.scales, ds.offsets  # each property reads every band: once
     try:
         return from_tags(
             ds.tags(),
             band_tags=[ds.tags(i) for i in indexes],
-            scales=[ds.scales[i - 1] for i in indexes],
-            offsets=[ds.offsets[i - 1] for i in indexes],
+            scales=[scales[i - 1] for i in indexes],
+            offsets=[offsets[i - 1] for i in indexes],
             bands=bands,
             source=f"tags of {Path(path).name}",
         )
