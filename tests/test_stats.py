@@ -218,3 +218,17 @@ def test_cli_stats_bad_radiometry_names_the_option(tmp_path):
     res = CliRunner().invoke(app, ["stats", str(tmp_path), "--out", str(tmp_path / "s.json"), "--radiometry", "toa"])
     assert res.exit_code == 2 and "--radiometry" in res.output and "l2a-offset" in res.output
     assert not (tmp_path / "s.json").exists()
+
+
+def test_nodata_border_stays_out_of_training_statistics(tmp_path):
+    from types import SimpleNamespace
+
+    from spectraclip.train.model_setup import normalization_for
+
+    root, interiors = _bordered_sources(tmp_path / "edges")
+    recipe = SimpleNamespace(normalization=None, model=SimpleNamespace(stats="data"), data=SimpleNamespace(train=root))
+    stats, source = normalization_for(recipe)  # what `model.stats: data` trains with
+    assert str(root) in source
+    for b, valid in interiors.items():
+        assert stats.mean[b] == pytest.approx(valid.mean(), rel=1e-12)
+        assert stats.std[b] == pytest.approx(valid.std(), rel=1e-10)
