@@ -38,8 +38,13 @@ def write_raw_geotiff(
     nodata: float | None = None,
     compress: str | None = None,
     resolution: float = 10.0,
+    tags: dict[str, object] | None = None,
+    band_tags: dict[str, object] | None = None,
+    scales: Sequence[float] | None = None,
+    offsets: Sequence[float] | None = None,
 ) -> Path:
-    """A GeoTIFF with the given interleaving, band descriptions and nodata, via plain rasterio."""
+    """A GeoTIFF with the given interleaving, band descriptions, nodata, metadata tags (file-level `tags`,
+    `band_tags` on every band) and GDAL scale/offset, via plain rasterio."""
     count, height, width = array.shape
     profile = dict(
         driver="GTiff", width=width, height=height, count=count, dtype=array.dtype.name, crs=CRS,
@@ -51,6 +56,14 @@ def write_raw_geotiff(
         dst.write(array)
         for i, d in enumerate(descriptions or [], start=1):
             dst.set_band_description(i, d)
+        if tags:
+            dst.update_tags(**tags)
+        for i in range(1, count + 1) if band_tags else ():
+            dst.update_tags(i, **band_tags)
+        if scales is not None:
+            dst.scales = tuple(scales)
+        if offsets is not None:
+            dst.offsets = tuple(offsets)
     return path
 
 
@@ -90,3 +103,11 @@ def truncate_copy(src: Path, dst: Path, keep: float = 0.5) -> Path:
     data = src.read_bytes()
     dst.write_bytes(data[: int(len(data) * keep)])
     return dst
+
+
+def nodata_border(interior: np.ndarray, border: int, value: float) -> np.ndarray:
+    """`interior` [C,h,w] framed by `border` pixels of `value` on every side (a chip at a scene's edge)."""
+    c, h, w = interior.shape
+    out = np.full((c, h + 2 * border, w + 2 * border), value, dtype=interior.dtype)
+    out[:, border:border + h, border:border + w] = interior
+    return out

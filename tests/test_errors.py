@@ -11,12 +11,8 @@ import pytest
 import spectraclip
 from spectraclip.errors import CheckpointError, InputError, ManifestError, SpectraclipError
 
-# Classes in modules the lead is deleting (io/multisensor.py, models/multisensor.py); he handles them.
-# Keep this list exact: the test fails when an entry is fixed or gone, so it gets emptied.
-_NOT_YET: set[str] = {
-    "spectraclip.io.multisensor.ModalityError",
-    "spectraclip.models.multisensor.UnknownBandForModelError",
-}
+# Keep this list exact (it is empty now): the test fails when an entry is fixed or gone.
+_NOT_YET: set[str] = set()
 
 
 def _error_classes() -> dict[str, type[BaseException]]:

@@ -140,16 +140,79 @@ def test_ssl4eo_product_folders(product, count):
             assert s.shape[1:] == (264, 264) and 0 <= s.pixels.min() and s.pixels.max() < 30000
 
 
+# (folder of ../shared/data, raster files, band folders) that `find_items` finds there; counted per folder so
+# that folders added to the shared data later do not change any count
+SHARED_ITEMS = [
+    ("eurosat-ms-mini", 270, 0),
+    ("s2-l2a-examples", 5, 0),
+    ("bigearthnet-mini", 0, 12),  # 6 S2 + 6 S1 patch folders
+    ("ssl4eo-s12-mini", 0, 6),  # s1, s2a, s2c x 2 seasons
+    ("oscd-mini/images", 0, 14),  # 7 cities x 2 dates
+    ("oscd-mini/labels", 7, 0),
+    ("sen1floods11-chip", 3, 0),  # S2, S1, labels
+]
+
+
 @needs_data
-def test_find_items_over_shared_data():
-    items = find_items(DATA)
+@pytest.mark.parametrize(("folder", "files", "folders"), SHARED_ITEMS)
+def test_find_items_over_shared_data(folder, files, folders):
+    root = DATA / folder
+    if not root.is_dir():
+        pytest.skip(f"{root} not present")
+    items = find_items(root)
     assert items == sorted(items, key=str)
-    assert len(items) == 270 + 5 + 12 + 6  # EuroSAT files, L2A tiles, BigEarthNet and SSL4EO folders
-    assert not any(p.suffix == ".json" for p in items)
-    assert sum(p.is_dir() for p in items) == 18
-    assert find_items([DATA / "s2-l2a-examples", DATA / "s2-l2a-examples"]) == find_items(
-        DATA / "s2-l2a-examples"
-    )
+    assert sum(p.is_file() for p in items) == files and sum(p.is_dir() for p in items) == folders
+    assert all(p.suffix.lower() in (".tif", ".tiff") for p in items if p.is_file())  # no .json / .txt
+    assert find_items([root, root]) == items  # each item once
+    assert set(items) <= set(find_items(DATA))  # the whole tree finds them too, whatever else it holds
+
+
+@needs_data
+def test_find_items_on_text_only_folder_says_nothing_found():
+    captions = DATA / "rs-captions"
+    if not captions.is_dir():
+        pytest.skip(f"{captions} not present")
+    with pytest.raises(NoRastersError, match="rs-captions"):
+        find_items(captions)
+
+
+@needs_data
+def test_oscd_band_folder():
+    folder = DATA / "oscd-mini" / "images" / "bercy" / "imgs_1"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not present")
+    s = read_sample(folder)
+    assert s.bands == BandSet.parse("s2-l1c") and len(s.bands) == 13 and "B10" in s.bands
+    b02 = next(folder.glob("*_B02.tif"))
+    with rasterio.open(b02) as ds:
+        grid = (ds.height, ds.width)
+    assert s.shape == (13, *grid) and grid == (395, 360) and s.meta["grid_band"] == "B02"
+    assert {"B01", "B05", "B8A", "B10"} <= set(s.meta["resampled"]) and "B04" not in s.meta["resampled"]
+    np.testing.assert_array_equal(s.pixels[s.bands.names.index("B02")], _raw(b02))
+    assert s.crs == "EPSG:4326" and s.meta["dtype"] == "uint16" and s.id == "imgs_1"
+    assert 0 < s.pixels.mean() < 5000 and s.pixels.max() < 30000
+    other = read_sample(folder.parent / "imgs_2", "rgb")
+    assert other.bands.names == ("B04", "B03", "B02") and other.shape[1:] == s.shape[1:]  # same grid, two dates
+
+
+@needs_data
+def test_sen1floods11_chip():
+    chip = DATA / "sen1floods11-chip"
+    if not chip.is_dir():
+        pytest.skip(f"{chip} not present")
+    path = chip / "S2" / "Spain_7370579_S2Hand.tif"
+    s2 = read_sample(path)
+    with rasterio.open(path) as ds:
+        described = tuple(BandSet.parse(",".join(ds.descriptions)).names)
+    assert s2.bands.names == described and s2.bands == BandSet.parse("s2-l1c")  # B1...B12 with B8A, by name
+    assert s2.shape == (13, 512, 512) and s2.meta["dtype"] == "int16" and s2.crs == "EPSG:4326"
+    assert s2.invalid is None and 0 < s2.pixels.mean() < 5000
+    np.testing.assert_array_equal(s2.pixels[s2.bands.names.index("B8A")], _raw(path, described.index("B8A") + 1))
+    s1 = read_sample(chip / "S1" / "Spain_7370579_S1Hand.tif", nodata="ignore")
+    assert s1.bands.names == ("VV", "VH") and s1.shape == (2, 512, 512) and s1.crs == s2.crs
+    assert s1.transform == pytest.approx(s2.transform)  # same grid
+    valid = s1.pixels[~np.isnan(s1.pixels)]
+    assert -60 < valid.min() and valid.max() < 30
 
 
 # ---------------------------------------------------------------- synthetic GeoTIFFs

@@ -269,13 +269,14 @@ def test_few_training_steps_on_real_pairs_and_embeddings_table(tmp_path):
     import torch
 
     ssl, ben = _need("ssl4eo-s12-mini"), _need("bigearthnet-mini")
+    from spectraclip.data.stats import compute_stats
     from spectraclip.embeddings import read_embeddings
     from spectraclip.inference import embed_to_table
     from spectraclip.models.checkpoints import load_bundle, save_bundle
     from spectraclip.models.inputs import collate_inputs
     from spectraclip.models.registry import tiny_group_config
     from spectraclip.models.spectral_clip import SpectralCLIP
-    from spectraclip.stats import compute_stats
+    from spectraclip.data.stats import compute_stats
     from spectraclip.train.multisensor import training_step
 
     torch.manual_seed(0)

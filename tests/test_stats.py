@@ -1,4 +1,5 @@
-"""Normalisation statistics: streaming results equal numpy on all pixels; JSON / recipe files; CLI."""
+"""Normalisation statistics: streaming results equal numpy on all valid pixels (nodata never counts); JSON /
+recipe files; CLI."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from fixtures_rasters import nodata_border, write_raw_geotiff
 
 from spectraclip.bands import BandStats
-from spectraclip.io.writers import write_geotiff
-from spectraclip.stats import (
+from spectraclip.data.stats import (
     RunningStats,
     StatsError,
     compute_stats,
@@ -19,6 +20,7 @@ from spectraclip.stats import (
     write_recipe_normalization,
     write_stats,
 )
+from spectraclip.io.writers import write_geotiff
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 T = (10.0, 0, 0.0, 0, -10.0, 0.0)
@@ -114,3 +116,119 @@ def test_cli_stats_on_real_ssl4eo_and_bigearthnet(tmp_path):
     pct = data["s2"]["percentiles"]
     assert pct["p1"]["B04"] <= pct["p2"]["B04"] <= pct["p50"]["B04"] <= pct["p98"]["B04"] <= pct["p99"]["B04"]
     assert yaml.safe_load(recipe.read_text())["normalization"]["s1"]["mean"] == data["s1"]["mean"]
+
+
+# ---------------------------------------------------------------- nodata never enters the statistics
+
+
+def _bordered_sources(root: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """Rasters whose valid interiors are known, framed by nodata: declared 0 (uint16), NaN (float32, no
+    declared value) and a band folder whose files declare different nodata values (0 and 65535)."""
+    rng = np.random.default_rng(5)
+    interiors = {b: [] for b in ("B04", "B03", "B02")}
+    root.mkdir()
+    for i, variant in enumerate(("declared", "nan")):
+        inner = rng.integers(1, 5000, (3, 6, 6)).astype("uint16")
+        for b, plane in zip(("B04", "B03", "B02"), inner, strict=True):
+            interiors[b].append(plane.ravel())
+        if variant == "declared":
+            write_raw_geotiff(root / f"edge{i}.tif", nodata_border(inner, 3, 0), nodata=0,
+                              descriptions=["B04", "B03", "B02"])
+        else:
+            write_raw_geotiff(root / f"edge{i}.tif", nodata_border(inner.astype("float32"), 2, np.nan),
+                              descriptions=["B04", "B03", "B02"])
+    folder = root / "patch"
+    folder.mkdir()
+    for band, nodata in (("B04", 0), ("B03", 65535)):
+        inner = rng.integers(1, 5000, (1, 4, 4)).astype("uint16")
+        interiors[band].append(inner.ravel())
+        write_raw_geotiff(folder / f"patch_{band}.tif", nodata_border(inner, 2, nodata), nodata=nodata)
+    return root, {b: np.concatenate(v).astype(np.float64) for b, v in interiors.items()}
+
+
+def _assert_interior_stats(mean: dict, std: dict, count: dict, interiors: dict) -> None:
+    for b, valid in interiors.items():
+        assert count[b] == valid.size, b
+        assert mean[b] == pytest.approx(valid.mean(), rel=1e-12), b
+        assert std[b] == pytest.approx(valid.std(), rel=1e-10), b
+
+
+def test_nodata_border_stays_out_of_compute_stats(tmp_path):
+    root, interiors = _bordered_sources(tmp_path / "edges")
+    st = compute_stats([root], progress=False)["s2"]
+    assert st.extra["items"] == 3
+    _assert_interior_stats(st.mean, st.std, st.extra["count"], interiors)
+    assert st.extra["min"]["B03"] >= 1 and st.extra["max"]["B03"] < 5000  # neither 0 nor 65535 got in
+
+
+def test_nodata_border_stays_out_of_cli_stats(tmp_path):
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+
+    root, interiors = _bordered_sources(tmp_path / "edges")
+    out = tmp_path / "stats.json"
+    res = CliRunner().invoke(app, ["stats", str(root), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    s2 = json.loads(out.read_text())["s2"]
+    _assert_interior_stats(s2["mean"], s2["std"], s2["count"], interiors)
+
+
+def test_running_stats_leave_masked_pixels_out():
+    px = np.arange(2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3)
+    invalid = np.zeros_like(px, dtype=bool)
+    invalid[0, 0] = True  # first row of band 0 is nodata
+    rs = RunningStats()
+    rs.update(px, ["VV", "VH"], invalid)
+    st = rs.result()
+    assert st.mean["VV"] == pytest.approx(px[0, 1:].mean()) and st.extra["count"] == {"VV": 6, "VH": 9}
+    assert st.mean["VH"] == pytest.approx(px[1].mean())
+
+
+def test_offset_products_and_older_ones_give_the_same_statistics(tmp_path):
+    rng = np.random.default_rng(9)
+    dn = rng.integers(1, 6000, (2, 8, 8)).astype("uint16")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    (tmp_path / "untagged").mkdir()
+    write_raw_geotiff(tmp_path / "old" / "a.tif", dn, descriptions=["B04", "B03"])
+    write_raw_geotiff(tmp_path / "new" / "a.tif", dn + 1000, descriptions=["B04", "B03"],
+                      tags={"BOA_ADD_OFFSET": -1000, "BOA_QUANTIFICATION_VALUE": 10000})
+    write_raw_geotiff(tmp_path / "untagged" / "a.tif", dn + 1000, descriptions=["B04", "B03"])
+    old = compute_stats([tmp_path / "old"], progress=False)["s2"]
+    new = compute_stats([tmp_path / "new"], progress=False)["s2"]
+    told = compute_stats([tmp_path / "untagged"], radiometry="offset-1000", progress=False)["s2"]
+    raw = compute_stats([tmp_path / "untagged"], progress=False)["s2"]  # unknown radiometry: as read
+    for b in ("B04", "B03"):
+        assert new.mean[b] == pytest.approx(old.mean[b], rel=1e-12) == pytest.approx(told.mean[b], rel=1e-12)
+        assert new.std[b] == pytest.approx(old.std[b], rel=1e-9)
+        assert raw.mean[b] == pytest.approx(old.mean[b] + 1000, rel=1e-12)
+    assert new.extra["radiometry"] == {"scale": 1e-4, "offset": 0.0, "level": None,
+                                       "source": "Sentinel-2 reflectance x 10000, no offset"}
+    with pytest.raises(ValueError, match="--radiometry"):
+        compute_stats([tmp_path / "old"], radiometry="toa", progress=False)
+
+
+def test_cli_stats_bad_radiometry_names_the_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+
+    write_raw_geotiff(tmp_path / "a.tif", np.ones((2, 4, 4), "uint16"), descriptions=["B04", "B03"])
+    res = CliRunner().invoke(app, ["stats", str(tmp_path), "--out", str(tmp_path / "s.json"), "--radiometry", "toa"])
+    assert res.exit_code == 2 and "--radiometry" in res.output and "l2a-offset" in res.output
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_nodata_border_stays_out_of_training_statistics(tmp_path):
+    from types import SimpleNamespace
+
+    from spectraclip.train.model_setup import normalization_for
+
+    root, interiors = _bordered_sources(tmp_path / "edges")
+    recipe = SimpleNamespace(normalization=None, model=SimpleNamespace(stats="data"), data=SimpleNamespace(train=root))
+    stats, source = normalization_for(recipe)  # what `model.stats: data` trains with
+    assert str(root) in source
+    for b, valid in interiors.items():
+        assert stats.mean[b] == pytest.approx(valid.mean(), rel=1e-12)
+        assert stats.std[b] == pytest.approx(valid.std(), rel=1e-10)

@@ -45,6 +45,13 @@ WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="DataLoader wo
 NodataOpt = Annotated[
     str, typer.Option("--nodata", help="NaN/nodata pixels: error (skip the file), fill (band mean), ignore.")
 ]
+RadiometryOpt = Annotated[
+    str | None,
+    typer.Option("--radiometry", help="What the input pixel values are: dn / l2a / l1c (reflectance x 10000), "
+                 "l2a-offset / baseline-04 / offset-1000 (Sentinel-2 from baseline 04.00, 25 Jan 2022: DN - 1000 "
+                 "first), reflectance (0-1), or scale=S,offset=O (reflectance = raw * S + O). Overrides the files' "
+                 "tags. Default: what the files' tags or metadata say."),
+]
 PathsArg = Annotated[list[Path], typer.Argument(help="Raster files or folders (searched recursively).")]
 
 

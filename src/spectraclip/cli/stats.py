@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import BandsOpt, console, err_console, fail, split_list
+from spectraclip.cli.common import BandsOpt, RadiometryOpt, console, err_console, fail, split_list
 
 
 def stats(
@@ -25,19 +25,22 @@ def stats(
     reservoir: Annotated[int, typer.Option(
         "--reservoir", min=1000, help="Pixels kept per band for the percentiles.")] = 1_000_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the percentile sample.")] = 0,
+    radiometry: RadiometryOpt = None,
 ) -> None:
-    """Compute mean, std and percentiles (1, 2, 50, 98, 99) per band and modality in one streaming pass."""
+    """Compute mean, std and percentiles (1, 2, 50, 98, 99) per band and modality in one streaming pass.
+
+    Nodata pixels (NaN, declared nodata) never count; Sentinel-2 values whose radiometry is known (tags,
+    metadata, --radiometry) are first put in reflectance x 10000 without the baseline-04.00 offset."""
     from rich.table import Table
 
-    from spectraclip.bands import InputGroupError as ModalityError
-    from spectraclip.stats import StatsError, compute_stats, write_recipe_normalization, write_stats
+    from spectraclip.data.stats import StatsError, compute_stats, write_recipe_normalization, write_stats
 
     failed: list[tuple[str, str]] = []
     try:
         result = compute_stats(sources, modalities=split_list(modality) or None, bands=bands, max_items=max_items,
-                               reservoir=reservoir, seed=seed,
+                               reservoir=reservoir, seed=seed, radiometry=radiometry,
                                on_error=lambda p, e: failed.append((str(p), str(e))))
-    except (StatsError, ModalityError, ValueError) as exc:
+    except StatsError as exc:
         fail(str(exc))
         return
     for where, msg in failed[:50]:

@@ -11,6 +11,7 @@ import numpy as np
 from spectraclip.bands import BandError, BandSet
 from spectraclip.io.errors import BandOrderError, CorruptRasterError
 from spectraclip.io.nodata import apply_nodata_policy
+from spectraclip.io.radiometry import Radiometry
 from spectraclip.io.sample import Sample
 
 ARRAY_SUFFIXES = frozenset({".npy", ".npz"})
@@ -64,8 +65,11 @@ def to_chw(array: np.ndarray, nbands: int, path: Path) -> np.ndarray:
     )
 
 
-def read_array(path: Path, bands: BandSet | str | Sequence[str] | None, nodata: str) -> Sample:
-    """A .npy/.npz image; `bands` (or a `bands` entry in the .npz) names its channel order."""
+def read_array(
+    path: Path, bands: BandSet | str | Sequence[str] | None, nodata: str, radiometry: Radiometry | None = None
+) -> Sample:
+    """A .npy/.npz image; `bands` (or a `bands` entry in the .npz) names its channel order. Arrays carry no
+    radiometry tags: it is `radiometry` when given, else None (unknown)."""
     array, named = _load(path)
     want = None
     if bands is not None:
@@ -86,6 +90,6 @@ def read_array(path: Path, bands: BandSet | str | Sequence[str] | None, nodata: 
                 path, f"its bands are {have}; requested band(s) {', '.join(missing)} are not among them"
             )
         pixels, have = np.ascontiguousarray(pixels[have.indices(want.names)]), want
-    pixels, info = apply_nodata_policy(pixels, np.isnan(pixels), have, path, nodata)
-    meta = {"source": "array", "dtype": str(array.dtype), **info}
-    return Sample(pixels, have, path.stem, str(path), None, None, meta)
+    pixels, info, kept = apply_nodata_policy(pixels, np.isnan(pixels), have, path, nodata)
+    meta = {"source": "array", "dtype": str(array.dtype), "radiometry": radiometry, **info}
+    return Sample(pixels, have, path.stem, str(path), None, None, meta, kept)

@@ -4,6 +4,7 @@ read at native resolutions and resampled to the finest grid."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,10 +14,11 @@ import numpy as np
 from rasterio.enums import Resampling
 
 from spectraclip.bands import CATALOG, BandError, BandSet, canonical_band_name
-from spectraclip.io.errors import BandOrderError, NoRastersError
-from spectraclip.io.geotiff import georef, open_raster, read_pixels
+from spectraclip.io.errors import BandOrderError, CorruptRasterError, NoRastersError
 from spectraclip.io.nodata import apply_nodata_policy
+from spectraclip.io.radiometry import Radiometry, RadiometryError, from_tags, stack
 from spectraclip.io.sample import Sample
+from spectraclip.io.tiff import georef, open_raster, raster_radiometry, read_pixels
 
 BAND_FILE_SUFFIXES = frozenset({".tif", ".tiff", ".jp2"})
 # Only band-like tokens count in file names (never common names like "red"), so ordinary image
@@ -58,8 +60,11 @@ def is_band_folder(folder: Path) -> bool:
     return len(single) >= 2 and not dups
 
 
-def read_band_folder(folder: Path, bands: BandSet | str | Sequence[str] | None, nodata: str) -> Sample:
-    """Read a band folder into one Sample on the finest band's grid (bilinear), georef from that band."""
+def read_band_folder(
+    folder: Path, bands: BandSet | str | Sequence[str] | None, nodata: str, radiometry: Radiometry | None = None
+) -> Sample:
+    """Read a band folder into one Sample on the finest band's grid (bilinear), georef from that band;
+    radiometry is `radiometry` when given, else the band files' tags or the folder's metadata JSON."""
     if not any(folder.iterdir()):
         raise NoRastersError(folder, "empty folder")
     files, dups = band_files(folder)
@@ -94,6 +99,7 @@ def read_band_folder(folder: Path, bands: BandSet | str | Sequence[str] | None, 
         ref = opened[finest]
         shape = (ref.height, ref.width)
         crs, transform = georef(ref)
+        radiometry = radiometry or _folder_radiometry(folder, want, opened, files)
         planes, masks, resampled, dtypes = [], [], [], {}
         for b in want:
             ds = opened[b]
@@ -111,7 +117,40 @@ def read_band_folder(folder: Path, bands: BandSet | str | Sequence[str] | None, 
         "grid_band": finest,
         "resampled": resampled,
         "dtype": sorted(set(dtypes.values()))[0] if len(set(dtypes.values())) == 1 else dtypes,
+        "radiometry": radiometry,
     }
-    pixels, info = apply_nodata_policy(pixels, np.stack(masks), want, folder, nodata)
+    pixels, info, kept = apply_nodata_policy(pixels, np.stack(masks), want, folder, nodata)
     meta.update(info)
-    return Sample(pixels, want, folder.name, str(folder), crs, transform, meta)
+    return Sample(pixels, want, folder.name, str(folder), crs, transform, meta, kept)
+
+
+def product_metadata(folder: Path) -> tuple[dict[str, Any], str]:
+    """The product properties of a band folder's metadata JSON (SSL4EO-S12 / Earth Engine `metadata.json`,
+    or a STAC item's `properties`) and its file name; empty when there is none."""
+    for f in sorted(folder.glob("*.json")):
+        if "metadata" not in f.name.lower() and "stac" not in f.name.lower():
+            continue
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            props = data.get("properties")
+            return ({**data, **props} if isinstance(props, dict) else data), f.name
+    return {}, ""
+
+
+def _folder_radiometry(
+    folder: Path, want: BandSet, opened: dict[str, Any], files: dict[str, Path]
+) -> Radiometry | None:
+    """Every band file's own tags when each has some, else the folder's product metadata, else None."""
+    parts = [raster_radiometry(opened[b], files[b], [1], [b]) for b in want]
+    if all(p is not None for p in parts):
+        return stack(parts, want.names, f"tags of the band files of {folder.name}")  # type: ignore[arg-type]
+    props, name = product_metadata(folder)
+    if not props:
+        return None
+    try:
+        return from_tags(props, bands=want.names, source=f"{folder.name}/{name}")
+    except RadiometryError as exc:
+        raise CorruptRasterError(folder / name, f"unusable radiometry metadata ({exc})") from exc

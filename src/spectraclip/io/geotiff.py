@@ -2,79 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import rasterio
-from rasterio.enums import MaskFlags, Resampling
-from rasterio.errors import NotGeoreferencedWarning
-
 from spectraclip.bands import PRESETS, BandError, BandSet, canonical_band_name
-from spectraclip.io.errors import BandOrderError, CorruptRasterError
+from spectraclip.io.bandfolder import band_name_from_filename
+from spectraclip.io.errors import BandOrderError
 from spectraclip.io.nodata import apply_nodata_policy
+from spectraclip.io.radiometry import Radiometry
 from spectraclip.io.sample import Sample
-
-
-def _reason(exc: BaseException) -> str:
-    """The most specific message of a rasterio error (GDAL's cause is often chained)."""
-    parts = [str(exc)]
-    cause = exc.__cause__ or exc.__context__
-    if cause is not None and str(cause) and str(cause) not in parts[0]:
-        parts.append(str(cause))
-    return "; ".join(p for p in parts if p)
-
-
-@contextlib.contextmanager
-def open_raster(path: Path) -> Iterator[Any]:
-    """Open `path` with rasterio, turning any failure into a CorruptRasterError naming the file."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            ds = rasterio.open(path)
-    except Exception as exc:  # rasterio raises several unrelated types for bad files
-        raise CorruptRasterError(path, f"cannot open as a raster ({_reason(exc)})") from exc
-    with ds:
-        yield ds
-
-
-def georef(ds: Any) -> tuple[str | None, tuple[float, ...] | None]:
-    """CRS as an `EPSG:xxxx` (or WKT) string and the 6 affine coefficients; None when not georeferenced."""
-    crs = ds.crs.to_string() if ds.crs else None
-    transform = tuple(float(v) for v in tuple(ds.transform)[:6])
-    if crs is None and ds.transform.is_identity:
-        transform = None
-    return crs, transform
-
-
-def read_pixels(
-    ds: Any,
-    path: Path,
-    indexes: Sequence[int],
-    out_shape: tuple[int, int] | None = None,
-    resampling: Resampling = Resampling.bilinear,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read bands `indexes` (1-based) as float32 [C,H,W] plus a bool mask of NaN / nodata / masked pixels."""
-    indexes = list(indexes)
-    shape = (len(indexes), *(out_shape or (ds.height, ds.width)))
-    kind = np.dtype(ds.dtypes[0]).kind
-    if kind not in "biuf":
-        raise CorruptRasterError(path, f"unsupported pixel type {ds.dtypes[0]} (need integer or float)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            data = ds.read(indexes, out_shape=shape, resampling=resampling, out_dtype="float32")
-            invalid = np.isnan(data)
-            flags = [ds.mask_flag_enums[i - 1] for i in indexes]
-            if any(MaskFlags.all_valid not in f for f in flags):
-                masks = ds.read_masks(indexes, out_shape=shape, resampling=Resampling.nearest)
-                invalid |= masks == 0
-    except Exception as exc:  # truncated files open fine and fail here
-        raise CorruptRasterError(path, f"cannot read pixels, file corrupt or truncated ({_reason(exc)})") from exc
-    return data, invalid
+from spectraclip.io.tiff import georef, open_raster, raster_radiometry, read_pixels
 
 
 def bands_from_descriptions(descriptions: Sequence[str | None]) -> BandSet | None:
@@ -123,8 +61,6 @@ def resolve_bands(
     if described is not None:
         return described, list(range(1, count + 1))
     if count == 1:
-        from spectraclip.io.bandfolder import band_name_from_filename
-
         name = band_name_from_filename(path)
         if name is not None:
             return BandSet((name,)), [1]
@@ -133,8 +69,11 @@ def resolve_bands(
     )
 
 
-def read_geotiff(path: Path, bands: BandSet | str | Sequence[str] | None, nodata: str) -> Sample:
-    """One multi-band raster file (GeoTIFF, JP2, ...), pixel- or band-interleaved, any numeric dtype."""
+def read_geotiff(
+    path: Path, bands: BandSet | str | Sequence[str] | None, nodata: str, radiometry: Radiometry | None = None
+) -> Sample:
+    """One multi-band raster file (GeoTIFF, JP2, ...), pixel- or band-interleaved, any numeric dtype; its
+    radiometry is `radiometry` when given, else what its tags say (None when they say nothing)."""
     with open_raster(path) as ds:
         have, indexes = resolve_bands(path, ds.count, ds.descriptions, bands)
         data, invalid = read_pixels(ds, path, indexes)
@@ -145,7 +84,8 @@ def read_geotiff(path: Path, bands: BandSet | str | Sequence[str] | None, nodata
             "dtype": ds.dtypes[0],
             "nodata": ds.nodata,
             "interleave": (ds.interleaving.name.lower() if ds.interleaving else None),
+            "radiometry": radiometry or raster_radiometry(ds, path, indexes, have.names),
         }
-    data, info = apply_nodata_policy(data, invalid, have, path, nodata)
+    data, info, kept = apply_nodata_policy(data, invalid, have, path, nodata)
     meta.update(info)
-    return Sample(data, have, path.stem, str(path), crs, transform, meta)
+    return Sample(data, have, path.stem, str(path), crs, transform, meta, kept)

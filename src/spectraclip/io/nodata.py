@@ -22,8 +22,9 @@ def check_policy(nodata: str) -> str:
 
 def apply_nodata_policy(
     pixels: np.ndarray, invalid: np.ndarray, bands: BandSet, path: object, policy: str
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Apply `policy` to the `invalid` mask of `pixels` [C,H,W]; returns pixels and meta describing what was found."""
+) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
+    """Apply `policy` to the `invalid` mask of `pixels` [C,H,W]; returns pixels, meta describing what was
+    found, and the mask a Sample keeps (`Sample.invalid`: under "ignore" when any pixel is invalid)."""
     counts = invalid.reshape(invalid.shape[0], -1).sum(axis=1)
     per_band = {b: int(c) for b, c in zip(bands, counts, strict=True) if c}
     total = int(counts.sum())
@@ -33,7 +34,7 @@ def apply_nodata_policy(
         "nodata_policy": policy,
     }
     if not total:
-        return pixels, meta
+        return pixels, meta, None
     npix = invalid.shape[1] * invalid.shape[2]
     listing = ", ".join(f"{b}={c}" for b, c in per_band.items())
     if policy == "error":
@@ -52,4 +53,5 @@ def apply_nodata_policy(
                 )
             valid = ~invalid[c]
             pixels[c][invalid[c]] = np.float32(pixels[c][valid].mean(dtype=np.float64))
-    return pixels, meta
+        return pixels, meta, None
+    return pixels, meta, invalid

@@ -20,6 +20,7 @@ from spectraclip.io.errors import (
 )
 from spectraclip.io.geotiff import read_geotiff
 from spectraclip.io.nodata import NODATA_POLICIES, check_policy
+from spectraclip.io.radiometry import Radiometry, as_radiometry
 from spectraclip.io.sample import Sample
 
 log = logging.getLogger(__name__)
@@ -30,26 +31,36 @@ BandsSpec = BandSet | str | Sequence[str] | None
 ErrorHandler = Callable[[Path, Exception], None]
 
 
-def read_sample(path: PathLike, bands: BandsSpec = None, *, nodata: str = "error") -> Sample:
+def read_sample(
+    path: PathLike,
+    bands: BandsSpec = None,
+    *,
+    nodata: str = "error",
+    radiometry: str | Radiometry | None = None,
+) -> Sample:
     """Read one raster file, band folder or .npy/.npz into a float32 [C,H,W] Sample with named bands.
 
     Band order comes from `bands` (preset, comma list or BandSet), else the file's band descriptions
     (or band file names in a folder); anything else is a BandOrderError, never a guess. `nodata` says
-    what NaN / declared-nodata pixels do: "error" (raise), "fill" (band mean of valid pixels), "ignore".
+    what NaN / declared-nodata pixels do: "error" (raise), "fill" (band mean of valid pixels), "ignore"
+    (kept, marked in `Sample.invalid`). Pixels stay in the file's raw units; `meta["radiometry"]` says
+    what they mean: `radiometry` (a Radiometry or a `--radiometry` value) when given, else what the
+    file's tags or metadata say, else None (unknown).
     """
     check_policy(nodata)
+    radiometry = as_radiometry(radiometry)
     p = Path(path)
     if not p.exists():
         raise NoRastersError(p, "no such file or folder")
     if p.is_dir():
-        return read_band_folder(p, bands, nodata)
+        return read_band_folder(p, bands, nodata, radiometry)
     if not os.access(p, os.R_OK):
         raise CorruptRasterError(p, "file is not readable (permission denied)")
     if p.stat().st_size == 0:
         raise CorruptRasterError(p, "file is empty (0 bytes)")
     if p.suffix.lower() in ARRAY_SUFFIXES:
-        return read_array(p, bands, nodata)
-    return read_geotiff(p, bands, nodata)
+        return read_array(p, bands, nodata, radiometry)
+    return read_geotiff(p, bands, nodata, radiometry)
 
 
 def _walk(folder: Path, out: dict[Path, Path]) -> None:
@@ -100,15 +111,17 @@ def iter_samples(
     bands: BandsSpec = None,
     *,
     nodata: str = "error",
+    radiometry: str | Radiometry | None = None,
     on_error: ErrorHandler | None = None,
 ) -> Iterator[Sample]:
-    """Read every item of `find_items(paths)`; a bad item is reported to `on_error(path, exc)`
-    (default: a logged warning) and skipped, so one bad file never stops a folder run."""
+    """Read every item of `find_items(paths)` (arguments as `read_sample`); a bad item is reported to
+    `on_error(path, exc)` (default: a logged warning) and skipped, so one bad file never stops a folder run."""
     check_policy(nodata)
+    radiometry = as_radiometry(radiometry)
     report = on_error or _warn
     for item in find_items(paths):
         try:
-            sample = read_sample(item, bands, nodata=nodata)
+            sample = read_sample(item, bands, nodata=nodata, radiometry=radiometry)
         except Exception as exc:  # noqa: BLE001 - any per-item failure is reported and skipped
             report(item, exc)
             continue

@@ -9,6 +9,7 @@ import numpy as np
 
 from spectraclip.bands import BandSet
 from spectraclip.errors import InputError
+from spectraclip.io.radiometry import Radiometry
 
 
 class RasterError(InputError):
@@ -26,7 +27,10 @@ class Sample:
 
     `crs` is a WKT/EPSG string and `transform` the 6 affine coefficients (a, b, c, d, e, f) as in
     rasterio; `modalities` names the sensor groups present (e.g. {"s2": BandSet, "s1": BandSet})
-    for multi-sensor samples, `meta` holds anything else a reader knows (labels, dates).
+    for multi-sensor samples, `meta` holds anything else a reader knows (labels, dates; `radiometry`: the
+    `io.radiometry.Radiometry` of the raw pixel values, None when unknown). `invalid` is a bool `[C, H, W]`
+    mask of pixels holding NaN or a declared nodata value (kept by `nodata="ignore"` reads), None when
+    every pixel is a measurement; statistics and radiometric conversion leave those pixels out.
     """
 
     pixels: np.ndarray
@@ -36,6 +40,7 @@ class Sample:
     crs: str | None = None
     transform: tuple[float, ...] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    invalid: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.pixels.ndim != 3:
@@ -44,6 +49,10 @@ class Sample:
             raise RasterError(
                 self.path or self.id,
                 f"{self.pixels.shape[0]} channels but {len(self.bands)} band names ({self.bands})",
+            )
+        if self.invalid is not None and self.invalid.shape != self.pixels.shape:
+            raise RasterError(
+                self.path or self.id, f"invalid-pixel mask of shape {self.invalid.shape} for pixels {self.pixels.shape}"
             )
 
     @property
@@ -55,5 +64,10 @@ class Sample:
         from spectraclip.bands import select_bands
 
         want = BandSet.parse(bands)
-        px = select_bands(self.pixels, self.bands, want, where=self.path or self.id)
-        return Sample(px, want, self.id, self.path, self.crs, self.transform, dict(self.meta))
+        where = self.path or self.id
+        px = select_bands(self.pixels, self.bands, want, where=where)
+        invalid = None if self.invalid is None else select_bands(self.invalid, self.bands, want, where=where)
+        meta = dict(self.meta)
+        if isinstance(meta.get("radiometry"), Radiometry):
+            meta["radiometry"] = meta["radiometry"].for_bands(want.names)
+        return Sample(px, want, self.id, self.path, self.crs, self.transform, meta, invalid)

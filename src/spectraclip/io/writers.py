@@ -14,6 +14,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 
 from spectraclip.io.atomic import atomic_path
+from spectraclip.io.radiometry import Radiometry
 from spectraclip.io.sample import Sample
 
 _TILE = 256
@@ -28,11 +29,13 @@ def write_geotiff(
     band_names: Sequence[str] | Any | None = None,
     nodata: float | None = None,
     dtype: str | np.dtype | None = None,
+    radiometry: Radiometry | None = None,
 ) -> Path:
     """Write `array` [C,H,W] (or [H,W]) as a deflate-compressed GeoTIFF, atomically.
 
-    `band_names` become the band descriptions, so `read_sample` gets the band order back; large
-    images are tiled. float64 is stored as float32 and bool as uint8 unless `dtype` says otherwise.
+    `band_names` become the band descriptions, so `read_sample` gets the band order back; `radiometry`
+    becomes GDAL's per-band scale/offset, so it comes back too; large images are tiled. float64 is
+    stored as float32 and bool as uint8 unless `dtype` says otherwise.
     """
     arr = np.asarray(array)
     if arr.ndim == 2:
@@ -74,12 +77,17 @@ def write_geotiff(
             if names is not None:
                 for i, name in enumerate(names, start=1):
                     dst.set_band_description(i, name)
+            if radiometry is not None:
+                scale, offset = radiometry.coefficients(names if radiometry.per_band else None)
+                dst.scales = tuple(np.broadcast_to(scale, (count,)).tolist())
+                dst.offsets = tuple(np.broadcast_to(offset, (count,)).tolist())
     return Path(path)
 
 
 def write_sample(path: str | os.PathLike[str], sample: Sample, *, dtype: str | None = None) -> Path:
-    """Write a Sample as a GeoTIFF keeping its band names and georeferencing."""
+    """Write a Sample as a GeoTIFF keeping its band names, georeferencing and radiometry."""
+    radiometry = sample.meta.get("radiometry")
     return write_geotiff(
         path, sample.pixels, crs=sample.crs, transform=sample.transform, band_names=sample.bands.names,
-        dtype=dtype,
+        dtype=dtype, radiometry=radiometry if isinstance(radiometry, Radiometry) else None,
     )

@@ -123,7 +123,7 @@ def tiny_group_config(groups: dict[str, str | list[str]] | None = None, stats: d
                       **kw: Any) -> ModelConfig:
     """A tiny multi-group ViT for tests and demos (embed 32, width 64, 2 layers, 32 px input).
 
-    Per-group mean/std come from `stats` (e.g. `spectraclip.stats.compute_stats`) when given, else rough
+    Per-group mean/std come from `stats` (e.g. `spectraclip.data.stats.compute_stats`) when given, else rough
     defaults (S2 reflectance x 1e4; S1 dB; coherence 0-1).
     """
     from spectraclip.bands import check_group

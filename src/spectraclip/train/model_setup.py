@@ -90,7 +90,7 @@ def normalization_for(recipe: Any) -> tuple[Any, str] | None:
     stats --write-recipe` writes it), statistics of the training images (`model.stats: data`), or None to
     keep the model's own. Per-modality statistics are merged by band name."""
     from spectraclip.bands import BandStats
-    from spectraclip.stats import compute_stats, stats_from_json
+    from spectraclip.data.stats import compute_stats, stats_from_json
 
     block = recipe.normalization
     if block:

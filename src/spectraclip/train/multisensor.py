@@ -169,7 +169,7 @@ def modality_bands(spec: dict[str, Any] | None, items: Sequence[LayoutItem]) -> 
 
 def normalization_stats(recipe: Recipe, bands: dict[str, list[str]]) -> dict[str, Any]:
     """Per-modality `BandStats` from the recipe's `normalization:` block, else computed from data.train."""
-    from spectraclip.stats import StatsError, compute_stats, stats_from_json
+    from spectraclip.data.stats import StatsError, compute_stats, stats_from_json
 
     if recipe.normalization:
         try:

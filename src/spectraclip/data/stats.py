@@ -1,10 +1,17 @@
 """Per-modality, per-band normalisation statistics computed in one streaming pass over a dataset.
 
-Mean and std are exact (float64, Chan et al.'s parallel update, non-finite pixels ignored).
+Mean and std are exact (float64, Chan et al.'s parallel update). Nodata never enters them: images are
+read with `nodata="ignore"` (never filled) and the pixels a reader marks invalid (`Sample.invalid`: NaN
+and each band's declared nodata value) are left out, as are non-finite values.
 Percentiles come from a uniform random sample of each band's pixels kept with bottom-k random keys
 (`reservoir` values per band): exact while a band has at most `reservoir` valid pixels, an unbiased
 estimate beyond. Results are `spectraclip.bands.BandStats` per modality (percentiles, min, max and
 counts in `extra`), written as JSON and optionally into a recipe's `normalization:` block.
+
+Statistics are in fixed units per modality (`STATS_RADIOMETRY`, recorded as `extra["radiometry"]`):
+Sentinel-2 images whose radiometry is known (tags, metadata or `radiometry=`) are converted to
+reflectance x 10000 without offset first, so baseline >= 04.00 products (DN + 1000) and older ones mix
+correctly; radar dB and coherence are used as they are.
 """
 
 from __future__ import annotations
@@ -19,10 +26,17 @@ import numpy as np
 from spectraclip.bands import BandSet, BandStats
 from spectraclip.errors import SpectraclipError
 from spectraclip.io.atomic import atomic_open
+from spectraclip.io.radiometry import Radiometry, as_radiometry, convert
 from spectraclip.io.sample import Sample
 
 PERCENTILES: tuple[float, ...] = (1, 2, 50, 98, 99)
 MANIFEST_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".pq")
+READ_NODATA = "ignore"  # statistics read nodata as it is and mask it out; a filled value would bias them
+STATS_RADIOMETRY: dict[str, Radiometry] = {
+    "s2": Radiometry(1e-4, 0.0, None, "Sentinel-2 reflectance x 10000, no offset"),
+    "s1": Radiometry(1.0, 0.0, None, "backscatter as read (dB)"),
+    "coherence": Radiometry(1.0, 0.0, None, "coherence as read"),
+}
 
 
 class StatsError(SpectraclipError, ValueError):
@@ -77,13 +91,18 @@ class RunningStats:
         self.bands: dict[str, _BandAccumulator] = {}
         self.items = 0
 
-    def update(self, pixels: np.ndarray, bands: BandSet | Sequence[str]) -> None:
+    def update(
+        self, pixels: np.ndarray, bands: BandSet | Sequence[str], invalid: np.ndarray | None = None
+    ) -> None:
+        """Add one `[C, H, W]` array; pixels under the bool mask `invalid` (nodata) and non-finite ones are
+        left out."""
         bands = BandSet.parse(bands)
         for i, b in enumerate(bands):
             acc = self.bands.get(b)
             if acc is None:
                 acc = self.bands[b] = _BandAccumulator(self.reservoir, self.rng)
-            acc.update(np.asarray(pixels[i]).ravel())
+            plane = np.asarray(pixels[i])
+            acc.update(plane.ravel() if invalid is None else plane[~invalid[i]])
         self.items += 1
 
     def result(self, source: str = "", percentiles: Sequence[float] = PERCENTILES) -> BandStats:
@@ -107,10 +126,11 @@ class RunningStats:
 
 
 # ------------------------------------------------------------------------------------- sources
-def iter_modality_samples(sources: Sequence[str | Path], *, bands: str | None = None, nodata: str = "ignore",
+def iter_modality_samples(sources: Sequence[str | Path], *, bands: str | None = None,
                           on_error: Callable[[Path, Exception], None] | None = None
                           ) -> Iterator[tuple[str, Sample]]:
-    """(modality, Sample) for every modality of every item of `sources`, one item in memory at a time.
+    """(modality, Sample) for every modality of every item of `sources`, one item in memory at a time,
+    read with `nodata="ignore"` so nodata pixels are marked (`Sample.invalid`), never filled.
 
     A source is a multi-sensor manifest / SSL4EO-S12 folder / BigEarthNet S1+S2 folder (each modality
     read at its own resolution), a caption manifest (`path` + optional `bands` per row), or raster
@@ -134,16 +154,16 @@ def iter_modality_samples(sources: Sequence[str | Path], *, bands: str | None = 
         except MultiSensorLayoutError:
             items = []
         if layout is None and src.is_file() and src.suffix.lower() in MANIFEST_SUFFIXES:
-            yield from _caption_manifest(src, split, report, nodata)
+            yield from _caption_manifest(src, split, report, READ_NODATA)
             continue
         if layout is None:
-            for sample in iter_samples([src], bands, nodata=nodata, on_error=report):
+            for sample in iter_samples([src], bands, nodata=READ_NODATA, on_error=report):
                 yield from split(sample)
             continue
         for it in items:
             for m, path in it.paths.items():
                 try:
-                    sample = read_sample(path, it.bands.get(m), nodata=nodata)
+                    sample = read_sample(path, it.bands.get(m), nodata=READ_NODATA)
                 except Exception as exc:  # noqa: BLE001 - bad items are reported and skipped
                     report(path, exc)
                     continue
@@ -175,15 +195,18 @@ def _caption_manifest(src: Path, split, report, nodata: str) -> Iterator[tuple[s
 def compute_stats(sources: Sequence[str | Path], *, modalities: Sequence[str] | None = None,
                   bands: str | None = None, max_items: int | None = None, reservoir: int = 1_000_000,
                   seed: int = 0, on_error: Callable[[Path, Exception], None] | None = None,
-                  progress: bool = True) -> dict[str, BandStats]:
+                  progress: bool = True, radiometry: str | Radiometry | None = None) -> dict[str, BandStats]:
     """Per-modality `BandStats` (mean, std, percentiles 1/2/50/98/99, min, max, counts) in one streaming pass.
 
-    `max_items` stops after that many modality images (a quick estimate on large datasets).
+    `max_items` stops after that many modality images (a quick estimate on large datasets). `radiometry`
+    (a `--radiometry` value) says what the Sentinel-2 inputs are, overriding their tags; statistics are in
+    the units of `STATS_RADIOMETRY`. Nodata pixels never count.
     """
     from spectraclip.bands import GROUP_ORDER as MODALITIES
     from spectraclip.bands import check_group as check_modality
 
     want = {check_modality(m) for m in modalities} if modalities else None
+    override = as_radiometry(radiometry)
     running: dict[str, RunningStats] = {}
     it = iter_modality_samples(sources, bands=bands, on_error=on_error)
     if progress:
@@ -195,7 +218,7 @@ def compute_stats(sources: Sequence[str | Path], *, modalities: Sequence[str] | 
         if want is not None and m not in want:
             continue
         rs = running.setdefault(m, RunningStats(reservoir, seed + MODALITIES.index(m)))
-        rs.update(sample.pixels, sample.bands)
+        rs.update(_in_stats_units(m, sample, override), sample.bands, sample.invalid)
         seen += 1
         if max_items is not None and seen >= max_items:
             break
@@ -203,7 +226,19 @@ def compute_stats(sources: Sequence[str | Path], *, modalities: Sequence[str] | 
         names = ", ".join(map(str, sources))
         raise StatsError(f"no readable images{' of ' + ', '.join(sorted(want)) if want else ''} in {names}")
     src = ", ".join(map(str, sources))
-    return {m: running[m].result(f"{m} statistics of {src}") for m in MODALITIES if m in running}
+    out = {m: running[m].result(f"{m} statistics of {src}") for m in MODALITIES if m in running}
+    for m, st in out.items():
+        st.extra["radiometry"] = STATS_RADIOMETRY[m].to_dict()
+    return out
+
+
+def _in_stats_units(modality: str, sample: Sample, override: Radiometry | None) -> np.ndarray:
+    """The sample's pixels in `STATS_RADIOMETRY[modality]` units (as read when their radiometry is unknown);
+    nodata pixels keep their values (they are masked out anyway)."""
+    have = override if override is not None and modality == "s2" else sample.meta.get("radiometry")
+    if not isinstance(have, Radiometry):
+        return sample.pixels
+    return convert(sample.pixels, have, STATS_RADIOMETRY[modality], bands=sample.bands.names, invalid=sample.invalid)
 
 
 # ----------------------------------------------------------------------------------------- files
