@@ -31,7 +31,8 @@ pytestmark = pytest.mark.skipif(not L2A.is_dir(), reason="needs ../shared/data")
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return load_model("tiny-test", bands="s2-l2a").eval()
+    # a 32-pixel test model on the 224-pixel example tiles: resizing them into one input is asked for
+    return load_model("tiny-test", bands="s2-l2a").eval().set_input_options(allow_resize=True)
 
 
 @pytest.fixture()
@@ -76,7 +77,7 @@ def test_bad_files_are_skipped_and_reported(model, tiles, tmp_path):
 
 
 def test_band_mismatch_is_an_error_naming_the_band(tiles):
-    msclip_model = load_model("tiny-test", bands="msclip")
+    msclip_model = load_model("tiny-test", bands="msclip").set_input_options(allow_resize=True)
     rgb_only = tiles[0].parent / "rgb.tif"
     from spectraclip.io import read_sample, write_geotiff
 
@@ -141,7 +142,7 @@ def test_embed_resumes_after_a_crash(model, tiles, tmp_path, monkeypatch):
 def test_cli_classify_search_embed(tiles, tmp_path):
     runner = CliRunner()
     folder = str(tiles[0].parent)
-    res = runner.invoke(app, ["classify", folder, "--bands", "s2-l2a", "-m", "tiny-test",
+    res = runner.invoke(app, ["classify", folder, "--bands", "s2-l2a", "-m", "tiny-test", "--resize",
                               "--classes", "ocean,snow", "--classes", "farmland", "--device", "cpu",
                               "--workers", "0", "-o", str(tmp_path / "c.csv")])
     assert res.exit_code == 0, res.output
@@ -149,28 +150,28 @@ def test_cli_classify_search_embed(tiles, tmp_path):
     lines = (tmp_path / "c.csv").read_text().splitlines()
     assert len(lines) == 1 + len(tiles) and "p_farmland" in lines[0]
 
-    res = runner.invoke(app, ["embed", folder, "--bands", "s2-l2a", "-m", "tiny-test", "--workers", "0",
+    res = runner.invoke(app, ["embed", folder, "--bands", "s2-l2a", "-m", "tiny-test", "--resize", "--workers", "0",
                               "-o", str(tmp_path / "e.parquet")])
     assert res.exit_code == 0, res.output
     emb = read_embeddings(tmp_path / "e.parquet")
     assert len(emb) == len(tiles) and emb.columns["crs"][0].startswith("EPSG")
 
-    res = runner.invoke(app, ["search", str(tmp_path / "e.parquet"), "-m", "tiny-test", "-q", "snow", "-k", "2",
+    res = runner.invoke(app, ["search", str(tmp_path / "e.parquet"), "-m", "tiny-test", "--resize", "-q", "snow", "-k", "2",
                               "-o", str(tmp_path / "hits.csv")])
     assert res.exit_code == 0, res.output
     hits = (tmp_path / "hits.csv").read_text().splitlines()
     assert len(hits) == 3 and hits[1].split(",")[1] == "1"
     # searching the table with a model that takes other bands is refused, naming both band lists
-    res = runner.invoke(app, ["search", str(tmp_path / "e.parquet"), "-m", "tiny-test", "--model-bands", "s2-l2a",
+    res = runner.invoke(app, ["search", str(tmp_path / "e.parquet"), "-m", "tiny-test", "--resize", "--model-bands", "s2-l2a",
                               "-q", "snow"])
     assert res.exit_code == 2 and "embedded with bands" in res.output
 
-    res = runner.invoke(app, ["classify", folder, "-m", "tiny-test", "--classes", "only-one"])
+    res = runner.invoke(app, ["classify", folder, "-m", "tiny-test", "--resize", "--classes", "only-one"])
     assert res.exit_code == 2 and "at least two classes" in res.output
 
 
 def test_cli_search_over_rasters(tiles):
-    res = CliRunner().invoke(app, ["search", str(tiles[0].parent), "--bands", "s2-l2a", "-m", "tiny-test",
+    res = CliRunner().invoke(app, ["search", str(tiles[0].parent), "--bands", "s2-l2a", "-m", "tiny-test", "--resize",
                                    "-q", "snow", "-q", "open ocean", "-k", "2", "--workers", "0"])
     assert res.exit_code == 0, res.output
     assert "open ocean" in res.output and res.output.count("rank") == 2
@@ -189,7 +190,7 @@ def test_cli_embed_where_every_raster_fails_says_why(tmp_path):
     for src in sorted((EUROSAT / "test" / "River").glob("*.tif"))[:2]:
         shutil.copy(src, folder / src.name)
     out = tmp_path / "e.parquet"
-    res = CliRunner().invoke(app, ["embed", str(folder), "-m", "tiny-test", "--workers", "0", "-o", str(out)])
+    res = CliRunner().invoke(app, ["embed", str(folder), "-m", "tiny-test", "--resize", "--workers", "0", "-o", str(out)])
     assert res.exit_code == 2, res.output
-    assert "no raster could be embedded: all 2 failed" in res.output and "--bands" in res.output
+    assert "nothing could be embedded: all 2 items failed" in res.output and "--bands" in res.output
     assert len(read_embeddings(out)) == 0 and read_embeddings(out).dim == 32  # a valid empty table

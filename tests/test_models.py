@@ -112,13 +112,21 @@ def test_model_config_json_round_trip_and_validation(model):
     again = ModelConfig.from_json(cfg.to_json())
     assert again == cfg
     d = cfg.to_dict()
-    assert d["format_version"] == 1 and d["arch_config"]["vision_cfg"]["patch_size"] == 8
-    with pytest.raises(ModelConfigError, match="10 bands but 9 means"):
-        ModelConfig(**{**{k: v for k, v in d.items() if not k.startswith("format")}, "mean": cfg.mean[:9]})
+    assert d["format_version"] == 2 and d["arch_config"]["vision_cfg"]["patch_size"] == 8
+    assert [g["name"] for g in d["inputs"]] == ["s2"] and d["missing_bands"] == "error"
+    with pytest.raises(ValueError, match="10 bands but 9 means"):
+        ModelConfig(cfg.arch, cfg.arch_config, bands=cfg.bands, mean=cfg.mean[:9], std=cfg.std)
     with pytest.raises(ModelConfigError, match="unknown field"):
         ModelConfig.from_dict({**d, "colour": "blue"})
     with pytest.raises(ModelConfigError, match="newer"):
         ModelConfig.from_dict({**d, "format_version": 99})
+    with pytest.raises(ModelConfigError, match="missing_bands 'guess'"):
+        ModelConfig.from_dict({**d, "missing_bands": "guess"})
+    # format 1 (before input groups) still reads: one group named after the sensor
+    v1 = {k: v for k, v in d.items() if k not in ("inputs", "fusion", "missing_bands", "modality_dropout",
+                                                  "channel_dropout")}
+    v1.update(format_version=1, bands=cfg.bands, mean=cfg.mean, std=cfg.std)
+    assert ModelConfig.from_dict(v1) == cfg
 
 
 def test_model_pickles_without_tokenizer(model):

@@ -177,6 +177,9 @@ def search(
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
     nodata: NodataOpt = "error",
+    missing_bands: MissingBandsOpt = None,
+    resize: ResizeOpt = False,
+    radiometry: RadiometryArg = None,
 ) -> None:
     """Rank images by similarity to free-text queries (reads an embeddings table instead of rasters if given)."""
     from rich.table import Table
@@ -185,7 +188,7 @@ def search(
     from spectraclip.inference import encode_images, text_search
     from spectraclip.results import write_table
 
-    net = load_model_or_exit(model, checkpoint, device, model_bands)
+    net = _load(model, checkpoint, device, model_bands, missing_bands, resize)
     tables = [p for p in paths if is_embeddings_table(p)]
     if tables and len(tables) != len(paths):
         fail("give either rasters/folders or embeddings tables, not both")
@@ -203,7 +206,8 @@ def search(
         vectors = np.concatenate(vecs)
     else:
         enc = encode_images(net, _items(paths), bands=bands, nodata=nodata, batch_size=batch_size,
-                            num_workers=workers, device=resolve_device(device), on_error=lambda *_: None)
+                            num_workers=workers, device=resolve_device(device), on_error=lambda *_: None,
+                            radiometry=radiometry)
         report_failures(enc.failed, "rasters")
         ids, vectors, src = enc.ids, enc.vectors, [m["path"] for m in enc.samples_meta]
     if not ids:

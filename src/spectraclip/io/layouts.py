@@ -105,7 +105,7 @@ def coregister(sample_id: str, samples: Mapping[str, Sample], reference: str | N
     info["filled_fraction"] = {m: f for m, f in filled.items() if f > 0}
     info["sources"] = {m: s.path for m, s in samples.items()}
     rad = {m: s.meta["radiometry"] for m, s in parts if s.meta.get("radiometry") is not None}
-    if rad:
+    if rad:  # each modality keeps its own units; the model converts per input group
         info["radiometry_by_modality"] = rad
     pixels = np.concatenate([s.pixels for _, s in parts], axis=0)
     names = tuple(b for _, s in parts for b in s.bands)

@@ -35,6 +35,7 @@ from spectraclip.bands import (
 )
 from spectraclip.data.transforms import SpectralTransform
 from spectraclip.errors import InputError
+from spectraclip.io.radiometry import Radiometry, convert
 from spectraclip.io.sample import Sample
 
 MISSING_POLICIES: tuple[str, ...] = ("error", "fill")
@@ -88,23 +89,13 @@ class InputGroup:
                 "radiometry": dict(self.radiometry)}
 
 
-def _radiometry_of(sample: Sample) -> tuple[Any, Any] | None:
-    """(scale, offset) the sample's pixels are in, when the reader knew them (`meta["radiometry"]`)."""
-    rad = sample.meta.get("radiometry")
-    if rad is None:
-        return None
-    scale = rad.get("scale") if isinstance(rad, Mapping) else getattr(rad, "scale", None)
-    offset = rad.get("offset") if isinstance(rad, Mapping) else getattr(rad, "offset", None)
-    if scale is None:
-        return None
-    return scale, 0.0 if offset is None else offset
-
-
-def _per_band(value: Any, idx: Sequence[int]) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        return np.full(len(idx), float(arr))
-    return arr[list(idx)]
+def _source_radiometry(sample: Sample, group: str) -> Radiometry | None:
+    """The radiometry the sample's pixels of `group` are in, when the reader knew it (else None: as trained)."""
+    by_modality = sample.meta.get("radiometry_by_modality") or {}
+    rad = by_modality.get(group, sample.meta.get("radiometry"))
+    if rad is None or isinstance(rad, Radiometry):
+        return rad
+    return Radiometry.from_dict(rad)
 
 
 @dataclass
@@ -161,22 +152,18 @@ class Preprocessor:
         if missing and self.missing_bands == "error":
             raise MissingBandError(missing, have, f"{where} (the model's missing-band policy is 'error'; "
                                                   "--missing-bands fill fills them with the training mean)")
+        idx = [have.index(b) for b in present]
+        got = sample.pixels[idx]
+        src = _source_radiometry(sample, group.name)
+        if src is not None:
+            invalid = sample.invalid[idx] if getattr(sample, "invalid", None) is not None else None
+            got = convert(got, src.for_bands(present), Radiometry.from_dict(group.radiometry), bands=present,
+                          invalid=invalid)
+        if not missing:
+            return np.asarray(got, np.float32), []
         px = np.empty((len(group.bands), *sample.pixels.shape[1:]), np.float32)
-        rad = _radiometry_of(sample)
-        if rad is not None:
-            scale, offset = _per_band(rad[0], range(len(have))), _per_band(rad[1], range(len(have)))
         for i, b in enumerate(group.bands):
-            if b not in have:
-                px[i] = group.mean[i]
-                continue
-            j = have.index(b)
-            band = sample.pixels[j]
-            if rad is not None:
-                g_scale = float(group.radiometry.get("scale", 1.0))
-                g_offset = float(group.radiometry.get("offset", 0.0))
-                if scale[j] != g_scale or offset[j] != g_offset:
-                    band = ((band.astype(np.float64) * scale[j] + offset[j] - g_offset) / g_scale).astype(np.float32)
-            px[i] = band
+            px[i] = got[present.index(b)] if b in present else group.mean[i]
         return px, missing
 
     def __call__(self, sample: Sample) -> PreparedInput:
