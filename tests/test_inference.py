@@ -156,14 +156,15 @@ def test_cli_classify_search_embed(tiles, tmp_path):
     emb = read_embeddings(tmp_path / "e.parquet")
     assert len(emb) == len(tiles) and emb.columns["crs"][0].startswith("EPSG")
 
-    res = runner.invoke(app, ["search", str(tmp_path / "e.parquet"), "-m", "tiny-test", "--resize", "-q", "snow", "-k", "2",
+    res = runner.invoke(app, ["search", str(tmp_path / "e.parquet"), "-m", "tiny-test", "--resize", "-q", "snow",
+                              "-k", "2",
                               "-o", str(tmp_path / "hits.csv")])
     assert res.exit_code == 0, res.output
     hits = (tmp_path / "hits.csv").read_text().splitlines()
     assert len(hits) == 3 and hits[1].split(",")[1] == "1"
     # searching the table with a model that takes other bands is refused, naming both band lists
-    res = runner.invoke(app, ["search", str(tmp_path / "e.parquet"), "-m", "tiny-test", "--resize", "--model-bands", "s2-l2a",
-                              "-q", "snow"])
+    res = runner.invoke(app, ["search", str(tmp_path / "e.parquet"), "-m", "tiny-test", "--resize",
+                              "--model-bands", "s2-l2a", "-q", "snow"])
     assert res.exit_code == 2 and "embedded with bands" in res.output
 
     res = runner.invoke(app, ["classify", folder, "-m", "tiny-test", "--resize", "--classes", "only-one"])
@@ -190,7 +191,8 @@ def test_cli_embed_where_every_raster_fails_says_why(tmp_path):
     for src in sorted((EUROSAT / "test" / "River").glob("*.tif"))[:2]:
         shutil.copy(src, folder / src.name)
     out = tmp_path / "e.parquet"
-    res = CliRunner().invoke(app, ["embed", str(folder), "-m", "tiny-test", "--resize", "--workers", "0", "-o", str(out)])
+    res = CliRunner().invoke(app, ["embed", str(folder), "-m", "tiny-test", "--resize", "--workers", "0",
+                                   "-o", str(out)])
     assert res.exit_code == 2, res.output
     assert "nothing could be embedded: all 2 items failed" in res.output and "--bands" in res.output
     assert len(read_embeddings(out)) == 0 and read_embeddings(out).dim == 32  # a valid empty table

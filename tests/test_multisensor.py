@@ -276,7 +276,6 @@ def test_few_training_steps_on_real_pairs_and_embeddings_table(tmp_path):
     from spectraclip.models.inputs import collate_inputs
     from spectraclip.models.registry import tiny_group_config
     from spectraclip.models.spectral_clip import SpectralCLIP
-    from spectraclip.data.stats import compute_stats
     from spectraclip.train.multisensor import training_step
 
     torch.manual_seed(0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from fixtures_multisensor import multisensor_recipe, write_multisensor_set
@@ -29,15 +30,16 @@ def _state(bundle):
 
 def test_multisensor_recipe_trains_and_resumes_exactly(tmp_path):
     from spectraclip.models.loading import load_model
-    from spectraclip.models.multisensor import MultiSensorCLIP
+    from spectraclip.models.spectral_clip import SpectralCLIP
     from spectraclip.train.logs import read_metrics
 
     manifest = write_multisensor_set(tmp_path / "d", n=8, val=4, s1_only=1, s2_only=1)
     a = train(recipe_from_dict(multisensor_recipe(manifest, tmp_path / "a")))
     assert a.steps == 4 and a.bundle is not None
     cfg = json.loads((a.bundle / "spectraclip.json").read_text())
-    assert cfg["kind"] == "multisensor" and cfg["modalities"]["s1"]["bands"] == ["VV", "VH"]
-    assert cfg["modalities"]["s2"]["mean"] == [1800.0] * 3  # from the recipe's normalization: block
+    groups = {g["name"]: g for g in cfg["inputs"]}
+    assert cfg["format_version"] == 2 and groups["s1"]["bands"] == ["VV", "VH"]
+    assert groups["s2"]["mean"] == [1800.0] * 3  # from the recipe's normalization: block
     assert cfg["provenance"]["training"]["steps"] == 4
     recs = read_metrics(a.metrics)
     train_recs = [r for r in recs if r["kind"] == "train"]
@@ -46,7 +48,7 @@ def test_multisensor_recipe_trains_and_resumes_exactly(tmp_path):
     val = [r for r in recs if r["kind"] == "val"][-1]
     assert val["val_items"] == 4 and "s2-s1_r1" in val
     model = load_model(checkpoint=a.bundle)
-    assert isinstance(model, MultiSensorCLIP) and model.modalities == ["s2", "s1"]
+    assert isinstance(model, SpectralCLIP) and model.groups == ["s2", "s1"] and model.config.multi
     fresh = load_model("tiny-test")  # the trunk started from tiny-test and was trained
     assert not torch.equal(model.clip.visual.proj, fresh.clip.visual.proj)
 
@@ -69,15 +71,13 @@ def test_multisensor_freeze_policies_and_unsupported_keys(tmp_path):
 
     manifest = write_multisensor_set(tmp_path / "d", n=4, val=0, captions=False)
     recipe = recipe_from_dict(multisensor_recipe(manifest, tmp_path / "o", model={"freeze": "projection"}))
-    model = build_multisensor_model(recipe, read_items(str(manifest), "manifest"))
+    model, _ = build_multisensor_model(recipe, read_items(str(manifest), "manifest"))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {"patch_embeds.s2.weight", "patch_embeds.s1.weight", "clip.visual.proj", "clip.text_projection",
             "clip.logit_scale"} == trainable
     locked = apply_freeze(model, "lock-text")
     assert "patch_embeds.s1.weight" in locked and not any(n.startswith("clip.transformer.") for n in locked)
-    for override, match in ((("model", {"freeze": "lora"}), "model.freeze"),
-                            (("model", {"bands": "rgb"}), "model.bands"),
-                            (("optim", {"accum_steps": 2}), "accum_steps"),
+    for override, match in ((("model", {"bands": "rgb"}), "model.bands"),
                             (("model", {"modalities": {"s1": "B04"}}), "not s1 bands")):
         r = recipe_from_dict(multisensor_recipe(manifest, tmp_path / "o", **{override[0]: override[1]}))
         with pytest.raises(RecipeError, match=match):
@@ -88,3 +88,51 @@ def test_multisensor_freeze_policies_and_unsupported_keys(tmp_path):
         train(recipe_from_dict(bad))
     with pytest.raises(RecipeError, match="data.layout"):
         recipe_from_dict(multisensor_recipe(manifest, tmp_path / "o", data={"layout": "lidar"}))
+
+
+def test_multigroup_models_get_lora_siglip_and_accumulation(tmp_path):
+    """What a single-group recipe has, a multi-group one has: LoRA, SigLIP, gradient accumulation."""
+    manifest = write_multisensor_set(tmp_path / "d", n=8, val=0, s1_only=1, s2_only=1)
+    run = train(recipe_from_dict(multisensor_recipe(
+        manifest, tmp_path / "lora", model={"freeze": "lora"}, loss={"kind": "siglip"}, optim={"accum_steps": 2},
+        run={"max_steps": 2})))
+    assert run.steps == 2 and run.bundle is not None and np.isfinite(run.final_loss)
+    cfg = json.loads((run.bundle / "spectraclip.json").read_text())
+    assert "init_logit_bias" in cfg["arch_config"] and len(cfg["inputs"]) == 2
+
+
+def test_multigroup_accumulation_equals_big_batch_gradient():
+    """Feature-cached accumulation over dict inputs with absent groups and uncaptioned rows gives the
+    big-batch loss and gradients."""
+    from spectraclip.models.registry import tiny_group_config
+    from spectraclip.models.spectral_clip import SpectralCLIP
+    from spectraclip.train.distributed import DistInfo
+    from spectraclip.train.loop import make_loss
+    from spectraclip.train.objective import Objective, step
+
+    torch.manual_seed(0)
+    model = SpectralCLIP.from_config(tiny_group_config({"s2": "rgb", "s1": "s1"})).train()
+    objective = Objective(make_loss(recipe_from_dict({}).loss, DistInfo()))
+    b = 8
+    x = {"s2": torch.randn(b, 3, 32, 32), "s1": torch.randn(b, 2, 32, 32)}
+    present = {"s2": torch.tensor([1, 1, 1, 1, 1, 1, 0, 0], dtype=torch.bool),
+               "s1": torch.tensor([1, 0, 1, 1, 0, 1, 1, 1], dtype=torch.bool)}
+    text = model.tokenize([f"caption {i}" for i in range(b)])
+    has = torch.tensor([1, 1, 0, 1, 1, 1, 0, 1], dtype=torch.bool)
+
+    def micro(sl):
+        return {"x": {g: t[sl] for g, t in x.items()}, "present": {g: p[sl] for g, p in present.items()},
+                "text": text[sl], "text_present": has[sl]}
+
+    def grads(parts):
+        model.zero_grad(set_to_none=True)
+        loss, logs = step(model, objective, parts)
+        return loss, logs, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    big_loss, big_logs, big = grads([micro(slice(0, 8))])
+    acc_loss, acc_logs, acc = grads([micro(slice(0, 4)), micro(slice(4, 8))])
+    assert {"s2-s1", "image-text"} <= set(big_logs)
+    assert acc_loss == pytest.approx(big_loss, rel=1e-5)
+    assert big.keys() == acc.keys() and "patch_embeds.s1.weight" in big
+    for n in big:
+        assert torch.allclose(big[n], acc[n], atol=1e-6, rtol=1e-4), n

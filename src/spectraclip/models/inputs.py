@@ -185,6 +185,30 @@ class Preprocessor:
         return PreparedInput(x, filled)
 
 
+def drop_inputs(x: dict[str, torch.Tensor], group_p: float, channel_p: float,
+                generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Training-time corruption of one item's prepared input: each group is dropped with `group_p` (one is
+    always kept) and each band of a kept group zeroed (its mean after normalisation) with `channel_p` (one
+    band always kept). Deterministic for a given generator, so resumed and multi-process runs match."""
+    names = list(x)
+    if group_p > 0 and len(names) > 1:
+        keep = [g for g in names if float(torch.rand((), generator=generator)) >= group_p]
+        if not keep:
+            keep = [names[int(torch.randint(len(names), (), generator=generator))]]
+        x = {g: x[g] for g in names if g in keep}
+    if channel_p <= 0:
+        return x
+    out = {}
+    for g, t in x.items():
+        if t.shape[0] > 1:
+            mask = torch.rand(t.shape[0], generator=generator) >= channel_p
+            if not mask.any():
+                mask[int(torch.randint(t.shape[0], (), generator=generator))] = True
+            t = t * mask[:, None, None].to(t.dtype)
+        out[g] = t
+    return out
+
+
 def collate_inputs(items: Sequence[PreparedInput], groups: Sequence[str]
                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Stack prepared inputs into `x[g]` `[B, C_g, S, S]` (zeros where absent) and bool `present[g]` `[B]`."""
@@ -200,5 +224,5 @@ def collate_inputs(items: Sequence[PreparedInput], groups: Sequence[str]
 
 
 __all__ = ["GROUP_ORDER", "MISSING_POLICIES", "InputGroup", "InputGroupError", "PreparedInput", "Preprocessor",
-           "SceneNotChipError", "check_group", "collate_inputs", "default_radiometry", "group_of_band",
+           "SceneNotChipError", "check_group", "collate_inputs", "default_radiometry", "drop_inputs", "group_of_band",
            "split_by_group"]

@@ -418,8 +418,9 @@ class SpectralCLIP(nn.Module):
         """Embed a batch of groups: `x[g]` `[B, C_g, S, S]`, `present[g]` bool `[B]` (default all True).
 
         Returns (`emb[g]` `[B, D]` normalised, zero rows where absent; the presence masks after dropout;
-        the fused `[B, D]` embedding). Dropout runs when `dropout` (default: `self.training`) for multi-group
-        models.
+        the fused `[B, D]` embedding). Group/channel dropout runs only when asked (`dropout=True`); the trainer
+        drops inputs per item in its data instead (`models.inputs.drop_inputs`), so that accumulation and DDP
+        see the same inputs as one process.
         """
         names = [g for g in GROUP_ORDER + tuple(self.groups) if g in x]
         names = list(dict.fromkeys(names))
@@ -433,7 +434,7 @@ class SpectralCLIP(nn.Module):
         pres = {g: (present[g].bool().to(dev) if present is not None and g in present
                     else torch.ones(b, dtype=torch.bool, device=dev)) for g in names}
         xs = {g: x[g] for g in names}
-        if self.config.multi and (self.training if dropout is None else dropout):
+        if self.config.multi and dropout:
             pres, xs = self._dropout(pres, xs, generator)
         emb: dict[str, torch.Tensor] = {}
         for g in names:
@@ -475,16 +476,22 @@ class SpectralCLIP(nn.Module):
 
     def forward(self, image: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
                 text: torch.Tensor | None = None, present: Mapping[str, torch.Tensor] | None = None,
-                groups: bool = False, generator: torch.Generator | None = None):
+                groups: bool = False):
         """open_clip's output: `(image_features, text_features, logit_scale.exp()[, logit_bias])`, features
         normalised. `image` may be a tensor or `{group: tensor}` (fused, with group dropout in training);
         `text` may be token ids or precomputed text features (a float tensor), which a trainer with a frozen
         text tower caches instead of re-encoding the same captions every step. With `groups=True` (multi-group
         training, through DDP's forward): `(emb[g], present after dropout, fused, text_features, scale)`."""
         if groups:
-            emb, pres, fused = self.encode_groups(image, present, generator=generator)  # type: ignore[arg-type]
-            text_features = self.encode_text(text) if text is not None else None
-            return emb, pres, fused, text_features, self.clip.logit_scale.exp()
+            emb, pres, fused = self.encode_groups(image, present)  # type: ignore[arg-type]
+            if text is None:
+                text_features = None
+            else:
+                text_features = F.normalize(text, dim=-1) if text.is_floating_point() else self.encode_text(text)
+            out = [emb, pres, fused, text_features, self.clip.logit_scale.exp()]
+            if getattr(self.clip, "logit_bias", None) is not None:
+                out.append(self.clip.logit_bias)
+            return tuple(out)
         if (isinstance(image, torch.Tensor) and not self.config.multi and text is not None
                 and not text.is_floating_point()):
             self._check_group_batch(self.groups[0], image)

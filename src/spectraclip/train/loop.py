@@ -69,45 +69,16 @@ def make_loss(recipe: LossRecipe, info: DistInfo) -> torch.nn.Module:
                     rank=info.rank, world_size=info.world_size)
 
 
-def _backward(loss: torch.Tensor, scaler: Any) -> None:
-    (scaler.scale(loss) if scaler is not None else loss).backward()
-
-
 def contrastive_step(model: torch.nn.Module, loss_fn: torch.nn.Module,
                      micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
                      autocast: Callable[[], Any] = contextlib.nullcontext, scaler: Any = None) -> float:
-    """Forward/backward one optimiser step's batch; returns the loss. Does not step the optimiser.
+    """Forward/backward of one step's `(pixels, tokens)` micro-batches of a single-group model through the
+    trainer's one objective (`train.objective.step`: feature-cached accumulation); returns the loss."""
+    from spectraclip.train.objective import Objective, step
 
-    With several micro-batches the features of all of them are computed first without gradients and
-    cached; each micro-batch is then re-run with gradients and its features spliced into the cached
-    ones, so the loss sees the whole batch as negatives (open_clip's accum-freq scheme). The temperature
-    takes its gradient in the last pass only, so the summed gradient equals the big-batch gradient.
-    """
-    if len(micro_batches) == 1:
-        img, tok = micro_batches[0]
-        with autocast():
-            loss = loss_fn(*model(img, tok))
-        _backward(loss, scaler)
-        return float(loss.detach())
-    cache_i, cache_t = [], []
-    with torch.no_grad(), autocast():
-        for img, tok in micro_batches:
-            out = model(img, tok)
-            cache_i.append(out[0])
-            cache_t.append(out[1])
-    loss = torch.zeros(())
-    for j, (img, tok) in enumerate(micro_batches):
-        last = j == len(micro_batches) - 1
-        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
-        with sync:
-            with autocast():
-                out = model(img, tok)
-                temps = [t if last else t.detach() for t in out[2:]]
-                feats_i = torch.cat(cache_i[:j] + [out[0]] + cache_i[j + 1:])
-                feats_t = torch.cat(cache_t[:j] + [out[1]] + cache_t[j + 1:])
-                loss = loss_fn(feats_i, feats_t, *temps)
-            _backward(loss, scaler)
-    return float(loss.detach())
+    group = _unwrap(model).groups[0]
+    micro = [{"x": {group: img}, "present": None, "text": tok, "text_present": None} for img, tok in micro_batches]
+    return step(model, Objective(loss_fn), micro, autocast, scaler)[0]
 
 
 class TextFeatureCache:
@@ -173,14 +144,6 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _split(batch: dict[str, Any], tokens: torch.Tensor, n: int, device: torch.device):
-    px = batch["pixels"]
-    if px.shape[0] % n:
-        raise ValueError(f"per-process batch of {px.shape[0]} does not split into optim.accum_steps={n}")
-    return [(p.to(device, non_blocking=True), t.to(device, non_blocking=True))
-            for p, t in zip(px.chunk(n), tokens.chunk(n), strict=True)]
 
 
 class _Batches:
@@ -253,14 +216,28 @@ def _check_data_bands(ds: Any, bands: Any) -> None:
     ds.check_bands(bands)
 
 
-def _spectral_task(recipe: Recipe, info: DistInfo) -> TrainTask:
-    """The SpectralCLIP task: image-caption pairs from a manifest or shards, CLIP/SigLIP loss with
-    feature-cached accumulation, retrieval validation."""
+class _PairsAsGroups:
+    """Collate image-caption pairs of a single-group model into the trainer's one batch format."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        from spectraclip.data.captions import collate_pairs
+
+        batch = collate_pairs(items)
+        n = len(batch["ids"])
+        batch["x"] = {self.group: batch.pop("pixels")}
+        batch["present"] = {self.group: torch.ones(n, dtype=torch.bool)}
+        batch["has_caption"] = torch.ones(n, dtype=torch.bool)
+        return batch
+
+
+def _caption_pairs(recipe: Recipe, siglip_bias: float | None) -> tuple[Any, Any, Any, Any, Callable]:
+    """Model, LoRA handle and datasets of a single-group recipe (image-caption pairs, manifest or shards)."""
     from spectraclip.data.augment import SpectralAugment
-    from spectraclip.data.captions import collate_pairs
     from spectraclip.train.data import TrainTransform, make_dataset
     from spectraclip.train.model_setup import build_model, normalization_for, set_normalization, target_bands
-    from spectraclip.train.validate import validate
 
     run, dcfg = recipe.run, recipe.data
     # Data first (cheap, and a band the data lacks must fail before anything heavy happens).
@@ -268,10 +245,8 @@ def _spectral_task(recipe: Recipe, info: DistInfo) -> TrainTask:
     train_ds = make_dataset(dcfg.train, None, dcfg, run.seed, dcfg.train_split, training=True)
     if want is not None:
         _check_data_bands(train_ds, want)
-
     _seed_all(run.seed)
-    model, lora = build_model(recipe.model, recipe.loss.siglip_bias_init if recipe.loss.kind == "siglip"
-                              else None)
+    model, lora = build_model(recipe.model, siglip_bias)
     bands = model.bands
     if want is None:
         _check_data_bands(train_ds, bands)
@@ -284,31 +259,58 @@ def _spectral_task(recipe: Recipe, info: DistInfo) -> TrainTask:
                               tuple(dcfg.crop_scale) if dcfg.crop_scale else None)
     train_ds.transform = TrainTransform(tuple(bands.names), model.transform, aug)
     val_ds = _validation_data(recipe, TrainTransform(tuple(bands.names), model.transform, None))
-    loss_fn = make_loss(recipe.loss, info)
+    return model, lora, train_ds, val_ds, _PairsAsGroups(model.groups[0])
 
+
+def _task(recipe: Recipe, info: DistInfo) -> TrainTask:
+    """The one training task: a model with one input group (image-caption pairs) or several (multi-file
+    layouts, captions optional), the one objective (`train.objective`), feature-cached accumulation and DDP
+    with cross-rank negatives for both, one validation."""
+    from spectraclip.train.objective import Objective, split, step
+    from spectraclip.train.validate import validate
+
+    siglip_bias = recipe.loss.siglip_bias_init if recipe.loss.kind == "siglip" else None
+    if recipe.model.kind == "multisensor":
+        from spectraclip.train.multisensor import collate_multisensor, setup_multisensor
+
+        _seed_all(recipe.run.seed)
+        model, lora, train_ds, val_ds = setup_multisensor(recipe, siglip_bias)
+        collate: Callable = collate_multisensor
+    else:
+        model, lora, train_ds, val_ds, collate = _caption_pairs(recipe, siglip_bias)
+    objective = Objective(make_loss(recipe.loss, info), info.world_size)
     text_cache = TextFeatureCache(model) if TextFeatureCache.applies(model) else None
+    metrics: dict[str, float] = {}
 
-    def step(net: torch.nn.Module, batch: dict[str, Any], autocast: Callable[[], Any], scaler: Any) -> float:
-        # a frozen text tower gives the same features for the same caption: encode each caption once
-        text = text_cache(batch["captions"]) if text_cache is not None else model.tokenize(batch["captions"])
-        micro = _split(batch, text, recipe.optim.accum_steps, info.device)
-        return contrastive_step(net, loss_fn, micro, autocast, scaler)
+    def train_step(net: torch.nn.Module, batch: dict[str, Any], autocast: Callable[[], Any], scaler: Any) -> float:
+        captions = batch["captions"]
+        text = None
+        if bool(batch["has_caption"].any()):
+            # a frozen text tower gives the same features for the same caption: encode each caption once
+            text = text_cache(captions) if text_cache is not None else model.tokenize(captions)
+        micro = split(batch, text, recipe.optim.accum_steps, info.device)
+        loss, logs = step(net, objective, micro, autocast, scaler)
+        metrics.clear()
+        metrics.update({k: v for k, v in logs.items() if k != "loss"})
+        return loss
 
     def run_validation(m: Any, per_rank: int) -> dict[str, float]:
-        vl = torch.utils.data.DataLoader(val_ds, batch_size=per_rank, collate_fn=collate_pairs,
-                                         num_workers=dcfg.num_workers)
-        return validate(m, vl, make_loss(recipe.loss, DistInfo()), info.device)
+        vl = torch.utils.data.DataLoader(val_ds, batch_size=per_rank, collate_fn=collate,
+                                         num_workers=recipe.data.num_workers)
+        return validate(m, vl, Objective(make_loss(recipe.loss, DistInfo())), info.device)
 
     hf_text = bool(model.config.arch_config.get("text_cfg", {}).get("hf_model_name"))
-    return TrainTask(model=model, lora=lora, train_ds=train_ds, val_ds=val_ds, collate=collate_pairs, step=step,
-                     validate=run_validation, ddp_kwargs={"find_unused_parameters": hf_text})
+    return TrainTask(model=model, lora=lora, train_ds=train_ds, val_ds=val_ds, collate=collate, step=train_step,
+                     validate=run_validation, metrics=metrics,
+                     ddp_kwargs={"find_unused_parameters": hf_text or model.config.multi})
 
 
 def train(recipe: Recipe, *, resume: bool = False, hooks: Sequence[Callable] | None = None,
           console: Any = None) -> TrainResult:
     """Run a training recipe (in every process of a torchrun/srun launch); returns what rank 0 wrote.
 
-    `model.kind: multisensor` trains a MultiSensorCLIP (see `train.multisensor`) with the same loop."""
+    `model.kind: multisensor` trains a model with several input groups (see `train.multisensor`) through the
+    same task, objective, step and validation."""
     from spectraclip.models.freeze import print_trainable
     from spectraclip.train import checkpoint as ckpt
     from spectraclip.train.distributed import init_distributed
@@ -329,13 +331,7 @@ def train(recipe: Recipe, *, resume: bool = False, hooks: Sequence[Callable] | N
         if resume and ckpt.latest_checkpoint(ck_dir) is None and info.is_main:
             log.warning("--resume: no checkpoint in %s; starting from scratch", ck_dir)
 
-        if recipe.model.kind == "multisensor":
-            from spectraclip.train.multisensor import setup_multisensor
-
-            _seed_all(run.seed)
-            job = setup_multisensor(recipe, info)
-        else:
-            job = _spectral_task(recipe, info)
+        job = _task(recipe, info)
         model, lora, train_ds, val_ds = job.model, job.lora, job.train_ds, job.val_ds
         model.to(info.device)
         skipped_rows = len(getattr(train_ds, "skipped", []))

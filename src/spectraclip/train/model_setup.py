@@ -44,21 +44,30 @@ def replace_text_tower(model: Any, text: str) -> Any:
     cfg.provenance.setdefault("text_tower", ref)
     new = SpectralCLIP.from_config(cfg, pretrained_text=True)
     new.clip.visual.load_state_dict(model.clip.visual.state_dict())
+    if model.patch_embeds is not None:  # a multi-group model: its patch embeddings live beside the trunk
+        new.patch_embeds.load_state_dict(model.patch_embeds.state_dict())
     with torch.no_grad():
         new.clip.logit_scale.copy_(model.clip.logit_scale)
     return new
 
 
 def build_model(recipe: ModelRecipe, siglip_bias: float | None = None) -> tuple[Any, Any]:
-    """The SpectralCLIP to train and, for `freeze: lora`, the LoRA handle (else None)."""
+    """The single-group SpectralCLIP to train and, for `freeze: lora`, the LoRA handle (else None)."""
     from spectraclip.models.channels import extend_channels
-    from spectraclip.models.freeze import apply_freeze
     from spectraclip.models.loading import load_model
 
     model = load_model(_base_name(recipe))
     want = target_bands(recipe)
     if want is not None and want.names != model.bands.names:
         extend_channels(model, to_bands=want, init=recipe.init_new_bands)
+    return finish_model(model, recipe, siglip_bias)
+
+
+def finish_model(model: Any, recipe: ModelRecipe, siglip_bias: float | None = None) -> tuple[Any, Any]:
+    """What every model a recipe trains gets, one input group or several: the recipe's text tower, a SigLIP
+    bias, LoRA or a freezing policy, gradient checkpointing. Returns (model, LoRA handle or None)."""
+    from spectraclip.models.freeze import apply_freeze
+
     if recipe.text:
         model = replace_text_tower(model, recipe.text)
     if siglip_bias is not None and getattr(model.clip, "logit_bias", None) is None:

@@ -20,9 +20,8 @@ In DDP each process contrasts modalities within its own share of the batch (grad
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from spectraclip.bands import GROUP_ORDER, BandSet, check_group, group_of_band
 from spectraclip.errors import InputError
 from spectraclip.io.layouts import LayoutItem, layout_items, read_item
 from spectraclip.io.sample import RasterError
-from spectraclip.models.inputs import InputGroup, collate_inputs
+from spectraclip.models.inputs import InputGroup, collate_inputs, drop_inputs
 from spectraclip.models.spectral_clip import ModelConfig, SpectralCLIP
 from spectraclip.train.config import Recipe, RecipeError
 
@@ -70,7 +69,7 @@ class MultiSensorTrainDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, items: Sequence[LayoutItem], config: Any = None, augment: Any = None, seed: int = 0,
-                 source: str = "") -> None:
+                 source: str = "", train: bool = True) -> None:
         self.items = list(items)
         self.config = config.config if isinstance(config, SpectralCLIP) else config
         self.preprocessor = config.preprocessor() if isinstance(config, SpectralCLIP) else None
@@ -78,6 +77,7 @@ class MultiSensorTrainDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self.source = source
+        self.train = train  # group / channel dropout (per item, seeded like the augmentation)
         self.skipped: list[Any] = []  # the trainer reports skipped rows; items are never skipped up front
 
     def __len__(self) -> int:
@@ -111,12 +111,14 @@ class MultiSensorTrainDataset(torch.utils.data.Dataset):
                 log.warning("skipping unreadable multi-sensor item %s: %s", item.id, exc)
                 n_bad += 1
                 continue
+            g = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, i) ^ 0x5EED)
             if self.augment is not None:
-                g = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, i) ^ 0x5EED)
                 names = list(x)
                 stacked = self.augment(torch.cat([x[m] for m in names]), g)
                 x = dict(zip(names, stacked.split([x[m].shape[0] for m in names]), strict=True))
                 x = {m: t.contiguous() for m, t in x.items()}
+            if self.train:
+                x = drop_inputs(x, self.config.modality_dropout, self.config.channel_dropout, g)
             return {"x": x, "caption": self.caption(i), "id": item.id, "n_bad": n_bad}
         raise RasterError(self.source or "multi-sensor data", f"no readable item among {n_bad} from item {index}")
 
@@ -208,19 +210,18 @@ def transplant(source: Any, config: ModelConfig, init_new_bands: str = "zero") -
     return model
 
 
-def build_multisensor_model(recipe: Recipe, items: Sequence[LayoutItem]) -> Any:
-    """The multi-group SpectralCLIP a `kind: multisensor` recipe trains, frozen per `model.freeze`."""
+def build_multisensor_model(recipe: Recipe, items: Sequence[LayoutItem], siglip_bias: float | None = None
+                            ) -> tuple[Any, Any]:
+    """The multi-group SpectralCLIP a `kind: multisensor` recipe trains (text tower, SigLIP bias, LoRA or
+    freezing as for any model) and its LoRA handle (or None)."""
     from spectraclip.models.checkpoints import is_bundle, load_bundle, read_bundle_config
-    from spectraclip.models.freeze import apply_freeze
     from spectraclip.models.loading import load_model
-    from spectraclip.train.model_setup import _base_name
+    from spectraclip.train.model_setup import _base_name, finish_model
 
     mr = recipe.model
-    for key, bad in (("bands", mr.bands is not None), ("text", bool(mr.text)), ("freeze", mr.freeze == "lora")):
-        if bad:
-            raise RecipeError(f"recipe key 'model.{key}'={getattr(mr, key)!r} is not supported with "
-                              "model.kind: multisensor (use model.modalities for bands; freeze: all, lock-text, "
-                              "projection or attention)")
+    if mr.bands is not None:
+        raise RecipeError(f"recipe key 'model.bands'={mr.bands!r} does not apply to model.kind: multisensor "
+                          "(its bands are per input group: use model.modalities)")
     base = Path(mr.base).expanduser()
     if base.is_dir() and is_bundle(base) and read_bundle_config(base).multi:
         model = load_bundle(base)
@@ -236,8 +237,6 @@ def build_multisensor_model(recipe: Recipe, items: Sequence[LayoutItem]) -> Any:
         if source.config.multi:
             raise RecipeError(f"model.base {mr.base}: use a multi-sensor bundle as it is (without model.modalities)")
         arch_config = deepcopy(source.config.arch_config)
-        if arch_config.get("custom_text") or arch_config.get("text_cfg", {}).get("hf_model_name"):
-            raise RecipeError(f"model.base {mr.base}: a multi-sensor model needs open_clip's own text transformer")
         config = ModelConfig(
             arch=source.config.arch, arch_config=arch_config, inputs=groups, image_size=source.config.image_size,
             resize=source.config.resize, crop=source.config.crop, missing_bands="fill",
@@ -245,145 +244,25 @@ def build_multisensor_model(recipe: Recipe, items: Sequence[LayoutItem]) -> Any:
             provenance={"init_from": mr.base, "init_new_bands": mr.init_new_bands,
                         "normalization": {m: stats[m].source for m in bands}})
         model = transplant(source, config, mr.init_new_bands)
-    apply_freeze(model, mr.freeze)
-    if mr.grad_checkpointing:
-        model.clip.set_grad_checkpointing(True)
-    model.train()
-    return model
+    return finish_model(model, mr, siglip_bias)
 
 
-# ------------------------------------------------------------------------------------- step, validation
-def make_step(model: Any, device: torch.device, metrics: dict[str, float]) -> Callable[..., float]:
-    """The trainer's step function: forward (`training_step`) and backward of one batch."""
-
-    def step(net: torch.nn.Module, batch: dict[str, Any], autocast: Callable[[], Any], scaler: Any) -> float:
-        x = {m: t.to(device, non_blocking=True) for m, t in batch["x"].items()}
-        present = {m: p.to(device) for m, p in batch["present"].items()}
-        text = text_present = None
-        if int(batch["has_caption"].sum()) >= 2:
-            text = model.tokenize(batch["captions"]).to(device)
-            text_present = batch["has_caption"].to(device)
-        with autocast():
-            loss, logs = training_step(net, x, present, text, text_present=text_present)
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-        metrics.clear()
-        metrics.update({k: v for k, v in logs.items() if k != "loss"})
-        return float(loss.detach())
-
-    return step
-
-
-@torch.inference_mode()
-def validate_multisensor(model: Any, loader: Any, device: torch.device) -> dict[str, float]:
-    """Pairwise InfoNCE over the whole validation set (no dropout) and cross-modal recall@1/5 per pair."""
-    from spectraclip.train.validate import recall_at_k
-
-    was_training = model.training
-    model.eval()
-    embs: dict[str, list[torch.Tensor]] = {}
-    pres: dict[str, list[torch.Tensor]] = {}
-    n = 0
-    for batch in loader:
-        b = len(batch["ids"])
-        emb, p, _ = model.encode_groups({m: t.to(device) for m, t in batch["x"].items()},
-                                 {m: t.to(device) for m, t in batch["present"].items()}, dropout=False)
-        for m in MODALITIES:
-            embs.setdefault(m, []).append(emb[m].float().cpu() if m in emb else torch.zeros(b, model.embed_dim))
-            pres.setdefault(m, []).append(p[m].cpu() if m in p else torch.zeros(b, dtype=torch.bool))
-        n += b
-    model.train(was_training)
-    if not n:
-        return {}
-    e = {m: torch.cat(v) for m, v in embs.items()}
-    pr = {m: torch.cat(v) for m, v in pres.items()}
-    e = {m: v for m, v in e.items() if pr[m].any()}
-    loss, pairs = multimodal_infonce(e, pr, model.clip.logit_scale.exp().cpu())
-    out = {"val_loss": float(loss), "val_items": float(n)}
-    for pair in pairs:
-        a, b = pair.split("-")
-        both = pr[a] & pr[b]
-        r = recall_at_k(e[a][both] @ e[b][both].T)
-        out.update({f"{pair}_r1": r["i2t_r1"], f"{pair}_r5": r["i2t_r5"]})
-    return out
-
-
-def setup_multisensor(recipe: Recipe, info: Any) -> Any:
-    """The trainer's task for `model.kind: multisensor` (data, model, step, validation; see `loop.TrainTask`)."""
+def setup_multisensor(recipe: Recipe, siglip_bias: float | None = None) -> tuple[Any, Any, Any, Any]:
+    """(model, LoRA handle, train dataset, validation dataset or None) of a `model.kind: multisensor` recipe;
+    the trainer does the rest exactly as for one input group."""
     from spectraclip.data.augment import SpectralAugment
-    from spectraclip.train.loop import TrainTask
 
     dcfg = recipe.data
-    if recipe.optim.accum_steps != 1:
-        raise RecipeError("recipe key 'optim.accum_steps': gradient accumulation is not supported with "
-                          "model.kind: multisensor; use 1")
-    if recipe.loss.kind != "clip":
-        raise RecipeError("recipe key 'loss.kind': model.kind: multisensor trains with InfoNCE (clip) only")
     all_items = read_items(dcfg.train, dcfg.layout)
     train_items = split_items(all_items, dcfg.train_split)
     if not train_items:
         raise RecipeError(f"data.train {dcfg.train} has no item of split {dcfg.train_split!r}")
-    model = build_multisensor_model(recipe, train_items)
+    model, lora = build_multisensor_model(recipe, train_items, siglip_bias)
     aug = None
     if dcfg.augment:
         aug = SpectralAugment(dcfg.hflip, dcfg.vflip, dcfg.rot90, tuple(dcfg.crop_scale) if dcfg.crop_scale else None)
     train_ds = MultiSensorTrainDataset(train_items, model, aug, recipe.run.seed, dcfg.train)
     val_items = read_items(dcfg.val, dcfg.layout) if dcfg.val else split_items(all_items, dcfg.val_split)
-    val_ds = MultiSensorTrainDataset(val_items, model, None, recipe.run.seed, dcfg.val or dcfg.train) \
+    val_ds = MultiSensorTrainDataset(val_items, model, None, recipe.run.seed, dcfg.val or dcfg.train, train=False) \
         if val_items else None
-    metrics: dict[str, float] = {}
-
-    def validate(m: Any, per_rank: int) -> dict[str, float]:
-        if val_ds is None:
-            return {}
-        loader = torch.utils.data.DataLoader(val_ds, batch_size=per_rank, collate_fn=collate_multisensor,
-                                             num_workers=dcfg.num_workers)
-        return validate_multisensor(m, loader, info.device)
-
-    return TrainTask(model=model, lora=None, train_ds=train_ds, val_ds=val_ds, collate=collate_multisensor,
-                     step=make_step(model, info.device, metrics), validate=validate,
-                     ddp_kwargs={"find_unused_parameters": True}, metrics=metrics)
-
-
-# -------------------------------------------------------------------------------------------- loss
-def multimodal_infonce(emb: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
-                       logit_scale: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean open_clip `ClipLoss` over every pair of modalities, each on the samples that have both
-    (pairs with fewer than two such samples are skipped). Returns (loss, {"s2-s1": value, ...})."""
-    from open_clip.loss import ClipLoss
-
-    loss_fn = ClipLoss()
-    losses, logs = [], {}
-    for a, b in itertools.combinations([m for m in MODALITIES if m in emb], 2):
-        both = present[a] & present[b]
-        if int(both.sum()) < 2:
-            continue
-        value = loss_fn(emb[a][both], emb[b][both], logit_scale)
-        losses.append(value)
-        logs[f"{a}-{b}"] = float(value.detach())
-    if not losses:
-        zero = logit_scale * 0.0
-        return zero, logs
-    return torch.stack(losses).mean(), logs
-
-
-def training_step(model: Any, x: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor] | None,
-                  text: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                  text_present: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one batch: pairwise group InfoNCE, plus a CLIP loss between the fused image embedding and
-    caption embeddings when `text` is given (on the rows of `text_present`, default all, if >= 2). Runs the
-    model through its (DDP-wrapped) forward so gradients synchronise."""
-    from open_clip.loss import ClipLoss
-
-    use_text = text is not None and (text_present is None or int(text_present.sum()) >= 2)
-    emb, pres, fused, text_features, scale = model(x, text if use_text else None, present=present, groups=True,
-                                                   generator=generator)
-    loss, logs = multimodal_infonce(emb, pres, scale)
-    if use_text:
-        rows = text_present.bool() if text_present is not None else torch.ones(len(text), dtype=torch.bool)
-        tl = ClipLoss()(fused[rows.to(fused.device)], text_features[rows.to(text_features.device)], scale)
-        logs["image-text"] = float(tl.detach())
-        loss = loss + tl
-    logs["loss"] = float(loss.detach())
-    logs["dropped_modalities"] = float(sum(int((present[m].bool().to(pres[m].device) & ~pres[m]).sum())
-                                           for m in pres if m in present)) if present is not None else 0.0
-    return loss, logs
+    return model, lora, train_ds, val_ds

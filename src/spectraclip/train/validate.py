@@ -24,24 +24,58 @@ def recall_at_k(sim: torch.Tensor, ks: Iterable[int] = (1, 5)) -> dict[str, floa
 
 
 @torch.inference_mode()
-def validate(model: Any, batches: Iterable[dict[str, Any]], loss_fn: torch.nn.Module,
+def validate(model: Any, batches: Iterable[dict[str, Any]], objective: Callable[..., Any],
              device: torch.device) -> dict[str, float]:
-    """Mean per-batch loss and recall@1/5 over all validation pairs (single process, eval mode)."""
+    """Validation of any model on the trainer's batches (single process, eval mode, no input dropout): the
+    objective's mean per-batch loss, image↔text recall@1/5 over all captioned items, and for a model with
+    several input groups the cross-group recall@1/5 of every pair over the items that have both."""
+    from spectraclip.train.objective import concat, forward_features
+
     was_training = model.training
     model.eval()
-    img, txt, losses, n = [], [], [], 0
+    feats, losses, n = [], [], 0
     for batch in batches:
-        tokens = model.tokenize(batch["captions"]).to(device)
-        out = model(batch["pixels"].to(device), tokens)
-        losses.append(float(loss_fn(*out)) * len(tokens))
-        n += len(tokens)
-        img.append(out[0].float().cpu())
-        txt.append(out[1].float().cpu())
+        b = len(batch["ids"])
+        text = model.tokenize(batch["captions"]).to(device) if bool(batch["has_caption"].any()) else None
+        micro = {"x": {g: t.to(device) for g, t in batch["x"].items()},
+                 "present": {g: p.to(device) for g, p in batch["present"].items()},
+                 "text": text, "text_present": batch["has_caption"].to(device)}
+        f = forward_features(model, micro)
+        losses.append(float(objective(f)[0]) * b)
+        feats.append(f)
+        n += b
     model.train(was_training)
     if not n:
         return {}
-    i, t = torch.cat(img), torch.cat(txt)
-    return {"val_loss": sum(losses) / n, "val_pairs": float(n), **recall_at_k(i @ t.T)}
+    from spectraclip.bands import GROUP_ORDER
+
+    seen = {g for f in feats for g in f.emb}
+    groups = [g for g in GROUP_ORDER if g in seen] + sorted(seen - set(GROUP_ORDER))
+    for f in feats:  # a batch may lack a group every item of it lacks: pad so batches concatenate
+        for g in groups:
+            if g not in f.emb:
+                f.emb[g] = torch.zeros_like(f.fused)
+                f.present[g] = torch.zeros(len(f.fused), dtype=torch.bool, device=f.fused.device)
+    if any(f.text is None for f in feats):
+        for f in feats:
+            if f.text is None:
+                f.text = torch.zeros_like(f.fused)
+                f.text_present = torch.zeros(len(f.fused), dtype=torch.bool, device=f.fused.device)
+    every = concat(feats)
+    out = {"val_loss": sum(losses) / n, "val_items": float(n)}
+    captioned = every.text_present.bool().cpu() if every.text_present is not None else torch.ones(n, dtype=torch.bool)
+    if every.text is not None and int(captioned.sum()) >= 2:
+        i, t = every.fused.float().cpu()[captioned], every.text.float().cpu()[captioned]
+        out.update({"val_pairs": float(int(captioned.sum())), **recall_at_k(i @ t.T)})
+    if len(groups) > 1:
+        import itertools
+
+        for a, b in itertools.combinations(groups, 2):
+            both = (every.present[a] & every.present[b]).cpu()
+            if int(both.sum()) >= 2:
+                r = recall_at_k(every.emb[a].float().cpu()[both] @ every.emb[b].float().cpu()[both].T)
+                out.update({f"{a}-{b}_r1": r["i2t_r1"], f"{a}-{b}_r5": r["i2t_r5"]})
+    return out
 
 
 def zeroshot_hook(dataset: str, templates: str = "default", root: str | None = None) -> Hook:
