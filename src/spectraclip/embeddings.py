@@ -1,6 +1,8 @@
-"""The embeddings table: Parquet, one row per item (`id`, `vector`, source path, georeference).
+"""The embeddings table: GeoParquet, one row per item (`id`, `vector`, source path, footprint, Major TOM columns).
 
-Everything downstream of the model (evaluation, probes, indexes, search) reads this table.
+Everything downstream of the model (evaluation, probes, indexes, search) reads this table and checks
+the model and preprocessing fingerprints in its metadata (`spectraclip.identity`). A `geometry`
+column (WKB, WGS84) gets GeoParquet's `geo` metadata, so geopandas and GDAL open the file as a layer.
 Large jobs write numbered part files beside the output and merge them at the end, so a killed
 run resumes where it stopped.
 """
@@ -17,6 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spectraclip.errors import SpectraclipError
+from spectraclip.geo import MAJOR_TOM_TYPES, with_geo_metadata
+from spectraclip.identity import PREPROCESSING_SPEC_KEY, Fingerprints, preprocessing_spec
 from spectraclip.io.atomic import atomic_path
 
 SCHEMA_VERSION = "1"
@@ -24,7 +29,7 @@ SCHEMA_VERSION = "1"
 RUN_DESCRIPTION_KEYS = frozenset({"failed", "sources", "layout"})
 
 
-class EmbeddingsTableError(ValueError):
+class EmbeddingsTableError(SpectraclipError, ValueError):
     """A file that is not a usable embeddings table; the message names the file."""
 
 
@@ -44,6 +49,29 @@ class EmbeddingsTable:
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
+    @property
+    def fingerprints(self) -> Fingerprints | None:
+        """The model and preprocessing fingerprints the table records (None for a table without them)."""
+        return Fingerprints.from_metadata(self.metadata)
+
+    @property
+    def preprocessing(self) -> dict[str, Any] | None:
+        """The preprocessing spec the table records (bands, normalisation, input size, ...), if any."""
+        spec = self.metadata.get(PREPROCESSING_SPEC_KEY)
+        return spec if isinstance(spec, dict) else None
+
+
+def identity_metadata(model: Any) -> dict[str, Any]:
+    """The metadata that says which embedding space a table holds: both fingerprints and the preprocessing spec."""
+    return {**Fingerprints.of(model).to_metadata(), PREPROCESSING_SPEC_KEY: preprocessing_spec(model)}
+
+
+def _with_fingerprints(metadata: Mapping[str, Any] | None, fingerprints: Fingerprints | None) -> dict[str, Any]:
+    meta = dict(metadata or {})
+    if fingerprints is not None:
+        meta.update(fingerprints.to_metadata())
+    return meta
+
 
 def _table(ids: Sequence[str], vectors: np.ndarray, columns: Mapping[str, Sequence[Any]] | None,
            metadata: Mapping[str, Any] | None) -> pa.Table:
@@ -61,18 +89,19 @@ def _table(ids: Sequence[str], vectors: np.ndarray, columns: Mapping[str, Sequen
             raise EmbeddingsTableError(f"column name {name!r} is reserved")
         if len(values) != len(ids):
             raise EmbeddingsTableError(f"column {name!r} has {len(values)} values for {len(ids)} ids")
-        arrays[name] = pa.array(list(values))
+        arrays[name] = pa.array(list(values), type=MAJOR_TOM_TYPES.get(name))
     meta = {"spectraclip.schema": SCHEMA_VERSION, "spectraclip.dim": str(dim)}
     for k, v in (metadata or {}).items():
         meta[f"spectraclip.{k}"] = v if isinstance(v, str) else json.dumps(v)
-    return pa.table(arrays).replace_schema_metadata(meta)
+    return with_geo_metadata(pa.table(arrays).replace_schema_metadata(meta))
 
 
 def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray,
                      columns: Mapping[str, Sequence[Any]] | None = None,
-                     metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write an embeddings table atomically (temporary file, then rename)."""
-    table = _table(ids, vectors, columns, metadata)
+                     metadata: Mapping[str, Any] | None = None, *,
+                     fingerprints: Fingerprints | None = None) -> Path:
+    """Write an embeddings table atomically (temporary file, then rename), with `fingerprints` in its metadata."""
+    table = _table(ids, vectors, columns, _with_fingerprints(metadata, fingerprints))
     path = Path(path)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
@@ -143,10 +172,11 @@ class PartWriter:
     On restart, `done_ids` holds the ids already written, so the caller skips them.
     """
 
-    def __init__(self, output: str | Path, metadata: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, output: str | Path, metadata: Mapping[str, Any] | None = None, *,
+                 fingerprints: Fingerprints | None = None) -> None:
         self.output = Path(output)
         self.parts_dir = self.output.with_name(self.output.name + ".parts")
-        self.metadata = dict(metadata or {})
+        self.metadata = _with_fingerprints(metadata, fingerprints)
         self.done_ids: set[str] = set()
         self._n_parts = 0
         if self.parts_dir.is_dir():
@@ -171,6 +201,7 @@ class PartWriter:
 
     def write(self, ids: Sequence[str], vectors: np.ndarray,
               columns: Mapping[str, Sequence[Any]] | None = None) -> None:
+        """Write one finished batch as the next part file (atomically), so a restart skips its ids."""
         if not len(ids):
             return
         self.parts_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +229,7 @@ class PartWriter:
         meta = dict(table.schema.metadata or {})
         for k, v in self.metadata.items():
             meta[f"spectraclip.{k}".encode()] = (v if isinstance(v, str) else json.dumps(v)).encode()
-        table = table.replace_schema_metadata(meta)
+        table = with_geo_metadata(table.replace_schema_metadata(meta))  # the bbox of all parts
         with atomic_path(self.output) as tmp:
             pq.write_table(table, tmp)
         for p in parts:

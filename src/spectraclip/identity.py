@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 from spectraclip.errors import FingerprintMismatchError
@@ -40,26 +40,51 @@ def weights_fingerprint(model: Any) -> str:
     return _digest(h)
 
 
+def _tensor_versions(model: Any) -> tuple[int, ...] | None:
+    """In-place modification counters of every tensor (an optimiser step or `load_state_dict` bumps them)."""
+    try:
+        return tuple(t._version for t in model.state_dict().values())
+    except (AttributeError, RuntimeError):  # inference tensors keep no counter; no state_dict at all
+        return None
+
+
 def model_fingerprint(model: Any) -> str:
-    """The model fingerprint, computed once per model object (weights do not change at inference)."""
+    """The model fingerprint, cached on the model until any of its tensors changes in place (training)."""
+    versions = _tensor_versions(model)
     cached = getattr(model, "_spectraclip_fingerprint", None)
-    if cached is None:
-        cached = weights_fingerprint(model)
+    if cached is not None and versions is not None and cached[0] == versions:
+        return cached[1]
+    fp = weights_fingerprint(model)
+    if versions is not None:
         try:
-            object.__setattr__(model, "_spectraclip_fingerprint", cached)
+            object.__setattr__(model, "_spectraclip_fingerprint", (versions, fp))
         except AttributeError:  # pragma: no cover - objects without a __dict__
             pass
-    return cached
+    return fp
+
+
+_SPEC_FIELDS = ("bands", "mean", "std", "image_size", "resize", "crop", "radiometry", "missing_bands")
 
 
 def preprocessing_spec(model: Any) -> dict[str, Any]:
-    """The model's preprocessing as plain data (`model.preprocessing_spec()` when it has one)."""
+    """The model's preprocessing as plain data (`model.preprocessing_spec()` when it has one).
+
+    Without that method, the config's preprocessing fields (single-sensor: bands, mean, std, input size,
+    resize, crop; multi-sensor: each modality's bands and statistics) stand in for it.
+    """
     spec = getattr(model, "preprocessing_spec", None)
     if callable(spec):
         return dict(spec())
     cfg = model.config
-    return {"bands": list(cfg.bands), "mean": list(cfg.mean), "std": list(cfg.std),
-            "image_size": cfg.image_size, "resize": cfg.resize, "crop": cfg.crop}
+    out: dict[str, Any] = {}
+    for name in _SPEC_FIELDS:
+        value = getattr(cfg, name, None)
+        if value is not None:
+            out[name] = list(value) if isinstance(value, tuple | list) else value
+    modalities = getattr(cfg, "modalities", None)
+    if isinstance(modalities, Mapping):
+        out["modalities"] = {m: (asdict(s) if is_dataclass(s) else s) for m, s in modalities.items()}
+    return json.loads(json.dumps(out, sort_keys=True, default=str))
 
 
 def preprocessing_fingerprint(model: Any) -> str:

@@ -38,9 +38,13 @@ class EncodedImages:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def columns(self) -> dict[str, list[Any]]:
-        """Embeddings-table columns (path, band names, size, CRS, transform, bounds, centre lon/lat)."""
+        """Embeddings-table columns (path, band names, size, CRS, transform, bounds, centre lon/lat) and the
+        Major TOM ones (WGS84 `geometry` footprint, centre_lat/lon, utm_crs, pixel_bbox, timestamp)."""
+        from spectraclip.geo import major_tom_columns
+
         keys = ["path", "bands", "height", "width", "crs", "transform", "bounds", "lon", "lat"]
         cols: dict[str, list[Any]] = {k: [m.get(k) for m in self.samples_meta] for k in keys}
+        cols.update(major_tom_columns(self.samples_meta))
         labels = [m.get("labels") for m in self.samples_meta]
         if any(lbl is not None for lbl in labels):
             cols["labels"] = [list(lbl) if lbl is not None else None for lbl in labels]
@@ -251,10 +255,11 @@ def embed_to_table(model: SpectralCLIP, paths: Sequence[str | Path], output: str
                    metadata: dict[str, Any] | None = None,
                    on_error: ErrorCallback | None = None):
     """Embed raster items into an embeddings table, resumably: finished batches are kept across restarts."""
-    from spectraclip.embeddings import PartWriter
+    from spectraclip.embeddings import PartWriter, identity_metadata
 
     # the dimension is known up front, so a run where every item fails still writes a valid (empty) table
-    meta = {"bands": ",".join(model.bands.names), "dim": model.embed_dim, **(metadata or {})}
+    meta = {"bands": ",".join(model.bands.names), "dim": model.embed_dim, **identity_metadata(model),
+            **(metadata or {})}
     writer = PartWriter(output, metadata=meta)
     failed: list[tuple[str, str]] = []
     skipped = len(writer.done_ids)
