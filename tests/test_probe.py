@@ -14,19 +14,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from spectraclip.embeddings import write_embeddings
-from spectraclip.probe import (
-    EmbeddingSet,
-    ProbeError,
-    labels_from_columns,
-    labels_from_paths,
-    load_embeddings,
-    make_split,
-    parse_ks,
-    read_labels,
-    run_probe,
-    sample_k,
-)
-from spectraclip.probe_report import markdown_table, write_report
+from spectraclip.probe.curves import parse_ks, run_probe
+from spectraclip.probe.errors import ProbeError
+from spectraclip.probe.labels import labels_from_columns, labels_from_paths, read_labels
+from spectraclip.probe.report import markdown_table, write_report
+from spectraclip.probe.sampling import make_split, sample_k
+from spectraclip.probe.tables import EmbeddingSet, load_embeddings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -209,7 +202,7 @@ def test_baseline_ids_match_the_ids_embed_gives(tmp_path):
     from spectraclip.embeddings import read_embeddings
     from spectraclip.inference import item_ids
     from spectraclip.io.readers import find_items
-    from spectraclip.probe import baseline_stats_table
+    from spectraclip.probe.baseline import baseline_stats_table
 
     for split in ("train", "test"):
         (tmp_path / split / "Forest").mkdir(parents=True)

@@ -142,5 +142,29 @@ def check_fingerprints(recorded: Mapping[str, Any] | Fingerprints | None, model:
             "made it, re-embed with this one, or pass --force")
 
 
-__all__ = ["Fingerprints", "MODEL_KEY", "PREPROCESSING_KEY", "check_fingerprints", "model_fingerprint",
+def check_same_space(recorded: Mapping[str, Fingerprints | None], purpose: str, *, force: bool = False) -> None:
+    """Refuse to `purpose` (e.g. "merge into one set") tables whose fingerprints differ, naming each table's.
+
+    `recorded` maps a table name (its path) to its fingerprints; a table without any is refused as well,
+    since nothing says it shares the others' embedding space. `force=True` accepts them all.
+    """
+    if force or len(recorded) < 2:
+        return
+    missing = [name for name, fp in recorded.items() if fp is None]
+    if missing:
+        raise FingerprintMismatchError(
+            f"cannot {purpose}: {', '.join(missing)} record(s) no model fingerprint, so nothing says they share "
+            f"one embedding space with {', '.join(n for n in recorded if n not in missing) or 'each other'}; "
+            "re-embed them, or pass --force")
+    distinct = {(fp.model, fp.preprocessing) for fp in recorded.values() if fp is not None}
+    if len(distinct) > 1:
+        listing = "; ".join(f"{name}: model {fp.model}, preprocessing {fp.preprocessing}"
+                            for name, fp in recorded.items() if fp is not None)
+        raise FingerprintMismatchError(
+            f"cannot {purpose}: the tables come from different embedding spaces ({listing}). Give tables "
+            "made by one model and preprocessing, or pass --force")
+
+
+__all__ = ["Fingerprints", "MODEL_KEY", "PREPROCESSING_KEY", "check_fingerprints", "check_same_space",
+           "model_fingerprint",
            "preprocessing_fingerprint", "preprocessing_spec", "weights_fingerprint"]
