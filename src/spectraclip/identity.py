@@ -133,13 +133,14 @@ def check_fingerprints(recorded: Mapping[str, Any] | Fingerprints | None, model:
             f"(model {want.model}, preprocessing {want.preprocessing}); re-embed it, or pass --force")
     problems = []
     if have.model != want.model:
-        problems.append(f"model {have.model} (table) vs {want.model} ({model_label})")
+        problems.append(f"model fingerprint {have.model} (table) vs {want.model} ({model_label})")
     if have.preprocessing != want.preprocessing:
-        problems.append(f"preprocessing {have.preprocessing} (table) vs {want.preprocessing} ({model_label})")
+        problems.append(f"preprocessing fingerprint {have.preprocessing} (table) vs {want.preprocessing} "
+                        f"({model_label})")
     if problems:
         raise FingerprintMismatchError(
-            f"{where} was embedded with another embedding space: {'; '.join(problems)}. Use the model that "
-            "made it, re-embed with this one, or pass --force")
+            f"{where} was embedded in another embedding space than {model_label}'s: {'; '.join(problems)}. Use "
+            "the model that made it, re-embed it with this one, or pass --force")
 
 
 def check_same_space(recorded: Mapping[str, Fingerprints | None], purpose: str, *, force: bool = False) -> None:
