@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 log = logging.getLogger(__name__)
@@ -57,40 +58,52 @@ def utm_crs(crs: str | None) -> str | None:
     return None
 
 
-def _ring(left: float, bottom: float, right: float, top: float, n: int) -> tuple[list[float], list[float]]:
-    """The rectangle's boundary, counter-clockwise from the lower left, with `n` points per edge."""
-    xs: list[float] = []
-    ys: list[float] = []
-    for (x0, y0), (x1, y1) in (((left, bottom), (right, bottom)), ((right, bottom), (right, top)),
-                               ((right, top), (left, top)), ((left, top), (left, bottom))):
-        for i in range(n):
-            xs.append(x0 + (x1 - x0) * i / n)
-            ys.append(y0 + (y1 - y0) * i / n)
-    return xs, ys
+def _rings(bounds: np.ndarray, n: int) -> np.ndarray:
+    """`[k, 4n + 1, 2]` closed boundaries of `k` rectangles (left, bottom, right, top), counter-clockwise
+    from the lower left, with `n` points per edge."""
+    left, bottom, right, top = (bounds[:, i : i + 1] for i in range(4))
+    t = np.arange(n) / n
+    xs = np.concatenate([left + (right - left) * t, np.repeat(right, n, 1), right + (left - right) * t,
+                         np.repeat(left, n, 1), left], axis=1)
+    ys = np.concatenate([np.repeat(bottom, n, 1), bottom + (top - bottom) * t, np.repeat(top, n, 1),
+                         top + (bottom - top) * t, bottom], axis=1)
+    return np.stack([xs, ys], axis=-1)
+
+
+def footprints_wgs84(crs: Sequence[str | None], bounds: Sequence[Sequence[float] | None],
+                     edge_points: Sequence[int] | None = None) -> list[Any]:
+    """Footprints (shapely Polygons in lon/lat, WGS84; None without a georeference) of many items at once.
+
+    Items sharing a CRS and edge density are reprojected in one call (`edge_points[i]` points per edge;
+    more for large windows, whose edges curve in lon/lat). Exteriors are counter-clockwise.
+    """
+    import shapely
+    from rasterio.warp import transform as warp
+
+    out: list[Any] = [None] * len(crs)
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, (c, b) in enumerate(zip(crs, bounds, strict=True)):
+        if c and b is not None:
+            n = 1 if _epsg(str(c)) == 4326 else max(1, int(edge_points[i]) if edge_points else 1)
+            groups.setdefault((str(c), n), []).append(i)
+    for (c, n), idx in groups.items():
+        rings = _rings(np.asarray([[float(v) for v in bounds[i]] for i in idx], dtype=np.float64), n)
+        if _epsg(c) != 4326:
+            try:
+                xs, ys = warp(c, "EPSG:4326", rings[..., 0].ravel().tolist(), rings[..., 1].ravel().tolist())
+            except Exception as exc:  # an exotic CRS: no footprint rather than a wrong one
+                log.debug("no WGS84 footprint for CRS %s: %s", c, exc)
+                continue
+            rings = np.stack([np.asarray(xs), np.asarray(ys)], axis=-1).reshape(rings.shape)
+        polys = shapely.orient_polygons(shapely.polygons(rings), exterior_cw=False)
+        for i, poly in zip(idx, polys, strict=True):
+            out[i] = poly
+    return out
 
 
 def footprint_wgs84(crs: str | None, bounds: Sequence[float] | None, edge_points: int = 1):
-    """The item's footprint as a shapely Polygon in lon/lat (WGS84), or None without a georeference.
-
-    `edge_points` points per edge are reprojected (more for large windows, whose edges curve in lon/lat).
-    """
-    if not crs or bounds is None:
-        return None
-    from rasterio.warp import transform as warp
-    from shapely.geometry import Polygon
-    from shapely.geometry.polygon import orient
-
-    left, bottom, right, top = (float(v) for v in bounds)
-    if _epsg(str(crs)) == 4326:
-        xs, ys = _ring(left, bottom, right, top, 1)
-    else:
-        xs, ys = _ring(left, bottom, right, top, max(1, edge_points))
-        try:
-            xs, ys = warp(crs, "EPSG:4326", xs, ys)
-        except Exception as exc:  # an exotic CRS: no footprint rather than a wrong one
-            log.debug("no WGS84 footprint for CRS %s: %s", crs, exc)
-            return None
-    return orient(Polygon(zip(xs, ys, strict=True)), sign=1.0)
+    """The item's footprint as a shapely Polygon in lon/lat (WGS84), or None without a georeference."""
+    return footprints_wgs84([crs], [bounds], [edge_points])[0]
 
 
 def pixel_bbox(meta: Mapping[str, Any]) -> list[int] | None:
@@ -139,10 +152,10 @@ def major_tom_columns(metas: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]
     import shapely
 
     cols: dict[str, list[Any]] = {name: [] for name in MAJOR_TOM_TYPES}
-    for meta in metas:
-        side = max(int(meta.get("width") or 0), int(meta.get("height") or 0))
-        n = min(MAX_EDGE_POINTS, 1 + side // PIXELS_PER_EDGE_POINT)
-        poly = footprint_wgs84(meta.get("crs"), meta.get("bounds"), n)
+    sides = [max(int(m.get("width") or 0), int(m.get("height") or 0)) for m in metas]
+    polys = footprints_wgs84([m.get("crs") for m in metas], [m.get("bounds") for m in metas],
+                             [min(MAX_EDGE_POINTS, 1 + side // PIXELS_PER_EDGE_POINT) for side in sides])
+    for meta, poly in zip(metas, polys, strict=True):
         lon, lat = meta.get("lon"), meta.get("lat")
         if poly is not None and (lon is None or lat is None):
             centre = poly.centroid
@@ -178,5 +191,5 @@ def with_geo_metadata(table: pa.Table) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
-__all__ = ["GEOMETRY_COLUMN", "MAJOR_TOM_TYPES", "footprint_wgs84", "geo_metadata", "item_timestamp",
-           "major_tom_columns", "pixel_bbox", "utm_crs", "with_geo_metadata"]
+__all__ = ["GEOMETRY_COLUMN", "MAJOR_TOM_TYPES", "footprint_wgs84", "footprints_wgs84", "geo_metadata",
+           "item_timestamp", "major_tom_columns", "pixel_bbox", "utm_crs", "with_geo_metadata"]

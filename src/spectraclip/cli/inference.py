@@ -160,13 +160,13 @@ def search(
         for t in tables:
             try:
                 emb = read_embeddings(t)
-                check_fingerprints(emb.fingerprints, net, str(t), force=force,
-                                   model_label=str(checkpoint or model))
+                if not force and emb.metadata.get("bands") and emb.metadata["bands"] != ",".join(net.bands.names):
+                    fail(f"{t}: embedded with bands {emb.metadata['bands']}, the model uses "
+                         f"{','.join(net.bands.names)}")
+                check_fingerprints(emb.fingerprints, net, str(t), force=force, model_label=str(checkpoint or model))
             except SpectraclipError as exc:
                 fail(str(exc))
                 raise
-            if not force and emb.metadata.get("bands") and emb.metadata["bands"] != ",".join(net.bands.names):
-                fail(f"{t}: embedded with bands {emb.metadata['bands']}, the model uses {','.join(net.bands.names)}")
             ids += emb.ids
             vecs.append(emb.vectors)
             src += emb.columns.get("path", [None] * len(emb))
