@@ -214,6 +214,7 @@ def test_evaluate_embeddings_table_matches_encoding_and_reads_no_image(tiny, eur
     forced = evaluate([ModelSpec(label="seed2", model=other)], specs, templates=["simple"], output_dir=tmp_path / "d",
                       progress=False, plots=False, embeddings=cache, force=True)
     assert forced.results["runs"][0]["n_images"] == 20
+    assert forced.results["provenance"]["embeddings"]["forced"] is True
     with pytest.raises(EvaluationError, match="exactly one model"):
         evaluate([ModelSpec(model=tiny), ModelSpec(model=other)], specs, output_dir=tmp_path / "e",
                  progress=False, embeddings=cache)

@@ -123,3 +123,14 @@ def test_search_refuses_a_table_of_another_model_of_the_same_shape(bundles, tmp_
     no_fp = runner.invoke(app, search_bare)
     assert no_fp.exit_code == 2 and "records no model fingerprint" in " ".join(no_fp.output.split())
     assert runner.invoke(app, [*search_bare, "--force"]).exit_code == 0
+
+
+def test_multisensor_models_have_fingerprints_of_each_modality():
+    from spectraclip.models.multisensor import MultiSensorCLIP, tiny_config
+
+    torch.manual_seed(0)
+    a = MultiSensorCLIP(tiny_config({"s2": "s2-l1c", "s1": "s1"}))
+    spec = preprocessing_spec(a)
+    assert spec["modalities"]["s1"]["bands"] == ["VV", "VH"] and len(spec["modalities"]["s2"]["mean"]) == 13
+    b = MultiSensorCLIP(tiny_config({"s2": "s2-l1c"}))
+    assert Fingerprints.of(a).preprocessing != Fingerprints.of(b).preprocessing

@@ -270,6 +270,10 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
                 ids, vectors, failed = table_for_dataset(cache, model, ds, model_label=mlabel, dataset_label=dlabel,
                                                          force=force)
                 hit = True
+                recorded = read_embeddings(cache).fingerprints
+                provenance["embeddings"] = {"table": str(cache), "dataset": dlabel, "rows_matched": len(ids),
+                                            "fingerprints": recorded.to_metadata() if recorded else None,
+                                            "forced": force}
                 say(f"read {len(ids)} embeddings of {dlabel} ({len(ds)} images) from {cache}")
             else:
                 cache = out / "embeddings" / f"{_slug(mlabel)}__{_slug(dlabel)}.parquet"
