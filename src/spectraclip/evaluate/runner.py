@@ -153,8 +153,8 @@ def cache_key(model: Any, dataset: LabelledDataset) -> dict[str, Any]:
 
 def table_for_dataset(path: str | Path, model: Any, dataset: LabelledDataset, *, model_label: str = "the model given",
                       dataset_label: str = "the dataset", force: bool = False
-                      ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
-    """(dataset ids, vectors, failed) of an existing embeddings table's rows that are items of `dataset`.
+                      ) -> tuple[list[str], np.ndarray, list[tuple[str, str]], Fingerprints | None]:
+    """(dataset ids, vectors, failed, recorded fingerprints) of an existing table's rows that are items of `dataset`.
 
     The table must come from `model`'s embedding space (fingerprints; `force` skips the check). Rows
     match items by id, else by their `path` column, so a table of `spectraclip embed` over the
@@ -177,7 +177,7 @@ def table_for_dataset(path: str | Path, model: Any, dataset: LabelledDataset, *,
         raise EvaluationError(f"{path}: none of its {len(table)} rows (ids such as {example}) is an item of "
                               f"{dataset_label} ({dataset.root}, split {dataset.split}) by id or path")
     failed = [tuple(x) for x in table.metadata.get("eval_failed", table.metadata.get("failed", [])) or []]
-    return ids, table.vectors[rows], failed  # type: ignore[return-value]
+    return ids, table.vectors[rows], failed, table.fingerprints  # type: ignore[return-value]
 
 
 def _tasks_for(dataset: LabelledDataset, tasks: Sequence[str] | None) -> list[str]:
@@ -267,10 +267,9 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
         for dlabel, ds in opened:
             if embeddings is not None:
                 cache = Path(embeddings)
-                ids, vectors, failed = table_for_dataset(cache, model, ds, model_label=mlabel, dataset_label=dlabel,
-                                                         force=force)
+                ids, vectors, failed, recorded = table_for_dataset(cache, model, ds, model_label=mlabel,
+                                                                   dataset_label=dlabel, force=force)
                 hit = True
-                recorded = read_embeddings(cache).fingerprints
                 provenance["embeddings"] = {"table": str(cache), "dataset": dlabel, "rows_matched": len(ids),
                                             "fingerprints": recorded.to_metadata() if recorded else None,
                                             "forced": force}
