@@ -134,3 +134,14 @@ def test_multisensor_models_have_fingerprints_of_each_modality():
     assert spec["modalities"]["s1"]["bands"] == ["VV", "VH"] and len(spec["modalities"]["s2"]["mean"]) == 13
     b = MultiSensorCLIP(tiny_config({"s2": "s2-l1c"}))
     assert Fingerprints.of(a).preprocessing != Fingerprints.of(b).preprocessing
+
+
+def test_cached_fingerprint_follows_replaced_tensors():
+    m = _tiny(1)
+    p = next(m.parameters())
+    first = p.data + 1.0
+    p.data = first  # new storage, modification counter at 0
+    before = Fingerprints.of(m).model
+    second = first + 1.0  # `first` stays alive, so the new storage has another address
+    p.data = second  # counter at 0 again: only the address tells the cache it is stale
+    assert Fingerprints.of(m).model != before

@@ -40,10 +40,11 @@ def weights_fingerprint(model: Any) -> str:
     return _digest(h)
 
 
-def _tensor_versions(model: Any) -> tuple[int, ...] | None:
-    """In-place modification counters of every tensor (an optimiser step or `load_state_dict` bumps them)."""
+def _tensor_versions(model: Any) -> tuple[tuple[int, int], ...] | None:
+    """Storage address and in-place modification counter of every tensor: an optimiser step or
+    `load_state_dict` bumps the counter, assigning new data changes the address."""
     try:
-        return tuple(t._version for t in model.state_dict().values())
+        return tuple((t.data_ptr(), t._version) for t in model.state_dict().values())
     except (AttributeError, RuntimeError):  # inference tensors keep no counter; no state_dict at all
         return None
 
