@@ -257,3 +257,24 @@ def test_cli_evaluate_embeddings(eurosat_root, tmp_path):
     wrong = runner.invoke(app, ["evaluate", *common[:2], "--model-bands", "s2-l2a", *common[4:],
                                 "--output-dir", str(tmp_path / "c"), "--embeddings", str(table)])
     assert wrong.exit_code == 2 and "fingerprint" in " ".join(wrong.output.split())
+
+
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="../shared/data not available")
+def test_real_embed_table_evaluated_without_encoding(tiny, tmp_path, monkeypatch):
+    """`spectraclip embed` over the real test folder (ids relative to it, so rows match items by path), then
+    `evaluate --embeddings`: the numbers of the normal path on the 54 real patches, with no image encoded."""
+    from spectraclip.inference import embed_to_table
+
+    root = REAL_DATA / "eurosat-ms-mini"
+    files = sorted((root / "test").rglob("*.tif"))
+    table, failed, _ = embed_to_table(tiny, files, tmp_path / "test.parquet", bands="eurosat-ms", progress=False)
+    assert not failed and len(table) == 54 and table.ids[0].count("/") == 1  # "AnnualCrop/AnnualCrop_…"
+    spec = [DatasetSpec("eurosat-ms", str(root))]
+    normal = evaluate([ModelSpec(label="tiny", model=tiny)], spec, templates=["simple"], tasks=["zeroshot"],
+                      output_dir=tmp_path / "a", progress=False, plots=False)
+    monkeypatch.setattr("spectraclip.inference.encode_images", _no_encoding)
+    given = evaluate([ModelSpec(label="tiny", model=tiny)], spec, templates=["simple"], tasks=["zeroshot"],
+                     output_dir=tmp_path / "b", progress=False, plots=False, embeddings=tmp_path / "test.parquet")
+    a, b = normal.results["runs"][0]["metrics"], given.results["runs"][0]["metrics"]
+    assert b["n"] == 54 and b["confusion_matrix"] == a["confusion_matrix"]
+    assert b["top1"] == pytest.approx(a["top1"]) and b["balanced_accuracy"] == pytest.approx(a["balanced_accuracy"])
