@@ -140,6 +140,8 @@ def test_geoparquet_is_opened_by_geopandas_with_null_geometries(tmp_path):
     assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
     col = geo["columns"]["geometry"]
     assert col["encoding"] == "WKB" and col["geometry_types"] == ["Polygon"] and "crs" not in col  # CRS84
+    assert col["orientation"] == "counterclockwise"
+    assert all(g is None or g.exterior.is_ccw for g in gpd.read_parquet(path).geometry)
     frame = gpd.read_parquet(path)
     assert frame.crs.to_string() in ("OGC:CRS84", "EPSG:4326")
     assert frame.geometry.iloc[2] is None and frame.geometry.iloc[1].geom_type == "Polygon"
@@ -169,6 +171,11 @@ def test_fingerprints_in_tables_and_parts(tmp_path):
     # resuming with another model's fingerprint is refused: one table holds one embedding space
     with pytest.raises(EmbeddingsTableError, match="different model_fingerprint"):
         PartWriter(out, metadata={"bands": "rgb"}, fingerprints=Fingerprints("x" * 16, "p" * 16))
+    # nor can parts of a run that recorded no fingerprint be vouched for by one that does
+    legacy = PartWriter(tmp_path / "legacy.parquet", metadata={"bands": "rgb"})
+    legacy.write(["a"], np.ones((1, 3), np.float32))
+    with pytest.raises(EmbeddingsTableError, match="recorded no model_fingerprint.*legacy.parquet.parts"):
+        PartWriter(tmp_path / "legacy.parquet", metadata={"bands": "rgb"}, fingerprints=fp)
     w2 = PartWriter(out, metadata={"bands": "rgb"}, fingerprints=fp)
     w2.write(["b"], np.ones((1, 3), np.float32), major_tom_columns([_meta(5000, 0)]))
     table = w2.finish()

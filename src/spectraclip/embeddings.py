@@ -21,7 +21,13 @@ import pyarrow.parquet as pq
 
 from spectraclip.errors import SpectraclipError
 from spectraclip.geo import MAJOR_TOM_TYPES, with_geo_metadata
-from spectraclip.identity import PREPROCESSING_SPEC_KEY, Fingerprints, preprocessing_spec
+from spectraclip.identity import (
+    MODEL_KEY,
+    PREPROCESSING_KEY,
+    PREPROCESSING_SPEC_KEY,
+    Fingerprints,
+    preprocessing_spec,
+)
 from spectraclip.io.atomic import atomic_path
 
 SCHEMA_VERSION = "1"
@@ -191,7 +197,15 @@ class PartWriter:
                 self._n_parts = max(self._n_parts, int(part.stem.split("-")[1]) + 1)
 
     def _check_same_run(self, part: Path, old: Mapping[str, Any]) -> None:
-        """Refuse to resume parts written with another model or bands: one table must hold one embedding space."""
+        """Refuse to resume parts written with another model or bands: one table must hold one embedding space.
+
+        Parts without fingerprints cannot be vouched for by a run that records them, so they are refused too.
+        """
+        for key in (MODEL_KEY, PREPROCESSING_KEY):
+            if key in self.metadata and key not in old:
+                raise EmbeddingsTableError(
+                    f"{part}: unfinished parts of an earlier run that recorded no {key}, so nothing says they "
+                    f"come from this model; delete {self.parts_dir} to start over")
         for key in sorted(set(old) & set(self.metadata) - RUN_DESCRIPTION_KEYS):
             new = json.loads(json.dumps(self.metadata[key]))  # compare as stored (tuples become lists)
             if old[key] != new and str(old[key]) != str(new):

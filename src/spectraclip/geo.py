@@ -173,7 +173,7 @@ def geo_metadata(geometry: pa.Array | pa.ChunkedArray) -> dict[str, Any]:
     """GeoParquet 1.1 `geo` metadata of a WKB polygon column in WGS84 lon/lat (CRS omitted: OGC:CRS84)."""
     import shapely
 
-    column: dict[str, Any] = {"encoding": "WKB", "geometry_types": ["Polygon"]}
+    column: dict[str, Any] = {"encoding": "WKB", "geometry_types": ["Polygon"], "orientation": "counterclockwise"}
     geoms = shapely.from_wkb(geometry.to_pylist()) if len(geometry) else []
     present = [g for g in geoms if g is not None]
     if present:
