@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -78,3 +82,151 @@ def test_part_writer_refuses_to_resume_another_embedding_space(tmp_path):
     again = PartWriter(out, metadata={"bands": "rgb", "model_config": {"width": 8}, "sources": ["a", "b"],
                                       "failed": [["x", "bad"]], "note": "new"})
     assert again.done_ids == {"a"}
+
+
+# ------------------------------------------------------------------ GeoParquet, Major TOM columns, fingerprints
+UTM32N = "EPSG:32632"
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _meta(col: int, row: int, size: int = 64, res: float = 10.0, crs: str | None = UTM32N, **extra) -> dict:
+    """A georeference dict as `inference.georef_meta` makes it: a chip at pixel (col, row) of a UTM grid."""
+    left, top = 500000 + col * res, 5000000 - row * res
+    meta = {"path": None, "height": size, "width": size, "crs": crs,
+            "transform": [res, 0, left, 0, -res, top], "bounds": [left, top - size * res, left + size * res, top],
+            "lon": None, "lat": None}
+    meta.update(extra)
+    return meta
+
+
+def test_major_tom_columns_from_georeference():
+    from shapely import from_wkb
+
+    from spectraclip.geo import major_tom_columns
+
+    metas = [_meta(0, 0, date="2021-06-03"), _meta(0, 0, window=[128, 64, 64, 64]),
+             {"height": 8, "width": 8, "crs": None, "bounds": None}]
+    cols = major_tom_columns(metas)
+    assert cols["utm_crs"] == [UTM32N, UTM32N, None]
+    assert cols["pixel_bbox"] == [[0, 0, 64, 64], [128, 64, 192, 128], [0, 0, 8, 8]]
+    assert cols["timestamp"][0] == datetime(2021, 6, 3, tzinfo=UTC) and cols["timestamp"][1] is None
+    poly = from_wkb(cols["geometry"][0])
+    # 500000 E on the central meridian of zone 32 (9 deg E); 5000000 N is about 45.15 deg N
+    assert poly.geom_type == "Polygon" and poly.exterior.is_ccw
+    minx, miny, maxx, maxy = poly.bounds
+    assert minx == pytest.approx(9.0, abs=1e-9) and 45.1 < miny < maxy < 45.2
+    assert (maxx - minx) * 111_320 * np.cos(np.radians(45.15)) == pytest.approx(640, rel=0.01)  # 64 px x 10 m
+    assert cols["centre_lon"][0] == pytest.approx(poly.centroid.x) and cols["centre_lat"][0] == pytest.approx(
+        poly.centroid.y)
+    assert cols["geometry"][2] is None and cols["centre_lat"][2] is None
+
+
+def test_utm_crs_only_for_utm_zones():
+    from spectraclip.geo import utm_crs
+
+    assert utm_crs("EPSG:32722") == "EPSG:32722" and utm_crs("EPSG:32601") == "EPSG:32601"
+    assert utm_crs("EPSG:4326") is None and utm_crs("EPSG:3857") is None and utm_crs(None) is None
+
+
+def test_geoparquet_is_opened_by_geopandas_with_null_geometries(tmp_path):
+    import geopandas as gpd
+
+    from spectraclip.geo import major_tom_columns
+
+    metas = [_meta(0, 0), _meta(1000, 500), {"height": 8, "width": 8}]
+    path = write_embeddings(tmp_path / "g.parquet", ["a", "b", "c"], np.eye(3, 4, dtype=np.float32),
+                            columns=major_tom_columns(metas))
+    geo = json.loads(pq.read_schema(path).metadata[b"geo"])
+    assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
+    col = geo["columns"]["geometry"]
+    assert col["encoding"] == "WKB" and col["geometry_types"] == ["Polygon"] and "crs" not in col  # CRS84
+    assert col["orientation"] == "counterclockwise"
+    assert all(g is None or g.exterior.is_ccw for g in gpd.read_parquet(path).geometry)
+    frame = gpd.read_parquet(path)
+    assert frame.crs.to_string() in ("OGC:CRS84", "EPSG:4326")
+    assert frame.geometry.iloc[2] is None and frame.geometry.iloc[1].geom_type == "Polygon"
+    assert col["bbox"] == pytest.approx(list(frame.total_bounds))
+    assert frame.geometry.iloc[1].centroid.x > frame.geometry.iloc[0].centroid.x  # 10 km further east
+    assert list(frame["pixel_bbox"].iloc[0]) == [0, 0, 64, 64]
+    # a table where no item has a georeference is still valid GeoParquet
+    bare = write_embeddings(tmp_path / "n.parquet", ["c"], np.ones((1, 4), np.float32),
+                            columns=major_tom_columns([{"height": 8, "width": 8}]))
+    assert gpd.read_parquet(bare).geometry.isna().all()
+    assert pq.read_schema(bare).field("timestamp").type == pa.timestamp("us", tz="UTC")
+
+
+def test_fingerprints_in_tables_and_parts(tmp_path):
+    from spectraclip.identity import Fingerprints
+
+    fp = Fingerprints("m" * 16, "p" * 16)
+    path = write_embeddings(tmp_path / "e.parquet", ["a"], np.ones((1, 3)), fingerprints=fp)
+    assert read_embeddings(path).fingerprints == fp
+    old = write_embeddings(tmp_path / "old.parquet", ["a"], np.ones((1, 3)))
+    assert read_embeddings(old).fingerprints is None
+    from spectraclip.geo import major_tom_columns
+
+    out = tmp_path / "parts.parquet"
+    w = PartWriter(out, metadata={"bands": "rgb"}, fingerprints=fp)
+    w.write(["a"], np.ones((1, 3), np.float32), major_tom_columns([_meta(0, 0)]))
+    # resuming with another model's fingerprint is refused: one table holds one embedding space
+    with pytest.raises(EmbeddingsTableError, match="different model_fingerprint"):
+        PartWriter(out, metadata={"bands": "rgb"}, fingerprints=Fingerprints("x" * 16, "p" * 16))
+    # nor can parts of a run that recorded no fingerprint be vouched for by one that does
+    legacy = PartWriter(tmp_path / "legacy.parquet", metadata={"bands": "rgb"})
+    legacy.write(["a"], np.ones((1, 3), np.float32))
+    with pytest.raises(EmbeddingsTableError, match="recorded no model_fingerprint.*legacy.parquet.parts"):
+        PartWriter(tmp_path / "legacy.parquet", metadata={"bands": "rgb"}, fingerprints=fp)
+    w2 = PartWriter(out, metadata={"bands": "rgb"}, fingerprints=fp)
+    w2.write(["b"], np.ones((1, 3), np.float32), major_tom_columns([_meta(5000, 0)]))
+    table = w2.finish()
+    assert table.fingerprints == fp
+    bbox = json.loads(pq.read_schema(out).metadata[b"geo"])["columns"]["geometry"]["bbox"]
+    import geopandas as gpd
+
+    assert bbox == pytest.approx(list(gpd.read_parquet(out).total_bounds))  # over both parts, not the first
+
+
+def test_embed_to_table_records_identity_and_major_tom_columns(tmp_path):
+    import geopandas as gpd
+    from fixtures_datasets import make_eurosat
+
+    from spectraclip.identity import Fingerprints, preprocessing_spec
+    from spectraclip.inference import embed_to_table
+    from spectraclip.models.loading import load_model
+
+    root = make_eurosat(tmp_path / "es", per_class=1, classes=("Forest", "River"))
+    model = load_model("tiny-test", bands="eurosat-ms")
+    table, failed, _ = embed_to_table(model, sorted(root.rglob("*.tif")), tmp_path / "e.parquet",
+                                      bands="eurosat-ms", progress=False)
+    assert not failed and table.fingerprints == Fingerprints.of(model)
+    assert table.preprocessing == preprocessing_spec(model)
+    assert table.columns["utm_crs"] == ["EPSG:32632"] * 2 and table.columns["pixel_bbox"][0] == [0, 0, 16, 16]
+    assert table.columns["centre_lat"][0] == pytest.approx(table.columns["lat"][0])
+    assert len(gpd.read_parquet(tmp_path / "e.parquet")) == 2
+
+
+@pytest.mark.skipif(not (REAL_DATA / "s2-l2a-examples").is_dir(), reason="../shared/data not available")
+def test_real_major_tom_tiles_land_in_their_grid_rows(tmp_path):
+    """The L2A examples come from Major TOM, whose file names give the grid cell: row 282D is ~282 x 10 km
+    south of the equator, column 485L west of the meridian; their footprints must agree."""
+    import geopandas as gpd
+
+    from spectraclip.inference import encode_images
+    from spectraclip.models.loading import load_model
+
+    files = sorted((REAL_DATA / "s2-l2a-examples").glob("*.tif"))
+    model = load_model("tiny-test", bands="s2-l2a").set_input_options(allow_resize=True)  # 32-px test model
+    enc = encode_images(model, files, bands="s2-l2a", progress=False)
+    path = write_embeddings(tmp_path / "real.parquet", enc.ids, enc.vectors, enc.columns())
+    frame = gpd.read_parquet(path)
+    assert len(frame) == len(files) == 5
+    for _, row in frame.iterrows():
+        grid_row, grid_col = row["id"].split("_")[:2]
+        lat_sign = 1 if grid_row.endswith("U") else -1
+        assert np.sign(row["centre_lat"]) == lat_sign and np.sign(row["centre_lon"]) == (
+            1 if grid_col.endswith("R") else -1)
+        assert abs(row["centre_lat"]) == pytest.approx(int(grid_row[:-1]) * 10 / 111.32, abs=0.15)
+        assert row["utm_crs"].startswith("EPSG:327" if lat_sign < 0 else "EPSG:326")
+        assert row.geometry.contains(gpd.points_from_xy([row["centre_lon"]], [row["centre_lat"]])[0])
+        assert list(row["pixel_bbox"]) == [0, 0, 224, 224]
+        assert row.geometry.area * 111.32**2 * np.cos(np.radians(row["centre_lat"])) == pytest.approx(2.24**2, rel=0.02)

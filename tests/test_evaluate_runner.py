@@ -159,3 +159,122 @@ def test_real_eurosat_subset_runs(tiny, tmp_path):
                    tasks=["zeroshot"], output_dir=tmp_path, progress=False, plots=False)
     m = res.results["runs"][0]["metrics"]
     assert m["n"] == 54 and sum(m["support"].values()) == 54
+
+
+# ------------------------------------------------------------------ --embeddings TABLE and the fingerprinted cache
+def _seeded(seed: int):
+    from fixtures_models import randomize
+
+    from spectraclip.models.loading import load_model
+
+    return randomize(load_model("tiny-test", bands="eurosat-ms"), seed=seed)
+
+
+def _metrics(res):
+    return [(r["templates"], r["task"], r["metrics"]) for r in res.results["runs"]]
+
+
+def test_evaluate_embeddings_table_matches_encoding_and_reads_no_image(tiny, eurosat_root, tmp_path, monkeypatch):
+    from spectraclip.embeddings import write_embeddings
+    from spectraclip.errors import FingerprintMismatchError
+    from spectraclip.identity import Fingerprints
+
+    specs = [DatasetSpec("eurosat-ms", str(eurosat_root))]
+    normal = evaluate([ModelSpec(label="tiny", model=tiny)], specs, templates=["simple"], output_dir=tmp_path / "a",
+                      progress=False, plots=False)
+    cache = tmp_path / "a" / "embeddings" / "tiny__eurosat-ms.parquet"
+    assert read_embeddings(cache).fingerprints == Fingerprints.of(tiny)
+
+    monkeypatch.setattr("spectraclip.inference.encode_images", _no_encoding)
+    monkeypatch.setattr("spectraclip.data.base.LabelledDataset.__getitem__", _no_encoding)  # no pixel is read
+    given = evaluate([ModelSpec(label="tiny", model=tiny)], specs, templates=["simple"], output_dir=tmp_path / "b",
+                     progress=False, plots=False, embeddings=cache)
+    assert _metrics(given) == _metrics(normal)
+    assert all(r["embeddings_given"] and r["embeddings"] == str(cache) for r in given.results["runs"])
+    assert not (tmp_path / "b" / "embeddings").exists()
+
+    # rows match dataset items by path when the ids differ (a table of `spectraclip embed` over other folders)
+    table = read_embeddings(cache)
+    paths = [str(it.path) for it in EuroSATMS(eurosat_root).items]
+    by_id = {it.id: str(it.path) for it in EuroSATMS(eurosat_root).items}
+    renamed = write_embeddings(tmp_path / "renamed.parquet", [f"x{n}" for n in range(len(table))], table.vectors,
+                               {"path": [by_id[i] for i in table.ids]}, fingerprints=table.fingerprints)
+    assert len(paths) == len(table)
+    by_path = evaluate([ModelSpec(label="tiny", model=tiny)], specs, templates=["simple"],
+                       output_dir=tmp_path / "c", progress=False, plots=False, embeddings=renamed)
+    assert _metrics(by_path) == _metrics(normal)
+
+    # another model of the same shape: refused, naming both fingerprints; --force evaluates anyway
+    other = _seeded(2)
+    with pytest.raises(FingerprintMismatchError) as exc:
+        evaluate([ModelSpec(label="seed2", model=other)], specs, templates=["simple"], output_dir=tmp_path / "d",
+                 progress=False, plots=False, embeddings=cache)
+    assert Fingerprints.of(tiny).model in str(exc.value) and Fingerprints.of(other).model in str(exc.value)
+    assert "seed2" in str(exc.value)
+    forced = evaluate([ModelSpec(label="seed2", model=other)], specs, templates=["simple"], output_dir=tmp_path / "d",
+                      progress=False, plots=False, embeddings=cache, force=True)
+    assert forced.results["runs"][0]["n_images"] == 20
+    assert forced.results["provenance"]["embeddings"]["forced"] is True
+    with pytest.raises(EvaluationError, match="exactly one model"):
+        evaluate([ModelSpec(model=tiny), ModelSpec(model=other)], specs, output_dir=tmp_path / "e",
+                 progress=False, embeddings=cache)
+    stranger = write_embeddings(tmp_path / "s.parquet", ["nope"], np.ones((1, 32)), fingerprints=table.fingerprints)
+    with pytest.raises(EvaluationError, match="none of its 1 rows"):
+        evaluate([ModelSpec(model=tiny)], specs, output_dir=tmp_path / "f", progress=False, embeddings=stranger)
+
+
+def test_cache_key_holds_the_preprocessing_fingerprint(eurosat_root, tmp_path, monkeypatch):
+    from spectraclip.evaluate.runner import cache_key
+
+    model = _seeded(1)
+    spec = [DatasetSpec("eurosat-ms", str(eurosat_root))]
+    evaluate([ModelSpec(label="m", model=model)], spec, templates=["simple"], tasks=["zeroshot"],
+             output_dir=tmp_path, progress=False, plots=False)
+    ds = EuroSATMS(eurosat_root)
+    key = cache_key(model, ds)
+    model.config.inputs[0].mean[0] += 100.0  # same weights, other normalisation: the cached vectors no longer hold
+    assert cache_key(model, ds)["model"] == key["model"] and cache_key(model, ds) != key
+    monkeypatch.setattr("spectraclip.inference.encode_images", _no_encoding)
+    with pytest.raises(AssertionError, match="encoded"):
+        evaluate([ModelSpec(label="m", model=model)], spec, templates=["simple"], tasks=["zeroshot"],
+                 output_dir=tmp_path, progress=False, plots=False)
+
+
+def test_cli_evaluate_embeddings(eurosat_root, tmp_path):
+    from spectraclip.cli.main import app
+
+    runner = CliRunner()
+    common = ["--model", "tiny-test", "--model-bands", "eurosat-ms", "--dataset", "eurosat-ms", "--root",
+              str(eurosat_root), "--templates", "simple", "--task", "zeroshot", "--no-plots"]
+    first = runner.invoke(app, ["evaluate", *common, "--output", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    table = tmp_path / "a" / "embeddings" / "tiny-test__eurosat-ms.parquet"
+    again = runner.invoke(app, ["evaluate", *common, "--output", str(tmp_path / "b"), "--embeddings", str(table)])
+    assert again.exit_code == 0, again.output
+    a = json.loads((tmp_path / "a" / "results.json").read_text())["runs"][0]["metrics"]
+    b = json.loads((tmp_path / "b" / "results.json").read_text())["runs"][0]["metrics"]
+    assert a == b and "read 20 embeddings" in again.output
+    wrong = runner.invoke(app, ["evaluate", *common[:2], "--model-bands", "s2-l2a", *common[4:],
+                                "--output", str(tmp_path / "c"), "--embeddings", str(table)])
+    assert wrong.exit_code == 2 and "fingerprint" in " ".join(wrong.output.split())
+
+
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="../shared/data not available")
+def test_real_embed_table_evaluated_without_encoding(tiny, tmp_path, monkeypatch):
+    """`spectraclip embed` over the real test folder (ids relative to it, so rows match items by path), then
+    `evaluate --embeddings`: the numbers of the normal path on the 54 real patches, with no image encoded."""
+    from spectraclip.inference import embed_to_table
+
+    root = REAL_DATA / "eurosat-ms-mini"
+    files = sorted((root / "test").rglob("*.tif"))
+    table, failed, _ = embed_to_table(tiny, files, tmp_path / "test.parquet", bands="eurosat-ms", progress=False)
+    assert not failed and len(table) == 54 and table.ids[0].count("/") == 1  # "AnnualCrop/AnnualCrop_…"
+    spec = [DatasetSpec("eurosat-ms", str(root))]
+    normal = evaluate([ModelSpec(label="tiny", model=tiny)], spec, templates=["simple"], tasks=["zeroshot"],
+                      output_dir=tmp_path / "a", progress=False, plots=False)
+    monkeypatch.setattr("spectraclip.inference.encode_images", _no_encoding)
+    given = evaluate([ModelSpec(label="tiny", model=tiny)], spec, templates=["simple"], tasks=["zeroshot"],
+                     output_dir=tmp_path / "b", progress=False, plots=False, embeddings=tmp_path / "test.parquet")
+    a, b = normal.results["runs"][0]["metrics"], given.results["runs"][0]["metrics"]
+    assert b["n"] == 54 and b["confusion_matrix"] == a["confusion_matrix"]
+    assert b["top1"] == pytest.approx(a["top1"]) and b["balanced_accuracy"] == pytest.approx(a["balanced_accuracy"])

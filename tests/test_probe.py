@@ -14,19 +14,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from spectraclip.embeddings import write_embeddings
-from spectraclip.probe import (
-    EmbeddingSet,
-    ProbeError,
-    labels_from_columns,
-    labels_from_paths,
-    load_embeddings,
-    make_split,
-    parse_ks,
-    read_labels,
-    run_probe,
-    sample_k,
-)
-from spectraclip.probe_report import markdown_table, write_report
+from spectraclip.probe.curves import parse_ks, run_probe
+from spectraclip.probe.errors import ProbeError
+from spectraclip.probe.labels import labels_from_columns, labels_from_paths, read_labels
+from spectraclip.probe.report import markdown_table, write_report
+from spectraclip.probe.sampling import make_split, sample_k
+from spectraclip.probe.tables import EmbeddingSet, load_embeddings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -211,10 +204,80 @@ def test_baseline_ids_match_the_ids_embed_gives(tmp_path):
     from spectraclip.embeddings import read_embeddings
     from spectraclip.inference import item_ids
     from spectraclip.io.readers import find_items
-    from spectraclip.probe import baseline_stats_table
+    from spectraclip.probe.baseline import baseline_stats_table
 
     for split in ("train", "test"):
         (tmp_path / split / "Forest").mkdir(parents=True)
         np.save(tmp_path / split / "Forest" / "Forest_1.npy", np.ones((3, 8, 8), np.float32))
     t = read_embeddings(baseline_stats_table([tmp_path], tmp_path / "b.parquet", bands="rgb", progress=False))
     assert t.ids == item_ids(find_items([tmp_path])) == ["test/Forest/Forest_1", "train/Forest/Forest_1"]
+
+
+# ------------------------------------------------------------------ fingerprints: merged parts and --clip-checkpoint
+def _probe_inputs(tmp_path, fps):
+    """Two halves of one blob set as separate tables (fingerprints `fps[0]`, `fps[1]`) and their labels CSV."""
+    ids, x, names = _blobs(n_per_class=10, n_classes=3)
+    half = len(ids) // 2
+    order = np.random.default_rng(0).permutation(len(ids))
+    a, b = order[:half], order[half:]
+    ta = write_embeddings(tmp_path / "part-a.parquet", [ids[i] for i in a], x[a], fingerprints=fps[0])
+    tb = write_embeddings(tmp_path / "part-b.parquet", [ids[i] for i in b], x[b], fingerprints=fps[1])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n" + "".join(f"{i},{n}\n" for i, n in zip(ids, names, strict=True)))
+    return ta, tb, labels, len(ids)
+
+
+def _probe_cli(*args):
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+
+    result = CliRunner().invoke(app, ["probe", *map(str, args), "--k", "6,all", "--draws", "1"])
+    return result, " ".join(result.output.split())
+
+
+def test_tables_under_one_name_merge_only_from_one_embedding_space(tmp_path):
+    from spectraclip.identity import Fingerprints
+
+    same, other = Fingerprints("a" * 16, "p" * 16), Fingerprints("b" * 16, "p" * 16)
+    ta, tb, labels, n = _probe_inputs(tmp_path, (same, same))
+    ok, _ = _probe_cli(ta, tb, "--name", "MS", "--name", "MS", "--labels", labels, "--output", tmp_path / "o1")
+    assert ok.exit_code == 0, ok.output
+    data = json.loads((tmp_path / "o1" / "probe.json").read_text())
+    assert [s["name"] for s in data["series"]] == ["MS"] and data["n_train_pool"] + data["n_test"] == n
+
+    b_set = load_embeddings(tb)
+    tc = write_embeddings(tmp_path / "part-c.parquet", b_set.ids, b_set.vectors, fingerprints=other)
+    refused, text = _probe_cli(ta, tc, "--name", "MS", "--name", "MS", "--labels", labels, "--output", tmp_path / "o2")
+    assert refused.exit_code == 2
+    assert "different embedding spaces" in text and "a" * 16 in text and "b" * 16 in text and "part-c" in text
+    forced, _ = _probe_cli(ta, tc, "--name", "MS", "--name", "MS", "--labels", labels, "--output", tmp_path / "o2",
+                           "--force")
+    assert forced.exit_code == 0, forced.output
+    # tables of different models under different names are compared (paired), not mixed: no refusal
+    a_set = load_embeddings(ta)
+    td = write_embeddings(tmp_path / "other-model.parquet", a_set.ids, a_set.vectors[:, ::-1], fingerprints=other)
+    compared, _ = _probe_cli(ta, td, "--name", "A", "--name", "D", "--labels", labels, "--output", tmp_path / "o3")
+    assert compared.exit_code == 0, compared.output
+    assert [s["name"] for s in json.loads((tmp_path / "o3" / "probe.json").read_text())["series"]] == ["A", "D"]
+
+
+def test_probe_checks_tables_against_the_clip_model_given(tmp_path):
+    import torch
+    from fixtures_models import randomize
+
+    from spectraclip.identity import Fingerprints
+    from spectraclip.models.checkpoints import save_bundle
+    from spectraclip.models.loading import load_model
+
+    torch.set_num_threads(1)
+    b1, b2 = (save_bundle(randomize(load_model("tiny-test", bands="eurosat-ms"), seed=s), tmp_path / f"b{s}")
+              for s in (1, 2))
+    fp1 = Fingerprints.of(randomize(load_model("tiny-test", bands="eurosat-ms"), seed=1))
+    ta, tb, labels, _ = _probe_inputs(tmp_path, (fp1, fp1))
+    ok, _ = _probe_cli(ta, "--labels", labels, "--clip-checkpoint", b1, "--output", tmp_path / "o1")
+    assert ok.exit_code == 0, ok.output
+    refused, text = _probe_cli(ta, "--labels", labels, "--clip-checkpoint", b2, "--output", tmp_path / "o2")
+    assert refused.exit_code == 2 and fp1.model in text and "part-a.parquet" in text and "b2" in text
+    forced, _ = _probe_cli(ta, "--labels", labels, "--clip-checkpoint", b2, "--force", "--output", tmp_path / "o2")
+    assert forced.exit_code == 0, forced.output

@@ -1,6 +1,8 @@
-"""The embeddings table: Parquet, one row per item (`id`, `vector`, source path, georeference).
+"""The embeddings table: GeoParquet, one row per item (`id`, `vector`, source path, footprint, Major TOM columns).
 
-Everything downstream of the model (evaluation, probes, indexes, search) reads this table.
+Everything downstream of the model (evaluation, probes, indexes, search) reads this table and checks
+the model and preprocessing fingerprints in its metadata (`spectraclip.identity`). A `geometry`
+column (WKB, WGS84) gets GeoParquet's `geo` metadata, so geopandas and GDAL open the file as a layer.
 Large jobs write numbered part files beside the output and merge them at the end, so a killed
 run resumes where it stopped.
 """
@@ -18,6 +20,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spectraclip.errors import SpectraclipError
+from spectraclip.geo import MAJOR_TOM_TYPES, with_geo_metadata
+from spectraclip.identity import (
+    MODEL_KEY,
+    PREPROCESSING_KEY,
+    PREPROCESSING_SPEC_KEY,
+    Fingerprints,
+    preprocessing_spec,
+)
 from spectraclip.io.atomic import atomic_path
 
 SCHEMA_VERSION = "1"
@@ -45,6 +55,29 @@ class EmbeddingsTable:
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
+    @property
+    def fingerprints(self) -> Fingerprints | None:
+        """The model and preprocessing fingerprints the table records (None for a table without them)."""
+        return Fingerprints.from_metadata(self.metadata)
+
+    @property
+    def preprocessing(self) -> dict[str, Any] | None:
+        """The preprocessing spec the table records (bands, normalisation, input size, ...), if any."""
+        spec = self.metadata.get(PREPROCESSING_SPEC_KEY)
+        return spec if isinstance(spec, dict) else None
+
+
+def identity_metadata(model: Any) -> dict[str, Any]:
+    """The metadata that says which embedding space a table holds: both fingerprints and the preprocessing spec."""
+    return {**Fingerprints.of(model).to_metadata(), PREPROCESSING_SPEC_KEY: preprocessing_spec(model)}
+
+
+def _with_fingerprints(metadata: Mapping[str, Any] | None, fingerprints: Fingerprints | None) -> dict[str, Any]:
+    meta = dict(metadata or {})
+    if fingerprints is not None:
+        meta.update(fingerprints.to_metadata())
+    return meta
+
 
 def _table(ids: Sequence[str], vectors: np.ndarray, columns: Mapping[str, Sequence[Any]] | None,
            metadata: Mapping[str, Any] | None) -> pa.Table:
@@ -62,18 +95,19 @@ def _table(ids: Sequence[str], vectors: np.ndarray, columns: Mapping[str, Sequen
             raise EmbeddingsTableError(f"column name {name!r} is reserved")
         if len(values) != len(ids):
             raise EmbeddingsTableError(f"column {name!r} has {len(values)} values for {len(ids)} ids")
-        arrays[name] = pa.array(list(values))
+        arrays[name] = pa.array(list(values), type=MAJOR_TOM_TYPES.get(name))
     meta = {"spectraclip.schema": SCHEMA_VERSION, "spectraclip.dim": str(dim)}
     for k, v in (metadata or {}).items():
         meta[f"spectraclip.{k}"] = v if isinstance(v, str) else json.dumps(v)
-    return pa.table(arrays).replace_schema_metadata(meta)
+    return with_geo_metadata(pa.table(arrays).replace_schema_metadata(meta))
 
 
 def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray,
                      columns: Mapping[str, Sequence[Any]] | None = None,
-                     metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write an embeddings table atomically (temporary file, then rename)."""
-    table = _table(ids, vectors, columns, metadata)
+                     metadata: Mapping[str, Any] | None = None, *,
+                     fingerprints: Fingerprints | None = None) -> Path:
+    """Write an embeddings table atomically (temporary file, then rename), with `fingerprints` in its metadata."""
+    table = _table(ids, vectors, columns, _with_fingerprints(metadata, fingerprints))
     path = Path(path)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
@@ -144,10 +178,11 @@ class PartWriter:
     On restart, `done_ids` holds the ids already written, so the caller skips them.
     """
 
-    def __init__(self, output: str | Path, metadata: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, output: str | Path, metadata: Mapping[str, Any] | None = None, *,
+                 fingerprints: Fingerprints | None = None) -> None:
         self.output = Path(output)
         self.parts_dir = self.output.with_name(self.output.name + ".parts")
-        self.metadata = dict(metadata or {})
+        self.metadata = _with_fingerprints(metadata, fingerprints)
         self.done_ids: set[str] = set()
         self._n_parts = 0
         if self.parts_dir.is_dir():
@@ -162,7 +197,15 @@ class PartWriter:
                 self._n_parts = max(self._n_parts, int(part.stem.split("-")[1]) + 1)
 
     def _check_same_run(self, part: Path, old: Mapping[str, Any]) -> None:
-        """Refuse to resume parts written with another model or bands: one table must hold one embedding space."""
+        """Refuse to resume parts written with another model or bands: one table must hold one embedding space.
+
+        Parts without fingerprints cannot be vouched for by a run that records them, so they are refused too.
+        """
+        for key in (MODEL_KEY, PREPROCESSING_KEY):
+            if key in self.metadata and key not in old:
+                raise EmbeddingsTableError(
+                    f"{part}: unfinished parts of an earlier run that recorded no {key}, so nothing says they "
+                    f"come from this model; delete {self.parts_dir} to start over")
         for key in sorted(set(old) & set(self.metadata) - RUN_DESCRIPTION_KEYS):
             new = json.loads(json.dumps(self.metadata[key]))  # compare as stored (tuples become lists)
             if old[key] != new and str(old[key]) != str(new):
@@ -172,6 +215,7 @@ class PartWriter:
 
     def write(self, ids: Sequence[str], vectors: np.ndarray,
               columns: Mapping[str, Sequence[Any]] | None = None) -> None:
+        """Write one finished batch as the next part file (atomically), so a restart skips its ids."""
         if not len(ids):
             return
         self.parts_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +243,7 @@ class PartWriter:
         meta = dict(table.schema.metadata or {})
         for k, v in self.metadata.items():
             meta[f"spectraclip.{k}".encode()] = (v if isinstance(v, str) else json.dumps(v)).encode()
-        table = table.replace_schema_metadata(meta)
+        table = with_geo_metadata(table.replace_schema_metadata(meta))  # the bbox of all parts
         with atomic_path(self.output) as tmp:
             pq.write_table(table, tmp)
         for p in parts:

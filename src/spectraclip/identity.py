@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 from spectraclip.errors import FingerprintMismatchError
@@ -40,26 +40,52 @@ def weights_fingerprint(model: Any) -> str:
     return _digest(h)
 
 
+def _tensor_versions(model: Any) -> tuple[tuple[int, int], ...] | None:
+    """Storage address and in-place modification counter of every tensor: an optimiser step or
+    `load_state_dict` bumps the counter, assigning new data changes the address."""
+    try:
+        return tuple((t.data_ptr(), t._version) for t in model.state_dict().values())
+    except (AttributeError, RuntimeError):  # inference tensors keep no counter; no state_dict at all
+        return None
+
+
 def model_fingerprint(model: Any) -> str:
-    """The model fingerprint, computed once per model object (weights do not change at inference)."""
+    """The model fingerprint, cached on the model until any of its tensors changes in place (training)."""
+    versions = _tensor_versions(model)
     cached = getattr(model, "_spectraclip_fingerprint", None)
-    if cached is None:
-        cached = weights_fingerprint(model)
+    if cached is not None and versions is not None and cached[0] == versions:
+        return cached[1]
+    fp = weights_fingerprint(model)
+    if versions is not None:
         try:
-            object.__setattr__(model, "_spectraclip_fingerprint", cached)
+            object.__setattr__(model, "_spectraclip_fingerprint", (versions, fp))
         except AttributeError:  # pragma: no cover - objects without a __dict__
             pass
-    return cached
+    return fp
+
+
+_SPEC_FIELDS = ("bands", "mean", "std", "image_size", "resize", "crop", "radiometry", "missing_bands")
 
 
 def preprocessing_spec(model: Any) -> dict[str, Any]:
-    """The model's preprocessing as plain data (`model.preprocessing_spec()` when it has one)."""
+    """The model's preprocessing as plain data (`model.preprocessing_spec()` when it has one).
+
+    Without that method, the config's preprocessing fields (single-sensor: bands, mean, std, input size,
+    resize, crop; multi-sensor: each modality's bands and statistics) stand in for it.
+    """
     spec = getattr(model, "preprocessing_spec", None)
     if callable(spec):
         return dict(spec())
     cfg = model.config
-    return {"bands": list(cfg.bands), "mean": list(cfg.mean), "std": list(cfg.std),
-            "image_size": cfg.image_size, "resize": cfg.resize, "crop": cfg.crop}
+    out: dict[str, Any] = {}
+    for name in _SPEC_FIELDS:
+        value = getattr(cfg, name, None)
+        if value is not None:
+            out[name] = list(value) if isinstance(value, tuple | list) else value
+    modalities = getattr(cfg, "modalities", None)
+    if isinstance(modalities, Mapping):
+        out["modalities"] = {m: (asdict(s) if is_dataclass(s) else s) for m, s in modalities.items()}
+    return json.loads(json.dumps(out, sort_keys=True, default=str))
 
 
 def preprocessing_fingerprint(model: Any) -> str:
@@ -108,14 +134,39 @@ def check_fingerprints(recorded: Mapping[str, Any] | Fingerprints | None, model:
             f"(model {want.model}, preprocessing {want.preprocessing}); re-embed it, or pass --force")
     problems = []
     if have.model != want.model:
-        problems.append(f"model {have.model} (table) vs {want.model} ({model_label})")
+        problems.append(f"model fingerprint {have.model} (table) vs {want.model} ({model_label})")
     if have.preprocessing != want.preprocessing:
-        problems.append(f"preprocessing {have.preprocessing} (table) vs {want.preprocessing} ({model_label})")
+        problems.append(f"preprocessing fingerprint {have.preprocessing} (table) vs {want.preprocessing} "
+                        f"({model_label})")
     if problems:
         raise FingerprintMismatchError(
-            f"{where} was embedded with another embedding space: {'; '.join(problems)}. Use the model that "
-            "made it, re-embed with this one, or pass --force")
+            f"{where} was embedded in another embedding space than {model_label}'s: {'; '.join(problems)}. Use "
+            "the model that made it, re-embed it with this one, or pass --force")
 
 
-__all__ = ["Fingerprints", "MODEL_KEY", "PREPROCESSING_KEY", "check_fingerprints", "model_fingerprint",
+def check_same_space(recorded: Mapping[str, Fingerprints | None], purpose: str, *, force: bool = False) -> None:
+    """Refuse to `purpose` (e.g. "merge into one set") tables whose fingerprints differ, naming each table's.
+
+    `recorded` maps a table name (its path) to its fingerprints; a table without any is refused as well,
+    since nothing says it shares the others' embedding space. `force=True` accepts them all.
+    """
+    if force or len(recorded) < 2:
+        return
+    missing = [name for name, fp in recorded.items() if fp is None]
+    if missing:
+        raise FingerprintMismatchError(
+            f"cannot {purpose}: {', '.join(missing)} record(s) no model fingerprint, so nothing says they share "
+            f"one embedding space with {', '.join(n for n in recorded if n not in missing) or 'each other'}; "
+            "re-embed them, or pass --force")
+    distinct = {(fp.model, fp.preprocessing) for fp in recorded.values() if fp is not None}
+    if len(distinct) > 1:
+        listing = "; ".join(f"{name}: model {fp.model}, preprocessing {fp.preprocessing}"
+                            for name, fp in recorded.items() if fp is not None)
+        raise FingerprintMismatchError(
+            f"cannot {purpose}: the tables come from different embedding spaces ({listing}). Give tables "
+            "made by one model and preprocessing, or pass --force")
+
+
+__all__ = ["Fingerprints", "MODEL_KEY", "PREPROCESSING_KEY", "check_fingerprints", "check_same_space",
+           "model_fingerprint",
            "preprocessing_fingerprint", "preprocessing_spec", "weights_fingerprint"]

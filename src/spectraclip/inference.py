@@ -41,12 +41,17 @@ class EncodedImages:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def columns(self) -> dict[str, list[Any]]:
-        """Embeddings-table columns (path, band names, size, CRS, transform, bounds, centre lon/lat)."""
+        """Embeddings-table columns (path, band names, size, CRS, transform, bounds, centre lon/lat, the groups
+        used and the bands filled) and the Major TOM ones (WGS84 `geometry` footprint, centre_lat/lon, utm_crs,
+        pixel_bbox, timestamp)."""
+        from spectraclip.geo import major_tom_columns
+
         keys = ["path", "bands", "height", "width", "crs", "transform", "bounds", "lon", "lat", "filled_bands",
                 "groups"]
         cols: dict[str, list[Any]] = {k: [m.get(k) for m in self.samples_meta] for k in keys}
         if any(m.get("sources") for m in self.samples_meta):
             cols["sources"] = [m.get("sources") for m in self.samples_meta]
+        cols.update(major_tom_columns(self.samples_meta))
         labels = [m.get("labels") for m in self.samples_meta]
         if any(lbl is not None for lbl in labels):
             cols["labels"] = [list(lbl) if lbl is not None else None for lbl in labels]
@@ -245,8 +250,7 @@ def encode_images(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet |
         for where, msg in b_failed:
             failed.append((where, msg))
             (on_error or _log_error)(where, msg)
-    dim = vecs[0].shape[1] if vecs else 0
-    vectors = np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32)
+    vectors = np.concatenate(vecs) if vecs else np.zeros((0, model.embed_dim), np.float32)
     return EncodedImages(ids, vectors, metas, failed)
 
 
@@ -308,12 +312,11 @@ def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path
                    radiometry: Any = None):
     """Embed items (raster paths, or a layout dataset of multi-file samples) into an embeddings table,
     resumably: finished batches are kept across restarts. Returns (table, failed, number kept from before)."""
-    from spectraclip.embeddings import PartWriter
-    from spectraclip.identity import Fingerprints
+    from spectraclip.embeddings import PartWriter, identity_metadata
 
     # the dimension is known up front, so a run where every item fails still writes a valid (empty) table
     meta = {"bands": ",".join(model.bands.names), "dim": model.embed_dim, "groups": model.groups,
-            "preprocessing": model.preprocessing_spec(), **Fingerprints.of(model).to_metadata(), **(metadata or {})}
+            **identity_metadata(model), **(metadata or {})}
     writer = PartWriter(output, metadata=meta)
     failed: list[tuple[str, str]] = []
     items = list(items) if isinstance(items, (list, tuple)) else items

@@ -42,6 +42,13 @@ def evaluate_cmd(
     embedding_map: Annotated[str, typer.Option("--embedding-map", help="auto (UMAP, t-SNE for few images), "
                                                "umap, tsne or none.")] = "auto",
     plots: Annotated[bool, typer.Option("--plots/--no-plots")] = True,
+    embeddings: Annotated[Path | None, typer.Option(
+        "--embeddings", help="Evaluate this embeddings table (e.g. from `spectraclip embed`) instead of encoding "
+        "the dataset's images; rows match dataset items by id or path. Needs the --model that made it (text "
+        "side).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --embeddings: accept a table whose fingerprints differ from the model's (or "
+        "that records none).")] = False,
 ) -> None:
     """Evaluate models on benchmarks; writes results.json/.csv/.md, per-image predictions (predictions/*.csv)
     and plots to the --output folder."""
@@ -49,6 +56,7 @@ def evaluate_cmd(
 
     from spectraclip.bands import BandError
     from spectraclip.data.errors import DatasetError, DatasetNotFoundError
+    from spectraclip.errors import SpectraclipError
     from spectraclip.evaluate.runner import (
         DEFAULT_TEMPLATES,
         EvaluationError,
@@ -68,9 +76,9 @@ def evaluate_cmd(
                           batch_size=batch_size, num_workers=workers, device=resolve_device(device),
                           retrieval_k=k, empty=empty, negative_prompt=negative_prompt, plots=plots,
                           embedding_map=embedding_map, command=shlex.join(["spectraclip", *sys.argv[1:]]),
-                          log_fn=console.print)
-    except (EvaluationError, DatasetNotFoundError, DatasetError, TemplateError, BandError, FileNotFoundError,
-            ValueError) as exc:
+                          log_fn=console.print, embeddings=embeddings, force=force)
+    except (SpectraclipError, EvaluationError, DatasetNotFoundError, DatasetError, TemplateError, BandError,
+            FileNotFoundError, ValueError) as exc:
         fail(str(exc))
         return
     table = Table(title="headline results")

@@ -180,6 +180,9 @@ def search(
     missing_bands: MissingBandsOpt = None,
     resize: ResizeOpt = False,
     radiometry: RadiometryArg = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Search embeddings tables even when their fingerprints say another model or "
+        "preprocessing made them (or they record none).")] = False,
 ) -> None:
     """Rank images by similarity to free-text queries (reads an embeddings table instead of rasters if given)."""
     from rich.table import Table
@@ -196,10 +199,19 @@ def search(
         ids, vecs, src = [], [], []
         import numpy as np
 
+        from spectraclip.errors import SpectraclipError
+        from spectraclip.identity import check_fingerprints
+
         for t in tables:
-            emb = read_embeddings(t)
-            if emb.metadata.get("bands") and emb.metadata["bands"] != ",".join(net.bands.names):
-                fail(f"{t}: embedded with bands {emb.metadata['bands']}, the model uses {','.join(net.bands.names)}")
+            try:
+                emb = read_embeddings(t)
+                if not force and emb.metadata.get("bands") and emb.metadata["bands"] != ",".join(net.bands.names):
+                    fail(f"{t}: embedded with bands {emb.metadata['bands']}, the model uses "
+                         f"{','.join(net.bands.names)}")
+                check_fingerprints(emb.fingerprints, net, str(t), force=force, model_label=str(checkpoint or model))
+            except SpectraclipError as exc:
+                fail(str(exc))
+                raise
             ids += emb.ids
             vecs.append(emb.vectors)
             src += emb.columns.get("path", [None] * len(emb))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import BandsOpt, console, err_console, fail, split_list
+from spectraclip.cli.common import BandsOpt, console, err_console, fail, load_model_or_exit, split_list
 
 _DEFAULT_KS = "10,25,50,100,200,500,all"
 
@@ -36,7 +36,9 @@ def probe(
     test_size: Annotated[float, typer.Option(
         "--test-size", help="Test fraction of the seeded stratified split (without --split-column).")] = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the draws.")] = 0,
-    names: Annotated[list[str] | None, typer.Option("--name", help="Display name per table, in order.")] = None,
+    names: Annotated[list[str] | None, typer.Option(
+        "--name", help="Display name per table, in order; tables given one name are parts of one set (e.g. "
+        "shards of one run), merged only when their fingerprints match.")] = None,
     baseline_stats: Annotated[list[Path] | None, typer.Option(
         "--baseline-stats", help="Rasters/folders: add a per-band mean+std baseline computed from them.")] = None,
     bands: BandsOpt = None,
@@ -44,18 +46,22 @@ def probe(
         "--output", "-o", help="Output folder: probe.json, probe.md, probe.png.")] = Path("probe-out"),
     with_indices: Annotated[bool, typer.Option(
         "--with-indices", help="Also write every draw's training indices into probe.json.")] = False,
+    clip_model: Annotated[str | None, typer.Option(
+        "--clip-model", help="The model the tables should come from (registry name): each table's "
+        "fingerprints are checked against it.")] = None,
+    clip_checkpoint: Annotated[str | None, typer.Option(
+        "--clip-checkpoint", help="As --clip-model, for a bundle folder / weights file / hf-hub:ID.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Accept tables whose fingerprints differ from --clip-model's or from each other "
+        "(when merged under one --name), or that record none.")] = False,
 ) -> None:
     """Train classical models on k labelled embeddings (k in a list, several draws) and plot the curves."""
-    from spectraclip.probe import (
-        ProbeError,
-        baseline_stats_table,
-        labels_from_paths,
-        load_embeddings,
-        parse_ks,
-        read_labels,
-        run_probe,
-    )
-    from spectraclip.probe_report import markdown_table, write_report
+    from spectraclip.errors import SpectraclipError
+    from spectraclip.probe.baseline import baseline_stats_table
+    from spectraclip.probe.curves import parse_ks, run_probe
+    from spectraclip.probe.labels import labels_from_paths, read_labels
+    from spectraclip.probe.report import markdown_table, write_report
+    from spectraclip.probe.tables import check_sets_against, group_by_name, load_embeddings
 
     tables = list(tables or [])
     names = list(names or [])
@@ -67,6 +73,10 @@ def probe(
         fail("give --labels FILE or --labels-from-path")
     try:
         sets = [load_embeddings(t, names[n] if names else None) for n, t in enumerate(tables)]
+        if clip_model or clip_checkpoint:
+            net = load_model_or_exit(clip_model, clip_checkpoint, "cpu")
+            check_sets_against(sets, net, str(clip_checkpoint or clip_model), force=force)
+        sets = group_by_name(sets, force=force)
         if baseline_stats:
             skipped: list[str] = []
             base = baseline_stats_table(baseline_stats, out / "baseline_band_stats.parquet", bands,
@@ -86,7 +96,7 @@ def probe(
         with console.status("probing...") as status:
             result = run_probe(sets, lab, models=models, ks=parse_ks(split_list(k) or _DEFAULT_KS), draws=draws,
                                test_size=test_size, seed=seed, progress=lambda msg: status.update(msg))
-    except ProbeError as exc:
+    except SpectraclipError as exc:  # ProbeError, FingerprintMismatchError, unreadable tables
         fail(str(exc))
         return
     paths = write_report(result, out, with_indices=with_indices)

@@ -11,7 +11,7 @@ from spectraclip.bands import BandSet
 
 def band_stat_features(dataset, bands: BandSet | str) -> tuple[np.ndarray, list[str]]:
     """Per-band mean and std features (`[N, 2C]`) of a labelled dataset's samples, and their first labels."""
-    from spectraclip.probe import band_stats_features
+    from spectraclip.probe.baseline import band_stats_features
 
     want = BandSet.parse(bands)
     feats, labels = [], []
@@ -26,7 +26,7 @@ def band_stats_baseline(train, test, bands: BandSet | str, seed: int = 0) -> dic
     """Fit on `train`, score on `test`: top-1 and balanced accuracy of the standardised logistic regression."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-    from spectraclip.probe import make_estimator
+    from spectraclip.probe.estimators import make_estimator
 
     x_tr, y_tr = band_stat_features(train, bands)
     x_te, y_te = band_stat_features(test, bands)

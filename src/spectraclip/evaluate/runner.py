@@ -17,11 +17,13 @@ import numpy as np
 
 from spectraclip.bands import MissingBandError
 from spectraclip.data.base import LabelledDataset
+from spectraclip.embeddings import identity_metadata, read_embeddings
 from spectraclip.errors import SpectraclipError
 from spectraclip.evaluate import metrics as single
 from spectraclip.evaluate import multilabel as multi
 from spectraclip.evaluate import retrieval as retr
 from spectraclip.evaluate.templates import TemplateSet, load_templates
+from spectraclip.identity import Fingerprints, check_fingerprints
 
 log = logging.getLogger(__name__)
 
@@ -95,28 +97,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
-def model_fingerprint(model: Any) -> str:
-    """A hash of the model's weights (and band list), used as the embedding-cache key."""
-    h = hashlib.sha256()
-    try:
-        import torch
-
-        for name, tensor in sorted(model.state_dict().items()):
-            h.update(name.encode())
-            t = tensor.detach().cpu().contiguous().reshape(-1)
-            h.update(str(tensor.dtype).encode() + str(tuple(tensor.shape)).encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    except AttributeError:
-        h.update(repr(model).encode())
-    bands = getattr(model, "bands", None)
-    h.update(str(getattr(bands, "names", bands)).encode())
-    return h.hexdigest()[:20]
-
-
-def _model_provenance(spec: ModelSpec, model: Any, fingerprint: str) -> dict[str, Any]:
+def _model_provenance(spec: ModelSpec, model: Any, fingerprints: Fingerprints) -> dict[str, Any]:
     cfg = getattr(model, "config", None)
     out: dict[str, Any] = {"label": spec.display(), "name": spec.name, "checkpoint": spec.checkpoint,
-                           "fingerprint": fingerprint}
+                           "fingerprint": fingerprints.model, "preprocessing_fingerprint": fingerprints.preprocessing}
     if cfg is not None:
         out.update({"arch": getattr(cfg, "arch", None), "bands": list(getattr(cfg, "bands", []) or []),
                     "image_size": getattr(cfg, "image_size", None),
@@ -136,7 +120,7 @@ def encode_cached(model: Any, dataset: LabelledDataset, cache_path: Path, key: d
                   batch_size: int = 32, num_workers: int = 0, device: str = "cpu", progress: bool = True
                   ) -> tuple[list[str], np.ndarray, list[tuple[str, str]], bool]:
     """(ids, vectors, failed, cache_hit): read the embeddings table when its key matches, else encode."""
-    from spectraclip.embeddings import EmbeddingsTableError, read_embeddings, write_embeddings
+    from spectraclip.embeddings import EmbeddingsTableError, write_embeddings
 
     key_text = json.dumps(key, sort_keys=True)
     if cache_path.is_file():
@@ -154,8 +138,46 @@ def encode_cached(model: Any, dataset: LabelledDataset, cache_path: Path, key: d
     columns = enc.columns()
     write_embeddings(cache_path, enc.ids, enc.vectors, columns,
                      metadata={"eval_cache_key": json.loads(key_text), "eval_failed": [list(f) for f in enc.failed],
-                               "bands": ",".join(model.bands.names)})
+                               "bands": ",".join(model.bands.names), **identity_metadata(model)})
     return enc.ids, enc.vectors, list(enc.failed), False
+
+
+def cache_key(model: Any, dataset: LabelledDataset) -> dict[str, Any]:
+    """What the cached embeddings of (`model`, `dataset`) depend on: both fingerprints, the dataset and its ids."""
+    fps = Fingerprints.of(model)
+    desc = dataset.describe()
+    return {"model": fps.model, "preprocessing": fps.preprocessing, "dataset": desc["name"],
+            "root": str(Path(desc["root"]).resolve()), "split": desc["split"], "bands": desc["bands"],
+            "ids": hashlib.sha256("\n".join(dataset.ids).encode()).hexdigest()[:16]}
+
+
+def table_for_dataset(path: str | Path, model: Any, dataset: LabelledDataset, *, model_label: str = "the model given",
+                      dataset_label: str = "the dataset", force: bool = False
+                      ) -> tuple[list[str], np.ndarray, list[tuple[str, str]], Fingerprints | None]:
+    """(dataset ids, vectors, failed, recorded fingerprints) of an existing table's rows that are items of `dataset`.
+
+    The table must come from `model`'s embedding space (fingerprints; `force` skips the check). Rows
+    match items by id, else by their `path` column, so a table of `spectraclip embed` over the
+    dataset's folder matches too; no image is read.
+    """
+    table = read_embeddings(path)
+    check_fingerprints(table.fingerprints, model, str(path), force=force, model_label=model_label)
+    by_id = {it.id: it.id for it in dataset.items}
+    by_path = {str(Path(it.path).resolve()): it.id for it in dataset.items}
+    paths = table.columns.get("path") or [None] * len(table)
+    rows, ids, seen = [], [], set()
+    for n, (id_, p) in enumerate(zip(table.ids, paths, strict=True)):
+        hit = by_id.get(id_) or (by_path.get(str(Path(p).resolve())) if p else None)
+        if hit is not None and hit not in seen:
+            seen.add(hit)
+            rows.append(n)
+            ids.append(hit)
+    if not rows:
+        example = ", ".join(table.ids[:3])
+        raise EvaluationError(f"{path}: none of its {len(table)} rows (ids such as {example}) is an item of "
+                              f"{dataset_label} ({dataset.root}, split {dataset.split}) by id or path")
+    failed = [tuple(x) for x in table.metadata.get("eval_failed", table.metadata.get("failed", [])) or []]
+    return ids, table.vectors[rows], failed, table.fingerprints  # type: ignore[return-value]
 
 
 def _tasks_for(dataset: LabelledDataset, tasks: Sequence[str] | None) -> list[str]:
@@ -184,8 +206,13 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
              output_dir: str | Path = "evaluation", *, batch_size: int = 32, num_workers: int = 0,
              device: str = "cpu", progress: bool = True, retrieval_k: int = 100, empty: str = "skip",
              negative_prompt: str = NEGATIVE_PROMPT, plots: bool = True, embedding_map: str = "auto",
-             command: str | None = None, log_fn: Callable[[str], None] | None = None) -> EvaluationResult:
-    """Run every (model, dataset, template set, task) and write results.json/.csv/.md and plots."""
+             command: str | None = None, log_fn: Callable[[str], None] | None = None,
+             embeddings: str | Path | None = None, force: bool = False) -> EvaluationResult:
+    """Run every (model, dataset, template set, task) and write results.json/.csv/.md and plots.
+
+    With `embeddings` (an existing table), its vectors stand for the images of the one dataset and the one
+    model encodes only text; the table's fingerprints must match that model unless `force`.
+    """
     from spectraclip.evaluate import report
 
     say = log_fn or (lambda msg: log.info(msg))
@@ -198,6 +225,9 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
     template_sets = [load_templates(t) for t in templates]
     if empty not in retr.EMPTY_DEFINITION:
         raise EvaluationError(f"--empty must be one of {', '.join(retr.EMPTY_DEFINITION)}")
+    if embeddings is not None and (len(models) != 1 or len(datasets) != 1):
+        raise EvaluationError(f"--embeddings {embeddings}: give exactly one model (its text tower scores the "
+                              f"table) and one dataset (its labels), not {len(models)} and {len(datasets)}")
 
     # Open datasets and load models first, and check every band pairing before encoding anything.
     opened = [(spec.label or (spec.name or (spec.dataset.name if spec.dataset else "dataset")) +
@@ -213,7 +243,8 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
         loaded.append((spec, model))
     for spec, model in loaded:
         for dlabel, ds in opened:
-            check_bands(spec.display(), model, dlabel, ds)
+            if embeddings is None:  # a given table is checked by its fingerprints; no image is read
+                check_bands(spec.display(), model, dlabel, ds)
 
     runs: list[dict[str, Any]] = []
     provenance: dict[str, Any] = {"models": {}, "datasets": {}, "templates": {}}
@@ -232,20 +263,26 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
             mlabel = f"{mlabel}-{seen_labels[mlabel]}"
         else:
             seen_labels[mlabel] = 0
-        fp = model_fingerprint(model)
-        provenance["models"][mlabel] = _model_provenance(spec, model, fp)
+        provenance["models"][mlabel] = _model_provenance(spec, model, Fingerprints.of(model))
         for dlabel, ds in opened:
-            desc = ds.describe()
-            key = {"model": fp, "dataset": desc["name"], "root": str(Path(desc["root"]).resolve()),
-                   "split": desc["split"], "bands": desc["bands"],
-                   "ids": hashlib.sha256("\n".join(ds.ids).encode()).hexdigest()[:16]}
-            cache = out / "embeddings" / f"{_slug(mlabel)}__{_slug(dlabel)}.parquet"
-            say(f"encoding {dlabel} ({len(ds)} images) with {mlabel}")
-            ids, vectors, failed, hit = encode_cached(model, ds, cache, key, batch_size=batch_size,
-                                                      num_workers=num_workers, device=device, progress=progress)
-            caches.append(cache)
-            say(f"  {'reused cached' if hit else 'wrote'} embeddings {cache}"
-                + (f"; {len(failed)} image(s) skipped" if failed else ""))
+            if embeddings is not None:
+                cache = Path(embeddings)
+                ids, vectors, failed, recorded = table_for_dataset(cache, model, ds, model_label=mlabel,
+                                                                   dataset_label=dlabel, force=force)
+                hit = True
+                provenance["embeddings"] = {"table": str(cache), "dataset": dlabel, "rows_matched": len(ids),
+                                            "fingerprints": recorded.to_metadata() if recorded else None,
+                                            "forced": force}
+                say(f"read {len(ids)} embeddings of {dlabel} ({len(ds)} images) from {cache}")
+            else:
+                cache = out / "embeddings" / f"{_slug(mlabel)}__{_slug(dlabel)}.parquet"
+                say(f"encoding {dlabel} ({len(ds)} images) with {mlabel}")
+                ids, vectors, failed, hit = encode_cached(model, ds, cache, cache_key(model, ds),
+                                                          batch_size=batch_size, num_workers=num_workers,
+                                                          device=device, progress=progress)
+                caches.append(cache)
+                say(f"  {'reused cached' if hit else 'wrote'} embeddings {cache}"
+                    + (f"; {len(failed)} image(s) skipped" if failed else ""))
             by_id = {it.id: it for it in ds.items}
             keep = [i for i, x in enumerate(ids) if x in by_id]
             ids = [ids[i] for i in keep]
@@ -265,7 +302,8 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
                 for task in _tasks_for(ds, tasks):
                     base = {"model": mlabel, "dataset": dlabel, "templates": ts.name, "task": task,
                             "n_images": len(ids), "n_failed": len(failed), "embeddings": str(cache),
-                            "embeddings_cached": hit, "failed": [list(f) for f in failed[:100]]}
+                            "embeddings_cached": hit, "embeddings_given": embeddings is not None,
+                            "failed": [list(f) for f in failed[:100]]}
                     if task == "zeroshot":
                         truth = onehot.argmax(1)
                         base["metrics"] = single.classification_metrics(scores, truth, ds.classes)

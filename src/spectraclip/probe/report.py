@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from spectraclip.io.atomic import atomic_open, atomic_path
-from spectraclip.probe import HIGHER_IS_BETTER, ProbeResult
+from spectraclip.probe.curves import ProbeResult
+from spectraclip.probe.estimators import HIGHER_IS_BETTER
 
 
 def _k_label(k: int | None) -> str:
