@@ -271,21 +271,24 @@ def _task(recipe: Recipe, info: DistInfo) -> TrainTask:
 
     siglip_bias = recipe.loss.siglip_bias_init if recipe.loss.kind == "siglip" else None
     if recipe.model.kind == "multisensor":
-        from spectraclip.train.multisensor import collate_multisensor, setup_multisensor
+        from spectraclip.train.multisensor import LayoutCollate, setup_multisensor
 
         _seed_all(recipe.run.seed)
         model, lora, train_ds, val_ds = setup_multisensor(recipe, siglip_bias)
-        collate: Callable = collate_multisensor
+        collate: Callable = LayoutCollate(model.config)
     else:
         model, lora, train_ds, val_ds, collate = _caption_pairs(recipe, siglip_bias)
     objective = Objective(make_loss(recipe.loss, info), info.world_size)
     text_cache = TextFeatureCache(model) if TextFeatureCache.applies(model) else None
     metrics: dict[str, float] = {}
 
+    # decided once for the whole run, not per batch, so every DDP rank computes the same losses
+    uses_text = bool(getattr(train_ds, "has_captions", True))
+
     def train_step(net: torch.nn.Module, batch: dict[str, Any], autocast: Callable[[], Any], scaler: Any) -> float:
         captions = batch["captions"]
         text = None
-        if bool(batch["has_caption"].any()):
+        if uses_text:
             # a frozen text tower gives the same features for the same caption: encode each caption once
             text = text_cache(captions) if text_cache is not None else model.tokenize(captions)
         micro = split(batch, text, recipe.optim.accum_steps, info.device)

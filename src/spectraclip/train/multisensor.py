@@ -78,6 +78,7 @@ class MultiSensorTrainDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self.source = source
         self.train = train  # group / channel dropout (per item, seeded like the augmentation)
+        self.has_captions = any(_captions(it.meta) for it in self.items)
         self.skipped: list[Any] = []  # the trainer reports skipped rows; items are never skipped up front
 
     def __len__(self) -> int:
@@ -123,15 +124,25 @@ class MultiSensorTrainDataset(torch.utils.data.Dataset):
         raise RasterError(self.source or "multi-sensor data", f"no readable item among {n_bad} from item {index}")
 
 
-def collate_multisensor(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """A batch: `x[m]` `[B, C_m, S, S]` (zeros where absent), `present[m]` bool `[B]`, captions ("" where
-    none) with `has_caption`, ids and the count of unreadable items passed over."""
-    from spectraclip.models.inputs import PreparedInput
+class LayoutCollate:
+    """A batch of layout items: `x[g]` `[B, C_g, S, S]` for EVERY input group of the model (zeros where absent,
+    so all DDP ranks issue the same collectives), `present[g]` bool `[B]`, captions ("" where none) with
+    `has_caption`, ids and the count of unreadable items passed over. Picklable for DataLoader workers."""
 
-    x, present = collate_inputs([PreparedInput(it["x"]) for it in items], MODALITIES)
-    return {"x": x, "present": present, "captions": [it["caption"] or "" for it in items],
-            "has_caption": torch.tensor([it["caption"] is not None for it in items], dtype=torch.bool),
-            "ids": [it["id"] for it in items], "n_bad": sum(int(it.get("n_bad", 0)) for it in items)}
+    def __init__(self, config: ModelConfig) -> None:
+        self.shapes = {g.name: (len(g.bands), config.image_size) for g in config.inputs}
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        from spectraclip.models.inputs import PreparedInput
+
+        x, present = collate_inputs([PreparedInput(it["x"]) for it in items], list(self.shapes))
+        for g, (c, s) in self.shapes.items():
+            if g not in x:
+                x[g] = torch.zeros(len(items), c, s, s)
+                present[g] = torch.zeros(len(items), dtype=torch.bool)
+        return {"x": x, "present": present, "captions": [it["caption"] or "" for it in items],
+                "has_caption": torch.tensor([it["caption"] is not None for it in items], dtype=torch.bool),
+                "ids": [it["id"] for it in items], "n_bad": sum(int(it.get("n_bad", 0)) for it in items)}
 
 
 def read_items(spec: str, layout: str) -> list[LayoutItem]:
