@@ -32,8 +32,8 @@ PUBLISHED = {
              {0: "a remote sensing image of many {}.", 35: "an aerial image of many {}.",
               70: "a satellite image of many {}.", 104: "a satellite image of a cool {}."}),
     # openai/CLIP data/prompts.md, EuroSAT
-    "clip": (3, "84e63e79ba0bb990609f05e8224b508994d80d7114943f1b5bb44f10d0526bdc",
-             {0: "a centered satellite photo of {c}.", 2: "a centered satellite photo of the {c}."}),
+    "clip": (3, "9bc85d9f1798d03b9991ddfa721493693040d8c222e2f8d8bbf5a0c3ca2507e8",
+             {0: "a centered satellite photo of {}.", 2: "a centered satellite photo of the {}."}),
 }
 EUROSAT = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
            "Residential", "River", "SeaLake"]
@@ -101,8 +101,7 @@ def test_our_own_sets_kept_their_templates_under_their_own_names():
     assert load_templates("spectraclip-8").templates[1] == "a Sentinel-2 image of {}."
     assert len(load_templates("spectraclip-rs12").templates) == 12
     assert load_templates("spectraclip-rs12").templates[-1] == "there is {} in this satellite image."
-    clip = load_templates("clip").templates
-    assert load_templates("clip-satellite").templates == [t.replace("{c}", "{}") for t in clip]
+    assert load_templates("clip-satellite").templates == load_templates("clip").templates
     assert not load_templates("spectraclip-8").classnames and load_templates("msclip").classnames
 
 
