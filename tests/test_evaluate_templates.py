@@ -3,7 +3,9 @@ template-ensemble class embeddings."""
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +233,39 @@ def test_open_clip_builder_equals_the_previous_implementation_on_tiny_test():
     expected = torch.softmax(100 * torch.from_numpy(img) @ ref.T, dim=-1).numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+L2A = Path(__file__).resolve().parents[2] / "shared" / "data" / "s2-l2a-examples"
+
+
+@pytest.mark.skipif(not L2A.is_dir(), reason="needs ../shared/data")
+def test_classify_defaults_to_the_published_50_and_follows_the_published_recipe(tmp_path):
+    """`spectraclip classify` (no --templates) scores like Llama3-MS-CLIP's run_inference_classification:
+    per class, the 50 templates filled with `str.format(c=...)`, each embedding L2-normalised, averaged,
+    renormalised; probabilities are the softmax of 100 x cosine."""
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+    from spectraclip.inference import encode_images
+
+    classes = ["ocean", "snow", "rural"]
+    out = tmp_path / "c.csv"
+    res = CliRunner().invoke(app, ["classify", str(L2A), "--bands", "s2-l2a", "-m", "tiny-test", "--classes",
+                                   ",".join(classes), "--device", "cpu", "--workers", "0", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "50 templates" in res.output
+    rows = list(csv.DictReader(out.open()))
+    got = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
+
+    model = load_model("tiny-test").eval()  # as the CLI loads it: the model's own bands, picked by name
+    enc = encode_images(model, sorted(L2A.glob("*.tif")), bands="s2-l2a", progress=False)
+    assert [r["id"] for r in rows] == enc.ids
+    templates = load_templates("msclip").templates
+    with torch.no_grad():
+        weights = []
+        for c in classes:
+            e = model.encode_text(model.tokenize([t.format(c=c) for t in templates]))
+            e = torch.nn.functional.normalize(e, dim=-1).mean(dim=0)
+            weights.append(e / e.norm())
+        logits = 100.0 * torch.from_numpy(enc.vectors) @ torch.stack(weights, dim=1)
+    np.testing.assert_allclose(got, logits.softmax(dim=-1).numpy(), atol=1e-5)
