@@ -23,7 +23,8 @@ def class_text_embeddings(
     Built by open_clip's `build_zero_shot_classifier` (the same recipe as CLIP, open_clip and the
     Llama3-MS-CLIP code). `classnames` are used verbatim in the prompts (see `TemplateSet.prompt_names`);
     `model` needs `.tokenize(list[str])` and `.encode_text(tokens, normalize=True)`. `batch_size` bounds
-    the prompts per forward pass, rounded to whole classes (at least one class per pass).
+    the prompts per forward pass, rounded to whole classes (at least one class per pass). The average is
+    taken in the text tower's dtype (fp32 unless a precision mode casts it), the result is float32 on CPU.
     """
     from open_clip.zero_shot_classifier import build_zero_shot_classifier
 
