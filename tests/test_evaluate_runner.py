@@ -92,7 +92,10 @@ def test_runner_outputs_and_cache(tiny, eurosat_root, tmp_path, monkeypatch):
     assert again.results["runs"][0]["embeddings_cached"] is True
     # same numbers as computing zero-shot directly from the cached vectors
     ds = EuroSATMS(eurosat_root)
-    cls = class_text_embeddings(tiny, ds.class_prompt_names(), load_templates("rs5m")).numpy()
+    rs5m = load_templates("rs5m")
+    assert again.results["runs"][0]["prompt_names"] == rs5m.prompt_names(ds)  # RS5M's class wording
+    assert rs5m.prompt_names(ds) != ds.class_prompt_names() and "sealake" in rs5m.prompt_names(ds)
+    cls = class_text_embeddings(tiny, rs5m.prompt_names(ds), rs5m).numpy()
     pred = zero_shot_logits(table.vectors, cls).argmax(1)
     truth = ds.targets()[[ds.ids.index(i) for i in table.ids]]
     assert again.results["runs"][0]["metrics"]["top1"] == pytest.approx(float(np.mean(pred == truth)), abs=1e-9)

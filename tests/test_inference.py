@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 
 from spectraclip.cli.main import app
 from spectraclip.embeddings import read_embeddings
+from spectraclip.evaluate.zeroshot import zero_shot_probabilities
 from spectraclip.inference import (
     embed_to_table,
     encode_images,
     encode_texts,
     item_ids,
     text_search,
-    zero_shot_probabilities,
 )
 from spectraclip.models.loading import load_model
 

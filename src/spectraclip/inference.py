@@ -271,17 +271,6 @@ def encode_texts(model: SpectralCLIP, texts: Sequence[str], *, batch_size: int =
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def zero_shot_probabilities(model: SpectralCLIP, image_vectors: np.ndarray, classnames: Sequence[str],
-                            templates: Sequence[str], *, device: str | torch.device = "cpu") -> np.ndarray:
-    """Class probabilities `[N, K]`: softmax of 100 x cosine to template-ensemble class embeddings."""
-    from spectraclip.evaluate.zeroshot import class_text_embeddings
-
-    with torch.inference_mode():
-        class_emb = class_text_embeddings(model.to(device), list(classnames), list(templates))
-        logits = 100.0 * torch.from_numpy(image_vectors).to(class_emb) @ class_emb.T
-        return logits.softmax(dim=-1).float().cpu().numpy()
-
-
 @dataclass
 class SearchHit:
     rank: int

@@ -118,7 +118,8 @@ def classify(
     """Zero-shot classify rasters into the given classes (template-ensemble prompts)."""
     from rich.table import Table
 
-    from spectraclip.inference import encode_images, zero_shot_probabilities
+    from spectraclip.evaluate.zeroshot import zero_shot_probabilities
+    from spectraclip.inference import encode_images
     from spectraclip.results import write_table
 
     names = _classes(classes, classes_file)

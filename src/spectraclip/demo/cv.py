@@ -53,7 +53,8 @@ def zero_shot_scores(model, dataset, templates: list[str], device: str = "cpu") 
     ids, vectors, labels = encode_labelled(model, dataset, device=device)
     runs, correct = [], np.zeros(len(ids))
     for t in templates:
-        class_emb = class_text_embeddings(model, dataset.class_prompt_names(), load_templates(t)).cpu().numpy()
+        ts = load_templates(t)  # the set's class wording for this dataset, as the evaluator uses it
+        class_emb = class_text_embeddings(model, ts.prompt_names(dataset), ts).cpu().numpy()
         logits = zero_shot_logits(vectors, class_emb)
         runs.append(classification_metrics(logits, labels, dataset.classes))
         correct += logits.argmax(axis=1) == labels

@@ -56,7 +56,7 @@ def write_captions(out: Path, train_ds, templates: Sequence[str], say: Say) -> P
     """The label captioner's manifest of `train_ds` in `out`, never emitting a filled evaluation prompt."""
     from spectraclip.captioning.labels import LabelCaptioner, caption_rows, write_caption_manifest
 
-    avoid = _evaluation_prompts(templates, train_ds.class_prompt_names())
+    avoid = _evaluation_prompts(templates, train_ds)
     # statistics clauses in a quarter of the captions (cross-validated on the training split)
     captioner = LabelCaptioner(seed=0, n=5, stats_rate=0.25, avoid=avoid)
     rows = caption_rows((train_ds[i] for i in range(len(train_ds))), captioner, split="train")
@@ -67,11 +67,13 @@ def write_captions(out: Path, train_ds, templates: Sequence[str], say: Say) -> P
     return path
 
 
-def _evaluation_prompts(templates: Sequence[str], prompt_names: Sequence[str]) -> list[str]:
-    """Every filled evaluation prompt: the captioner must never emit one of these as a training caption."""
+def _evaluation_prompts(templates: Sequence[str], dataset) -> list[str]:
+    """Every filled evaluation prompt (each set's class wording for `dataset`, as the evaluator uses it):
+    the captioner must never emit one of these as a training caption."""
     from spectraclip.evaluate.templates import load_templates
 
-    return [p for t in templates for c in prompt_names for p in load_templates(t).fill(c)]
+    sets = [load_templates(t) for t in templates]
+    return [p for ts in sets for c in ts.prompt_names(dataset) for p in ts.fill(c)]
 
 
 def train_twin(out: Path, manifest: Path, variant: str, bands: str, seed: int, opts: DemoOptions, say: Say) -> Path:

@@ -293,8 +293,8 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
                 onehot[n, [cls_index[c] for c in by_id[x].labels]] = 1
             embeddings_for_plots.append({"model": mlabel, "dataset": dlabel, "vectors": vectors,
                                          "labels": [by_id[x].labels[0] for x in ids], "classes": ds.classes})
-            names = ds.class_prompt_names()
             for ts in template_sets:
+                names = ts.prompt_names(ds)  # the set's class wording for this dataset, else the dataset's
                 class_emb = _text_embeddings(model, names, ts, device)
                 from spectraclip.evaluate.zeroshot import zero_shot_logits
 
@@ -303,7 +303,7 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
                     base = {"model": mlabel, "dataset": dlabel, "templates": ts.name, "task": task,
                             "n_images": len(ids), "n_failed": len(failed), "embeddings": str(cache),
                             "embeddings_cached": hit, "embeddings_given": embeddings is not None,
-                            "failed": [list(f) for f in failed[:100]]}
+                            "failed": [list(f) for f in failed[:100]], "prompt_names": names}
                     if task == "zeroshot":
                         truth = onehot.argmax(1)
                         base["metrics"] = single.classification_metrics(scores, truth, ds.classes)
@@ -327,7 +327,8 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
         "software": report.software_versions(),
         "definitions": {
             "zeroshot": {**single.DEFINITIONS, "class_embedding": "mean of the L2-normalised embeddings of "
-                         "every template filled with the class's prompt name, renormalised; scores are "
+                         "every template filled with the class's wording (run's prompt_names: the template set's for "
+                         "this dataset if it has some, else the dataset's), renormalised; scores are "
                          "100 x cosine(image, class)"},
             "multilabel": multi.DEFINITIONS,
             "retrieval": {**retr.AP_DEFINITIONS, "recall": retr.RECALL_DEFINITION,
