@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.atomic import atomic_open
 from spectraclip.io.sample import Sample
 
@@ -78,7 +79,7 @@ _PATTERNS: list[str] = [
 _STAT_JOINERS = [", with {s}", "; {s}", ", showing {s}", " — {s}", ", where there is {s}", " with {s}"]
 
 
-class CaptionError(ValueError):
+class CaptionError(SpectraclipError, ValueError):
     """A captioning input problem (unknown class, empty caption set); the message names the item."""
 
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from spectraclip.errors import SpectraclipError
+
 DEFAULT_PROMPT = "qa3-v1"
 
 _SYSTEM_V1 = (
@@ -55,7 +57,7 @@ _NOT_PLACES = {
 }
 
 
-class InvalidReply(ValueError):
+class InvalidReply(SpectraclipError, ValueError):
     """A model reply that does not follow the prompt; `reason` says what is wrong."""
 
     def __init__(self, reason: str) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.atomic import atomic_open
 
 RECIPE = Path(__file__).with_name("recipe.yaml")
@@ -26,7 +27,7 @@ EVAL_TEMPLATES = ("clip-satellite", "rs5m")
 GAP_TARGET = 0.10  # the demo's target: MS beats its RGB twin by at least this much top-1
 
 
-class DemoError(RuntimeError):
+class DemoError(SpectraclipError, RuntimeError):
     """A demo stage that cannot run; the message says what to do."""
 
 
