@@ -136,12 +136,12 @@ def test_cross_validation_uses_training_folds_only(tmp_path):
     gi = cv["summary"]["gap_interval"]
     assert gi["n_images"] == 216 and gi["mean"] == pytest.approx(cv["summary"]["gap"]["mean"])
     assert gi["ci95"][0] <= gi["mean"] <= gi["ci95"][1] and "held-out training patches" in gi["method"]
-    assert "held-out training patches" in result.output
+    text = " ".join(result.output.split())
+    assert "MS − RGB top-1: " in text and "over the 216 held-out training patches" in text
     # how often a draw the size of the test split would show the user's threshold, from the same per-patch gaps
     td = cv["summary"]["test_sized_draws"]
     assert td["n"] == 54 and td["threshold"] == cv["gap_threshold"] == 0.05 and 0.0 <= td["chance"] <= 1.0
     assert td["p05"] <= gi["mean"] + 0.02 and td["p95"] >= gi["mean"] - 0.02
-    text = " ".join(result.output.split())
     assert "stratified bootstrap draws of 54" in text and "is at least +5 points" in text
     assert "not a pass/fail" in text
     assert not (out / "report.html").exists()  # cross-validation only, no demo
