@@ -35,4 +35,5 @@ def reading_note(mode: str, n_images: int) -> str:
         "Llama3-MS-CLIP paper, whose models transfer from a separate caption corpus. "
         f"{size} Better guides are cross-validation on the training patches (`spectraclip demo --cv 4`) and an "
         f"outside check on {OUTSIDE_CHECK['patches']:.0f} further EuroSAT-MS patches that are not in the "
-        f"package, where the twins score MS {ms:.1f}% and RGB {rgb:.1f}% top-1 ({ms - rgb:+.1f} points).")
+        f"package, where twins trained with the shipped recipe score MS {ms:.1f}% and RGB {rgb:.1f}% top-1 "
+        f"({ms - rgb:+.1f} points).")
