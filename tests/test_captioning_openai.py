@@ -62,13 +62,21 @@ def test_gives_up_after_max_retries(server):
     server.state.script = {"a": ["500"] * 10}
     (out,) = _run(_backend(server, max_retries=2), _item())
     assert out.status == "failed" and out.attempts == 3 and "gave up after 3 requests" in out.error
-    assert "HTTP 500" in out.error
+    assert "HTTP 500" in out.error and server.url.rstrip("/") in out.error
 
 
-def test_non_retryable_http_error_fails_at_once(server):
+def test_non_retryable_http_error_fails_at_once_naming_server_and_status(server):
     server.state.script = {"a": ["401"]}
     (out,) = _run(_backend(server), _item())
     assert out.status == "failed" and out.attempts == 1 and "HTTP 401" in out.error
+    assert f"{server.url.rstrip('/')}/chat/completions" in out.error
+
+
+def test_retry_after_from_the_server_replaces_the_backoff(server):
+    server.state.script = {"a": ["429", "ok"]}  # the fake server's 429 says Retry-After: 0
+    t0 = time.monotonic()
+    (out,) = _run(_backend(server, backoff_base=30.0, backoff_max=60.0), _item())
+    assert out.status == "ok" and out.attempts == 2 and time.monotonic() - t0 < 5.0  # not a 30 s backoff
 
 
 def test_malformed_reply_retried_then_recorded_failed_with_reason(server):

@@ -74,3 +74,29 @@ def test_report_side_by_side(tmp_path):
     paths = write_quality([ra, rb], tmp_path / "q")
     assert paths["plot"].stat().st_size > 1000
     assert json.loads(paths["json"].read_text())[0]["name"] == "a"
+
+
+def test_single_caption_field_is_counted(tmp_path):
+    """The issue: `caption-quality` on `{"id", "caption"}` rows printed 0 captions and distinct-n 0.000."""
+    m = tmp_path / "single.jsonl"
+    m.write_text("".join(json.dumps({"id": str(i), "caption": c}) + "\n"
+                         for i, c in enumerate(["a lake among fields", "a road through a forest"])))
+    rep = caption_quality(m)
+    assert rep.captions == 2 and rep.ok == 2 and rep.vocabulary == 7  # "a" twice
+    assert rep.distinct["distinct-1"] == pytest.approx(7 / 9) and rep.distinct["distinct-2"] == pytest.approx(1.0)
+
+
+def test_manifest_without_caption_field_is_an_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+    from spectraclip.io.manifest import MissingCaptionFieldError
+
+    m = tmp_path / "nocaps.jsonl"
+    m.write_text(json.dumps({"id": "0", "text": "a lake"}) + "\n" + json.dumps({"id": "1", "text": "a road"}) + "\n")
+    with pytest.raises(MissingCaptionFieldError, match=r"nocaps\.jsonl: no row has a caption field"):
+        caption_quality(m)
+    res = CliRunner().invoke(app, ["caption-quality", str(m), "-o", str(tmp_path / "q")])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "'captions'" in text and "'text'" in text
+    assert not (tmp_path / "q" / "quality.md").exists()

@@ -13,7 +13,13 @@ from fixtures_train import MSCLIP, write_toy_set
 
 from spectraclip.bands import MissingBandError
 from spectraclip.data.augment import SpectralAugment
-from spectraclip.data.captions import CaptionDataset, collate_pairs, parse_manifest, read_manifest_rows
+from spectraclip.data.captions import (
+    CaptionDataset,
+    MissingCaptionFieldError,
+    collate_pairs,
+    parse_manifest,
+    read_manifest_rows,
+)
 
 
 def test_skips_missing_failed_and_captionless_rows(tmp_path):
@@ -51,6 +57,34 @@ def test_parquet_and_split_and_caption_sampling(tmp_path):
     drawn = {ds.caption(0, epoch=e) for e in range(20)}
     assert drawn == set(ds.records[0].captions)  # several captions per image, drawn per epoch
     assert ds.caption(0, epoch=5) == ds.caption(0, epoch=5)
+
+
+def test_single_caption_field_rows_are_read(tmp_path):
+    """The issue's manifest of `{"id", "caption"}` rows (plus the image path): `caption` is a schema field."""
+    m = write_toy_set(tmp_path, n=3)
+    rows = [json.loads(x) for x in m.read_text().splitlines()]
+    m.write_text("".join(json.dumps({"id": r["id"], "path": r["path"], "caption": r["captions"][0]}) + "\n"
+                         for r in rows))
+    recs, skipped = parse_manifest(m)
+    assert [r.captions for r in recs] == [[r["captions"][0]] for r in rows] and not skipped
+    # the same rows as CSV: one training row per line, captions read from the `caption` column
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text("id,path,bands,caption\n" + "".join(
+        f"{r['id']},{r['path']},\"{r['bands']}\",{r['captions'][0]}\n" for r in rows))
+    ds = CaptionDataset(csv_path)
+    assert len(ds) == 3 and ds[0]["caption"] == rows[0]["captions"][0] and ds[0]["pixels"].shape[0] == 10
+
+
+def test_rows_without_a_caption_field_are_an_error_naming_file_and_fields(tmp_path):
+    m = write_toy_set(tmp_path, n=2)
+    rows = [json.loads(x) for x in m.read_text().splitlines()]
+    m.write_text("".join(json.dumps({"id": r["id"], "path": r["path"], "text": "x"}) + "\n" for r in rows))
+    with pytest.raises(MissingCaptionFieldError) as err:
+        CaptionDataset(m)
+    msg = str(err.value)
+    assert str(m) in msg and "'captions'" in msg and "'caption'" in msg and "'text'" in msg
+    with pytest.raises(ValueError):  # callers that caught ValueError still do
+        parse_manifest(m)
 
 
 def test_check_bands_names_missing_band(tmp_path):

@@ -24,7 +24,7 @@ class FingerprintMismatchError(SpectraclipError):
 
 
 class ManifestError(SpectraclipError, ValueError):
-    """A caption manifest that cannot be read or resumed (bad file, bad line); the message names file and line."""
+    """A manifest that cannot be read or resumed (bad file, format, line, missing field); names file and line."""
 
 
 class CheckpointError(SpectraclipError, ValueError):

@@ -21,10 +21,17 @@ from typing import Any
 
 from spectraclip.captioning.backends import CaptionBackend, CaptionInput, CaptionOutcome
 from spectraclip.captioning.tags import item_id
-from spectraclip.errors import ManifestError
 from spectraclip.io.atomic import append_line, atomic_open
+from spectraclip.io.manifest import (
+    ManifestError,
+    is_manifest,
+    read_manifest_rows,
+    read_numbered_rows,
+    resolve_path,
+    row_image,
+    row_location,
+)
 
-MANIFEST_SUFFIXES = (".jsonl", ".parquet")
 _TAG_KEYS = ("overture_type", "class", "subtype", "name", "flags", "geometry_kind", "area_m2", "length_m",
              "cover_fraction", "position")
 
@@ -52,29 +59,6 @@ class JobSummary:
     seconds: float = 0.0
 
 
-def read_manifest(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a caption manifest (JSONL or Parquet); a truncated last JSONL line is ignored."""
-    p = Path(path)
-    if not p.exists():
-        raise ManifestError(f"{p}: caption manifest not found")
-    if p.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(p).to_pylist()
-    rows = []
-    lines = p.read_text(encoding="utf-8").split("\n")
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if n == len(lines):  # last line without newline: an interrupted write
-                break
-            raise ManifestError(f"{p}:{n}: not a JSON object ({exc})") from exc
-    return rows
-
-
 def repair_manifest(path: str | Path) -> int:
     """Cut an incomplete last line (no trailing newline) off a JSONL manifest; returns bytes removed."""
     p = Path(path)
@@ -92,21 +76,23 @@ def repair_manifest(path: str | Path) -> int:
 
 
 def resolve_items(paths: Sequence[str | Path], bands: str | None = None) -> list[CaptionItem]:
-    """Images from files, folders (expanded by `spectraclip.io.readers.find_items`) or caption manifests
-    (`.jsonl` / `.parquet` with `id`, `path`, optional `bands`; relative paths against the manifest's folder)."""
+    """Images from files, folders (expanded by `spectraclip.io.readers.find_items`) or manifests (any format
+    of `spectraclip.io.manifest`, rows with `id`, `path`, optional `bands`; relative paths against the
+    manifest's folder). A manifest row without a single image `path` is a ManifestError naming its line."""
     items: list[CaptionItem] = []
     rasters: list[Path] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
-            for row in read_manifest(p):
-                if "path" not in row:
-                    raise ManifestError(f"{p}: row {row.get('id')!r} has no 'path'")
-                q = Path(row["path"])
-                q = q if q.is_absolute() else p.parent / q
-                items.append(CaptionItem(str(row.get("id") or item_id(q)), q, row.get("bands") or bands))
-        else:
+        if not is_manifest(p):
             rasters.append(p)
+            continue
+        for number, row in read_numbered_rows(p):
+            image = row_image(row)
+            if not isinstance(image, str):
+                problem = "has no 'path'" if image is None else "has per-band files; caption a raster or folder"
+                raise ManifestError(f"{row_location(p, number)}: row {row.get('id')!r} {problem}")
+            q = resolve_path(p.parent, image)
+            items.append(CaptionItem(str(row.get("id") or item_id(q)), q, row.get("bands") or bands))
     if rasters:
         from spectraclip.io.readers import find_items
 
@@ -130,7 +116,8 @@ def _compact_tag(tag: dict[str, Any]) -> dict[str, Any]:
 
 def make_row(item: CaptionItem, outcome: CaptionOutcome, backend: CaptionBackend, output: Path,
              bands: str | None) -> dict[str, Any]:
-    """One manifest row (the CONTEXT caption-manifest schema plus metadata keys)."""
+    """One manifest row: the caption-manifest schema of `spectraclip.io.manifest` (`id`, `path`, `bands`,
+    `captions`, `status`) plus the job's metadata keys."""
     row: dict[str, Any] = {
         "id": item.id,
         "path": _manifest_path(item.path, output),
@@ -165,7 +152,7 @@ def run_caption_job(items: Iterable[CaptionItem], backend: CaptionBackend, outpu
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     repair_manifest(out)
-    existing = read_manifest(out) if out.exists() else []
+    existing = read_manifest_rows(out, allow_partial_tail=True) if out.exists() else []
     if retry_failed and any(r.get("status") == "failed" for r in existing):
         existing = [r for r in existing if r.get("status") != "failed"]
         with atomic_open(out, "w", encoding="utf-8") as fh:

@@ -1,5 +1,9 @@
 """Caption-quality metrics for caption manifests, one manifest or several side by side.
 
+Manifests follow the caption-manifest schema of `spectraclip.io.manifest` (`captions` list or `caption`
+string per row; failed rows left out); one whose rows have no caption field is a
+`MissingCaptionFieldError` naming the file and the fields found, never a report of 0 captions.
+
 - METEOR (nltk's `meteor_score`) against reference captions, when given: exact and Porter-stem matching
   always; WordNet synonym matching only when the WordNet corpus is installed (nothing is downloaded).
 - distinct-n for n = 1..4: unique n-grams / all n-grams over the whole manifest (Li et al., 2016), and
@@ -23,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from spectraclip.captioning.job import read_manifest
 from spectraclip.io.atomic import atomic_open, atomic_path
+from spectraclip.io.manifest import read_manifest_rows, require_caption_field, row_captions
 
 _WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*")
 
@@ -118,10 +122,18 @@ class QualityReport:
 def _ok_captions(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for r in rows:
-        caps = [c for c in (r.get("captions") or []) if isinstance(c, str) and c.strip()]
-        if r.get("status", "ok") != "failed" and caps:
+        caps = row_captions(r)
+        if r.get("status") != "failed" and caps:
             out.setdefault(str(r.get("id")), []).extend(caps)
     return out
+
+
+def read_caption_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a caption manifest (an interrupted last line ignored); MissingCaptionFieldError when no row
+    has a caption field."""
+    rows = read_manifest_rows(path, allow_partial_tail=True)
+    require_caption_field(rows, path)
+    return rows
 
 
 def caption_quality(manifest: str | Path, references: str | Path | None = None, name: str | None = None,
@@ -129,7 +141,7 @@ def caption_quality(manifest: str | Path, references: str | Path | None = None, 
     """Quality report of one caption manifest, with METEOR when a reference manifest is given."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    rows = read_manifest(manifest)
+    rows = read_caption_rows(manifest)
     by_id = _ok_captions(rows)
     caps = [c for cs in by_id.values() for c in cs]
     rep = QualityReport(name or Path(manifest).stem, str(manifest), rows=len(rows), ok=len(by_id),
@@ -148,7 +160,7 @@ def caption_quality(manifest: str | Path, references: str | Path | None = None, 
     counts = Counter(t for ts in tokens for t in ts if t not in ENGLISH_STOP_WORDS and not t.isdigit())
     rep.top_words = counts.most_common(top_k)
     if references is not None:
-        refs = _ok_captions(read_manifest(references))
+        refs = _ok_captions(read_caption_rows(references))
         wn, rep.wordnet = wordnet_reader()
         scores = [meteor(refs[i], c, wn) for i, cs in by_id.items() if i in refs for c in cs]
         rep.meteor_pairs = len(scores)

@@ -23,6 +23,7 @@ import numpy as np
 
 from spectraclip.errors import SpectraclipError
 from spectraclip.io.atomic import atomic_path
+from spectraclip.io.manifest import ManifestError, read_numbered_rows, resolve_path, row_location
 
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
@@ -96,36 +97,31 @@ def footprint_of(path: str | Path, id: str | None = None) -> Footprint:
 
 
 def footprints_from_table(path: str | Path) -> list[Footprint]:
-    """Footprints from a table (CSV, JSONL or Parquet) with `id, minx, miny, maxx, maxy[, crs]` (default
-    EPSG:4326) or a caption manifest with `id, path` (footprints read from the rasters)."""
-    import pandas as pd
-
+    """Footprints from a table (any manifest format of `spectraclip.io.manifest`) with
+    `id, minx, miny, maxx, maxy[, crs]` (default EPSG:4326) or a caption manifest with `id, path`
+    (footprints read from the rasters)."""
     p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".csv":
-        df = pd.read_csv(p)
-    elif suffix in (".jsonl", ".json"):
-        df = pd.read_json(p, lines=suffix == ".jsonl")
-    elif suffix == ".parquet":
-        df = pd.read_parquet(p)
-    else:
-        raise TagsError(f"{p}: footprint table must be .csv, .jsonl or .parquet")
-    if "id" not in df.columns:
-        raise TagsError(f"{p}: footprint table needs an 'id' column; has {', '.join(map(str, df.columns))}")
-    if {"minx", "miny", "maxx", "maxy"} <= set(df.columns):
-        crs = df["crs"] if "crs" in df.columns else ["EPSG:4326"] * len(df)
-        return [
-            Footprint(str(r.id), str(c), (float(r.minx), float(r.miny), float(r.maxx), float(r.maxy)))
-            for r, c in zip(df.itertuples(), crs, strict=True)
-        ]
-    if "path" in df.columns:
-        return [footprint_of(_resolve(p.parent, str(r.path)), str(r.id)) for r in df.itertuples()]
-    raise TagsError(f"{p}: footprint table needs minx/miny/maxx/maxy columns or a 'path' column")
-
-
-def _resolve(base: Path, path: str) -> Path:
-    q = Path(path)
-    return q if q.is_absolute() else base / q
+    try:
+        numbered = read_numbered_rows(p)
+    except ManifestError as exc:
+        raise TagsError(str(exc)) from exc
+    cols = list(dict.fromkeys(k for _, r in numbered for k in r))
+    if "id" not in cols:
+        raise TagsError(f"{p}: footprint table needs an 'id' column; has {', '.join(cols) or 'no columns'}")
+    box = ("minx", "miny", "maxx", "maxy")
+    out = []
+    for number, r in numbered:
+        try:
+            if set(box) <= set(cols):
+                out.append(Footprint(str(r["id"]), str(r.get("crs") or "EPSG:4326"),
+                                     tuple(float(r[k]) for k in box)))  # type: ignore[arg-type]
+            elif "path" in cols:
+                out.append(footprint_of(resolve_path(p.parent, str(r["path"])), str(r["id"])))
+            else:
+                raise TagsError(f"{p}: footprint table needs minx/miny/maxx/maxy columns or a 'path' column")
+        except (TypeError, ValueError) as exc:
+            raise TagsError(f"{row_location(p, number)}: bad footprint row ({exc})") from exc
+    return out
 
 
 class TagSource(Protocol):

@@ -9,13 +9,11 @@ import typer
 
 from spectraclip.cli.common import BandsOpt, console, err_console, fail, report_failures
 
-_TABLE_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
-
 
 def tags_cmd(
     paths: Annotated[list[Path], typer.Argument(
         help="Raster files / band folders (footprints from their CRS and transform) or a footprint table "
-        "(.csv/.jsonl/.parquet with id,minx,miny,maxx,maxy[,crs] or a caption manifest with id,path).")],
+        "(.csv/.tsv/.jsonl/.parquet with id,minx,miny,maxx,maxy[,crs] or a caption manifest with id,path).")],
     source: Annotated[str, typer.Option(
         "--source", "-s", help="'overture' (latest release, via the overturemaps package), "
         "'overture:RELEASE', or a local Overture GeoParquet file/folder.")] = "overture",
@@ -41,6 +39,7 @@ def tags_cmd(
         open_source,
         write_tags,
     )
+    from spectraclip.io.manifest import is_manifest
     from spectraclip.io.readers import find_items
 
     failed: list[tuple[str, str]] = []
@@ -48,7 +47,7 @@ def tags_cmd(
     try:
         rasters = []
         for p in paths:
-            if p.is_file() and p.suffix.lower() in _TABLE_SUFFIXES:
+            if is_manifest(p):
                 fps.extend(footprints_from_table(p))
             else:
                 rasters.append(p)
@@ -93,7 +92,7 @@ def _cell(v: object) -> str:
 
 def caption_cmd(
     paths: Annotated[list[Path], typer.Argument(
-        help="Raster files, folders (searched recursively) or caption manifests (.jsonl/.parquet with id,path).")],
+        help="Raster files, folders (searched recursively) or manifests (.jsonl/.csv/.tsv/.parquet with id,path).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Caption manifest (JSONL) to append to.")],
     backend: Annotated[str, typer.Option("--backend", help="template (offline) or openai.")] = "template",
     tags: Annotated[Path | None, typer.Option("--tags", help="Tags table from `spectraclip tags`.")] = None,
@@ -123,8 +122,9 @@ def caption_cmd(
 ) -> None:
     """Caption images into a resumable manifest: rerun the same command after a kill to continue."""
     from spectraclip.captioning.backends import make_backend
-    from spectraclip.captioning.job import ManifestError, resolve_items, run_caption_job
+    from spectraclip.captioning.job import resolve_items, run_caption_job
     from spectraclip.captioning.tags import TagsError, read_tags
+    from spectraclip.io.manifest import ManifestError
 
     try:
         items = resolve_items(paths, bands)
@@ -156,8 +156,8 @@ def caption_quality_cmd(
     """Caption quality: METEOR vs references, distinct-n, pairwise similarity, vocabulary, lengths, plot."""
     from rich.markdown import Markdown
 
-    from spectraclip.captioning.job import ManifestError
     from spectraclip.captioning.quality import caption_quality, markdown_summary, write_quality
+    from spectraclip.io.manifest import ManifestError
 
     names = [m.stem for m in manifests]
     if len(set(names)) < len(names):

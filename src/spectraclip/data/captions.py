@@ -1,14 +1,14 @@
-"""Image–caption manifests (JSONL or Parquet) and the map-style dataset the trainer reads them with.
+"""Image–caption manifests and the map-style dataset the trainer reads them with.
 
-One row per image: `id`, `path` (a raster, a band folder, or a `{band: file}` mapping of per-band files;
-relative paths resolve against the manifest's folder), optional `bands` (the file's band order),
-`captions` (one or more; one is drawn per epoch), optional `split`, and any extra keys as metadata.
-Rows marked `"status": "failed"`, without captions or whose image is missing are skipped and counted.
+The manifest follows the one caption-manifest schema of `spectraclip.io.manifest` (read there, in any of
+its formats): `id`, `path` (or a `{band: file}` mapping), optional `bands`, `captions` (or `caption`; one
+is drawn per epoch), optional `split`, and any extra keys as metadata. A manifest in which no row has a
+caption field is an error naming the file and the fields it has; single rows marked `"status": "failed"`,
+without captions or whose image is missing are skipped and counted.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,12 +19,24 @@ import numpy as np
 import torch
 
 from spectraclip.bands import BandSet, MissingBandError
-from spectraclip.errors import ManifestError
+from spectraclip.io.manifest import (
+    CAPTION_FIELDS,
+    IMAGE_FIELDS,
+    ManifestError,
+    MissingCaptionFieldError,
+    read_manifest_rows,
+    read_numbered_rows,
+    require_caption_field,
+    resolve_path,
+    row_captions,
+    row_image,
+    row_location,
+)
 from spectraclip.io.sample import RasterError, Sample
 
 log = logging.getLogger(__name__)
 
-_CORE_KEYS = {"id", "path", "paths", "bands", "captions", "caption", "split"}
+_CORE_KEYS = {"id", "bands", "split", *CAPTION_FIELDS, *IMAGE_FIELDS}
 
 
 @dataclass
@@ -47,71 +59,41 @@ class SkippedRow:
     reason: str
 
 
-def read_manifest_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Raw rows of a JSONL (`.jsonl`/`.json`) or Parquet manifest, in file order."""
-    path = Path(path)
-    if not path.exists():
-        raise ManifestError(f"{path}: manifest not found")
-    if path.suffix.lower() in {".parquet", ".pq"}:
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise ManifestError(f"{path}:{lineno}: expected a JSON object per line")
-            row["_line"] = lineno
-            rows.append(row)
-    return rows
-
-
-def _resolve(base: Path, p: str) -> str:
-    q = Path(p).expanduser()
-    return str(q if q.is_absolute() else (base / q))
-
-
 def parse_manifest(
     path: str | Path, split: str | Sequence[str] | None = None, check_files: bool = True
 ) -> tuple[list[CaptionRecord], list[SkippedRow]]:
-    """Usable records of a manifest (optionally only `split`) and the rows skipped with reasons."""
+    """Usable records of a manifest (optionally only `split`) and the rows skipped with reasons.
+
+    Raises `MissingCaptionFieldError` when no row has a caption field (not a caption manifest)."""
     path = Path(path)
     base = path.parent
     splits = {split} if isinstance(split, str) else (set(split) if split is not None else None)
+    numbered = read_numbered_rows(path)
+    require_caption_field((row for _, row in numbered), path)
     records: list[CaptionRecord] = []
     skipped: list[SkippedRow] = []
-    for i, row in enumerate(read_manifest_rows(path)):
-        where = f"{path}:{row.pop('_line', i + 1)}"
+    for i, (number, row) in enumerate(numbered):
         row_split = row.get("split")
         if splits is not None and (row_split or "train") not in splits:
             continue
         rid = str(row.get("id") or f"row{i}")
-        where = f"{where} (id {rid})"
-        if str(row.get("status", "")).lower() == "failed":
+        where = f"{row_location(path, number)} (id {rid})"
+        if str(row.get("status") or "").lower() == "failed":
             skipped.append(SkippedRow(where, "status is 'failed'"))
             continue
-        caps = row.get("captions", row.get("caption"))
-        if isinstance(caps, str):
-            caps = [caps]
-        caps = [str(c).strip() for c in (caps or []) if c is not None and str(c).strip()]
+        caps = row_captions(row)
         if not caps:
             skipped.append(SkippedRow(where, "no captions"))
             continue
-        raw = row.get("paths") or row.get("path")
-        if not raw:
-            skipped.append(SkippedRow(where, "no image path"))
+        raw = row_image(row)
+        if raw is None:
+            skipped.append(SkippedRow(where, "no image path ('path')"))
             continue
         if isinstance(raw, dict):
-            resolved: str | dict[str, str] = {str(b): _resolve(base, str(p)) for b, p in raw.items()}
+            resolved: str | dict[str, str] = {b: str(resolve_path(base, p)) for b, p in raw.items()}
             files = list(resolved.values())
         else:
-            resolved = _resolve(base, str(raw))
+            resolved = str(resolve_path(base, raw))
             files = [resolved]
         if check_files:
             missing = [f for f in files if not Path(f).exists()]
@@ -249,3 +231,17 @@ def collate_pairs(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "ids": [it["id"] for it in items],
         "n_bad": sum(int(it.get("n_bad", 0)) for it in items),
     }
+
+
+__all__ = [
+    "CaptionDataset",
+    "CaptionRecord",
+    "ManifestError",
+    "MissingCaptionFieldError",
+    "SkippedRow",
+    "collate_pairs",
+    "item_seed",
+    "parse_manifest",
+    "read_manifest_rows",
+    "read_record",
+]

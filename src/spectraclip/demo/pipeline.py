@@ -24,7 +24,6 @@ DATASET = "eurosat-ms-mini"
 VARIANTS: dict[str, str] = {"ms": "s2-l1c", "rgb": "rgb"}
 QUERIES = ("a river winding through fields", "dense green forest", "an industrial area with large roofs")
 EVAL_TEMPLATES = ("clip-satellite", "rs5m")
-GAP_TARGET = 0.10  # the demo's target: MS beats its RGB twin by at least this much top-1
 
 
 class DemoError(SpectraclipError, RuntimeError):
@@ -199,6 +198,7 @@ def run_demo(opts: DemoOptions, say: Say = print) -> dict[str, Any]:
     """Run the whole demo and write `report.html`, `results.json` and the model bundles to `opts.output_dir`."""
     from spectraclip.data.registry import load_dataset
     from spectraclip.demo.baseline import band_stats_baseline, mean_std
+    from spectraclip.demo.claim import reading_note
     from spectraclip.demo.report import write_report
 
     t_start = time.perf_counter()
@@ -258,20 +258,17 @@ def run_demo(opts: DemoOptions, say: Say = print) -> dict[str, Any]:
         for metric in ("top1", "balanced_accuracy", "mAP@100"):
             m, s = mean_std([r[v][metric] for r in per_seed])
             summary.setdefault(v, {})[metric] = {"mean": m, "std": s}
-    gap = summary["ms"]["top1"]["mean"] - summary["rgb"]["top1"]["mean"]
-    targets = {
-        "ms_top1_at_least_all_band_baseline": summary["ms"]["top1"]["mean"] >= baseline["all bands"]["top1"],
-        "ms_beats_rgb_by_10_points": gap >= GAP_TARGET,
-        "ms_minus_rgb_top1": gap,
-        "ms_minus_rgb_interval": gap_interval(correct["ms"], correct["rgb"]),
-    }
+    # the MS − RGB gap with its interval, and no verdict: 54 test patches cannot judge a target (demo.claim)
+    gap = gap_interval(correct["ms"], correct["rgb"])
     disagree = disagreements(eval_results, labels["ms"], labels["rgb"], opts.templates[0])
+    mode = "pretrained" if pretrained else "trained"
     results = {
-        "mode": "pretrained" if pretrained else "trained",
+        "mode": mode,
         "dataset": {"name": DATASET, "train": len(train_ds), "test": len(test_ds), "classes": train_ds.classes},
         "recipe": None if pretrained else str(opts.recipe), "overrides": list(opts.overrides),
         "seeds": seeds if not pretrained else None, "per_seed": per_seed, "summary": summary,
-        "baseline": baseline, "targets": targets, "search": search, "disagreements": disagree, "labels": labels,
+        "baseline": baseline, "gap": gap, "note": reading_note(mode, gap["n_images"]),
+        "search": search, "disagreements": disagree, "labels": labels,
         "templates": list(opts.templates), "bundles": {k: str(v) for k, v in bundles.items()},
         "evaluation": {"output": str(out / "evaluation"), "plots": eval_results.get("plots", []),
                        "notes": eval_results.get("notes", [])},

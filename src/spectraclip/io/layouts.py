@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from spectraclip.bands import GROUP_ORDER, BandSet, InputGroupError, check_group, group_of_band
+from spectraclip.errors import ManifestError
 from spectraclip.io.manifest import read_manifest_rows
 from spectraclip.io.sample import RasterError, Sample
 
@@ -321,7 +322,11 @@ def manifest_items(path: str | Path) -> list[LayoutItem]:
     if not path.exists():
         raise MultiSensorLayoutError(path, "manifest does not exist")
     items = []
-    for n, row in enumerate(read_manifest_rows(path), 1):
+    try:
+        rows = read_manifest_rows(path)
+    except ManifestError as exc:
+        raise MultiSensorLayoutError(path, str(exc)) from exc
+    for n, row in enumerate(rows, 1):
         rid = row.get("id")
         if rid in (None, ""):
             raise MultiSensorLayoutError(path, f"row {n} has no id")

@@ -1,11 +1,16 @@
 """Captions from any OpenAI-compatible chat-completions server with image input (vLLM, llama.cpp server,
-Ollama, hosted APIs), with httpx.
+Ollama, hosted APIs), with httpx; retries by tenacity.
 
 Each image is sent as a natural-colour PNG data URL with the versioned prompt. Requests that fail with
-429, 5xx, a timeout or a dropped connection are retried with exponential backoff (honouring
-`Retry-After`, capped); other HTTP errors fail the image at once. A reply that does not validate
-(`prompts.parse_reply`) is asked again up to `max_invalid` more times, then the image is recorded as
-failed with the reason. A shared limiter keeps requests under `rate_limit` per second.
+408/409/425/429, 5xx, a timeout or a dropped connection are retried up to `max_retries` times with
+exponential backoff (honouring `Retry-After`, capped at `backoff_max`); other HTTP errors fail the image
+at once with the server's URL and the status. A reply that does not validate (`prompts.parse_reply`) is
+asked again up to `max_invalid` more times, then the image is recorded as failed with the reason. A shared
+limiter keeps request starts (retries included) under `rate_limit` per second.
+
+Why tenacity and not the `openai` SDK's own `max_retries`: the SDK's backoff is fixed (0.5 s doubling to
+8 s, not an option), its retries happen inside one call, where the shared rate limiter cannot space them,
+and it does not say how many requests an image took (recorded as `attempts` in the manifest).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type, stop_after_attempt
 
 from spectraclip.captioning.backends import CaptionInput, CaptionOutcome
 from spectraclip.captioning.composite import data_url, natural_colour
@@ -33,7 +40,15 @@ RETRY_STATUS = {408, 409, 425, 429}
 
 
 class RequestFailed(SpectraclipError):
-    """A request that cannot succeed (non-retryable HTTP error, or retries exhausted); says why."""
+    """A request that cannot succeed (non-retryable HTTP error, or retries exhausted); names server and status."""
+
+
+class _Retryable(SpectraclipError):
+    """A failed request worth another try (429/5xx/timeout/dropped connection), with the server's Retry-After."""
+
+    def __init__(self, message: str, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -130,35 +145,45 @@ class OpenAIBackend:
                 pass
         return min(c.backoff_base * (2 ** retry) * (1 + 0.25 * random.random()), c.backoff_max)
 
-    async def _request(self, payload: dict[str, Any], item_id: str, counter: list[int]) -> str:
-        """POST one chat completion with retries; returns the reply text or raises RequestFailed/InvalidReply."""
+    def _wait(self, state: RetryCallState) -> float:
+        """tenacity's wait before retry `state.attempt_number`: the server's Retry-After, else the backoff."""
+        exc = state.outcome.exception() if state.outcome is not None else None
+        return self._backoff(state.attempt_number - 1, getattr(exc, "retry_after", None))
+
+    async def _post(self, client: Any, payload: dict[str, Any], item_id: str, counter: list[int]) -> str:
+        """One POST: the reply text, `_Retryable` for a failure worth retrying, RequestFailed otherwise."""
         import httpx
 
+        await self.limiter.wait()
+        counter[0] += 1
+        url = f"{client.base_url}chat/completions"
+        try:
+            resp = await client.post("chat/completions", json=payload, headers={"X-Spectraclip-Item": item_id})
+        except httpx.TimeoutException as exc:
+            raise _Retryable(f"timeout from {url} ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection error to {url} ({type(exc).__name__}: {exc})") from exc
+        if resp.status_code == 200:
+            return _reply_text(resp)
+        body = resp.text[:200].replace("\n", " ")
+        message = f"HTTP {resp.status_code}: {body} (from {url})"
+        if resp.status_code >= 500 or resp.status_code in RETRY_STATUS:
+            raise _Retryable(message, resp.headers.get("retry-after"))
+        raise RequestFailed(message)
+
+    async def _request(self, payload: dict[str, Any], item_id: str, counter: list[int]) -> str:
+        """POST one chat completion with bounded retries; the reply text, or RequestFailed/InvalidReply."""
         client = self._get_client()
-        c = self.config
-        last = ""
-        for retry in range(c.max_retries + 1):
-            await self.limiter.wait()
-            counter[0] += 1
-            retry_after = None
-            try:
-                resp = await client.post("chat/completions", json=payload,
-                                         headers={"X-Spectraclip-Item": item_id})
-            except httpx.TimeoutException as exc:
-                last = f"timeout ({type(exc).__name__})"
-            except httpx.TransportError as exc:
-                last = f"connection error ({type(exc).__name__}: {exc})"
-            else:
-                if resp.status_code == 200:
-                    return _reply_text(resp)
-                body = resp.text[:200].replace("\n", " ")
-                last = f"HTTP {resp.status_code}: {body}"
-                if resp.status_code < 500 and resp.status_code not in RETRY_STATUS:
-                    raise RequestFailed(last)
-                retry_after = resp.headers.get("retry-after")
-            if retry < c.max_retries:
-                await asyncio.sleep(self._backoff(retry, retry_after))
-        raise RequestFailed(f"gave up after {c.max_retries + 1} requests; last: {last}")
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.config.max_retries + 1), wait=self._wait,
+                                 retry=retry_if_exception_type(_Retryable), sleep=asyncio.sleep)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._post(client, payload, item_id, counter)
+        except RetryError as exc:
+            raise RequestFailed(f"gave up after {exc.last_attempt.attempt_number} requests; last: "
+                                f"{exc.last_attempt.exception()}") from exc
+        raise AssertionError("unreachable: tenacity either returned, raised or gave up")  # pragma: no cover
 
     async def caption(self, item: CaptionInput) -> CaptionOutcome:
         """Caption one image: composite + prompt, request with retries, validate, re-ask on invalid replies."""
