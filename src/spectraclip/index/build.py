@@ -124,7 +124,9 @@ def _train_faiss(plan: IndexPlan, vectors: np.ndarray, seed: int) -> Any:
         index.hnsw.efConstruction = int(plan.params["efConstruction"])
         return index
     index = faiss.index_factory(plan.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
-    faiss.extract_index_ivf(index).do_polysemous_training = False  # hamming pre-filter unused; costs minutes
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    if hasattr(ivf, "do_polysemous_training"):
+        ivf.do_polysemous_training = False  # a hamming pre-filter this search never uses; costs minutes
     rng = np.random.default_rng(seed)
     n_train = int(plan.params["train_size"])
     sample = vectors if n_train >= len(vectors) else vectors[np.sort(rng.choice(len(vectors), n_train, replace=False))]
