@@ -26,6 +26,7 @@ from spectraclip.embeddings import EmbeddingsTableError, read_embeddings
 from spectraclip.identity import MODEL_KEY, PREPROCESSING_KEY, Fingerprints
 from spectraclip.index.choose import DEFAULT_MAX_MEMORY, IndexPlan, choose_index
 from spectraclip.index.errors import IndexFormatError
+from spectraclip.index.faiss_import import import_faiss
 from spectraclip.index.metadata import concat_metadata, metadata_from_table
 from spectraclip.index.store import FAISS_FILE, FORMAT, INFO_FILE, METADATA_FILE, VECTORS_FILE, read_info
 
@@ -117,7 +118,7 @@ def _read_tables(tables: Sequence[str | Path], known_ids: set[str], force: bool,
 
 
 def _train_faiss(plan: IndexPlan, vectors: np.ndarray, seed: int) -> Any:
-    import faiss
+    faiss = import_faiss()
 
     if plan.kind == "hnsw":
         index = faiss.IndexHNSWFlat(plan.dim, int(plan.params["M"]), faiss.METRIC_INNER_PRODUCT)
@@ -151,7 +152,7 @@ def _write_folder(out_dir: Path, info: dict[str, Any], vectors: np.ndarray, meta
         np.save(tmp / VECTORS_FILE, np.ascontiguousarray(vectors, dtype=np.float32))
         pq.write_table(meta, tmp / METADATA_FILE)
         if faiss_index is not None:
-            import faiss
+            faiss = import_faiss()
 
             faiss.write_index(faiss_index, str(tmp / FAISS_FILE))
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
@@ -213,7 +214,7 @@ def build_index(tables: Sequence[str | Path], out_dir: str | Path, *, max_memory
 def add_to_index(index_dir: str | Path, tables: Sequence[str | Path], *, force: bool = False) -> BuildReport:
     """`spectraclip index add`: append tables (same embedding space) without retraining; items whose id is
     already indexed are skipped, so re-running an interrupted add is harmless."""
-    import faiss
+    faiss = import_faiss()
 
     index_dir = Path(index_dir)
     info = read_info(index_dir)

@@ -89,7 +89,8 @@ def choose_index(n: int, dim: int, max_memory: int = DEFAULT_MAX_MEMORY, kind: s
             f"{dim} dimensions; raise it")
     nlist = _nlist(n)
     params = {"nlist": nlist, "pq_m": m, "pq_bits": 8, "nprobe": max(8, nlist // 16),
-              "text_nprobe": max(16, nlist // 8), "refine_factor": 10, "train_size": min(n, max(64 * nlist, 50_000), 200_000)}
+              "text_nprobe": max(16, nlist // 8), "refine_factor": 10,
+              "train_size": min(n, max(64 * nlist, 50_000), 200_000)}
     why = ("requested" if kind == "ivfpq" else
            f"{n} x {dim} is too large for a fast exact scan or exceeds the budget; PQ{m} codes fit {max_memory} bytes")
     return IndexPlan("ivfpq", f"IVF{nlist},PQ{m}", n, dim, params, n * (m + ID_BYTES) + nlist * dim * 4, why)

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from spectraclip.identity import Fingerprints, check_fingerprints
 from spectraclip.index.errors import IndexFormatError, QueryError, UnknownItemError
+from spectraclip.index.faiss_import import import_faiss
 from spectraclip.index.filters import Filters, filter_mask
 from spectraclip.index.metadata import row_record
 
@@ -166,7 +167,7 @@ class SearchIndex:
     def _approximate(self, q: np.ndarray, k: int, mask: np.ndarray | None,
                      modality: str) -> tuple[np.ndarray, np.ndarray]:
         """faiss candidates (k x refine_factor), re-ranked exactly from the memory-mapped vectors."""
-        import faiss
+        faiss = import_faiss()
 
         params = self.info["plan"]["params"]
         bits = None
@@ -229,7 +230,7 @@ def open_index(directory: str | Path, mmap: bool = True) -> SearchIndex:
         raise IndexFormatError(f"{directory}: {len(meta)} metadata rows for {len(vectors)} vectors")
     faiss_index = None
     if info["plan"]["kind"] != "flat":
-        import faiss
+        faiss = import_faiss()
 
         path = str(directory / FAISS_FILE)
         try:
