@@ -86,8 +86,8 @@ function render() {
     meta.querySelector(".date").textContent = h.timestamp ? h.timestamp.slice(0, 10) : "no date";
     const actions = document.createElement("div");
     actions.className = "actions";
-    const up = document.createElement("button"); up.className = "like"; up.textContent = "👍"; up.title = "more like this";
-    const down = document.createElement("button"); down.className = "unlike"; down.textContent = "👎"; down.title = "less like this";
+    const up = document.createElement("button"); up.className = "like"; up.textContent = "👍 more"; up.title = "more like this";
+    const down = document.createElement("button"); down.className = "unlike"; down.textContent = "👎 less"; down.title = "less like this";
     up.onclick = () => addExample(h.id, true); down.onclick = () => addExample(h.id, false);
     actions.append(up, down);
     card.append(img, meta, actions);
