@@ -140,7 +140,7 @@ def test_filters_before_ranking_return_k(synth, monkeypatch):
         hits = index.search(q, 10, f)[0]
         assert len(hits) == 10 and [h.row for h in hits] == exact[0].tolist()
     # wide filters go through faiss with an IDSelector; still k results, all passing
-    monkeypatch.setattr(store, "EXACT_SUBSET_MAX", 10)
+    monkeypatch.setattr(store, "EXACT_SUBSET_CELLS", 10)
     hits = ivf.search(q, 20, Filters(equals={"labels": "Forest"}))[0]
     assert len(hits) == 20 and all(h.row % 3 == 0 for h in hits)
     hits = ivf.search(q, 5, Filters(bbox=(0, 40, 10, 50), equals={"split": "test"}))[0]

@@ -28,6 +28,10 @@ class Filters:
     end: str | None = None
     equals: dict[str, Any] = field(default_factory=dict)
 
+    def key(self) -> tuple:
+        """A hashable form, for caching masks."""
+        return (self.bbox, self.start, self.end, tuple(sorted((k, str(v)) for k, v in self.equals.items())))
+
     def is_empty(self) -> bool:
         return self.bbox is None and not self.start and not self.end and not self.equals
 
@@ -57,17 +61,40 @@ def _time(text: str, option: str, end: bool) -> np.datetime64:
     return value
 
 
-def filter_mask(meta: pa.Table, filters: Filters) -> np.ndarray | None:
+class ColumnCache:
+    """Metadata columns converted once for filtering (bbox as float arrays, timestamps, string casts)."""
+
+    def __init__(self, meta: pa.Table) -> None:
+        self.meta = meta
+        self._arrays: dict[str, Any] = {}
+
+    def floats(self, name: str) -> np.ndarray:
+        if ("f", name) not in self._arrays:  # null -> NaN, which never matches
+            self._arrays[("f", name)] = self.meta.column(name).to_numpy(zero_copy_only=False).astype(float)
+        return self._arrays[("f", name)]
+
+    def times(self) -> np.ndarray:
+        if "t" not in self._arrays:
+            self._arrays["t"] = self.meta.column("timestamp").cast(pa.timestamp("ms")).to_numpy(zero_copy_only=False)
+        return self._arrays["t"]
+
+    def strings(self, name: str) -> pa.ChunkedArray:
+        if ("s", name) not in self._arrays:
+            self._arrays[("s", name)] = self.meta.column(name).cast(pa.string())
+        return self._arrays[("s", name)]
+
+
+def filter_mask(meta: pa.Table, filters: Filters, cache: ColumnCache | None = None) -> np.ndarray | None:
     """Boolean row mask of the items passing `filters`, or None when there is nothing to filter."""
     if filters.is_empty():
         return None
+    cache = cache or ColumnCache(meta)
     n = len(meta)
     mask = np.ones(n, dtype=bool)
     if filters.bbox is not None:
         _check_bbox(filters.bbox)
         w, s, e, nth = filters.bbox
-        minx, miny, maxx, maxy = (meta.column(c).to_numpy(zero_copy_only=False).astype(float)
-                                  for c in ("minx", "miny", "maxx", "maxy"))  # null -> NaN: never matches
+        minx, miny, maxx, maxy = (cache.floats(c) for c in ("minx", "miny", "maxx", "maxy"))
         with np.errstate(invalid="ignore"):
             lat_ok = (miny <= nth) & (maxy >= s)
             if w <= e:
@@ -76,7 +103,7 @@ def filter_mask(meta: pa.Table, filters: Filters) -> np.ndarray | None:
                 lon_ok = (maxx >= w) | (minx <= e)
         mask &= lat_ok & lon_ok  # items without a footprint never match a bbox
     if filters.start or filters.end:
-        ts = meta.column("timestamp").cast(pa.timestamp("ms")).to_numpy(zero_copy_only=False)
+        ts = cache.times()
         known = ~np.isnat(ts)
         mask &= known
         if filters.start:
@@ -96,7 +123,7 @@ def filter_mask(meta: pa.Table, filters: Filters) -> np.ndarray | None:
             hit = np.zeros(n, dtype=bool)
             hit[rows] = True
         else:
-            match = pc.equal(col.cast(pa.string()), pa.scalar(_as_text(value)))
+            match = pc.equal(cache.strings(name), pa.scalar(_as_text(value)))
             hit = np.asarray(pc.fill_null(match, False))
         mask &= hit
     return mask
@@ -108,4 +135,4 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["Filters", "filter_mask"]
+__all__ = ["ColumnCache", "Filters", "filter_mask"]

@@ -118,11 +118,8 @@ def create_app(index_dir: str | Path, model: Any = None, *, force: bool = False,
                 hits = run_query(index, query, model, force=force)
         else:
             hits = run_query(index, query, model, force=force)
-        candidates = None
-        if not filters.is_empty():
-            from spectraclip.index.filters import filter_mask
-
-            candidates = int(filter_mask(index.meta, filters).sum())  # type: ignore[union-attr]
+        mask = index.mask(filters)  # cached: the search above computed it
+        candidates = None if mask is None else int(mask.sum())
         modality = "text" if (req.text or "").strip() and not req.like and req.vector is None else "image"
         return SearchResponse(hits=_hit_models(index, hits), k=req.k, candidates=candidates, modality=modality,
                               index_kind=index.kind, took_ms=round((time.perf_counter() - t0) * 1000, 3))
