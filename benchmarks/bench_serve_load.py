@@ -178,7 +178,8 @@ def build_synthetic_index(out: Path, items: int, dim: int, seed: int = 0) -> tup
 SERVER = """
 import sys, uvicorn
 from spectraclip.serve.app import create_app
-uvicorn.run(create_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+uvicorn.run(create_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning",
+            timeout_keep_alive=30)
 """
 
 
@@ -189,7 +190,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--k", type=int, default=50)
-    ap.add_argument("--index", type=Path, help="reuse an index folder built by an earlier run")
+    ap.add_argument("--index", type=Path, help="index folder: built there when absent, reused when present")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.index and (args.index / "info.json").is_file():
@@ -200,8 +201,12 @@ def main() -> None:
             idx, built = args.index, {"kind": info["plan"]["factory"], "build_s": info["build_seconds"]}
         else:
             t0 = time.perf_counter()
-            ids, built = build_synthetic_index(Path(tmp), args.items, args.dim)
-            idx = Path(tmp) / "idx"
+            work = args.index.parent if args.index else Path(tmp)
+            ids, built = build_synthetic_index(work, args.items, args.dim)
+            idx = work / "idx"
+            if args.index and args.index != idx:
+                idx.rename(args.index)
+                idx = args.index
             print(f"built {built['kind']} over {args.items} x {args.dim} in {time.perf_counter() - t0:.1f} s")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

@@ -33,7 +33,7 @@ def serve(
         fail(str(exc))
         return
     console.print(f"serving {index_dir} on http://{host}:{port}/ (API: /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=30)
 
 
 def register(app: typer.Typer) -> None:
