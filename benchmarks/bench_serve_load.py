@@ -163,6 +163,12 @@ def print_table(result: LoadResult, title: str) -> None:
         print("  violation:", v)
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc), a measure the machine's load does not skew."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def build_synthetic_index(out: Path, items: int, dim: int, seed: int = 0) -> tuple[list[str], dict]:
     """A synthetic table (clustered vectors, footprints over Europe, dates, split) and its index (auto kind)."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -222,13 +228,21 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
+            server_cpu0, client_cpu0 = process_cpu(proc.pid), time.process_time()
             result = asyncio.run(run_load(f"http://127.0.0.1:{port}", ids, args.dim, clients=args.clients,
                                           requests=args.requests, k=args.k))
+            server_cpu, client_cpu = process_cpu(proc.pid) - server_cpu0, time.process_time() - client_cpu0
         finally:
             proc.terminate()
             proc.wait(timeout=30)
         print_table(result, f"{args.clients} clients, {args.requests} requests, k={args.k}, {len(ids)} items "
                             f"x {args.dim} ({built['kind']}), {os.cpu_count()} cores")
+        n = sum(result.statuses.values())
+        per = 1000 * server_cpu / n
+        print(f"server CPU {server_cpu:.1f} s = {per:.2f} ms per request (client {1000 * client_cpu / n:.2f} ms); "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. On 2 idle cores the server alone "
+              f"would sustain ~{2000 / per:.0f} req/s, i.e. ~{args.clients * per / 2:.0f} ms mean latency at "
+              f"{args.clients} in flight (Little's law)")
 
 
 if __name__ == "__main__":

@@ -239,3 +239,17 @@ def test_cli_build_add_search(real, tmp_path, model):
     assert res.exit_code == 2 and "not in the index" in res.output
     res = runner.invoke(app, ["search", str(out), "-q", "snow", "-m", "tiny-test", "--model-bands", "eurosat-ms"])
     assert res.exit_code == 2 and "preprocessing" in res.output
+
+
+def test_hnsw_on_request_searches_and_filters(synth, tmp_path, monkeypatch):
+    build_index([synth / "a.parquet"], tmp_path / "hnsw", kind="hnsw")
+    index, flat = open_index(tmp_path / "hnsw"), open_index(synth / "flat")
+    assert index.kind == "hnsw" and index.info["plan"]["factory"] == "HNSW32,Flat"
+    q = flat.vectors[10:30]
+    _, exact = exact_search(flat.vectors, q, 10)
+    approx = index.search(q, 10)
+    recall = np.mean([len(set(e) & {h.row for h in a}) / 10 for e, a in zip(exact, approx, strict=True)])
+    assert recall >= 0.95
+    monkeypatch.setattr(store, "EXACT_SUBSET_CELLS", 10)  # force the IDSelector path
+    hits = index.search(q[:1], 10, Filters(equals={"split": "test"}))[0]
+    assert len(hits) == 10 and all(h.row % 4 == 0 for h in hits)
