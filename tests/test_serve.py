@@ -54,6 +54,9 @@ def test_text_like_and_vector_search(client, model):
 def test_filters_and_items(client):
     r = client.post("/search", json={"text": "forest", "k": 50, "filters": {"bbox": [-10, 35, 30, 60]}}).json()
     assert r["candidates"] is not None and len(r["hits"]) == min(50, r["candidates"])
+    assert all(h["geometry"] is None for h in r["hits"])  # WKT only on request
+    g = client.post("/search", json={"text": "forest", "k": 2, "geometry": True}).json()["hits"]
+    assert g[0]["geometry"].startswith("POLYGON")
     for h in r["hits"]:
         w, s, e, n = h["bbox"]
         assert w <= 30 and e >= -10 and s <= 60 and n >= 35

@@ -8,7 +8,6 @@ list/length/k are bounded, and any bad request gets a 4xx naming what was wrong.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,30 +44,32 @@ def static_dir() -> Path:
     return Path(str(resources.files("spectraclip.serve") / "static"))
 
 
-def _iso(value: Any) -> str | None:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return None
+def _hit_models(index: SearchIndex, hits: list[Any], geometry: bool = False) -> list[HitModel]:
+    """The reply rows of these hits, read column-wise from the metadata (WKT only when asked: it is costly)."""
+    import pyarrow.compute as pc
 
-
-def _hit_models(index: SearchIndex, hits: list[Any]) -> list[HitModel]:
     if not hits:
         return []
-    cols = [c for c in ("timestamp", "lon", "lat", "minx", "miny", "maxx", "maxy", "geometry")
-            if c in index.meta.column_names]
-    rows = index.meta.select(cols).take(pa.array([h.row for h in hits])).to_pylist()
-    out = []
-    for rank, (hit, rec) in enumerate(zip(hits, rows, strict=True), start=1):
-        box = [rec.get(c) for c in ("minx", "miny", "maxx", "maxy")]
-        wkt = None
-        if rec.get("geometry") is not None:
-            from shapely import wkb
+    cols = [c for c in ("timestamp", "lon", "lat", "minx", "miny", "maxx", "maxy") if c in index.meta.column_names]
+    if geometry and "geometry" in index.meta.column_names:
+        cols.append("geometry")
+    table = index.meta.select(cols).take(pa.array([h.row for h in hits]))
+    data = table.to_pydict()
+    n = len(hits)
+    if "timestamp" in data:
+        data["timestamp"] = pc.strftime(table.column("timestamp"), format="%Y-%m-%dT%H:%M:%SZ").to_pylist()
+    none = [None] * n
+    boxes = list(zip(*(data.get(c, none) for c in ("minx", "miny", "maxx", "maxy")), strict=True))
+    wkts = none
+    if "geometry" in data:
+        from shapely import wkb
 
-            wkt = wkb.loads(bytes(rec["geometry"])).wkt
-        out.append(HitModel(rank=rank, id=hit.id, score=round(hit.score, 6), timestamp=_iso(rec.get("timestamp")),
-                            lon=rec.get("lon"), lat=rec.get("lat"),
-                            bbox=box if all(v is not None for v in box) else None, geometry=wkt))
-    return out
+        wkts = [None if g is None else wkb.loads(bytes(g)).wkt for g in data["geometry"]]
+    return [HitModel(rank=rank, id=hit.id, score=round(hit.score, 6), timestamp=ts, lon=lon, lat=lat,
+                     bbox=list(box) if all(v is not None for v in box) else None, geometry=wkt)
+            for rank, (hit, ts, lon, lat, box, wkt) in enumerate(
+                zip(hits, data.get("timestamp", none), data.get("lon", none), data.get("lat", none), boxes, wkts,
+                    strict=True), start=1)]
 
 
 def create_app(index_dir: str | Path, model: Any = None, *, force: bool = False,
@@ -121,8 +122,9 @@ def create_app(index_dir: str | Path, model: Any = None, *, force: bool = False,
         mask = index.mask(filters)  # cached: the search above computed it
         candidates = None if mask is None else int(mask.sum())
         modality = "text" if (req.text or "").strip() and not req.like and req.vector is None else "image"
-        return SearchResponse(hits=_hit_models(index, hits), k=req.k, candidates=candidates, modality=modality,
-                              index_kind=index.kind, took_ms=round((time.perf_counter() - t0) * 1000, 3))
+        return SearchResponse(hits=_hit_models(index, hits, req.geometry), k=req.k, candidates=candidates,
+                              modality=modality, index_kind=index.kind,
+                              took_ms=round((time.perf_counter() - t0) * 1000, 3))
 
     @app.post("/search", response_model=SearchResponse, responses=ERRORS)
     def search(req: SearchRequest) -> SearchResponse:

@@ -37,6 +37,7 @@ class SearchRequest(BaseModel):
     k: int = Field(10, ge=1, le=MAX_K, description=f"number of results (1..{MAX_K})")
     unlike_weight: float = Field(0.5, ge=0.0, le=2.0, description="weight of the negatives' mean")
     filters: FiltersModel = Field(default_factory=FiltersModel)
+    geometry: bool = Field(False, description="include each hit's footprint as WKT (bbox is always there)")
 
     @field_validator("like", "unlike")
     @classmethod
@@ -57,7 +58,7 @@ class HitModel(BaseModel):
     lon: float | None = None
     lat: float | None = None
     bbox: list[float] | None = Field(None, description="west, south, east, north of the footprint")
-    geometry: str | None = Field(None, description="footprint as WKT (WGS84)")
+    geometry: str | None = Field(None, description="footprint as WKT (WGS84), when the request asked for it")
 
 
 class SearchResponse(BaseModel):
