@@ -77,8 +77,9 @@ def test_query_thumbnails_thumbs_up_changes_results(base_url, browser, tmp_path)
     assert painted > 50
     png = tmp_path / "page.png"
     browser.save_screenshot(str(png))
-    if os.environ.get("SPECTRACLIP_SCREENSHOT"):
-        shutil.copy(png, os.environ["SPECTRACLIP_SCREENSHOT"])
+    shots = os.environ.get("SPECTRACLIP_SCREENSHOTS")  # a folder: keep the screenshots for the docs
+    if shots:
+        shutil.copy(png, Path(shots) / "search-page.png")
     liked = before[2]
     browser.find_elements(By.CSS_SELECTOR, "#results .card .like")[2].click()
     wait.until(lambda d: d.execute_script(IDS) != before and d.execute_script(LOADED) == 24)
@@ -86,6 +87,8 @@ def test_query_thumbnails_thumbs_up_changes_results(base_url, browser, tmp_path)
     assert liked not in after and after != before
     assert liked in browser.find_element(By.ID, "examples").text
     assert browser.execute_script("return window.spectraclip.state.like") == [liked]
+    if shots:
+        browser.save_screenshot(str(Path(shots) / "search-page-liked.png"))
     # false colour toggle swaps every thumbnail for the B08,B04,B03 rendering
     browser.find_element(By.ID, "false-colour").click()
     wait.until(lambda d: d.execute_script(LOADED) == 24)
