@@ -32,6 +32,7 @@ FORMAT = "spectraclip-index"
 # lists); larger ones go through faiss with an IDSelector
 EXACT_SUBSET_CELLS = 4_000_000
 MASK_CACHE = 64
+MIN_CANDIDATES = 256  # re-ranked per query at least (k x refine_factor when larger): ~0.5 MB read at 512 dims
 SCAN_BLOCK = 65_536
 
 
@@ -223,8 +224,8 @@ class SearchIndex:
             sp = faiss.SearchParametersIVF(nprobe=nprobe)
         if sel is not None:
             sp.sel = sel
-        factor = int(params.get("refine_factor", 1))
-        _, cand = self.faiss_index.search(q, k * factor, params=sp)
+        n_cand = max(k * int(params.get("refine_factor", 1)), MIN_CANDIDATES)
+        _, cand = self.faiss_index.search(q, n_cand, params=sp)
         del bits  # the bitmap must outlive the search call only
         scores = np.full((len(q), k), -np.inf, np.float32)
         found = np.full((len(q), k), -1, np.int64)
