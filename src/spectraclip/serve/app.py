@@ -7,6 +7,7 @@ list/length/k are bounded, and any bad request gets a 4xx naming what was wrong.
 
 from __future__ import annotations
 
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -73,13 +74,11 @@ def _hit_models(index: SearchIndex, hits: list[Any], geometry: bool = False) -> 
 
 
 def create_app(index_dir: str | Path, model: Any = None, *, force: bool = False,
-               single_thread_faiss: bool = True) -> Any:
+               single_thread_faiss: bool = True) -> FastAPI:
     """The search service over `index_dir`; `model` (same embedding space, checked now) encodes text and files.
 
     Without a model the service answers example, id and vector queries and refuses text with a 400.
     `single_thread_faiss` gives each request one faiss thread: the server's thread pool is the parallelism."""
-    import threading
-
     index = open_index(index_dir)
     if model is not None:
         index.check_model(model, force=force)
