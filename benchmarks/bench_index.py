@@ -198,6 +198,27 @@ def approx_part(n: int, dim: int, nq: int, max_memory: str, intrinsic: int) -> N
                               f"{float(np.median(cpu)):.2f}", f"{exact_p50:.1f}",
                               f"{exact_p50 / p50:.0f}x")
         Console().print(table)
+        faiss.omp_set_num_threads(1)
+        sweep = Table(title="nprobe sweep (1 faiss thread; the plan's nprobe is marked *)")
+        for col in ("nprobe", "image recall@10", "image p50 ms", "text recall@10", "text p50 ms"):
+            sweep.add_column(col, justify="right")
+        params = index.info["plan"]["params"]
+        chosen = (params["nprobe"], params["text_nprobe"])
+        for nprobe in (16, 32, 64, 128, 256):
+            params["nprobe"] = params["text_nprobe"] = nprobe
+            cells = []
+            for name, qq in (("image", img_q), ("text", txt_q)):
+                lat, found = [], []
+                for i in range(len(qq)):
+                    t = time.perf_counter()
+                    found.append({h.row for h in index.search(qq[i:i + 1], 10, modality=name)[0]})
+                    lat.append((time.perf_counter() - t) * 1000)
+                recall = float(np.mean([len(set(e) & f) / 10 for e, f in zip(truth[name], found, strict=True)]))
+                cells += [f"{recall:.3f}", f"{float(np.median(lat)):.2f}"]
+            mark = "*" if nprobe in chosen else ""
+            sweep.add_row(f"{nprobe}{mark}", *cells)
+        params["nprobe"], params["text_nprobe"] = chosen
+        Console().print(sweep)
         print(f"build {build_s:.0f} s (faiss train + add: {index.info['build_seconds']:.0f} s); index memory "
               f"{index_bytes / 1e6:.0f} MB = {100 * index_bytes / raw:.1f} % of the raw vectors ({raw / 1e9:.2f} GB; "
               f"re-ranking reads ~{max(10 * plan.params['refine_factor'], 256)} rows per query from the memory-mapped "
