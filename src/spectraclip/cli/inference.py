@@ -166,8 +166,9 @@ def classify(
 
 
 def search(
-    paths: Annotated[list[Path], typer.Argument(help="Rasters/folders, or an embeddings table (.parquet).")],
-    query: Annotated[list[str], typer.Option("--query", "-q", help="Free-text query (repeat for more).")],
+    paths: Annotated[list[Path], typer.Argument(help="Rasters/folders, an embeddings table (.parquet), or an "
+                                                "index folder (spectraclip index build).")],
+    query: Annotated[list[str] | None, typer.Option("--query", "-q", help="Free-text query (repeat for more).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 10,
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
@@ -184,8 +185,24 @@ def search(
     force: Annotated[bool, typer.Option(
         "--force", help="Search embeddings tables even when their fingerprints say another model or "
         "preprocessing made them (or they record none).")] = False,
+    like: Annotated[list[str] | None, typer.Option("--like", help="Index only: a positive example id.")] = None,
+    like_file: Annotated[list[Path] | None, typer.Option(
+        "--like-file", help="Index only: a raster encoded on the fly as positive example.")] = None,
+    unlike: Annotated[list[str] | None, typer.Option("--unlike", help="Index only: a negative example id.")] = None,
+    filters: Annotated[list[str] | None, typer.Option(
+        "--filter", help="Index only: bbox=W,S,E,N, start=DATE, end=DATE or COLUMN=VALUE (before ranking).")] = None,
 ) -> None:
     """Rank images by similarity to free-text queries (reads an embeddings table instead of rasters if given)."""
+    from spectraclip.index.store import is_index_dir
+
+    if len(paths) == 1 and is_index_dir(paths[0]):
+        from spectraclip.cli.index import search_index
+
+        return search_index(paths[0], query=query, like=like, like_file=like_file, unlike=unlike, filters=filters,
+                            top_k=top_k, model=model, checkpoint=checkpoint, model_bands=model_bands, bands=bands,
+                            device=device, output=output)
+    if not query:
+        fail("give --query TEXT (--like, --like-file and --unlike need an index folder)")
     from rich.table import Table
 
     from spectraclip.embeddings import is_embeddings_table, read_embeddings

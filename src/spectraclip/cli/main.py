@@ -85,6 +85,8 @@ _COMMAND_MODULES: list[str] = [
     "spectraclip.cli.shards",
     "spectraclip.cli.captioning",
     "spectraclip.cli.evaluate",
+    "spectraclip.cli.index",
+    "spectraclip.cli.serve",
 ]
 
 for _name in _COMMAND_MODULES:

@@ -1,0 +1,144 @@
+"""`spectraclip index build|add` and the index branch of `spectraclip search INDEX_DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from spectraclip.cli.common import (
+    console,
+    err_console,
+    fail,
+    load_model_or_exit,
+)
+
+index_app = typer.Typer(help="Vector indexes over embeddings tables (faiss): build, append.", no_args_is_help=True)
+TablesArg = Annotated[list[Path], typer.Argument(help="Embeddings tables (.parquet).")]
+
+
+def _report(report: Any, verb: str) -> None:
+    plan = report.plan
+    for item, why in report.skipped[:50]:
+        err_console.print(f"[yellow]skipped[/] {item}: {why}")
+    if len(report.skipped) > 50:
+        err_console.print(f"[yellow]... and {len(report.skipped) - 50} more skipped[/]")
+    for t in report.skipped_tables:
+        err_console.print(f"[yellow]nothing new in[/] {t}")
+    console.print(f"{verb} {report.added} vectors ({report.total} in all) in {report.seconds:.1f} s: "
+                  f"{plan.kind} ({plan.factory}) {plan.params or ''} -> {report.directory}")
+    if plan.reason:
+        console.print(f"  why: {plan.reason}")
+
+
+@index_app.command("build")
+def build(
+    tables: TablesArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Index folder to write (replaced atomically).")],
+    max_memory: Annotated[str, typer.Option("--max-memory", help="Memory budget of the index, e.g. 512M, 4G.")] = "4G",
+    kind: Annotated[str, typer.Option("--kind", help="auto (by size and budget), flat, ivfpq or hnsw.")] = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Mix tables of different (or no) fingerprints.")] = False,
+) -> None:
+    """Build an index from embeddings tables; the chosen kind, its parameters and build time go to info.json."""
+    from spectraclip.errors import SpectraclipError
+    from spectraclip.index.build import build_index
+    from spectraclip.index.choose import parse_memory
+
+    try:
+        report = build_index(tables, output, max_memory=parse_memory(max_memory), kind=kind, force=force)
+    except SpectraclipError as exc:
+        fail(str(exc))
+        return
+    _report(report, "indexed")
+
+
+@index_app.command("add")
+def add(
+    index_dir: Annotated[Path, typer.Argument(help="An index folder made by `index build`.")],
+    tables: TablesArg,
+    force: Annotated[bool, typer.Option("--force", help="Accept tables without matching fingerprints.")] = False,
+) -> None:
+    """Append tables to an index without a rebuild (ids already indexed are skipped, so re-running is safe)."""
+    from spectraclip.errors import SpectraclipError
+    from spectraclip.index.build import add_to_index
+
+    try:
+        report = add_to_index(index_dir, tables, force=force)
+    except SpectraclipError as exc:
+        fail(str(exc))
+        return
+    _report(report, "appended")
+
+
+def parse_filters(items: list[str] | None) -> Any:
+    """`--filter bbox=W,S,E,N`, `start=DATE`, `end=DATE`, or `COLUMN=VALUE` (repeatable) as index Filters."""
+    from spectraclip.index.filters import Filters
+
+    f = Filters()
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--filter {item!r}: expected NAME=VALUE (bbox=W,S,E,N, start=DATE, end=DATE or COLUMN=VALUE)")
+        if key == "bbox":
+            try:
+                f.bbox = tuple(float(v) for v in value.split(","))  # type: ignore[assignment]
+            except ValueError:
+                fail(f"--filter bbox={value}: expected four numbers west,south,east,north")
+        elif key in ("start", "end"):
+            setattr(f, key, value)
+        else:
+            f.equals[key] = value
+    return f
+
+
+def search_index(index_dir: Path, *, query: list[str] | None, like: list[str] | None, like_file: list[Path] | None,
+                 unlike: list[str] | None, filters: list[str] | None, top_k: int, model: str | None,
+                 checkpoint: str | None, model_bands: str | None, bands: str | None, device: str,
+                 output: Path | None) -> None:
+    """`spectraclip search INDEX_DIR`: one ranked table per text query (or one for examples alone)."""
+    from rich.table import Table
+
+    from spectraclip.errors import SpectraclipError
+    from spectraclip.index.query import Query, encode_raster, run_query
+    from spectraclip.index.store import open_index
+    from spectraclip.results import write_table
+
+    texts = list(query or [])
+    if not texts and not like and not like_file:
+        fail("give --query TEXT, --like ID or --like-file RASTER")
+    net = load_model_or_exit(model, checkpoint, device, model_bands) if (texts or like_file) else None
+    rows: dict[str, list] = {"query": [], "rank": [], "id": [], "score": [], "path": [], "timestamp": [],
+                             "lon": [], "lat": []}
+    try:
+        index = open_index(index_dir)
+        if net is not None:
+            index.check_model(net)
+        like_vectors = [encode_raster(net, f, bands) for f in like_file or []]
+        f = parse_filters(filters)
+        for text in texts or [None]:
+            q = Query(text=text, like=list(like or []), unlike=list(unlike or []), like_vectors=like_vectors,
+                      k=top_k, filters=f)
+            hits = run_query(index, q, net)
+            label = text or "examples " + " ".join([*(like or []), *map(str, like_file or [])])
+            table = Table(title=f"\u201c{label}\u201d ({index.kind} index, {len(index)} items)")
+            for col, just in (("rank", "right"), ("id", "left"), ("similarity", "right"), ("date", "left")):
+                table.add_column(col, justify=just)  # type: ignore[arg-type]
+            recs = index.records([h.row for h in hits])
+            for r, (h, rec) in enumerate(zip(hits, recs, strict=True), start=1):
+                table.add_row(str(r), h.id, f"{h.score:.4f}", (rec.get("timestamp") or "")[:10])
+                for key, v in zip(rows, (label, r, h.id, h.score, rec.get("path"), rec.get("timestamp"),
+                                         rec.get("lon"), rec.get("lat")), strict=True):
+                    rows[key].append(v)
+            console.print(table)
+    except SpectraclipError as exc:
+        fail(str(exc))
+        return
+    if output:
+        write_table(output, rows)
+        console.print(f"wrote {output}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(index_app, name="index")
+

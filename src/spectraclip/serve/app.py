@@ -1,0 +1,176 @@
+"""The FastAPI app: `POST /search`, `GET /items/{id}`, `GET /items/{id}/thumbnail.png`, `GET /healthz`,
+the page at `/` and an offline API page at `/docs` (the OpenAPI schema at `/openapi.json`).
+
+Safe by default: ids are looked up in the index and never become paths, request bodies and every
+list/length/k are bounded, and any bad request gets a 4xx naming what was wrong.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from spectraclip.errors import SpectraclipError
+from spectraclip.index.errors import UnknownItemError
+from spectraclip.index.filters import Filters
+from spectraclip.index.query import Query as IndexQuery
+from spectraclip.index.query import run_query
+from spectraclip.index.store import SearchIndex, open_index
+from spectraclip.serve.schemas import (
+    ErrorResponse,
+    HealthResponse,
+    HitModel,
+    ItemResponse,
+    SearchRequest,
+    SearchResponse,
+)
+from spectraclip.serve.thumbnails import ThumbnailCache, ThumbnailError, render_thumbnail
+
+MAX_BODY_BYTES = 1_000_000
+ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
+                                           413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+
+
+def static_dir() -> Path:
+    """The folder of the page's HTML, JS and CSS inside the installed package."""
+    return Path(str(resources.files("spectraclip.serve") / "static"))
+
+
+def _hit_models(index: SearchIndex, hits: list[Any], geometry: bool = False) -> list[HitModel]:
+    """The reply rows of these hits, read column-wise from the metadata (WKT only when asked: it is costly)."""
+    import pyarrow.compute as pc
+
+    if not hits:
+        return []
+    cols = [c for c in ("timestamp", "lon", "lat", "minx", "miny", "maxx", "maxy") if c in index.meta.column_names]
+    if geometry and "geometry" in index.meta.column_names:
+        cols.append("geometry")
+    table = index.meta.select(cols).take(pa.array([h.row for h in hits]))
+    data = table.to_pydict()
+    n = len(hits)
+    if "timestamp" in data:
+        data["timestamp"] = pc.strftime(table.column("timestamp"), format="%Y-%m-%dT%H:%M:%SZ").to_pylist()
+    none = [None] * n
+    boxes = list(zip(*(data.get(c, none) for c in ("minx", "miny", "maxx", "maxy")), strict=True))
+    wkts = none
+    if "geometry" in data:
+        from shapely import wkb
+
+        wkts = [None if g is None else wkb.loads(bytes(g)).wkt for g in data["geometry"]]
+    return [HitModel(rank=rank, id=hit.id, score=round(hit.score, 6), timestamp=ts, lon=lon, lat=lat,
+                     bbox=list(box) if all(v is not None for v in box) else None, geometry=wkt)
+            for rank, (hit, ts, lon, lat, box, wkt) in enumerate(
+                zip(hits, data.get("timestamp", none), data.get("lon", none), data.get("lat", none), boxes, wkts,
+                    strict=True), start=1)]
+
+
+def create_app(index_dir: str | Path, model: Any = None, *, force: bool = False,
+               single_thread_faiss: bool = True) -> FastAPI:
+    """The search service over `index_dir`; `model` (same embedding space, checked now) encodes text and files.
+
+    Without a model the service answers example, id and vector queries and refuses text with a 400.
+    `single_thread_faiss` gives each request one faiss thread: the server's thread pool is the parallelism."""
+    index = open_index(index_dir)
+    if model is not None:
+        index.check_model(model, force=force)
+    if single_thread_faiss and index.faiss_index is not None:
+        from spectraclip.index.faiss_import import import_faiss
+
+        import_faiss().omp_set_num_threads(1)
+    thumbs = ThumbnailCache()
+    model_lock = threading.Lock()  # one text encoding at a time: torch already uses every core
+    app = FastAPI(title="spectraclip search", version="1", docs_url=None, redoc_url=None,
+                  description=f"Search {len(index)} items of {index_dir} by text, examples or vector.")
+    app.state.index = index
+    app.state.thumbnails = thumbs
+
+    @app.middleware("http")
+    async def _bounded_body(request: Request, call_next: Any) -> Response:
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(UnknownItemError)
+    async def _unknown(_: Request, exc: UnknownItemError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(SpectraclipError)
+    async def _bad(_: Request, exc: SpectraclipError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    def _search(req: SearchRequest) -> SearchResponse:
+        t0 = time.perf_counter()
+        filters = Filters.from_dict(req.filters.model_dump())
+        query = IndexQuery(text=req.text, like=list(req.like), unlike=list(req.unlike), vector=req.vector, k=req.k,
+                           filters=filters, unlike_weight=req.unlike_weight)
+        if req.text and req.text.strip() and model is not None:
+            with model_lock:
+                hits = run_query(index, query, model, force=force)
+        else:
+            hits = run_query(index, query, model, force=force)
+        mask = index.mask(filters)  # cached: the search above computed it
+        candidates = None if mask is None else int(mask.sum())
+        modality = "text" if (req.text or "").strip() and not req.like and req.vector is None else "image"
+        return SearchResponse(hits=_hit_models(index, hits, req.geometry), k=req.k, candidates=candidates,
+                              modality=modality, index_kind=index.kind,
+                              took_ms=round((time.perf_counter() - t0) * 1000, 3))
+
+    @app.post("/search", response_model=SearchResponse, responses=ERRORS)
+    def search(req: SearchRequest) -> SearchResponse:
+        """Rank the index for text, positive/negative example ids, or a raw vector, after the filters."""
+        return _search(req)
+
+    @app.get("/items/{item_id:path}/thumbnail.png", responses={**ERRORS, 200: {"content": {"image/png": {}}}})
+    async def thumbnail(item_id: str, style: str = Query("natural", pattern="^(natural|false-colour)$")) -> Response:
+        """The item's raster as a PNG (natural: B04,B03,B02; false-colour: B08,B04,B03), cached."""
+        row = index.row_of(item_id)
+        png = thumbs.get((row, style))
+        if png is None:
+            rec = index.meta.select(["path", "bands"]).slice(row, 1).to_pylist()[0]
+            if not rec["path"]:
+                return JSONResponse({"detail": f"item {item_id!r} records no raster path"}, status_code=404)
+            try:
+                png = await run_in_threadpool(render_thumbnail, rec["path"], rec["bands"], style)
+            except ThumbnailError as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=404)
+            thumbs.put((row, style), png)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/items/{item_id:path}", response_model=ItemResponse, responses=ERRORS)
+    def item(item_id: str) -> ItemResponse:
+        """All metadata of one item of the index."""
+        row = index.row_of(item_id)
+        rec = index.records([row])[0]
+        return ItemResponse(id=item_id, metadata=rec)
+
+    @app.get("/healthz", response_model=HealthResponse)
+    def healthz() -> HealthResponse:
+        """Liveness plus what the service holds."""
+        fp = index.fingerprints
+        return HealthResponse(status="ok", items=len(index), dim=index.dim, index_kind=index.kind,
+                              text_queries=model is not None, model_fingerprint=fp.model if fp else None,
+                              preprocessing_fingerprint=fp.preprocessing if fp else None)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(static_dir() / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        return FileResponse(static_dir() / "api.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+    return app
+
+
+__all__ = ["MAX_BODY_BYTES", "create_app", "static_dir"]
