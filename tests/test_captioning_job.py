@@ -49,7 +49,7 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path, many_tiles)
     server = start_server(delay=0.25)
     out = tmp_path / "caps.jsonl"
     cmd = [sys.executable, "-m", "spectraclip.cli.main", "caption", str(many_tiles), "--bands", "s2-l2a",
-           "--backend", "openai", "--base-url", server.url, "--model", "fake", "--concurrency", "2",
+           "--backend", "openai", "--base-url", server.url, "--vlm-model", "fake", "--concurrency", "2",
            "--backoff", "0.01", "--no-progress", "-o", str(out)]
     try:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -104,6 +104,10 @@ def georef_meta(sample: Sample) -> dict[str, Any]:
             log.debug("no lon/lat for %s: %s", sample.path, exc)
     if "labels" in sample.meta:
         meta["labels"] = sample.meta["labels"]
+    # what the Major TOM columns need (geo.major_tom_columns): the acquisition time, the window of a product
+    for key in ("timestamp", "datetime", "acquisition_time", "date", "window", "product_id"):
+        if sample.meta.get(key) is not None:
+            meta[key] = sample.meta[key]
     return meta
 
 

@@ -10,7 +10,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.atomic import atomic_path
+
+
+class OutputFormatError(SpectraclipError, ValueError):
+    """An output file whose suffix names no format we write (names the file)."""
 
 
 def write_table(path: str | Path, columns: Mapping[str, Sequence[Any]]) -> Path:
@@ -19,7 +24,7 @@ def write_table(path: str | Path, columns: Mapping[str, Sequence[Any]]) -> Path:
     table = pa.table({k: list(v) for k, v in columns.items()})
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
-        raise ValueError(f"{path}: output must end in .csv or .parquet")
+        raise OutputFormatError(f"{path}: output must end in .csv or .parquet")
     with atomic_path(path) as tmp:
         if suffix == ".csv":
             pacsv.write_csv(table, tmp)

@@ -99,7 +99,8 @@ def caption_cmd(
     bands: BandsOpt = None,
     base_url: Annotated[str, typer.Option(
         "--base-url", help="OpenAI-compatible API base URL (…/v1).")] = "http://127.0.0.1:8000/v1",
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name the server knows.")] = "default",
+    model: Annotated[str, typer.Option(
+        "--vlm-model", help="Name of the vision-language model the server serves.")] = "default",
     api_key_env: Annotated[str, typer.Option(
         "--api-key-env", help="Environment variable holding the API key (unset: no key sent).")] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option("--concurrency", "-j", min=1, help="Requests in flight.")] = 4,
@@ -149,8 +150,8 @@ def caption_cmd(
 def caption_quality_cmd(
     manifests: Annotated[list[Path], typer.Argument(help="One or more caption manifests (compared side by side).")],
     references: Annotated[Path | None, typer.Option(
-        "--references", "-r", help="Manifest of reference captions (same ids) for METEOR.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for quality.md, quality.json, the plot.")] = Path(
+        "--references", help="Manifest of reference captions (same ids) for METEOR.")] = None,
+    out: Annotated[Path, typer.Option("--output", "-o", help="Folder for quality.md, quality.json, the plot.")] = Path(
         "caption-quality"),
 ) -> None:
     """Caption quality: METEOR vs references, distinct-n, pairwise similarity, vocabulary, lengths, plot."""

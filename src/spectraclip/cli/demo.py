@@ -11,7 +11,7 @@ from spectraclip.cli.common import console, fail, resolve_device
 
 
 def demo(
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Report folder.")] = Path("spectraclip-demo"),
+    output_dir: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("spectraclip-demo"),
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Train and evaluate this many seeds; mean ± std.")] = 1,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Skip training: evaluate this pretrained "
                                               "multispectral model (e.g. Llama3-MS-CLIP-Base).")] = None,
@@ -19,7 +19,8 @@ def demo(
     baseline_model: Annotated[str, typer.Option("--baseline-model", help="RGB model compared against a "
                                                 "pretrained --model.")] = "OpenCLIP-ViT-B-16",
     baseline_checkpoint: Annotated[str | None, typer.Option("--baseline-checkpoint")] = None,
-    recipe: Annotated[Path | None, typer.Option("--recipe", help="Training recipe (default: the shipped one).")] = None,
+    recipe: Annotated[Path | None, typer.Option(
+        "--config", help="Training recipe YAML (default: the shipped one).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Recipe override key=value (repeatable).")
                          ] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",

@@ -23,6 +23,7 @@ from spectraclip.cli.common import (
     load_model_or_exit,
     report_failures,
     resolve_device,
+    split_list,
 )
 
 MissingBandsOpt = Annotated[
@@ -76,7 +77,7 @@ def _items(paths: list[Path]) -> list[Path]:
 def _classes(classes: list[str] | None, classes_file: Path | None) -> list[str]:
     names: list[str] = []
     for c in classes or []:
-        names += [x.strip() for x in c.split(",") if x.strip()]
+        names += split_list(c)
     if classes_file:
         if not classes_file.is_file():
             fail(f"{classes_file}: classes file not found")
@@ -278,11 +279,12 @@ def embed(
     layout: Annotated[str | None, typer.Option(
         "--layout", help="Read multi-file items (auto, ssl4eo, bigearthnet-s1s2, manifest): each item's modalities "
         "are co-registered into one sample; a model with several input groups fuses those present.")] = None,
-    modalities: Annotated[str | None, typer.Option(
-        "--modalities", help="With --layout: read only these modalities, e.g. s2 or s2,s1 (default: all the "
-        "model takes).")] = None,
-    drop_bands: Annotated[str | None, typer.Option(
-        "--drop-bands", help="With --layout: leave these bands out of the inputs, e.g. B01,B09,VH.")] = None,
+    modalities: Annotated[list[str] | None, typer.Option(
+        "--modalities", help="With --layout: read only these modalities, e.g. s2 or s2,s1 (repeat or comma list; "
+        "default: all the model takes).")] = None,
+    drop_bands: Annotated[list[str] | None, typer.Option(
+        "--drop-bands", help="With --layout: leave these bands out of the inputs, e.g. B01,B09,VH (repeat or "
+        "comma list).")] = None,
 ) -> None:
     """Write the embeddings table of rasters or multi-file items (resumable: rerun the same command after an
     interruption)."""
@@ -314,18 +316,18 @@ def embed(
     console.print(f"wrote {output}: {len(table)} embeddings of dimension {table.dim}{note}, {len(failed)} skipped")
 
 
-def _layout_items(net, paths: list[Path], layout: str, modalities: str | None, drop_bands: str | None,
+def _layout_items(net, paths: list[Path], layout: str, modalities: list[str] | None, drop_bands: list[str] | None,
                   bands: str | None, nodata: str):
     """The multi-file items of `paths` read as `layout`, restricted to `modalities`, without `drop_bands`;
     `--bands` overrides each modality's band order (split by sensor)."""
     from spectraclip.bands import check_group, split_by_group
     from spectraclip.io.layouts import LayoutDataset, layout_items
 
-    mods = [check_group(m) for m in modalities.split(",") if m.strip()] if modalities else list(net.groups)
+    mods = [check_group(m) for m in split_list(modalities)] or list(net.groups)
     unknown = [m for m in mods if m not in net.groups]
     if unknown and net.config.multi:
         fail(f"the model has no {unknown[0]!r} input group; it takes {', '.join(net.groups)}")
-    drop = [b.strip() for b in drop_bands.split(",") if b.strip()] if drop_bands else None
+    drop = split_list(drop_bands) or None
     override = {m: ",".join(bs.names) for m, bs in split_by_group(bands).items()} if bands else {}
     items = []
     for src in paths:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from spectraclip.bands import BandSet, BandStats
-from spectraclip.errors import SpectraclipError
+from spectraclip.errors import InputError, SpectraclipError
 from spectraclip.io.atomic import atomic_open
 from spectraclip.io.radiometry import Radiometry, as_radiometry, convert
 from spectraclip.io.sample import Sample
@@ -164,7 +164,7 @@ def iter_modality_samples(sources: Sequence[str | Path], *, bands: str | None = 
             for m, path in it.paths.items():
                 try:
                     sample = read_sample(path, it.bands.get(m), nodata=READ_NODATA)
-                except Exception as exc:  # noqa: BLE001 - bad items are reported and skipped
+                except InputError as exc:  # bad items are reported and skipped
                     report(path, exc)
                     continue
                 for mod, part in split(sample):
@@ -186,7 +186,7 @@ def _caption_manifest(src: Path, split, report, nodata: str) -> Iterator[tuple[s
         p = p if p.is_absolute() else src.parent / p
         try:
             sample = read_sample(p, row.get("bands") or None, nodata=nodata)
-        except Exception as exc:  # noqa: BLE001
+        except InputError as exc:  # bad items are reported and skipped
             report(p, exc)
             continue
         yield from split(sample)

@@ -7,16 +7,21 @@ from typing import Any, Literal
 import numpy as np
 
 from spectraclip.bands import BandSet
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.errors import InvalidPixelsError
 
 NodataPolicy = Literal["error", "fill", "ignore"]
 NODATA_POLICIES: tuple[str, ...] = ("error", "fill", "ignore")
 
 
+class NodataPolicyError(SpectraclipError, ValueError):
+    """An unknown --nodata policy (names the allowed ones)."""
+
+
 def check_policy(nodata: str) -> str:
     """Validate the `nodata` option early, naming the allowed values."""
     if nodata not in NODATA_POLICIES:
-        raise ValueError(f"nodata={nodata!r} is not one of {', '.join(NODATA_POLICIES)}")
+        raise NodataPolicyError(f"--nodata {nodata!r} is not one of {', '.join(NODATA_POLICIES)}")
     return nodata
 
 

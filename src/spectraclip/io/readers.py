@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from spectraclip.bands import BandSet
+from spectraclip.errors import InputError
 from spectraclip.io.arrays import ARRAY_SUFFIXES, read_array
 from spectraclip.io.bandfolder import BAND_FILE_SUFFIXES, is_band_folder, read_band_folder
 from spectraclip.io.errors import (
@@ -122,7 +123,7 @@ def iter_samples(
     for item in find_items(paths):
         try:
             sample = read_sample(item, bands, nodata=nodata, radiometry=radiometry)
-        except Exception as exc:  # noqa: BLE001 - any per-item failure is reported and skipped
+        except InputError as exc:  # a bad item is reported and skipped; anything else is a bug and stops
             report(item, exc)
             continue
         yield sample

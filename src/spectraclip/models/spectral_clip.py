@@ -445,6 +445,10 @@ class SpectralCLIP(nn.Module):
                 e = torch.zeros(b, self.embed_dim, dtype=xs[g].dtype, device=dev)
                 if len(rows):
                     e = e.index_put((rows,), self.encode_group(g, xs[g][rows]).to(e.dtype))
+                elif torch.is_grad_enabled() and self.patch_embeds is not None:
+                    # no row has this group: keep the zeros in the autograd graph anyway, so that every DDP
+                    # rank runs the same gradient collectives whatever its share of the batch holds
+                    e = e + 0.0 * self.patch_embeds[g].weight.sum()
                 emb[g] = e
         if len(names) == 1:
             if not bool(pres[names[0]].all()):
