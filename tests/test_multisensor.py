@@ -236,14 +236,26 @@ def test_modality_and_channel_dropout_at_training():
         assert (per_sample >= 1).all()
         if t.shape[1] > 1:
             assert (per_sample < t.shape[1]).any()  # some bands were zeroed
-    # train mode drops, eval mode does not
+    # the model drops only when asked; the trainer drops per item in its data instead
     model.train()
-    emb, pres_t, fused = model.encode_groups(x, present, generator=torch.Generator().manual_seed(1))
+    emb, pres_t, fused = model.encode_groups(x, present, dropout=True, generator=torch.Generator().manual_seed(1))
     assert sum(int(p.sum()) for p in pres_t.values()) < sum(int(p.sum()) for p in present.values())
     assert (emb["s1"][~pres_t["s1"]] == 0).all()
-    model.eval()
     _, pres_e, _ = model.encode_groups(x, present)
     assert all(torch.equal(pres_e[m], present[m]) for m in present)
+
+
+def test_per_item_dropout_is_seeded_and_keeps_one_group_and_band():
+    import torch
+
+    from spectraclip.models.inputs import drop_inputs
+
+    x = {"s2": torch.ones(3, 4, 4), "s1": torch.ones(2, 4, 4), "coherence": torch.ones(1, 4, 4)}
+    outs = [drop_inputs(x, 0.7, 0.7, torch.Generator().manual_seed(s)) for s in range(50)]
+    assert all(len(o) >= 1 for o in outs) and any(len(o) < 3 for o in outs)
+    assert all((t[:, 0, 0] != 0).sum() >= 1 for o in outs for t in o.values())
+    again = drop_inputs(x, 0.7, 0.7, torch.Generator().manual_seed(3))
+    assert again.keys() == outs[3].keys() and all(torch.equal(again[g], outs[3][g]) for g in again)
 
 
 def test_pairwise_infonce_equals_open_clip_per_pair():
@@ -251,17 +263,18 @@ def test_pairwise_infonce_equals_open_clip_per_pair():
     import torch.nn.functional as F
     from open_clip.loss import ClipLoss
 
-    from spectraclip.train.multisensor import multimodal_infonce
+    from spectraclip.train.objective import Features, Objective, masked_infonce
 
     torch.manual_seed(0)
     emb = {m: F.normalize(torch.randn(6, 8), dim=-1) for m in ("s2", "s1", "coherence")}
     present = {"s2": torch.ones(6, dtype=torch.bool), "s1": torch.tensor([1, 1, 1, 0, 0, 1], dtype=torch.bool),
                "coherence": torch.tensor([1, 0, 0, 0, 0, 0], dtype=torch.bool)}
     scale = torch.tensor(10.0)
-    loss, logs = multimodal_infonce(emb, present, scale)
     both = present["s1"]
     expect = ClipLoss()(emb["s2"][both], emb["s1"][both], scale)
-    assert set(logs) == {"s2-s1"}  # pairs with < 2 shared samples are skipped
+    torch.testing.assert_close(masked_infonce(emb["s2"], emb["s1"], both, scale), expect)
+    loss, logs = Objective(ClipLoss())(Features(emb, present, emb["s2"], None, None, scale))
+    assert set(logs) == {"s2-s1", "loss"}  # pairs with < 2 shared samples are skipped
     torch.testing.assert_close(loss, expect)
 
 
@@ -276,7 +289,10 @@ def test_few_training_steps_on_real_pairs_and_embeddings_table(tmp_path):
     from spectraclip.models.inputs import collate_inputs
     from spectraclip.models.registry import tiny_group_config
     from spectraclip.models.spectral_clip import SpectralCLIP
-    from spectraclip.train.multisensor import training_step
+    from spectraclip.train.config import recipe_from_dict
+    from spectraclip.train.distributed import DistInfo
+    from spectraclip.train.loop import make_loss
+    from spectraclip.train.objective import Objective, forward_features
 
     torch.manual_seed(0)
     stats = compute_stats([ssl, ben], progress=False)
@@ -289,10 +305,10 @@ def test_few_training_steps_on_real_pairs_and_embeddings_table(tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
     before = model.patch_embeds["s1"].weight.detach().clone()
-    g = torch.Generator().manual_seed(0)
+    objective = Objective(make_loss(recipe_from_dict({}).loss, DistInfo()))
     losses = []
     for _ in range(4):
-        loss, logs = training_step(model, x, present, generator=g)
+        loss, logs = objective(forward_features(model, {"x": x, "present": present}))
         opt.zero_grad()
         loss.backward()
         opt.step()

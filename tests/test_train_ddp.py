@@ -33,14 +33,10 @@ def _losses(run) -> list[float]:
             if json.loads(x)["kind"] == "train"]
 
 
-@pytest.mark.slow
-def test_two_process_ddp_matches_single_process(tmp_path):
+def _same_as_one_process(tmp_path, single: dict, ddp: dict) -> dict:
+    """Train `single` in this process and `ddp` in two gloo processes; same losses and final weights."""
     from safetensors.torch import load_file
 
-    m = write_toy_set(tmp_path / "d", n=16)
-    sections = dict(run={"max_steps": 3}, optim={"accum_steps": 2})
-    single = tiny_recipe(m, tmp_path / "single", **sections)
-    ddp = tiny_recipe(m, tmp_path / "ddp", **sections)
     from spectraclip.train.config import recipe_from_dict
     from spectraclip.train.loop import train
 
@@ -54,30 +50,27 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     w2 = load_file(tmp_path / "ddp" / "model" / "model.safetensors")
     for k in w1:
         assert torch.allclose(w1[k], w2[k], atol=1e-5, rtol=1e-4), k
+    return w1
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_single_process(tmp_path):
+    m = write_toy_set(tmp_path / "d", n=16)
+    sections = dict(run={"max_steps": 3}, optim={"accum_steps": 2})
+    single = tiny_recipe(m, tmp_path / "single", **sections)
+    ddp = tiny_recipe(m, tmp_path / "ddp", **sections)
+    _same_as_one_process(tmp_path, single, ddp)
 
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_single_process_for_a_multigroup_model(tmp_path):
-    """S2 + S1 items (some with one modality, some without captions), group and channel dropout, gradient
-    accumulation: two processes give the losses and weights of one, so negatives cross ranks."""
+    """S2 + S1 items (two with one modality only), group and channel dropout, gradient accumulation: two
+    processes give the losses and weights of one, so negatives cross ranks."""
     from fixtures_multisensor import multisensor_recipe, write_multisensor_set
-    from safetensors.torch import load_file
 
     m = write_multisensor_set(tmp_path / "d", n=8, val=0, s1_only=1, s2_only=1)
     sections = dict(run={"max_steps": 3, "checkpoint_every": 0}, optim={"accum_steps": 2})
     single = multisensor_recipe(m, tmp_path / "single", **sections)
     ddp = multisensor_recipe(m, tmp_path / "ddp", **sections)
-    from spectraclip.train.config import recipe_from_dict
-    from spectraclip.train.loop import train
-
-    torch.set_num_threads(1)
-    train(recipe_from_dict(single))
-    mp.spawn(_worker, args=(2, _free_port(), ddp), nprocs=2, join=True)
-    l1, l2 = _losses(tmp_path / "single"), _losses(tmp_path / "ddp")
-    assert len(l1) == len(l2) == 3
-    assert all(abs(a - b) < 1e-5 for a, b in zip(l1, l2, strict=True)), (l1, l2)
-    w1 = load_file(tmp_path / "single" / "model" / "model.safetensors")
-    w2 = load_file(tmp_path / "ddp" / "model" / "model.safetensors")
+    w1 = _same_as_one_process(tmp_path, single, ddp)
     assert any(k.startswith("patch_embeds.") for k in w1)
-    for k in w1:
-        assert torch.allclose(w1[k], w2[k], atol=1e-5, rtol=1e-4), k

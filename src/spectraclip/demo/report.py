@@ -112,7 +112,7 @@ def write_report(out: Path, results: dict[str, Any], eval_dir: Path, test_ds) ->
     def figs(kind: str) -> str:
         out_html = []
         for p in plots:
-            if kind in p["file"] and p["file"].endswith(".png") and "rs5m" not in p["file"]:
+            if kind in p["file"] and p["file"].endswith(".png") and "rs12" not in p["file"]:
                 png = (eval_dir / p["file"]).read_bytes()
                 out_html.append(f"<figure><img src='{_b64(png)}'><figcaption>{esc(p['title'])}</figcaption></figure>")
         return "".join(out_html)
