@@ -213,3 +213,43 @@ def test_ap_definitions_differ_and_ties():
     assert R.average_precision_at_k(t, np.zeros(3, dtype=bool), 3) == 0.0
     with pytest.raises(ValueError, match="definition"):
         R.average_precision_at_k(s, r, 2, "bogus")
+
+
+def test_where_we_differ_from_sklearn_on_purpose():
+    """Kept hand-written where sklearn's definition differs: the numbers below are the measured reason."""
+    # top-k ties: ours go to the lower class index (argmax), sklearn's top_k_accuracy_score to the higher one
+    scores = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [0.5, 0.1, 0.5]])
+    labels = np.array([0, 2, 2])
+    assert M.top_k_accuracy(scores, labels, 1) == pytest.approx(1 / 3)
+    assert skm.top_k_accuracy_score(labels, scores, k=1, labels=np.arange(3)) == pytest.approx(2 / 3)
+    # retrieval AP@k cuts the ranking at k; sklearn's AP always ranks all items
+    s = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    r = np.array([1, 0, 1, 1, 0], dtype=bool)
+    assert R.average_precision_at_k(s, r, 2, "standard") == pytest.approx(0.5)
+    assert skm.average_precision_score(r, s) == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
+    # ties: AP@k keeps input order, sklearn's AP groups tied scores into one threshold
+    t = np.array([0.5, 0.5, 0.5])
+    rel = np.array([0, 1, 0], dtype=bool)
+    assert R.average_precision_at_k(t, rel, 3, "standard") == pytest.approx(0.5)
+    assert skm.average_precision_score(rel, t) == pytest.approx(1 / 3)
+    # a class without positives: ours is NaN (left out of mAP), sklearn warns and returns a number
+    assert np.isnan(ML.average_precision(np.array([0.1, 0.2]), np.array([0, 0])))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_sklearn_backed_functions_match_on_random_data(seed):
+    rng = np.random.default_rng(seed)
+    y, p = rng.integers(0, 6, 80), rng.integers(0, 6, 80)
+    assert M.accuracy(y, p) == pytest.approx(float(np.mean(y == p)))
+    cm = M.confusion_matrix(y, p, 7)  # class 6 occurs nowhere: a zero row and column
+    assert cm.shape == (7, 7) and cm.dtype == np.int64 and cm[6].sum() == 0 and cm.sum() == 80
+    pca = M.per_class_accuracy(y, p, 7)
+    assert np.isnan(pca[6]) and M.balanced_accuracy(y, p, 7) == pytest.approx(np.nanmean(pca))
+    assert np.isnan(M.accuracy([], [])) and np.isnan(M.balanced_accuracy([], []))
+    targets = rng.random((50, 4)) < 0.4
+    pred = rng.random((50, 4)) < 0.5
+    m = ML.per_class_metrics(pred, targets)
+    np.testing.assert_array_equal(m["tp"], (pred & targets).sum(0))
+    np.testing.assert_array_equal(m["fp"], (pred & ~targets).sum(0))
+    np.testing.assert_array_equal(m["fn"], (~pred & targets).sum(0))
+    np.testing.assert_allclose(m["accuracy"], (pred == targets).mean(0))

@@ -57,3 +57,32 @@ def test_policy_trains_exactly_its_parameters(policy, capsys):
     assert summary["image"][0] > 0
     print_trainable(model, policy)
     assert "trainable" in capsys.readouterr().err
+
+
+def _lock_text_sets(model):
+    """(our lock-text trainable names, open_clip lock_text_tower trainable names) for fresh copies of `model`."""
+    import copy
+
+    from spectraclip.models.freeze import apply_freeze
+
+    theirs_model = copy.deepcopy(model)
+    ours = apply_freeze(model, "lock-text")
+    for p in theirs_model.parameters():
+        p.requires_grad_(True)
+    theirs_model.clip.lock_text_tower(unlocked_layers=0, freeze_layer_norm=True)
+    return ours, {n for n, p in theirs_model.named_parameters() if p.requires_grad}
+
+
+def test_lock_text_matches_open_clip_on_clip_towers_and_differs_on_hf_projection():
+    from spectraclip.models.registry import tiny_group_config
+    from spectraclip.models.spectral_clip import SpectralCLIP
+    from spectraclip.train.model_setup import replace_text_tower
+
+    torch.manual_seed(0)
+    single, _ = build_model(ModelRecipe(base="tiny-test", freeze="all"))
+    for model in (single, SpectralCLIP.from_config(tiny_group_config())):
+        ours, theirs = _lock_text_sets(model)
+        assert ours == theirs and TEMP in ours
+    # an HF text tower: open_clip leaves the (new) projection head trainable, we freeze the whole tower
+    ours, theirs = _lock_text_sets(replace_text_tower(single, "minilm"))
+    assert theirs - ours == {"clip.text.proj.weight"} and not ours - theirs

@@ -114,6 +114,41 @@ def test_bigearthnet_s1s2_real_pairs():
     assert ms.meta["labels"] == ds.items[0].meta["labels"]
 
 
+def test_bigearthnet_pairing_has_one_owner(tmp_path):
+    """The labelled dataset and the multi-file layout pair S2 with S1 through the same `bigearthnet_pairs`."""
+    from fixtures_datasets import BEN_PATCHES, make_bigearthnet_v1
+
+    from spectraclip.data.bigearthnet import BigEarthNet
+    from spectraclip.io.layouts import bigearthnet_pairs, bigearthnet_s1_patches
+
+    s2 = make_bigearthnet_v1(tmp_path)
+    orphan = tmp_path / "BigEarthNet-S1" / "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_9_9"  # names no S2 patch
+    orphan.mkdir()
+    (orphan / f"{orphan.name}_labels_metadata.json").write_text(json.dumps({"labels": ["Pastures"]}))
+    pairs = bigearthnet_pairs(tmp_path / "BigEarthNet-S1")
+    assert set(pairs) == set(BEN_PATCHES) and all(p.name.startswith("S1") for p in pairs.values())
+    assert bigearthnet_s1_patches(tmp_path)[orphan.name].s2_name is None
+    ds = BigEarthNet(s2, include_s1=True)
+    assert ds.s1_dirs == pairs  # every S2 patch, including the one dropped for having no 19-class label
+    items = {it.id: it for it in bigearthnet_s1s2_items(tmp_path)}
+    assert {k: it.paths["s1"] for k, it in items.items() if "s2" in it.paths} == pairs
+    assert set(items[orphan.name].paths) == {"s1"}
+    with pytest.raises(MultiSensorLayoutError, match="nowhere"):
+        bigearthnet_pairs(tmp_path / "nowhere")
+
+
+def test_bigearthnet_real_pairs_agree():
+    root = _need("bigearthnet-mini")
+    from spectraclip.data.bigearthnet import BigEarthNet
+    from spectraclip.io.layouts import bigearthnet_pairs
+
+    pairs = bigearthnet_pairs(root / "BigEarthNet-S1-Example")
+    assert len(pairs) == 6
+    assert pairs["S2A_MSIL2A_20170613T101031_87_48"].name == "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48"
+    assert BigEarthNet(root / "BigEarthNet-S2-Example", include_s1=True).s1_dirs == pairs
+    assert {it.id: it.paths["s1"] for it in bigearthnet_s1s2_items(root)} == pairs
+
+
 def test_manifest_jsonl_and_csv(tmp_path):
     t10 = (10.0, 0, 500.0, 0, -10.0, 900.0)
     t20 = (20.0, 0, 500.0, 0, -20.0, 900.0)

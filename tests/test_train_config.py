@@ -46,3 +46,35 @@ def test_roundtrip_yaml(tmp_path):
     r = recipe_from_dict({"data": {"train": "x.jsonl"}, "model": {"bands": ["B02", "B03"]}})
     again = recipe_from_dict(yaml.safe_load(r.to_yaml()))
     assert again == r
+
+
+def test_strict_types_and_messages_name_key_and_value():
+    with pytest.raises(RecipeError, match=r"'optim\.lr'.*True"):  # a bool is not a number
+        recipe_from_dict({"optim": {"lr": True}})
+    with pytest.raises(RecipeError, match=r"'run\.epochs'.*'2'"):  # no string for an integer
+        recipe_from_dict({"run": {"epochs": "2"}})
+    with pytest.raises(RecipeError, match=r"'data\.crop_scale'.*'x'"):  # inside a list
+        recipe_from_dict({"data": {"crop_scale": [0.5, "x"]}})
+    with pytest.raises(RecipeError, match=r"'model\.bands'"):  # neither a preset nor a list of names
+        recipe_from_dict({"model": {"bands": 5}})
+    with pytest.raises(RecipeError, match=r"allowed in this section: .*accum_steps"):
+        recipe_from_dict({"optim": {"lrr": 1}})
+    with pytest.raises(RecipeError, match="top level"):
+        recipe_from_dict(["not", "a", "mapping"])  # type: ignore[arg-type]
+    r = recipe_from_dict({"model": None, "optim": {"lr": "4e-5", "betas": [1, 0.5]}, "data": {"layout": "ssl4eo"}})
+    assert r.model.base == "ViT-B-16" and r.optim.lr == pytest.approx(4e-5) and r.optim.betas == [1.0, 0.5]
+    assert isinstance(r.optim.betas[0], float) and r.data.layout == "ssl4eo"
+    d = r.to_dict()
+    assert d["optim"]["lr"] == pytest.approx(4e-5) and d["model"]["freeze"] == "all" and d["normalization"] is None
+    assert recipe_from_dict({}).data.crop_scale is not recipe_from_dict({}).data.crop_scale  # no shared default
+
+
+def test_override_values_are_yaml():
+    from spectraclip.train.config import apply_overrides, parse_override
+
+    assert parse_override("model.bands=[B02, B03]") == (["model", "bands"], ["B02", "B03"])
+    assert parse_override("run.max_steps=") == (["run", "max_steps"], None)
+    with pytest.raises(RecipeError, match="section.key=value"):
+        parse_override("optim.lr")
+    with pytest.raises(RecipeError, match="'lr' is not a section"):
+        apply_overrides({"optim": {"lr": 1.0}}, ["optim.lr.x=1"])

@@ -21,6 +21,7 @@ import numpy as np
 from spectraclip.bands import PRESETS, BandSet
 from spectraclip.data.base import Item, LabelledDataset
 from spectraclip.data.errors import DatasetError, DatasetNotFoundError
+from spectraclip.io.layouts import bigearthnet_pairs
 from spectraclip.io.sample import Sample
 
 _LABELS_FILE = Path(__file__).with_name("bigearthnet_labels.json")
@@ -152,10 +153,7 @@ class BigEarthNet(LabelledDataset):
     def _index_s1_v1(self, s1_root: Path, root: Path) -> None:
         if not s1_root.is_dir():
             raise DatasetNotFoundError(self.name, s1_root, "BigEarthNet-S1 patch folders", DOWNLOAD_V1)
-        for f in sorted(s1_root.glob("*/*_labels_metadata.json")):
-            s2 = json.loads(f.read_text(encoding="utf-8")).get("corresponding_s2_patch")
-            if s2:
-                self.s1_dirs[s2] = f.parent
+        self.s1_dirs.update(bigearthnet_pairs(s1_root))
 
     def _v2_items(self, root: Path, split: str, want_s1: bool, s1_root: str | Path | None):
         import pyarrow.parquet as pq

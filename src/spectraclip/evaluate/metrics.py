@@ -6,11 +6,13 @@ Ties in scores are broken towards the lower class index (stable sort), like `np.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sklearn.metrics as skm
 
 DEFINITIONS: dict[str, str] = {
     "top1": "fraction of images whose highest-scoring class is the true class (ties -> lowest class index)",
@@ -37,6 +39,8 @@ def top_k_predictions(scores: np.ndarray, k: int) -> np.ndarray:
 
 def top_k_accuracy(scores: np.ndarray, labels: Sequence[int] | np.ndarray, k: int = 1) -> float:
     """Fraction of rows whose true label is among the `k` best-scoring classes."""
+    # Not sklearn top_k_accuracy_score: it breaks ties towards the *higher* class index (reversed stable
+    # sort), ours towards the lower one like argmax; tests/test_evaluate_metrics.py shows 1/3 vs 2/3.
     labels = _as_labels(labels)
     if len(labels) == 0:
         return float("nan")
@@ -45,37 +49,37 @@ def top_k_accuracy(scores: np.ndarray, labels: Sequence[int] | np.ndarray, k: in
 
 
 def accuracy(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> float:
-    """Fraction of exact matches."""
+    """Fraction of exact matches (sklearn `accuracy_score`; NaN for no samples)."""
     y_true, y_pred = _as_labels(y_true), _as_labels(y_pred)
-    return float(np.mean(y_true == y_pred)) if len(y_true) else float("nan")
+    return float(skm.accuracy_score(y_true, y_pred)) if len(y_true) else float("nan")
 
 
 def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
                      n_classes: int) -> np.ndarray:
-    """`[K, K]` int64 counts, rows = true class, columns = predicted class."""
+    """`[K, K]` int64 counts, rows = true class, columns = predicted class (sklearn, labels 0..K-1)."""
     y_true, y_pred = _as_labels(y_true), _as_labels(y_pred)
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
-    return cm
+    return skm.confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)).astype(np.int64)
 
 
 def per_class_accuracy(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
                        n_classes: int) -> np.ndarray:
-    """Recall of each class (`[K]` float); NaN for a class with no true samples."""
-    cm = confusion_matrix(y_true, y_pred, n_classes)
-    support = cm.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+    """Recall of each class (`[K]` float); NaN for a class with no true samples (sklearn zero_division=nan)."""
+    y_true, y_pred = _as_labels(y_true), _as_labels(y_pred)
+    return skm.recall_score(y_true, y_pred, labels=np.arange(n_classes), average=None,
+                            zero_division=np.nan).astype(np.float64)
 
 
 def balanced_accuracy(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
                       n_classes: int | None = None) -> float:
-    """Macro recall over the classes that occur in `y_true`."""
+    """Macro recall over the classes that occur in `y_true` (sklearn `balanced_accuracy_score`).
+
+    `n_classes` is accepted for symmetry with the other functions; absent classes are left out either way."""
     y_true, y_pred = _as_labels(y_true), _as_labels(y_pred)
     if len(y_true) == 0:
         return float("nan")
-    k = int(n_classes if n_classes is not None else max(y_true.max(), y_pred.max()) + 1)
-    return float(np.nanmean(per_class_accuracy(y_true, y_pred, k)))
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true": expected, those are left out
+        warnings.simplefilter("ignore", UserWarning)
+        return float(skm.balanced_accuracy_score(y_true, y_pred))
 
 
 def classification_metrics(scores: np.ndarray, labels: Sequence[int] | np.ndarray,

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import numpy as np
+import sklearn.metrics as skm
 
 DEFINITIONS: dict[str, str] = {
     "mean_of_others": "class i is predicted present when the image's similarity to class i exceeds the "
@@ -48,46 +49,38 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def per_class_metrics(pred: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-class accuracy, precision, recall, F1 and support (`[K]` arrays), zero_division=0."""
+    """Per-class accuracy, precision, recall, F1 and support (`[K]` arrays), zero_division=0 (sklearn)."""
     p = np.asarray(pred).astype(bool)
     t = np.asarray(targets).astype(bool)
     if p.shape != t.shape:
         raise ValueError(f"predictions {p.shape} and targets {t.shape} differ in shape")
-    tp = (p & t).sum(0)
-    fp = (p & ~t).sum(0)
-    fn = (~p & t).sum(0)
-    tn = (~p & ~t).sum(0)
-    precision = _div(tp, tp + fp)
-    recall = _div(tp, tp + fn)
-    f1 = _div(2 * tp, 2 * tp + fp + fn)
+    labels = np.arange(t.shape[1])
+    mcm = skm.multilabel_confusion_matrix(t, p, labels=labels)  # [K, 2, 2]: [[tn, fp], [fn, tp]]
+    tn, fp, fn, tp = (mcm[:, i, j].astype(np.int64) for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+    precision, recall, f1, support = skm.precision_recall_fscore_support(t, p, labels=labels, average=None,
+                                                                         zero_division=0)
     acc = _div(tp + tn, np.full(tp.shape, p.shape[0]))
-    return {"accuracy": acc, "precision": precision, "recall": recall, "f1": f1,
-            "support": t.sum(0).astype(np.int64), "tp": tp, "fp": fp, "fn": fn}
+    return {"accuracy": acc, "precision": precision.astype(np.float64), "recall": recall.astype(np.float64),
+            "f1": f1.astype(np.float64), "support": support.astype(np.int64), "tp": tp, "fp": fp, "fn": fn}
 
 
 def average_precision(scores: np.ndarray, target: np.ndarray) -> float:
-    """Full-ranking AP of one class (sklearn's step definition, ties grouped); NaN with no positives."""
+    """Full-ranking AP of one class (sklearn `average_precision_score`, ties grouped); NaN with no positives."""
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     t = np.asarray(target).astype(bool).reshape(-1)
-    n_pos = int(t.sum())
-    if n_pos == 0:
+    if not t.any():  # sklearn warns and returns a number here; a class without positives has no AP
         return float("nan")
-    order = np.argsort(-s, kind="stable")
-    s, t = s[order], t[order]
-    tp = np.cumsum(t)
-    fp = np.cumsum(~t)
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each tie group
-    precision = tp[last] / (tp[last] + fp[last])
-    recall = tp[last] / n_pos
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(skm.average_precision_score(t, s))
 
 
 def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
     """(mAP over classes with positives, per-class AP `[K]` with NaN for classes without positives)."""
     s = np.asarray(scores, dtype=np.float64)
-    t = np.asarray(targets)
-    ap = np.array([average_precision(s[:, i], t[:, i]) for i in range(s.shape[1])])
-    valid = ~np.isnan(ap)
+    t = np.asarray(targets).astype(bool)
+    ap = np.full(s.shape[1], np.nan)
+    valid = t.any(axis=0)
+    if valid.any():
+        ap[valid] = skm.average_precision_score(t[:, valid], s[:, valid], average=None)
     return (float(ap[valid].mean()) if valid.any() else float("nan")), ap
 
 
@@ -102,13 +95,11 @@ def multilabel_metrics(scores: np.ndarray, targets: np.ndarray, classes: list[st
     out: dict = {"n": int(s.shape[0])}
     for name, pred in rules.items():
         m = per_class_metrics(pred, t)
-        tp, fp, fn = m["tp"].sum(), m["fp"].sum(), m["fn"].sum()
-        micro_p = float(_div(tp, tp + fp))
-        micro_r = float(_div(tp, tp + fn))
+        micro_p, micro_r, micro_f1, _ = skm.precision_recall_fscore_support(t, pred, average="micro",
+                                                                            zero_division=0)
         out[name] = {
             "macro": {key: float(m[key].mean()) for key in ("accuracy", "precision", "recall", "f1")},
-            "micro": {"precision": micro_p, "recall": micro_r,
-                      "f1": float(_div(2 * tp, 2 * tp + fp + fn))},
+            "micro": {"precision": float(micro_p), "recall": float(micro_r), "f1": float(micro_f1)},
             "per_class": {
                 c: {key: float(m[key][i]) for key in ("accuracy", "precision", "recall", "f1")}
                 | {"support": int(m["support"][i])}

@@ -42,6 +42,8 @@ def average_precision_at_k(scores: np.ndarray, relevant: np.ndarray, k: int,
         raise ValueError(f"unknown AP@k definition {definition!r}; choose from {', '.join(AP_DEFINITIONS)}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    # Not sklearn average_precision_score: that ranks all N items and groups tied scores; AP@k cuts at k and
+    # keeps ties in input order. They agree only for k >= N without ties (tests/test_evaluate_metrics.py).
     ranked = _ranked_relevance(scores, relevant)
     top = ranked[:k]
     hits = int(top.sum())
@@ -55,6 +57,7 @@ def average_precision_at_k(scores: np.ndarray, relevant: np.ndarray, k: int,
 
 def recall_at_k(scores: np.ndarray, relevant: np.ndarray, k: int) -> float:
     """Relevant items in the top k / all relevant items of one query (0 when there are none)."""
+    # sklearn has no per-query retrieval recall@k (top_k_accuracy_score asks whether one label is in the top k).
     ranked = _ranked_relevance(scores, relevant)
     total = int(ranked.sum())
     return float(ranked[:k].sum() / total) if total else 0.0

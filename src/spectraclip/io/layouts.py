@@ -267,6 +267,51 @@ def _labels_json(folder: Path) -> Path | None:
     return cand[0] if cand else None
 
 
+@dataclass(frozen=True)
+class BigEarthNetS1Patch:
+    """One BigEarthNet v1 Sentinel-1 patch folder and its labels JSON (read once)."""
+
+    folder: Path
+    info: dict[str, Any]
+
+    @property
+    def s2_name(self) -> str | None:
+        """The S2 patch this S1 patch was cut to match (`corresponding_s2_patch`), if the JSON names one."""
+        return self.info.get("corresponding_s2_patch") or None
+
+
+def _bigearthnet_patch_dirs(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(S1 patch name -> folder, S2 patch name -> folder) of every `<patch>/*labels_metadata.json` under root."""
+    s1_dirs: dict[str, Path] = {}
+    s2_dirs: dict[str, Path] = {}
+    for j in sorted(root.rglob("*labels_metadata.json")):
+        name = j.parent.name
+        if name.startswith("S1"):
+            s1_dirs[name] = j.parent
+        elif name.startswith("S2"):
+            s2_dirs[name] = j.parent
+    return s1_dirs, s2_dirs
+
+
+def bigearthnet_s1_patches(root: str | Path) -> dict[str, BigEarthNetS1Patch]:
+    """S1 patch name -> its folder and labels JSON, for every `S1*` patch folder anywhere under `root`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MultiSensorLayoutError(root, "no such folder")
+    return _read_s1(_bigearthnet_patch_dirs(root)[0])
+
+
+def _read_s1(s1_dirs: dict[str, Path]) -> dict[str, BigEarthNetS1Patch]:
+    return {name: BigEarthNetS1Patch(folder, json.loads(_labels_json(folder).read_text(encoding="utf-8")))  # type: ignore[union-attr]
+            for name, folder in s1_dirs.items()}
+
+
+def bigearthnet_pairs(s1_root: str | Path) -> dict[str, Path]:
+    """S2 patch name -> folder of its S1 partner: the one owner of BigEarthNet v1 S1/S2 pairing, through each
+    S1 patch's labels JSON (`corresponding_s2_patch`); S1 patches naming no S2 patch are left out."""
+    return {p.s2_name: p.folder for p in bigearthnet_s1_patches(s1_root).values() if p.s2_name}
+
+
 def bigearthnet_s1s2_items(root: str | Path) -> list[LayoutItem]:
     """Items of BigEarthNet v1 S1+S2 pairs: each S1 patch's labels JSON names its S2 patch
     (`corresponding_s2_patch`); the pair is found anywhere under `root`. Labels come from the JSON.
@@ -275,22 +320,14 @@ def bigearthnet_s1s2_items(root: str | Path) -> list[LayoutItem]:
     root = Path(root)
     if not root.is_dir():
         raise MultiSensorLayoutError(root, "no such folder")
-    s1_dirs: dict[str, Path] = {}
-    s2_dirs: dict[str, Path] = {}
-    for j in sorted(root.rglob("*labels_metadata.json")):
-        folder = j.parent
-        name = folder.name
-        if name.startswith("S1"):
-            s1_dirs[name] = folder
-        elif name.startswith("S2"):
-            s2_dirs[name] = folder
-    if not s1_dirs and not s2_dirs:
+    s1_dirs, s2_dirs = _bigearthnet_patch_dirs(root)
+    s1_patches = _read_s1(s1_dirs)
+    if not s1_patches and not s2_dirs:
         raise MultiSensorLayoutError(root, "no BigEarthNet patch folders (<patch>/<patch>_labels_metadata.json)")
     items, paired = [], set()
-    for name, folder in sorted(s1_dirs.items()):
-        info = json.loads(_labels_json(folder).read_text())  # type: ignore[union-attr]
-        s2_name = info.get("corresponding_s2_patch")
-        paths = {"s1": folder}
+    for name, patch in sorted(s1_patches.items()):
+        info, s2_name = patch.info, patch.s2_name
+        paths = {"s1": patch.folder}
         if s2_name and s2_name in s2_dirs:
             paths["s2"] = s2_dirs[s2_name]
             paired.add(s2_name)
@@ -300,7 +337,7 @@ def bigearthnet_s1s2_items(root: str | Path) -> list[LayoutItem]:
     for name, folder in sorted(s2_dirs.items()):
         if name in paired:
             continue
-        info = json.loads(_labels_json(folder).read_text())  # type: ignore[union-attr]
+        info = json.loads(_labels_json(folder).read_text(encoding="utf-8"))  # type: ignore[union-attr]
         items.append(LayoutItem(name, {"s2": folder}, {"s2": "s2-l2a"},
                                {"dataset": "bigearthnet-s1s2", "labels": list(info.get("labels", [])),
                                 "s2_patch": name}))

@@ -55,6 +55,8 @@ def policy_selects(model: nn.Module, policy: str) -> set[str]:
     if policy == "all":
         return set(names)
     if policy == "lock-text":
+        # Same set as open_clip's `lock_text_tower(0, True)` for CLIP towers, but for HF towers open_clip leaves
+        # `text.proj` trainable, which would turn off train.loop.TextFeatureCache (tests/test_freeze.py).
         return {n for n in names if tower_of(n) != "text"}
     patch = _patch_embed_names(model)
     if policy == "projection":

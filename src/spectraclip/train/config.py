@@ -1,19 +1,17 @@
-"""The training recipe: nested dataclasses loaded from YAML, with `--set section.key=value` overrides.
+"""The training recipe: nested pydantic models loaded from YAML, with `--set section.key=value` overrides.
 
 Every key is checked: an unknown key is an error naming it (and the keys that do exist), so a typo
-never silently trains with a default.
+never silently trains with a default. Types are strict (no `"8"` for an integer, no `1` for a bool),
+except that a float may be written as a string (`4e-5`, which YAML 1.1 reads as a string).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from spectraclip.errors import SpectraclipError
 
@@ -22,32 +20,51 @@ class RecipeError(SpectraclipError, ValueError):
     """A recipe key or value that is not allowed; the message names the key."""
 
 
-@dataclass
-class ModelRecipe:
+def _float_from_text(value: Any) -> Any:
+    """`"4e-5"` -> 4e-5 (YAML 1.1 reads exponents without a dot as strings); anything else unchanged."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+Float = Annotated[float, BeforeValidator(_float_from_text)]
+Freeze = Literal["all", "projection", "attention", "lock-text", "lora"]
+FREEZE_POLICIES: tuple[str, ...] = get_args(Freeze)
+
+
+class _Section(BaseModel):
+    """Strict types, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ModelRecipe(_Section):
     """Which model to start from and what to train of it."""
 
     base: str = "ViT-B-16"  # registry name, open_clip name, bundle dir, hf-hub: id or Llama3-MS-CLIP .pt
     pretrained: str | None = None  # open_clip pretrained tag, when `base` is an open_clip name
     bands: str | list[str] | None = None  # target bands by name (preset or list); None keeps the model's
-    init_new_bands: str = "zero"  # "zero" or "mean": initialisation of patch-embedding weights of new bands
+    init_new_bands: Literal["zero", "mean"] = "zero"  # init of patch-embedding weights of new bands
     text: str | None = None  # None: the model's own text tower; "minilm" or a local HF folder
-    freeze: str = "all"  # all | projection | attention | lock-text | lora
+    freeze: Freeze = "all"
     lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
+    lora_alpha: Float = 16.0
+    lora_dropout: Float = 0.0
     grad_checkpointing: bool = False
     # per-band normalisation: "model" keeps the base model's mean/std; "data" measures them on the
     # training images (a model trained from scratch on new data); a `normalization:` block wins over both
-    stats: str = "model"
+    stats: Literal["model", "data"] = "model"
     # multi-sensor models (see train/multisensor.py): kind: multisensor trains a MultiSensorCLIP
-    kind: str = "spectral"  # spectral (SpectralCLIP on image-caption pairs) | multisensor
+    kind: Literal["spectral", "multisensor"] = "spectral"  # spectral: SpectralCLIP on image-caption pairs
     modalities: dict[str, str | list[str]] | None = None  # multisensor: {s2: s2-l2a, s1: s1}; None: from data
-    modality_dropout: float = 0.3  # multisensor: chance to drop each present modality of a sample
-    channel_dropout: float = 0.1  # multisensor: chance to zero each band of a kept modality
+    modality_dropout: Float = 0.3  # multisensor: chance to drop each present modality of a sample
+    channel_dropout: Float = 0.1  # multisensor: chance to zero each band of a kept modality
 
 
-@dataclass
-class DataRecipe:
+class DataRecipe(_Section):
     """Where the image–caption pairs come from and how they are batched."""
 
     train: str = ""  # caption manifest (.jsonl/.parquet) or shards (folder, glob, brace pattern)
@@ -60,39 +77,36 @@ class DataRecipe:
     hflip: bool = True
     vflip: bool = True
     rot90: bool = True
-    crop_scale: list[float] | None = field(default_factory=lambda: [0.5, 1.0])
+    crop_scale: list[Float] | None = Field(default_factory=lambda: [0.5, 1.0])
     shuffle_buffer: int = 1000  # shards only
     resampled: bool = False  # shards only: sample shards with replacement
     samples_per_epoch: int | None = None  # shards: epoch length (default: the index's sample count)
-    layout: str = "auto"  # multisensor: auto | ssl4eo | bigearthnet-s1s2 | manifest (how data.train is read)
+    layout: Literal["auto", "ssl4eo", "bigearthnet-s1s2", "manifest"] = "auto"  # multisensor: how data.train is read
 
 
-@dataclass
-class LossRecipe:
+class LossRecipe(_Section):
     """The contrastive objective."""
 
-    kind: str = "clip"  # clip (InfoNCE, learnable temperature) | siglip
+    kind: Literal["clip", "siglip"] = "clip"  # clip (InfoNCE, learnable temperature) | siglip
     local_loss: bool = True
     gather_with_grad: bool = True
-    siglip_bias_init: float = -10.0
+    siglip_bias_init: Float = -10.0
 
 
-@dataclass
-class OptimRecipe:
+class OptimRecipe(_Section):
     """AdamW with linear warm-up then cosine decay, stepped every optimiser step."""
 
-    lr: float = 4e-5
-    min_lr: float = 0.0
-    weight_decay: float = 0.1
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    eps: float = 1e-6
+    lr: Float = 4e-5
+    min_lr: Float = 0.0
+    weight_decay: Float = 0.1
+    betas: list[Float] = Field(default_factory=lambda: [0.9, 0.98])
+    eps: Float = 1e-6
     warmup_steps: int = 50
-    grad_clip: float | None = 1.0
+    grad_clip: Float | None = 1.0
     accum_steps: int = 1  # micro-batches per step; features are cached so the contrastive batch is the full one
 
 
-@dataclass
-class RunRecipe:
+class RunRecipe(_Section):
     """Length, output, logging, checkpointing and hardware of a run."""
 
     output: str = "runs/spectraclip"
@@ -100,7 +114,7 @@ class RunRecipe:
     max_steps: int | None = None  # stop after this many optimiser steps (overrides epochs)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (fp32 on CPU, bf16 on GPU when supported) | fp32 | bf16 | fp16
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: fp32 on CPU, bf16 on GPU if supported
     log_every: int = 10
     val_every: int = 0  # 0: validate at the end of each epoch only
     checkpoint_every: int = 0  # 0: checkpoint at the end of each epoch only
@@ -114,104 +128,73 @@ class RunRecipe:
     threads: int | None = None  # torch.set_num_threads on CPU
 
 
-@dataclass
-class Recipe:
+class Recipe(_Section):
     """A complete training recipe."""
 
-    model: ModelRecipe = field(default_factory=ModelRecipe)
-    data: DataRecipe = field(default_factory=DataRecipe)
-    loss: LossRecipe = field(default_factory=LossRecipe)
-    optim: OptimRecipe = field(default_factory=OptimRecipe)
-    run: RunRecipe = field(default_factory=RunRecipe)
+    model: ModelRecipe = Field(default_factory=ModelRecipe)
+    data: DataRecipe = Field(default_factory=DataRecipe)
+    loss: LossRecipe = Field(default_factory=LossRecipe)
+    optim: OptimRecipe = Field(default_factory=OptimRecipe)
+    run: RunRecipe = Field(default_factory=RunRecipe)
     # per-modality band statistics {s2: {mean: {B02: ..}, std: {..}}, s1: ...} as `spectraclip stats
     # --write-recipe` writes them; used by multisensor models (None: computed from data.train)
     normalization: dict[str, Any] | None = None
 
+    @field_validator("model", "data", "loss", "optim", "run", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        """A section written as `model:` with nothing under it (YAML null) means all defaults."""
+        return {} if value is None else value
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for YAML, JSON logs and the bundle's provenance)."""
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
     def to_yaml(self) -> str:
+        """The recipe as YAML, in field order (what `--print-recipe` shows)."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-FREEZE_POLICIES = ("all", "projection", "attention", "lock-text", "lora")
-_CHOICES = {
-    "model.freeze": FREEZE_POLICIES,
-    "model.stats": ("model", "data"),
-    "model.init_new_bands": ("zero", "mean"),
-    "model.kind": ("spectral", "multisensor"),
-    "data.layout": ("auto", "ssl4eo", "bigearthnet-s1s2", "manifest"),
-    "loss.kind": ("clip", "siglip"),
-    "run.precision": ("auto", "fp32", "bf16", "fp16"),
-}
+def _key_of(loc: tuple[int | str, ...]) -> tuple[str, type[BaseModel] | None]:
+    """Dotted recipe key of a pydantic error location (union/list members dropped) and its section class."""
+    parts: list[str] = []
+    section: type[BaseModel] | None = Recipe
+    for part in loc:
+        if section is None or not isinstance(part, str):
+            break
+        parts.append(part)
+        field = section.model_fields.get(part)
+        if field is None:
+            break
+        ann = field.annotation
+        section = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    owner: type[BaseModel] | None = Recipe
+    for part in parts[:-1]:
+        ann = owner.model_fields[part].annotation if owner else None
+        owner = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return ".".join(parts), owner
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except RecipeError:
-                pass
-        raise RecipeError(f"recipe key {key!r}: {value!r} is not a valid {tp}")
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise RecipeError(f"recipe key {key!r}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], key) for v in value] if args else list(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise RecipeError(f"recipe key {key!r}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RecipeError(f"recipe key {key!r}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str) and _looks_float(value):  # YAML 1.1 reads `4e-5` as a string
-            return float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RecipeError(f"recipe key {key!r}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise RecipeError(f"recipe key {key!r}: expected a string, got {value!r}")
-        return value
-    return value
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise RecipeError(f"recipe section {prefix.rstrip('.') or 'top level'!r} must be a mapping")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        raise RecipeError(
-            f"unknown recipe key {prefix + unknown[0]!r}; allowed in this section: {', '.join(sorted(names))}"
-        )
-    kwargs = {}
-    for k, v in data.items():
-        tp = hints[k]
-        key = prefix + k
-        if dataclasses.is_dataclass(tp):
-            kwargs[k] = _build(tp, v or {}, key + ".")
-        else:
-            kwargs[k] = _coerce(v, tp, key)
-            if key in _CHOICES and kwargs[k] not in _CHOICES[key]:
-                raise RecipeError(f"recipe key {key!r}: {v!r} is not one of {', '.join(_CHOICES[key])}")
-    return cls(**kwargs)
+def _recipe_error(err: ValidationError) -> RecipeError:
+    """The first pydantic error as a `RecipeError` naming the key, the bad value and what is allowed."""
+    e = err.errors()[0]
+    key, owner = _key_of(e["loc"])
+    if e["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(owner.model_fields)) if owner else ""
+        return RecipeError(f"unknown recipe key {key!r}; allowed in this section: {allowed}")
+    if not key:
+        return RecipeError(f"recipe top level: {e['msg']}")
+    return RecipeError(f"recipe key {key!r}: {e['input']!r} is not valid ({e['msg']})")
 
 
 def recipe_from_dict(data: dict[str, Any]) -> Recipe:
     """Validate a nested dict into a `Recipe` (unknown keys and wrong types raise `RecipeError`)."""
-    return _build(Recipe, data or {}, "")
+    if data is not None and not isinstance(data, dict):
+        raise RecipeError(f"recipe top level must be a mapping, got {type(data).__name__}")
+    try:
+        return Recipe.model_validate(data or {})
+    except ValidationError as err:
+        raise _recipe_error(err) from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -224,14 +207,6 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise RecipeError(f"override {text!r} has no key")
     value = yaml.safe_load(raw) if raw.strip() else None
     return path, value
-
-
-def _looks_float(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return False
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
