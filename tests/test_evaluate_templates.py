@@ -250,14 +250,15 @@ def test_classify_defaults_to_the_published_50_and_follows_the_published_recipe(
 
     classes = ["ocean", "snow", "rural"]
     out = tmp_path / "c.csv"
-    res = CliRunner().invoke(app, ["classify", str(L2A), "--bands", "s2-l2a", "-m", "tiny-test", "--classes",
+    res = CliRunner().invoke(app, ["classify", str(L2A), "--bands", "s2-l2a", "-m", "tiny-test", "--resize",
+                                   "--classes",
                                    ",".join(classes), "--device", "cpu", "--workers", "0", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "50 templates" in res.output
     rows = list(csv.DictReader(out.open()))
     got = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
 
-    model = load_model("tiny-test").eval()  # as the CLI loads it: the model's own bands, picked by name
+    model = load_model("tiny-test").eval().set_input_options(allow_resize=True)  # as the CLI loads it
     enc = encode_images(model, sorted(L2A.glob("*.tif")), bands="s2-l2a", progress=False)
     assert [r["id"] for r in rows] == enc.ids
     templates = load_templates("msclip").templates

@@ -49,7 +49,10 @@ def test_preprocessing_fingerprint_follows_normalisation_and_bands():
     assert Fingerprints.of(a).model == Fingerprints.of(b).model
     assert Fingerprints.of(a).preprocessing != Fingerprints.of(b).preprocessing
     spec = preprocessing_spec(a)
-    assert spec["bands"][-1] == "B8A" and spec["image_size"] == 32 and len(spec["mean"]) == 13
+    group = spec["groups"][0]
+    assert group["bands"][-1] == "B8A" and spec["image_size"] == 32 and len(group["mean"]) == 13
+    c = _tiny(1).set_input_options(missing_bands="fill")  # a run-time policy is part of the preprocessing
+    assert Fingerprints.of(c).preprocessing != Fingerprints.of(a).preprocessing
 
 
 def test_cached_fingerprint_follows_in_place_weight_changes():
@@ -126,13 +129,14 @@ def test_search_refuses_a_table_of_another_model_of_the_same_shape(bundles, tmp_
 
 
 def test_multisensor_models_have_fingerprints_of_each_modality():
-    from spectraclip.models.multisensor import MultiSensorCLIP, tiny_config
+    from spectraclip.models.registry import tiny_group_config
+    from spectraclip.models.spectral_clip import SpectralCLIP
 
     torch.manual_seed(0)
-    a = MultiSensorCLIP(tiny_config({"s2": "s2-l1c", "s1": "s1"}))
-    spec = preprocessing_spec(a)
-    assert spec["modalities"]["s1"]["bands"] == ["VV", "VH"] and len(spec["modalities"]["s2"]["mean"]) == 13
-    b = MultiSensorCLIP(tiny_config({"s2": "s2-l1c"}))
+    a = SpectralCLIP.from_config(tiny_group_config({"s2": "s2-l1c", "s1": "s1"}))
+    spec = {g["name"]: g for g in preprocessing_spec(a)["groups"]}
+    assert spec["s1"]["bands"] == ["VV", "VH"] and len(spec["s2"]["mean"]) == 13
+    b = SpectralCLIP.from_config(tiny_group_config({"s2": "s2-l1c"}))
     assert Fingerprints.of(a).preprocessing != Fingerprints.of(b).preprocessing
 
 

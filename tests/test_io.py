@@ -402,7 +402,7 @@ def test_nan_pixels_policies(tmp_path):
     assert not np.isnan(filled.pixels).any() and filled.meta["nodata_fraction"] == pytest.approx(2 / 300)
     kept = read_sample(path, "rgb", nodata="ignore")
     assert np.isnan(kept.pixels).sum() == 2
-    with pytest.raises(ValueError, match="nodata='zero'"):
+    with pytest.raises(ValueError, match="--nodata 'zero'"):
         read_sample(path, "rgb", nodata="zero")
 
 

@@ -70,6 +70,8 @@ def test_embed_layout_records_modalities_and_bands(tmp_path, bundle):
 
 
 def test_embed_layout_errors_name_the_problem(tmp_path, bundle):
+    from spectraclip.embeddings import read_embeddings
+
     manifest = write_multisensor_set(tmp_path / "d", n=2, val=0)
     r = _embed(manifest, "--checkpoint", bundle, "--layout", "manifest", "--modalities", "coherence",
                "-o", tmp_path / "x.parquet")
@@ -77,7 +79,8 @@ def test_embed_layout_errors_name_the_problem(tmp_path, bundle):
     # a single-group model reads the same items through the same path: its bands, co-registered
     r = _embed(manifest, "--model", "tiny-test", "--model-bands", "rgb", "--layout", "manifest",
                "-o", tmp_path / "rgb.parquet")
-    assert r.exit_code == 0 and "1 skipped" in r.output  # the S1-only item has no RGB band
+    assert r.exit_code == 0 and "0 skipped" in r.output
+    assert read_embeddings(tmp_path / "rgb.parquet").columns["bands"] == ["B04,B03,B02"] * 2
     r = _embed(tmp_path / "d", "--checkpoint", bundle, "--layout", "ssl4eo", "-o", tmp_path / "x.parquet")
     assert r.exit_code == 2 and "SSL4EO" in r.output
 

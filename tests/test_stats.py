@@ -168,7 +168,7 @@ def test_nodata_border_stays_out_of_cli_stats(tmp_path):
 
     root, interiors = _bordered_sources(tmp_path / "edges")
     out = tmp_path / "stats.json"
-    res = CliRunner().invoke(app, ["stats", str(root), "--out", str(out)])
+    res = CliRunner().invoke(app, ["stats", str(root), "--output", str(out)])
     assert res.exit_code == 0, res.output
     s2 = json.loads(out.read_text())["s2"]
     _assert_interior_stats(s2["mean"], s2["std"], s2["count"], interiors)
@@ -215,7 +215,7 @@ def test_cli_stats_bad_radiometry_names_the_option(tmp_path):
     from spectraclip.cli.main import app
 
     write_raw_geotiff(tmp_path / "a.tif", np.ones((2, 4, 4), "uint16"), descriptions=["B04", "B03"])
-    res = CliRunner().invoke(app, ["stats", str(tmp_path), "--out", str(tmp_path / "s.json"), "--radiometry", "toa"])
+    res = CliRunner().invoke(app, ["stats", str(tmp_path), "--output", str(tmp_path / "s.json"), "--radiometry", "toa"])
     assert res.exit_code == 2 and "--radiometry" in res.output and "l2a-offset" in res.output
     assert not (tmp_path / "s.json").exists()
 

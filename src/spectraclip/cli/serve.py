@@ -17,7 +17,7 @@ def serve(
     model_bands: ModelBandsOpt = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind; 0.0.0.0 exposes the service.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     force: Annotated[bool, typer.Option("--force", help="Serve with a model the index was not made by.")] = False,
 ) -> None:
     """Serve `POST /search`, `/items/{id}`, thumbnails and the search page at http://HOST:PORT/."""
