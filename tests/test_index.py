@@ -28,7 +28,7 @@ needs_data = pytest.mark.skipif(not real_rasters(), reason="../shared/data (euro
 def model():
     from spectraclip.models.loading import load_model
 
-    return load_model("tiny-test", bands="s2-l2a")
+    return load_model("tiny-test", bands="s2-l2a").set_input_options(allow_resize=True)  # 32-px model, 224-px tiles
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_cli_build_add_search(real, tmp_path, model):
     assert len(rows) == 4 and "Forest/Forest_2995" not in [r["id"] for r in rows]
     res = runner.invoke(app, ["search", str(out), "-q", "snow", "-m", "tiny-test", "--model-bands", "s2-l2a",
                               "--like-file", str(sorted((Path(real_rasters()[-1])).parent.glob("*.tif"))[0]),
-                              "--bands", "s2-l2a", "-k", "3"])
+                              "--bands", "s2-l2a", "--resize", "-k", "3"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["search", str(out), "--like", "../../etc/passwd"])
     assert res.exit_code == 2 and "not in the index" in res.output

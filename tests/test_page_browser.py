@@ -29,7 +29,7 @@ def base_url(tmp_path_factory):
     from spectraclip.models.loading import load_model
     from spectraclip.serve.app import create_app
 
-    model = load_model("tiny-test", bands="s2-l2a")
+    model = load_model("tiny-test", bands="s2-l2a").set_input_options(allow_resize=True)  # 32-px model, 224-px tiles
     _, idx = session_real_index(tmp_path_factory, model)
     with running_server(create_app(idx, model)) as url:
         yield url

@@ -20,7 +20,7 @@ if not real_rasters():
 def model():
     from spectraclip.models.loading import load_model
 
-    return load_model("tiny-test", bands="s2-l2a")
+    return load_model("tiny-test", bands="s2-l2a").set_input_options(allow_resize=True)  # 32-px model, 224-px tiles
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from spectraclip.io.atomic import atomic_path
 
 SCHEMA_VERSION = "1"
 # metadata that describes a run but not the embedding space, so it may change when a run is resumed
-RUN_DESCRIPTION_KEYS = frozenset({"failed", "sources", "layout"})
+RUN_DESCRIPTION_KEYS = frozenset({"failed", "sources", "layout", "large_rasters"})
 
 
 class EmbeddingsTableError(SpectraclipError, ValueError):
@@ -79,6 +79,25 @@ def _with_fingerprints(metadata: Mapping[str, Any] | None, fingerprints: Fingerp
     return meta
 
 
+def _column(name: str, values: list[Any]) -> pa.Array:
+    """A column in its Major TOM type where it has one; ISO-8601 text is accepted for `timestamp`."""
+    kind = MAJOR_TOM_TYPES.get(name)
+    if kind is not None and pa.types.is_timestamp(kind) and any(isinstance(v, str) for v in values):
+        from datetime import UTC, datetime
+
+        def parse(v: Any) -> Any:
+            if not isinstance(v, str) or not v.strip():
+                return v or None
+            t = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+            return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+        values = [parse(v) for v in values]
+    try:
+        return pa.array(values, type=kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+        raise EmbeddingsTableError(f"column {name!r}: values do not fit {kind} ({exc})") from exc
+
+
 def _table(ids: Sequence[str], vectors: np.ndarray, columns: Mapping[str, Sequence[Any]] | None,
            metadata: Mapping[str, Any] | None) -> pa.Table:
     vectors = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
@@ -95,7 +114,7 @@ def _table(ids: Sequence[str], vectors: np.ndarray, columns: Mapping[str, Sequen
             raise EmbeddingsTableError(f"column name {name!r} is reserved")
         if len(values) != len(ids):
             raise EmbeddingsTableError(f"column {name!r} has {len(values)} values for {len(ids)} ids")
-        arrays[name] = pa.array(list(values), type=MAJOR_TOM_TYPES.get(name))
+        arrays[name] = _column(name, list(values))
     meta = {"spectraclip.schema": SCHEMA_VERSION, "spectraclip.dim": str(dim)}
     for k, v in (metadata or {}).items():
         meta[f"spectraclip.{k}"] = v if isinstance(v, str) else json.dumps(v)

@@ -309,6 +309,7 @@ def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path
 
     # the dimension is known up front, so a run where every item fails still writes a valid (empty) table
     meta = {"bands": ",".join(model.bands.names), "dim": model.embed_dim, "groups": model.groups,
+            "large_rasters": "resize" if model.preprocessor().allow_resize else "error",
             **identity_metadata(model), **(metadata or {})}
     writer = PartWriter(output, metadata=meta)
     failed: list[tuple[str, str]] = []

@@ -95,7 +95,8 @@ def parse_filters(items: list[str] | None) -> Any:
 def search_index(index_dir: Path, *, query: list[str] | None, like: list[str] | None, like_file: list[Path] | None,
                  unlike: list[str] | None, filters: list[str] | None, top_k: int, model: str | None,
                  checkpoint: str | None, model_bands: str | None, bands: str | None, device: str,
-                 output: Path | None) -> None:
+                 output: Path | None, missing_bands: str | None = None, resize: bool = False,
+                 force: bool = False) -> None:
     """`spectraclip search INDEX_DIR`: one ranked table per text query (or one for examples alone)."""
     from rich.table import Table
 
@@ -108,11 +109,13 @@ def search_index(index_dir: Path, *, query: list[str] | None, like: list[str] | 
     if not texts and not like and not like_file:
         fail("give --query TEXT, --like ID or --like-file RASTER")
     net = load_model_or_exit(model, checkpoint, device, model_bands) if (texts or like_file) else None
+    if net is not None:
+        net.set_input_options(missing_bands=missing_bands, allow_resize=resize or None)
     rows: dict[str, list] = {"query": [], "rank": [], "id": [], "score": [], "path": [], "timestamp": [],
                              "lon": [], "lat": []}
     try:
         index = open_index(index_dir)
-        if net is not None:
+        if net is not None and not force:
             index.check_model(net)
         like_vectors = [encode_raster(net, f, bands) for f in like_file or []]
         f = parse_filters(filters)

@@ -129,9 +129,10 @@ class Preprocessor:
 
     def spec(self) -> dict[str, Any]:
         """Everything that decides the model input, as plain data (the preprocessing fingerprint's source)."""
+        # whether rasters larger than 2x the input are resized or refused is left out: it decides which inputs
+        # a run accepts, not what an accepted chip's embedding is (tables record it as `large_rasters`)
         return {"groups": [g.to_dict() for g in self.groups], "image_size": self.image_size, "resize": self.resize,
-                "crop": self.crop, "missing_bands": self.missing_bands,
-                "large_rasters": "resize" if self.allow_resize else "error"}
+                "crop": self.crop, "missing_bands": self.missing_bands}
 
     def _check_size(self, sample: Sample) -> None:
         _, h, w = sample.pixels.shape
