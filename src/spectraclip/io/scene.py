@@ -348,6 +348,7 @@ class SceneReader:
         self._stack: contextlib.ExitStack | None = None
         self._ds: dict[str, Any] = {}
         self._maps: dict[str, tuple[float, float, float, float]] = {}
+        self._groups: list[tuple[str, list[int], list[int]]] | None = None
 
     def __enter__(self) -> SceneReader:
         self._stack = contextlib.ExitStack()
@@ -375,27 +376,40 @@ class SceneReader:
             self._maps[path] = (sc.a / bt.a, (sc.c - bt.c) / bt.a, sc.e / bt.e, (sc.f - bt.f) / bt.e)
         return self._maps[path]
 
-    def _read_band_block(self, src: BandSource, rows: tuple[int, int], cols: tuple[int, int],
-                         resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
-        """Band `src` over fine-grid rows/cols (clipped to the scene), resampled onto the fine grid."""
-        ds = self._dataset(src.path)
+    def _read_block(self, path: str, indexes: list[int], rows: tuple[int, int], cols: tuple[int, int],
+                    resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
+        """Bands `indexes` of one file over fine-grid rows/cols (clipped to the scene), resampled onto the fine
+        grid when the file is coarser: float32 `[n, h, w]` and the invalid (NaN / masked) pixels."""
+        ds = self._dataset(path)
         (r0, r1), (c0, c1) = rows, cols
-        shape = (r1 - r0, c1 - c0)
+        shape = (len(indexes), r1 - r0, c1 - c0)
         sc = self.scene
+        masked = any(_has_mask(ds, i) for i in indexes)
         if (ds.height, ds.width) == (sc.height, sc.width):
-            win = Window(c0, r0, shape[1], shape[0])
-            data = ds.read(src.index, window=win, out_dtype="float32")
-            mask = ds.read_masks(src.index, window=win) if _has_mask(ds, src.index) else None
+            win = Window(c0, r0, shape[2], shape[1])
+            data = ds.read(indexes, window=win, out_dtype="float32")
+            mask = ds.read_masks(indexes, window=win) if masked else None
         else:
-            sx, ox, sy, oy = self._map(src.path, ds)
+            sx, ox, sy, oy = self._map(path, ds)
             win = Window(c0 * sx + ox, r0 * sy + oy, (c1 - c0) * sx, (r1 - r0) * sy)
-            data = ds.read(src.index, window=win, out_shape=shape, resampling=resampling, out_dtype="float32")
-            mask = (ds.read_masks(src.index, window=win, out_shape=shape, resampling=Resampling.nearest)
-                    if _has_mask(ds, src.index) else None)
+            data = ds.read(indexes, window=win, out_shape=shape, resampling=resampling, out_dtype="float32")
+            mask = (ds.read_masks(indexes, window=win, out_shape=shape, resampling=Resampling.nearest)
+                    if masked else None)
         invalid = np.isnan(data)
         if mask is not None:
             invalid |= mask == 0
         return data, invalid
+
+    def _file_groups(self) -> list[tuple[str, list[int], list[int]]]:
+        """(path, band indexes in the file, positions in the scene's band order) per file, read in one call."""
+        if self._groups is None:
+            groups: dict[str, tuple[list[int], list[int]]] = {}
+            for pos, src in enumerate(self.scene.sources.values()):
+                g = groups.setdefault(src.path, ([], []))
+                g[0].append(src.index)
+                g[1].append(pos)
+            self._groups = [(p, idx, pos) for p, (idx, pos) in groups.items()]
+        return self._groups
 
     def read(self, window: SceneWindow) -> WindowRead:
         """The window as a `Sample` on the fine grid (its own transform, `meta["window"]`), or a skip reason.
@@ -406,26 +420,25 @@ class SceneReader:
         r0, c0 = max(0, window.row - m), max(0, window.col - m)
         r1 = min(sc.height, window.row + window.height + m)
         c1 = min(sc.width, window.col + window.width + m)
-        planes, invalid = [], []
-        src = next(iter(sc.sources.values()))
+        n = len(sc.sources)
+        planes = np.empty((n, r1 - r0, c1 - c0), np.float32)
+        invalid = np.empty((n, r1 - r0, c1 - c0), bool)
+        path = ""
         try:
-            for src in sc.sources.values():
-                data, bad = self._read_band_block(src, (r0, r1), (c0, c1), Resampling.bilinear)
-                planes.append(data)
-                invalid.append(bad)
-        except rasterio.errors.RasterioIOError as exc:
-            return WindowRead(window, None, None, "error", f"{sc.path} {window.name}: cannot read band {src.band} "
-                                                          f"({src.path}): {exc}")
+            for path, idx, pos in self._file_groups():
+                data, bad = self._read_block(path, idx, (r0, r1), (c0, c1), Resampling.bilinear)
+                planes[pos], invalid[pos] = data, bad
         except Exception as exc:  # noqa: BLE001 - GDAL decode errors surface with several types
-            if isinstance(exc, SpectraclipError):
+            if isinstance(exc, SpectraclipError) and not isinstance(exc, CorruptRasterError):
                 raise
-            return WindowRead(window, None, None, "error", f"{sc.path} {window.name}: cannot read band {src.band} "
-                                                          f"({src.path}): {exc}")
+            bands = [b for b, s in sc.sources.items() if s.path == path]
+            return WindowRead(window, None, None, "error", f"{sc.path} {window.name}: cannot read band(s) "
+                                                          f"{', '.join(bands)} ({path}): {exc}")
         # cut the margin back, pad past the scene edge (only when the scene is smaller than a window)
         y, x = window.row - r0, window.col - c0
         h, w = window.height, window.width
-        px = np.stack(planes)[:, y:y + h, x:x + w]
-        bad = np.stack(invalid)[:, y:y + h, x:x + w]
+        px = planes[:, y:y + h, x:x + w]
+        bad = invalid[:, y:y + h, x:x + w]
         for i, b in enumerate(sc.sources):
             nd = sc.nodata.get(b)
             if nd is not None and not math.isnan(nd):
@@ -453,7 +466,7 @@ class SceneReader:
                     if bad[i].any():
                         ok = ~bad[i]
                         px[i][bad[i]] = px[i][ok].mean() if ok.any() else 0.0
-        aff = sc.affine * Affine.translation(window.col, window.row)
+        aff = sc.affine @ Affine.translation(window.col, window.row)
         meta = {"window": window.to_dict(), "scene": sc.path, "source": "scene", "valid_fraction": frac_valid}
         sample = Sample(np.ascontiguousarray(px, dtype=np.float32), sc.bands, f"{sc.id}:{window.index}", sc.path,
                         sc.crs, tuple(float(v) for v in tuple(aff)[:6]), meta)
@@ -462,9 +475,10 @@ class SceneReader:
     def _cloud_fraction(self, window: SceneWindow) -> float:
         assert self.scene.scl is not None
         sc = self.scene
-        data, _ = self._read_band_block(sc.scl, (window.row, min(sc.height, window.row + window.height)),
-                                        (window.col, min(sc.width, window.col + window.width)), Resampling.nearest)
-        return float(np.isin(data.astype(np.int64), SCL_CLOUD).mean())
+        rows = (window.row, min(sc.height, window.row + window.height))
+        cols = (window.col, min(sc.width, window.col + window.width))
+        data, _ = self._read_block(sc.scl.path, [sc.scl.index], rows, cols, Resampling.nearest)
+        return float(np.isin(data[0].astype(np.int64), SCL_CLOUD).mean())
 
     def read_overview(self, bands: Sequence[str], max_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """`bands` of the whole scene downsampled to at most `max_size` pixels on a side (for quicklooks), and
