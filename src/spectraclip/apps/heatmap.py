@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from spectraclip.apps.maps import MapError, _job_key, _scene_for
-from spectraclip.apps.scene_job import JobSummary, run_windows
+from spectraclip.apps.scene_job import JobSummary, can_resume, run_windows
 from spectraclip.io.cog import BlockWriter
 from spectraclip.io.scene import Scene, SceneReader, window_grid
 
@@ -85,7 +85,7 @@ def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries:
                                "spectraclip_heatmap": json.dumps({"tile": tile, "stride": stride,
                                                                   "cls_lambda": cls_lambda, "attention": attention,
                                                                   "model": model.config.arch})})
-    writer.open(resume=(parts / "state.npz").exists())
+    writer.open(resume=can_resume(parts, key))
 
     def on_strip(top: int, values: np.ndarray, wsum: np.ndarray) -> None:
         writer.write(top, np.where(wsum[None] > 0, values, np.nan).astype(np.float32))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spectraclip.apps.scene_job import JobSummary, run_windows
+from spectraclip.apps.scene_job import JobSummary, can_resume, run_windows
 from spectraclip.errors import SpectraclipError
 from spectraclip.io.cog import BlockWriter
 from spectraclip.io.scene import Scene, SceneError, open_scene, window_grid
@@ -247,7 +247,7 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
     writer = BlockWriter(out, height=sc.height, width=sc.width, count=1 + len(names), dtype=probabilities,
                          crs=sc.crs, transform=sc.transform, nodata=None if probabilities == "uint8" else float("nan"),
                          descriptions=descriptions, colormap=colour_table(names), tags=tags)
-    writer.open(resume=(parts / "state.npz").exists())
+    writer.open(resume=can_resume(parts, key))
 
     def on_strip(top: int, values: np.ndarray, wsum: np.ndarray) -> None:
         bands_out, valid = _probability_strip(values, wsum, probabilities)
@@ -293,8 +293,8 @@ def write_window_vectors(path: str | Path, scene: Scene, windows: Sequence[Any],
     geoms, rows = [], []
     for i, p in zip(idx.tolist(), probs, strict=True):
         w = by_index[i]
-        x0, y0 = aff * (w.col, w.row)
-        x1, y1 = aff * (w.col + w.width, w.row + w.height)
+        x0, y0 = aff @ (w.col, w.row)
+        x1, y1 = aff @ (w.col + w.width, w.row + w.height)
         geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
         rows.append({"window": i, "row": w.row, "col": w.col, "size": w.height, "class": names[int(np.argmax(p))],
                      **{f"p_{n}": float(v) for n, v in zip(names, p, strict=True)}})

@@ -123,6 +123,11 @@ class _State:
             tmp.write_bytes(buf.getvalue())
 
 
+def can_resume(state_dir: str | Path, job_key: dict[str, Any]) -> bool:
+    """True when `state_dir` holds the resume state of this job; a state of another job is a ResumeError."""
+    return _State(Path(state_dir), job_key).load() is not None
+
+
 def run_windows(scene: Scene, windows: Sequence[SceneWindow], prepare: Callable[[Any], Any], groups: Sequence[str],
                 window_fn: WindowFn, channels: int, on_strip: StripFn, *, state_dir: str | Path,
                 job_key: dict[str, Any], sync: Callable[[], None] = lambda: None, weight: str = "hann",
@@ -230,4 +235,4 @@ class _Stopped(Exception):  # noqa: N818 - internal control flow of the test hoo
         super().__init__("stopped after the requested rows (test hook)")
 
 
-__all__ = ["JobSummary", "ResumeError", "StripFn", "WindowFn", "run_windows"]
+__all__ = ["JobSummary", "ResumeError", "StripFn", "WindowFn", "can_resume", "run_windows"]
