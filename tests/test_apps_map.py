@@ -186,3 +186,16 @@ def test_oscd_city_mapped_end_to_end(model, tmp_path):
         assert ds.crs == b02.crs and ds.transform == b02.transform and ds.shape == b02.shape
         assert (ds.read_masks(1) == 255).all()
     assert res.quicklook.exists()
+
+
+def test_demo_scene_is_shipped_and_mapped(model, tmp_path):
+    from spectraclip.apps.demo_scene import demo_scene_path, map_demo_scene
+    from spectraclip.io.scene import open_scene
+
+    folder = demo_scene_path(cache=tmp_path / "cache")
+    sc = open_scene(folder)
+    assert (sc.height, sc.width) == (395, 360) and len(sc.bands) == 13
+    assert not list(folder.parent.rglob("*-cm.tif"))  # the OSCD change labels are never shipped
+    got = map_demo_scene(model, tmp_path / "demo", stride=32)
+    assert Path(got["quicklook"]).exists() and abs(sum(got["shares"].values()) - 1) < 1e-6
+    assert "Copernicus Sentinel-2" in got["attribution"]
