@@ -80,3 +80,20 @@ def test_heatmap_cog_one_float_band_per_query_with_an_overlay(model, tmp_path):
     assert data[0].std() > 0  # patch resolution, not one value per window
     assert res.quicklook.exists() and res.quicklook.stat().st_size > 1000
     assert res.summary.encoded == res.summary.windows
+
+
+def test_dense_path_reads_the_llama3_msclip_layout_and_our_bundles(tmp_path):
+    from fixtures_models import llama3_layout, randomize, tiny
+
+    from spectraclip.models.checkpoints import save_bundle
+
+    src = randomize(tiny("msclip"), seed=3).eval()
+    path = tmp_path / "Llama3-MS-CLIP-Base.pt"
+    torch.save(llama3_layout(src.clip.state_dict()), path)
+    published = load_model("tiny-test", checkpoint=str(path)).eval()
+    bundle = load_model(checkpoint=str(save_bundle(src, tmp_path / "bundle"))).eval()
+    x = torch.randn(1, len(src.bands), 32, 32)
+    with torch.inference_mode():
+        ref = dense_features(src, x)
+        torch.testing.assert_close(dense_features(published, x), ref, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(dense_features(bundle, x), ref, atol=1e-5, rtol=1e-4)

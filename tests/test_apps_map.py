@@ -199,3 +199,23 @@ def test_demo_scene_is_shipped_and_mapped(model, tmp_path):
     got = map_demo_scene(model, tmp_path / "demo", stride=32)
     assert Path(got["quicklook"]).exists() and abs(sum(got["shares"].values()) - 1) < 1e-6
     assert "Copernicus Sentinel-2" in got["attribution"]
+
+
+def test_cli_map_and_heatmap_write_outputs_and_name_bad_input(scene, tmp_path):
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["map", str(scene), "-m", "tiny-test", "--classes", "water,forest", "--stride", "32",
+                            "-o", str(tmp_path / "m.tif")])
+    assert r.exit_code == 0, r.output
+    assert "9 windows: 9 encoded" in r.output and (tmp_path / "m.png").exists()
+    r = runner.invoke(app, ["heatmap", str(scene), "-m", "tiny-test", "-q", "water", "--stride", "32",
+                            "-o", str(tmp_path / "h.tif")])
+    assert r.exit_code == 0, r.output
+    with rasterio.open(tmp_path / "h.tif") as ds:
+        assert ds.descriptions == ("water",)
+    r = runner.invoke(app, ["map", str(tmp_path / "nope.tif"), "-m", "tiny-test", "--classes", "a,b", "-o",
+                            str(tmp_path / "x.tif")])
+    assert r.exit_code == 2 and "nope.tif" in r.output

@@ -133,9 +133,10 @@ def run_windows(scene: Scene, windows: Sequence[SceneWindow], prepare: Callable[
                 job_key: dict[str, Any], sync: Callable[[], None] = lambda: None, weight: str = "hann",
                 batch_size: int = 32, num_workers: int = 0, progress: bool = True,
                 reader_options: dict[str, Any] | None = None, checkpoint_rows: int = 512,
-                stop_after_rows: int | None = None) -> JobSummary:
+                checkpoint_seconds: float = 30.0, stop_after_rows: int | None = None) -> JobSummary:
     """Run `window_fn` over `windows` (sorted by grid row) and blend; `on_strip(top, values, wsum)` receives
-    finished output rows in order. Resumes from `state_dir` when it holds the state of the same `job_key`.
+    finished output rows in order. Resumes from `state_dir` when it holds the state of the same `job_key`;
+    the state is saved every `checkpoint_rows` output rows or `checkpoint_seconds`, whichever comes first.
     `stop_after_rows` stops (as a kill would) once that many output rows are checkpointed (tests)."""
     from spectraclip.models.inputs import collate_inputs
 
@@ -170,19 +171,22 @@ def run_windows(scene: Scene, windows: Sequence[SceneWindow], prepare: Callable[
     current_row = todo[0].row if todo else None
     from tqdm.auto import tqdm
 
+    last_time = time.monotonic()
+
     def flush(until: int, window_row: int) -> bool:
-        nonlocal last_ckpt
+        nonlocal last_ckpt, last_time
         top, values, wsum = blender.pop_until(until)
         if values.shape[1]:
             on_strip(top, values, wsum)
-        if blender.top - last_ckpt >= checkpoint_rows or blender.top >= scene.height:
+        due = time.monotonic() - last_time >= checkpoint_seconds and blender.top > last_ckpt
+        if due or blender.top - last_ckpt >= checkpoint_rows or blender.top >= scene.height:
             sync()
             idx = np.concatenate(rec_idx) if rec_idx else np.zeros(0, np.int64)
             val = np.concatenate(rec_val) if rec_val else np.zeros((0, channels), np.float32)
             state.save({"top": blender.top, "next_window_row": window_row, "encoded": summary.encoded,
                         "skipped": dict(skipped), "skipped_windows": [list(s) for s in summary.skipped_windows]},
                        blender, idx, val)
-            last_ckpt = blender.top
+            last_ckpt, last_time = blender.top, time.monotonic()
             return stop_after_rows is not None and blender.top >= stop_after_rows
         return False
 
