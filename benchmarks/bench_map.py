@@ -143,6 +143,9 @@ def main() -> None:
             wps = r["windows"] / r["seconds"]
             print(f"| {r['mode']:<5} | {r['windows']:7d} | {r['seconds']:7.1f} | {wps:9.1f} | {wps / base:14.2f} | "
                   f"{r['peak_rss_gb']:13.2f} |")
+        m = rows[1]
+        print(f"\nmap: {m['job_seconds']:.1f} s in the window job (read, encode, blend, strip writes), "
+              f"{m['seconds'] - m['job_seconds']:.1f} s in class prompts + COG conversion")
     finally:
         if not args.keep:
             for f in tmp.iterdir():

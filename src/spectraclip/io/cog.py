@@ -109,15 +109,18 @@ class BlockWriter:
             self._ds.close()
             self._ds = None
 
-    def finish(self, *, resampling: str = "nearest", compress: str = "deflate") -> Path:
-        """Convert the partial file to a COG at the target (atomically) and remove the partial file."""
+    def finish(self, *, resampling: str = "nearest", compress: str = "zstd") -> Path:
+        """Convert the partial file to a COG at the target (atomically) and remove the partial file.
+
+        ZSTD on all cores by default: for a whole Sentinel-2 tile, single-threaded DEFLATE made the conversion
+        cost as much as mapping the scene (`benchmarks/bench_map.py`)."""
         from rasterio.shutil import copy as rio_copy
 
         self.close()
         with atomic_path(self.target) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             rio_copy(self.partial, tmp, driver="COG", compress=compress, overview_resampling=resampling,
-                     blocksize=BLOCK, BIGTIFF="IF_SAFER")
+                     blocksize=BLOCK, BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
         self.partial.unlink(missing_ok=True)
         if self.colormap:
             write_pam_colormap(self.target, self.colormap)
