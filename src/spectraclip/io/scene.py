@@ -256,7 +256,10 @@ def _scene_from_band_files(path: Path, files: dict[str, str], scl: str | None, k
                              f"covers {tuple(round(v, 6) for v in bounds)}; bands must share one footprint (grid)")
     sources = {b: BandSource(b, files[b], 1) for b in order}
     scl_src = BandSource("SCL", scl, 1) if scl else None
-    return Scene(str(path), path.stem if path.is_file() else path.name, sources, h, w,
+    name = path.stem if path.is_file() else path.name
+    if re.fullmatch(r"imgs_\d|IMG_DATA|R\d+m", name):  # OSCD / SAFE inner folders: name the scene by its parent
+        name = f"{path.parent.name}/{name}"
+    return Scene(str(path), name, sources, h, w,
                  crs.to_string() if crs else None, tuple(float(v) for v in tuple(transform)[:6]), finest, scl_src,
                  {b: info[b][5] for b in order}, kind)
 
