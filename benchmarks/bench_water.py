@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -117,6 +118,7 @@ def main() -> None:
     print(f"|{'-' * 11}|{'-' * 48}|----------:|--------:|")
     for m, meth, v, s in rows:
         print(f"| {m:<9} | {meth:<46} | {v:9.3f} | {s:7.1f} |")
+    shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps([{"model": m, "method": meth, "iou": v, "seconds": s}
                                                for m, meth, v, s in rows], indent=2))
