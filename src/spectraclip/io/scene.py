@@ -26,7 +26,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from spectraclip.bands import CATALOG, BandError, BandSet, canonical_band_name
-from spectraclip.errors import InputError, SpectraclipError
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.bandfolder import BAND_FILE_SUFFIXES, band_name_from_filename
 from spectraclip.io.errors import CorruptRasterError
 from spectraclip.io.geotiff import resolve_bands
@@ -41,11 +41,6 @@ _CATALOG_ORDER = {name: i for i, name in enumerate(CATALOG)}
 class SceneError(SpectraclipError, ValueError):
     """A scene that cannot be mapped as given (bands on different grids, a missing band or asset, a scene
     smaller than one tile); the message names the file, band or asset at fault."""
-
-
-class WindowError(InputError):
-    """One window of a scene cannot be used (unreadable block, NaN pixels under the `error` policy): the
-    map skips it, counts it and names it in the summary."""
 
 
 @dataclass(frozen=True)
@@ -511,5 +506,5 @@ def iter_windows(scene: Scene, windows: Sequence[SceneWindow], **reader_options:
             yield reader.read(w)
 
 
-__all__ = ["SCL_CLOUD", "BandSource", "Scene", "SceneError", "SceneReader", "SceneWindow", "WindowError",
+__all__ = ["SCL_CLOUD", "BandSource", "Scene", "SceneError", "SceneReader", "SceneWindow",
            "WindowRead", "iter_windows", "open_scene", "window_grid"]
