@@ -87,6 +87,7 @@ _COMMAND_MODULES: list[str] = [
     "spectraclip.cli.evaluate",
     "spectraclip.cli.index",
     "spectraclip.cli.serve",
+    "spectraclip.cli.apps",
 ]
 
 for _name in _COMMAND_MODULES:

@@ -254,6 +254,11 @@ def run_demo(opts: DemoOptions, say: Say = print) -> dict[str, Any]:
                     bundles[v] = dst
     say("4. free-text search over the test patches with the MS model")
     search = _search(eval_results, labels["ms"], search_models[labels["ms"]], opts, say)
+    say("5. mapping a whole scene shipped with the package (OSCD bercy, Paris) with the MS model")
+    from spectraclip.apps.demo_scene import map_demo_scene
+
+    scene_map = map_demo_scene(search_models[labels["ms"]], out, device=opts.device)
+    say(f"   {scene_map['windows']} windows in {scene_map['seconds']:.0f} s → {scene_map['quicklook']}")
     baseline = {"all bands": band_stats_baseline(train_ds, test_ds, VARIANTS["ms"]),
                 "RGB": band_stats_baseline(train_ds, test_ds, VARIANTS["rgb"])}
     summary: dict[str, Any] = {}
@@ -273,6 +278,7 @@ def run_demo(opts: DemoOptions, say: Say = print) -> dict[str, Any]:
         "baseline": baseline, "gap": gap, "note": reading_note(mode, gap["n_images"]),
         "search": search, "disagreements": disagree, "labels": labels,
         "templates": list(opts.templates), "bundles": {k: str(v) for k, v in bundles.items()},
+        "scene_map": scene_map,
         "evaluation": {"output": str(out / "evaluation"), "plots": eval_results.get("plots", []),
                        "notes": eval_results.get("notes", [])},
         "seconds": round(time.perf_counter() - t_start, 1),

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from spectraclip.apps.demo_scene import scene_map_html
 from spectraclip.bands import BandSet, select_bands
 from spectraclip.demo.claim import gap_sentence
 from spectraclip.io.atomic import atomic_open
@@ -175,6 +176,7 @@ every other patch both get right or both get wrong. Per-image predictions of eve
 <h2>Free-text search with the MS model (top {len(results['search'][0]['hits']) if results['search'] else 0})</h2>
 <p>Each hit shows natural colour (B04-B03-B02) and false colour (B08-B04-B03: vegetation red).</p>
 {''.join(search_html)}
+{scene_map_html(results.get("scene_map"))}
 <h2>Provenance</h2><ul><li>Data: EuroSAT-MS (Helber et al., 2019, IEEE JSTARS), MIT licence; 270-patch subset
 shipped with spectraclip.</li><li>Recipe: {esc(str(results['recipe']))} {esc(' '.join(results['overrides']))}</li>
 <li>Full numbers: results.json; evaluator output: {esc(results['evaluation']['output'])}</li>

@@ -141,8 +141,8 @@ class Preprocessor:
             raise SceneNotChipError(
                 f"{sample.path or sample.id}: {h}x{w} pixels is more than {SCENE_FACTOR}x the model input "
                 f"({self.image_size}) on a side, so it is a scene, not a chip; resizing it into one input would "
-                "blur it beyond use. Cut it into windows (the scene commands read windows), or pass --resize "
-                "to squeeze it into one model input anyway")
+                "blur it beyond use. Map it window by window with `spectraclip map` / `spectraclip heatmap`, or "
+                "pass --resize to squeeze it into one model input anyway")
 
     def _group_pixels(self, group: InputGroup, sample: Sample, where: str) -> tuple[np.ndarray, list[str]] | None:
         have = sample.bands.names

@@ -1,0 +1,309 @@
+"""Thematic maps of whole scenes: sliding-window zero-shot (or few-shot probe) classification blended with a
+Hann window weight, written as a Cloud-Optimized GeoTIFF on the scene's grid: band 1 the class index (uint8,
+colour table, class names in the metadata), then one probability band per class (uint8 x 255 or float32).
+
+`map_scene` is the library entry point; `spectraclip map` is its CLI. Window-level mode gives each window
+its class probabilities; `dense=True` uses patch-token features (see `apps.dense`) for a per-patch map.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spectraclip.apps.scene_job import JobSummary, can_resume, run_windows
+from spectraclip.errors import SpectraclipError
+from spectraclip.io.cog import BlockWriter
+from spectraclip.io.scene import Scene, SceneError, open_scene, window_grid
+
+NODATA_CLASS = 255
+PROBABILITY_TYPES: tuple[str, ...] = ("uint8", "float32")
+# class preset: EuroSAT's classes with the wording OpenAI CLIP used for its prompts
+EUROSAT_CLASSES: dict[str, str] = {
+    "AnnualCrop": "annual crop land", "Forest": "forest", "HerbaceousVegetation": "brushland or shrubland",
+    "Highway": "highway or road", "Industrial": "industrial buildings or commercial buildings",
+    "Pasture": "pasture land", "PermanentCrop": "permanent crop land",
+    "Residential": "residential buildings or homes or apartments", "River": "river", "SeaLake": "lake or sea",
+}
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (31, 119, 180), (44, 160, 44), (214, 39, 40), (148, 103, 189), (255, 127, 14), (140, 86, 75),
+    (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (174, 199, 232), (152, 223, 138),
+    (255, 152, 150), (197, 176, 213), (255, 187, 120), (196, 156, 148), (247, 182, 210), (199, 199, 199),
+    (219, 219, 141), (158, 218, 229))
+_NAMED_COLOURS = {"SeaLake": (31, 78, 180), "River": (23, 190, 230), "Forest": (20, 110, 30),
+                  "Pasture": (150, 220, 100), "AnnualCrop": (240, 210, 80), "PermanentCrop": (200, 150, 60),
+                  "HerbaceousVegetation": (120, 170, 60), "Residential": (220, 60, 60),
+                  "Industrial": (130, 60, 160), "Highway": (90, 90, 90)}
+
+
+class MapError(SpectraclipError, ValueError):
+    """A map request that cannot run (no classes, too many classes, a probe of another model ...)."""
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """A map class: the name written in the map, and the words used in its prompts."""
+
+    name: str
+    prompt: str
+
+
+def parse_classes(spec: str | Sequence[str] | None = None, file: str | Path | None = None) -> list[ClassSpec]:
+    """Classes from `--classes A,B=words,...` (or the preset `eurosat`) or a file with one per line
+    (`Name` or `Name=prompt words`; `#` comments)."""
+    from spectraclip.evaluate.templates import humanize_classname
+
+    if file is not None:
+        p = Path(file)
+        if not p.is_file():
+            raise MapError(f"--classes-file {p}: no such file")
+        items = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
+        items = [ln for ln in items if ln and not ln.startswith("#")]
+    elif isinstance(spec, str):
+        if spec.strip().lower() == "eurosat":
+            return [ClassSpec(k, v) for k, v in EUROSAT_CLASSES.items()]
+        items = [s.strip() for s in spec.split(",") if s.strip()]
+    else:
+        items = [str(s).strip() for s in (spec or []) if str(s).strip()]
+    out = []
+    for it in items:
+        name, _, prompt = it.partition("=")
+        name = name.strip()
+        out.append(ClassSpec(name, prompt.strip() or EUROSAT_CLASSES.get(name) or humanize_classname(name)))
+    if not out:
+        raise MapError("give the map's classes: --classes A,B,... (or eurosat) or --classes-file FILE")
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise MapError(f"--classes repeats a class: {', '.join(names)}")
+    if len(out) > 254:
+        raise MapError(f"{len(out)} classes: a uint8 class band holds at most 254 (255 is nodata)")
+    return out
+
+
+def colour_table(names: Sequence[str]) -> dict[int, tuple[int, int, int, int]]:
+    """The class band's colour table: a fixed colour per known EuroSAT class, a palette colour otherwise."""
+    table = {i: (*(_NAMED_COLOURS.get(n) or PALETTE[i % len(PALETTE)]), 255) for i, n in enumerate(names)}
+    table[NODATA_CLASS] = (0, 0, 0, 0)
+    return table
+
+
+@dataclass
+class MapResult:
+    """A written map: its path, classes, quicklook and vector files, and the job summary."""
+
+    path: Path
+    classes: list[str]
+    summary: JobSummary
+    quicklook: Path | None = None
+    vector: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _logit_scale(model) -> float:
+    scale = getattr(model.clip, "logit_scale", None)
+    return float(min(100.0, scale.exp().item())) if scale is not None else 100.0
+
+
+def _encode(model, x: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model.encode_image(x, present=present) if model.config.multi else model.encode_image(x[model.groups[0]])
+
+
+class _ZeroShotWindows:
+    """Window-level class probabilities: softmax(scale x cosine) to the class text embeddings, or a probe."""
+
+    def __init__(self, model, class_emb: torch.Tensor | None, probe: Any, device: torch.device) -> None:
+        self.model, self.probe, self.device = model, probe, device
+        self.class_emb = class_emb.to(device) if class_emb is not None else None
+        self.scale = _logit_scale(model)
+
+    def __call__(self, x, present, windows):
+        x = {g: t.to(self.device) for g, t in x.items()}
+        present = {g: p.to(self.device) for g, p in present.items()}
+        emb = _encode(self.model, x, present).float()
+        if self.probe is not None:
+            probs = self.probe.predict_proba(emb.cpu().numpy())
+        else:
+            probs = (self.scale * emb @ self.class_emb.T).softmax(-1).cpu().numpy()
+        return probs.astype(np.float32), probs.astype(np.float32)
+
+
+class _DenseWindows:
+    """Per-patch class probabilities from dense patch features, upsampled bilinearly to the window."""
+
+    def __init__(self, model, class_emb: torch.Tensor, device: torch.device, cls_lambda: float,
+                 attention: str) -> None:
+        self.model, self.device = model, device
+        self.class_emb = class_emb.to(device)
+        self.scale, self.cls_lambda, self.attention = _logit_scale(model), cls_lambda, attention
+
+    def __call__(self, x, present, windows):
+        from spectraclip.apps.dense import dense_similarity
+
+        x = {g: t.to(self.device) for g, t in x.items()}
+        present = {g: p.to(self.device) for g, p in present.items()}
+        inp = x if self.model.config.multi else x[self.model.groups[0]]
+        sim = dense_similarity(self.model, inp, self.class_emb, attention=self.attention,
+                               cls_lambda=self.cls_lambda, present=present if self.model.config.multi else None)
+        h, w = windows[0].height, windows[0].width
+        logits = F.interpolate(sim.float() * self.scale, size=(h, w), mode="bilinear", align_corners=False)
+        probs = logits.softmax(1)
+        return probs.cpu().numpy(), probs.mean((2, 3)).cpu().numpy()
+
+
+def _class_embeddings(model, classes: Sequence[ClassSpec], templates: str) -> torch.Tensor:
+    from spectraclip.evaluate.templates import load_templates
+    from spectraclip.evaluate.zeroshot import class_text_embeddings
+
+    return class_text_embeddings(model, [c.prompt for c in classes], load_templates(templates)).float()
+
+
+def _probability_strip(values: np.ndarray, wsum: np.ndarray, probabilities: str) -> tuple[np.ndarray, np.ndarray]:
+    """Blended probabilities `[K, n, W]` -> the map's bands `[1 + K, n, W]` and the validity mask `[n, W]`."""
+    valid = wsum > 0
+    cls = np.where(valid, values.argmax(0), NODATA_CLASS).astype(np.uint8)
+    if probabilities == "uint8":
+        probs = np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+        return np.concatenate([cls[None], probs]), valid
+    probs = np.where(valid[None], values, np.nan).astype(np.float32)
+    return np.concatenate([cls[None].astype(np.float32), probs]), valid
+
+
+def _job_key(kind: str, model, scene: Scene, tile: int, stride: int, extra: dict[str, Any]) -> dict[str, Any]:
+    from spectraclip.identity import Fingerprints
+
+    return {"kind": kind, **Fingerprints.of(model).to_metadata(), "scene": scene.to_dict(), "tile": tile,
+            "stride": stride, **extra}
+
+
+def _scene_for(model, scene: str | Path | Scene, bands: Any, scl: Any) -> Scene:
+    sc = scene if isinstance(scene, Scene) else open_scene(scene, bands, scl=scl)
+    have = set(sc.bands.names)
+    usable = [b for b in model.bands.names if b in have]
+    if not usable:
+        raise SceneError(f"{sc.path}: the scene has bands {', '.join(sc.bands.names)} but the model takes "
+                         f"{', '.join(model.bands.names)}: none in common")
+    return sc.select(usable)  # read only what the model uses
+
+
+def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Sequence[ClassSpec] | None = None, *,
+              probe: str | Path | None = None, templates: str = "msclip", tile: int | None = None,
+              stride: int | None = None, dense: bool = False, probabilities: str = "uint8",
+              vector: str | Path | None = None, quicklook: bool = True, weight: str = "hann",
+              bands: Any = None, scl: str | Path | None = None, nodata: str = "fill", max_cloud: float = 0.5,
+              batch_size: int = 32, num_workers: int = 0, device: str = "cpu", progress: bool = True,
+              cls_lambda: float = 0.0, attention: str = "qq", checkpoint_rows: int = 512,
+              stop_after_rows: int | None = None) -> MapResult:
+    """Map `scene` into `output` (COG): the class index band then per-class probabilities, blended over
+    overlapping windows of `tile` pixels (default the model input) every `stride` (default half a tile).
+    `probe` (a saved window probe) replaces the text prompts; resumable (a rerun continues a killed run)."""
+    from spectraclip.apps.probe_head import load_probe
+
+    if probabilities not in PROBABILITY_TYPES:
+        raise MapError(f"--probabilities {probabilities!r}: choose one of {', '.join(PROBABILITY_TYPES)}")
+    dev = torch.device(device)
+    model.eval().to(dev)
+    head = None
+    if probe is not None:
+        if dense:
+            raise MapError("--probe and --dense do not combine: a window probe classifies whole windows")
+        head = load_probe(probe, model)
+        classes = [ClassSpec(c, c) for c in head.classes]
+    if not classes:
+        raise MapError("give the map's classes (--classes / --classes-file) or a --probe")
+    classes = list(classes)
+    sc = _scene_for(model, scene, bands, scl)
+    tile = int(tile or model.image_size)
+    stride = int(stride or max(1, tile // 2))
+    windows = window_grid(sc.height, sc.width, tile, stride)
+    if tile > 2 * model.image_size:
+        model.set_input_options(allow_resize=True)
+    class_emb = None if head is not None else _class_embeddings(model, classes, templates)
+    if dense:
+        fn: Any = _DenseWindows(model, class_emb, dev, cls_lambda, attention)
+    else:
+        fn = _ZeroShotWindows(model, class_emb, head, dev)
+    names = [c.name for c in classes]
+    out = Path(output)
+    parts = out.with_name(out.name + ".parts")
+    key = _job_key("map", model, sc, tile, stride, {"classes": [c.__dict__ for c in classes], "dense": dense,
+                                                   "probe": str(probe) if probe else None, "templates": templates,
+                                                   "probabilities": probabilities, "weight": weight,
+                                                   "cls_lambda": cls_lambda, "attention": attention,
+                                                   "nodata": nodata, "max_cloud": max_cloud})
+    tags = {"classes": json.dumps(names), "prompts": json.dumps([c.prompt for c in classes]),
+            "spectraclip_map": json.dumps({"tile": tile, "stride": stride, "weight": weight, "dense": dense,
+                                           "probe": str(probe) if probe else None, "templates": templates,
+                                           "model": model.config.arch}),
+            "probability_scale": "255" if probabilities == "uint8" else "1"}
+    descriptions = ["class", *[f"p_{n}" for n in names]]
+    writer = BlockWriter(out, height=sc.height, width=sc.width, count=1 + len(names), dtype=probabilities,
+                         crs=sc.crs, transform=sc.transform, nodata=None if probabilities == "uint8" else float("nan"),
+                         descriptions=descriptions, colormap=colour_table(names), tags=tags)
+    writer.open(resume=can_resume(parts, key))
+
+    def on_strip(top: int, values: np.ndarray, wsum: np.ndarray) -> None:
+        bands_out, valid = _probability_strip(values, wsum, probabilities)
+        writer.write(top, bands_out)
+        if probabilities == "uint8":
+            writer.write_mask(top, valid)
+
+    reader_options = {"nodata": nodata, "max_cloud": max_cloud}
+    try:
+        summary = run_windows(sc, windows, model.preprocessor(), model.groups, fn, len(names), on_strip,
+                              state_dir=parts, job_key=key, sync=writer.sync, weight=weight, batch_size=batch_size,
+                              num_workers=num_workers, progress=progress, reader_options=reader_options,
+                              checkpoint_rows=checkpoint_rows, stop_after_rows=stop_after_rows)
+    finally:
+        writer.close()
+    writer.finish()
+    vec_path = None
+    if vector is not None and summary.records is not None:
+        vec_path = write_window_vectors(vector, sc, windows, summary.records, names)
+    shutil.rmtree(parts, ignore_errors=True)
+    ql = None
+    if quicklook:
+        from spectraclip.apps.quicklook import class_quicklook
+
+        ql = class_quicklook(out, out.with_suffix(".png"), title=f"{sc.id}: {model.config.arch}"
+                             f"{' (probe)' if probe else ' (dense)' if dense else ''}")
+    return MapResult(out, names, summary, ql, vec_path)
+
+
+def write_window_vectors(path: str | Path, scene: Scene, windows: Sequence[Any], records: tuple[np.ndarray, np.ndarray],
+                         names: Sequence[str]) -> Path:
+    """A GeoParquet of the encoded windows: polygon (scene CRS), window offsets, class and per-class probability."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from spectraclip.io.atomic import atomic_path
+
+    idx, probs = records
+    order = np.argsort(idx, kind="stable")
+    idx, probs = idx[order], probs[order]
+    by_index = {w.index: w for w in windows}
+    aff = scene.affine
+    geoms, rows = [], []
+    for i, p in zip(idx.tolist(), probs, strict=True):
+        w = by_index[i]
+        x0, y0 = aff @ (w.col, w.row)
+        x1, y1 = aff @ (w.col + w.width, w.row + w.height)
+        geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+        rows.append({"window": i, "row": w.row, "col": w.col, "size": w.height, "class": names[int(np.argmax(p))],
+                     **{f"p_{n}": float(v) for n, v in zip(names, p, strict=True)}})
+    gdf = gpd.GeoDataFrame(rows, geometry=geoms, crs=scene.crs)
+    out = Path(path)
+    with atomic_path(out) as tmp:
+        gdf.to_parquet(tmp)
+    return out
+
+
+__all__ = ["EUROSAT_CLASSES", "NODATA_CLASS", "PROBABILITY_TYPES", "ClassSpec", "MapError", "MapResult",
+           "colour_table", "map_scene", "parse_classes", "write_window_vectors"]

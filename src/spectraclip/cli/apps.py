@@ -1,0 +1,164 @@
+"""`spectraclip map`, `spectraclip heatmap` and `spectraclip fit-window-probe`: whole scenes in, COG out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spectraclip.cli.common import (
+    BatchOpt,
+    CheckpointOpt,
+    DeviceOpt,
+    ModelOpt,
+    WorkersOpt,
+    console,
+    fail,
+    load_model_or_exit,
+    resolve_device,
+)
+
+SceneArg = Annotated[Path, typer.Argument(help="A scene: GeoTIFF/COG/VRT, band folder (SAFE, OSCD imgs_1, "
+                                          "BigEarthNet) or STAC Item JSON.")]
+TileOpt = Annotated[int | None, typer.Option("--tile", min=1, help="Window size in pixels of the scene's finest "
+                                             "grid. Default: the model's input size.")]
+StrideOpt = Annotated[int | None, typer.Option("--stride", min=1, help="Window step in pixels. Default: half a "
+                                               "tile.")]
+SceneBandsOpt = Annotated[str | None, typer.Option("--bands", "-b", help="Band order of a multi-band file without "
+                                                   "band descriptions (preset or comma list).")]
+SclOpt = Annotated[Path | None, typer.Option("--scl", help="Scene classification layer (Sentinel-2 SCL): windows "
+                                             "mostly cloud or shadow are skipped.")]
+SceneNodataOpt = Annotated[str, typer.Option("--nodata", help="Windows with some nodata pixels: fill (band mean, "
+                                             "nodata pixels stay unmapped), error (skip the window), ignore.")]
+ClsLambdaOpt = Annotated[float, typer.Option("--cls-lambda", help="Subtract this x the window's global ([CLS]) "
+                                             "similarity from the patch similarities (SegEarth-OV uses 0.3).")]
+
+
+def _summary(res, what: str) -> None:
+    s = res.summary
+    skipped = ", ".join(f"{v} {k}" for k, v in sorted(s.skipped.items())) or "none"
+    resumed = f"; resumed at row {s.resumed_at_row}" if s.resumed_at_row else ""
+    console.print(f"{what}: [bold]{res.path}[/]  ({s.windows} windows: {s.encoded} encoded, skipped {skipped}; "
+                  f"{s.windows_per_s:.1f} windows/s{resumed})")
+    for name, msg in s.skipped_windows[:20]:
+        console.print(f"  [yellow]-[/] skipped {name}: {msg}")
+    if len(s.skipped_windows) > 20:
+        console.print(f"  ... and {len(s.skipped_windows) - 20} more")
+    if res.quicklook:
+        console.print(f"quicklook: {res.quicklook}")
+
+
+def map_command(
+    scene: SceneArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output COG (map.tif); a PNG quicklook goes beside "
+                                         "it.")],
+    classes: Annotated[str | None, typer.Option("--classes", help="Comma list of classes, each `Name` or "
+                                                "`Name=prompt words`; `eurosat` for EuroSAT's ten.")] = None,
+    classes_file: Annotated[Path | None, typer.Option("--classes-file", help="One class per line (Name or "
+                                                      "Name=prompt words).")] = None,
+    probe: Annotated[Path | None, typer.Option("--probe", help="A window probe (spectraclip fit-window-probe) "
+                                               "instead of text prompts.")] = None,
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    templates: Annotated[str, typer.Option("--templates", "-t", help="Prompt template set.")] = "msclip",
+    tile: TileOpt = None,
+    stride: StrideOpt = None,
+    dense: Annotated[bool, typer.Option("--dense", help="Per-patch classes from dense patch features "
+                                        "(open-vocabulary segmentation) instead of one class per window.")] = False,
+    probabilities: Annotated[str, typer.Option("--probabilities", help="Probability bands: uint8 (x255) or "
+                                               "float32.")] = "uint8",
+    vector: Annotated[Path | None, typer.Option("--vector", help="Also write window polygons with their "
+                                                "probabilities (GeoParquet).")] = None,
+    weight: Annotated[str, typer.Option("--weight", help="Window blending weight: hann or uniform.")] = "hann",
+    cls_lambda: ClsLambdaOpt = 0.0,
+    bands: SceneBandsOpt = None,
+    scl: SclOpt = None,
+    nodata: SceneNodataOpt = "fill",
+    batch_size: BatchOpt = 32,
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Thematic map of a whole scene: sliding-window zero-shot classes blended without seams, as a COG."""
+    from spectraclip.apps.maps import map_scene, parse_classes
+
+    m = load_model_or_exit(model, checkpoint, device)
+    specs = None if probe and not (classes or classes_file) else parse_classes(classes, classes_file)
+    res = map_scene(m, scene, output, specs, probe=probe, templates=templates, tile=tile, stride=stride, dense=dense,
+                    probabilities=probabilities, vector=vector, weight=weight, cls_lambda=cls_lambda, bands=bands,
+                    scl=scl, nodata=nodata, batch_size=batch_size, num_workers=workers,
+                    device=resolve_device(device))
+    _summary(res, "map")
+    if res.vector:
+        console.print(f"windows: {res.vector}")
+
+
+def heatmap_command(
+    scene: SceneArg,
+    query: Annotated[list[str], typer.Option("--query", "-q", help="A text query (repeatable): one band each.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output float32 COG; a PNG overlay goes beside "
+                                         "it.")],
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    tile: TileOpt = None,
+    stride: StrideOpt = None,
+    cls_lambda: ClsLambdaOpt = 0.0,
+    attention: Annotated[str, typer.Option("--attention", help="Last-block attention: qq (ClearCLIP), qq+kk, "
+                                           "vanilla.")] = "qq",
+    bands: SceneBandsOpt = None,
+    scl: SclOpt = None,
+    nodata: SceneNodataOpt = "fill",
+    batch_size: BatchOpt = 32,
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Where in a scene each text query matches: dense patch-level similarity, training-free, as a COG."""
+    from spectraclip.apps.heatmap import heatmap_scene
+
+    m = load_model_or_exit(model, checkpoint, device)
+    res = heatmap_scene(m, scene, output, query, tile=tile, stride=stride, cls_lambda=cls_lambda, attention=attention,
+                        bands=bands, scl=scl, nodata=nodata, batch_size=batch_size, num_workers=workers,
+                        device=resolve_device(device))
+    _summary(res, "heatmap")
+
+
+def fit_window_probe_command(
+    table: Annotated[Path, typer.Argument(help="Embeddings table (spectraclip embed) of labelled windows/chips.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Probe JSON for spectraclip map --probe.")],
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    label_column: Annotated[str, typer.Option("--label-column", help="Column with each row's class (default: "
+                                              "the parent folder of its path).")] = "label",
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Fit a few-shot window probe (logistic regression on the model's embeddings) for `map --probe`."""
+    from spectraclip.apps.probe_head import fit_probe_from_table
+
+    m = load_model_or_exit(model, checkpoint, device)
+    if not table.exists():
+        fail(f"{table}: no such embeddings table")
+    probe = fit_probe_from_table(m, table, output, label_column=label_column)
+    console.print(f"probe: [bold]{output}[/] ({len(probe.classes)} classes: {', '.join(probe.classes)}; "
+                  f"{probe.n_train} labelled rows)")
+
+
+def _clean_errors(fn):
+    """A SpectraclipError (bad scene, band, option) becomes its message and exit code 2."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from spectraclip.errors import SpectraclipError
+
+        try:
+            return fn(*args, **kwargs)
+        except SpectraclipError as exc:
+            fail(str(exc))
+
+    return wrapper
+
+
+def register(app: typer.Typer) -> None:
+    app.command("map")(_clean_errors(map_command))
+    app.command("heatmap")(_clean_errors(heatmap_command))
+    app.command("fit-window-probe")(_clean_errors(fit_window_probe_command))
