@@ -77,7 +77,7 @@ def map_command(
     nodata: SceneNodataOpt = "fill",
     batch_size: BatchOpt = 32,
     workers: WorkersOpt = 0,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Thematic map of a whole scene: sliding-window zero-shot classes blended without seams, as a COG."""
     from spectraclip.apps.maps import map_scene, parse_classes
@@ -110,7 +110,7 @@ def heatmap_command(
     nodata: SceneNodataOpt = "fill",
     batch_size: BatchOpt = 32,
     workers: WorkersOpt = 0,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Where in a scene each text query matches: dense patch-level similarity, training-free, as a COG."""
     from spectraclip.apps.heatmap import heatmap_scene
@@ -129,7 +129,7 @@ def fit_window_probe_command(
     checkpoint: CheckpointOpt = None,
     label_column: Annotated[str, typer.Option("--label-column", help="Column with each row's class (default: "
                                               "the parent folder of its path).")] = "label",
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Fit a few-shot window probe (logistic regression on the model's embeddings) for `map --probe`."""
     from spectraclip.apps.probe_head import fit_probe_from_table
