@@ -180,9 +180,10 @@ class _Collate:
 def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet | str | None = None,
                          nodata: str = "error", batch_size: int = 32, num_workers: int = 0,
                          device: str | torch.device = "cpu", progress: bool = True,
-                         skip_ids: set[str] | None = None, radiometry: Any = None):
+                         skip_ids: set[str] | None = None, radiometry: Any = None, precision: str | None = None):
     """Yield `(ids, vectors, metas, failed)` per batch. `items` are raster paths, layout items (multi-file
-    samples), Samples or a dataset of Samples; one path for one or many input groups."""
+    samples), Samples or a dataset of Samples; one path for one or many input groups. `precision`: fp32, bf16,
+    fp16, int8 or auto/None (the device's fastest mode that passes the accuracy gate; models/precision.py)."""
     device = torch.device(device)
     items = list(items) if not hasattr(items, "__getitem__") or isinstance(items, (list, tuple)) else items
     if isinstance(items, (list, tuple)) and items and all(_is_path(x) for x in items):
@@ -201,7 +202,9 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
     ds = _EncodeDataset(items, ids, model.preprocessor(), BandSet.parse(bands) if bands else None, nodata, radiometry)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=_Collate(model.groups),
                         persistent_workers=False, prefetch_factor=2 if num_workers else None)
-    model.eval().to(device)
+    from spectraclip.models.precision import prepare_for_inference
+
+    encoder = prepare_for_inference(model, precision, device, batch_size)
     from tqdm.auto import tqdm
 
     with torch.inference_mode(), tqdm(total=len(ds), desc="encoding images", unit="img",
@@ -210,9 +213,7 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
             if batch["ids"]:
                 x = {g: t.to(device, torch.float32) for g, t in batch["x"].items()}
                 present = {g: p.to(device) for g, p in batch["present"].items()}
-                feats = model.encode_image(x, present=present) if model.config.multi else \
-                    model.encode_image(x[model.groups[0]])
-                vectors = feats.float().cpu().numpy()
+                vectors = encoder.encode_image(x, present=present).cpu().numpy()
             else:
                 vectors = np.zeros((0, model.embed_dim), np.float32)
             bar.update(len(batch["ids"]) + len(batch["failed"]))
@@ -222,7 +223,8 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
 def encode_images(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet | str | None = None,
                   nodata: str = "error", batch_size: int = 32, num_workers: int = 0,
                   device: str | torch.device = "cpu", progress: bool = True,
-                  on_error: ErrorCallback | None = None, radiometry: Any = None) -> EncodedImages:
+                  on_error: ErrorCallback | None = None, radiometry: Any = None,
+                  precision: str | None = None) -> EncodedImages:
     """Encode raster paths, layout items or a dataset of Samples into L2-normalised embeddings, skipping
     bad inputs (reported to `on_error(where, message)`)."""
     ids: list[str] = []
@@ -231,7 +233,7 @@ def encode_images(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet |
     failed: list[tuple[str, str]] = []
     for b_ids, b_vec, b_meta, b_failed in iter_encoded_batches(
         model, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=num_workers,
-        device=device, progress=progress, radiometry=radiometry,
+        device=device, progress=progress, radiometry=radiometry, precision=precision,
     ):
         ids += b_ids
         if len(b_ids):
@@ -252,14 +254,20 @@ def _log_error(where: str, msg: str) -> None:
 def encode_texts(model: SpectralCLIP, texts: Sequence[str], *, batch_size: int = 64,
                  device: str | torch.device = "cpu") -> np.ndarray:
     """L2-normalised text embeddings `[len(texts), D]`."""
+    from spectraclip.text_cache import cached_text_embeddings
+
     device = torch.device(device)
     model.eval().to(device)
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(texts), batch_size):
-            tokens = model.tokenize(list(texts[i: i + batch_size])).to(device)
-            out.append(model.encode_text(tokens, normalize=True).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def encode(texts: list[str]) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                tokens = model.tokenize(list(texts[i: i + batch_size])).to(device)
+                out.append(model.encode_text(tokens, normalize=True).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    return cached_text_embeddings(model, list(texts), encode) if len(texts) else encode([])
 
 
 def zero_shot_probabilities(model: SpectralCLIP, image_vectors: np.ndarray, classnames: Sequence[str],
@@ -300,14 +308,18 @@ def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path
                    bands: BandSet | str | None = None, nodata: str = "error", batch_size: int = 32,
                    num_workers: int = 0, device: str | torch.device = "cpu", progress: bool = True,
                    metadata: dict[str, Any] | None = None, on_error: ErrorCallback | None = None,
-                   radiometry: Any = None):
+                   radiometry: Any = None, precision: str | None = None):
     """Embed items (raster paths, or a layout dataset of multi-file samples) into an embeddings table,
     resumably: finished batches are kept across restarts. Returns (table, failed, number kept from before)."""
     from spectraclip.embeddings import PartWriter
     from spectraclip.identity import Fingerprints
 
+    from spectraclip.models.precision import resolve_precision
+
+    precision = resolve_precision(precision, device, batch_size)
     # the dimension is known up front, so a run where every item fails still writes a valid (empty) table
     meta = {"bands": ",".join(model.bands.names), "dim": model.embed_dim, "groups": model.groups,
+            "precision": precision,
             "preprocessing": model.preprocessing_spec(), **Fingerprints.of(model).to_metadata(), **(metadata or {})}
     writer = PartWriter(output, metadata=meta)
     failed: list[tuple[str, str]] = []
@@ -315,7 +327,7 @@ def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path
     before = set(writer.done_ids)
     for ids, vecs, metas, b_failed in iter_encoded_batches(
         model, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=num_workers,
-        device=device, progress=progress, skip_ids=writer.done_ids, radiometry=radiometry,
+        device=device, progress=progress, skip_ids=writer.done_ids, radiometry=radiometry, precision=precision,
     ):
         if ids:
             writer.write(ids, vecs, EncodedImages(ids, vecs, metas).columns())

@@ -8,15 +8,18 @@ import numpy as np
 import torch
 
 from spectraclip.evaluate.templates import TemplateSet, fill_template
+from spectraclip.text_cache import cached_text_embeddings
 
 
 def class_text_embeddings(
-    model, classnames: Sequence[str], templates: TemplateSet | Sequence[str], batch_size: int = 64
+    model, classnames: Sequence[str], templates: TemplateSet | Sequence[str], batch_size: int = 64,
+    cache: bool = True,
 ) -> torch.Tensor:
     """`[K, D]` class embeddings: each filled template L2-normalised, averaged per class, renormalised.
 
     `classnames` are used verbatim in the prompts (humanise them first); `model` needs
-    `.tokenize(list[str])` and `.encode_text(tokens)`.
+    `.tokenize(list[str])` and `.encode_text(tokens)`. The prompt embeddings go through the disk text
+    cache (`spectraclip.text_cache`) unless `cache=False` (a model whose weights are changing).
     """
     tmpl = list(templates.templates if isinstance(templates, TemplateSet) else templates)
     if not classnames:
@@ -28,15 +31,20 @@ def class_text_embeddings(
         device = next(model.parameters()).device
     except (AttributeError, StopIteration):
         device = torch.device("cpu")
-    chunks: list[torch.Tensor] = []
-    with torch.inference_mode():
-        for start in range(0, len(prompts), batch_size):
-            tokens = model.tokenize(prompts[start:start + batch_size])
-            if isinstance(tokens, torch.Tensor):
-                tokens = tokens.to(device)
-            emb = model.encode_text(tokens)
-            chunks.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
-    per_prompt = torch.cat(chunks).reshape(len(classnames), len(tmpl), -1)
+
+    def encode(texts: list[str]) -> np.ndarray:
+        chunks: list[torch.Tensor] = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                tokens = model.tokenize(texts[start:start + batch_size])
+                if isinstance(tokens, torch.Tensor):
+                    tokens = tokens.to(device)
+                emb = model.encode_text(tokens)
+                chunks.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
+        return torch.cat(chunks).numpy()
+
+    vectors = cached_text_embeddings(model, prompts, encode) if cache else encode(prompts)
+    per_prompt = torch.from_numpy(vectors).reshape(len(classnames), len(tmpl), -1)
     return torch.nn.functional.normalize(per_prompt.mean(dim=1), dim=-1)
 
 
@@ -80,5 +88,5 @@ def evaluate_zeroshot(model, dataset, templates: str | TemplateSet = "msclip", *
         dataset = load_dataset(dataset, root, split=split)
     ts = templates if isinstance(templates, TemplateSet) else load_templates(templates)
     _, vectors, labels = encode_labelled(model, dataset, batch_size=batch_size, device=device)
-    class_emb = class_text_embeddings(model, dataset.class_prompt_names(), ts).cpu().numpy()
+    class_emb = class_text_embeddings(model, dataset.class_prompt_names(), ts, cache=False).cpu().numpy()
     return classification_metrics(zero_shot_logits(vectors, class_emb), labels, dataset.classes)
