@@ -313,7 +313,6 @@ def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path
     resumably: finished batches are kept across restarts. Returns (table, failed, number kept from before)."""
     from spectraclip.embeddings import PartWriter
     from spectraclip.identity import Fingerprints
-
     from spectraclip.models.precision import resolve_precision
 
     precision = resolve_precision(precision, device, batch_size)

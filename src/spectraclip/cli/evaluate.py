@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import DeviceOpt, ModelBandsOpt, WorkersOpt, console, fail, resolve_device
+from spectraclip.cli.common import (
+    DeviceOpt,
+    ModelBandsOpt,
+    PrecisionOpt,
+    WorkersOpt,
+    console,
+    fail,
+    resolve_device,
+)
 
 
 def evaluate_cmd(
@@ -40,6 +48,7 @@ def evaluate_cmd(
     embedding_map: Annotated[str, typer.Option("--embedding-map", help="auto (UMAP, t-SNE for few images), "
                                                "umap, tsne or none.")] = "auto",
     plots: Annotated[bool, typer.Option("--plots/--no-plots")] = True,
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Evaluate models on benchmarks; writes results.json/.csv/.md, per-image predictions (predictions/*.csv)
     and plots to --output-dir."""
@@ -66,7 +75,7 @@ def evaluate_cmd(
                           batch_size=batch_size, num_workers=workers, device=resolve_device(device),
                           retrieval_k=k, empty=empty, negative_prompt=negative_prompt, plots=plots,
                           embedding_map=embedding_map, command=shlex.join(["spectraclip", *sys.argv[1:]]),
-                          log_fn=console.print)
+                          log_fn=console.print, precision=precision)
     except (EvaluationError, DatasetNotFoundError, DatasetError, TemplateError, BandError, FileNotFoundError,
             ValueError) as exc:
         fail(str(exc))

@@ -16,6 +16,7 @@ from spectraclip.cli.common import (
     ModelOpt,
     NodataOpt,
     PathsArg,
+    PrecisionOpt,
     TemplatesOpt,
     WorkersOpt,
     console,
@@ -114,6 +115,7 @@ def classify(
     resize: ResizeOpt = False,
     radiometry: RadiometryArg = None,
     show: Annotated[int, typer.Option("--show", help="Rows to print (0: all).")] = 50,
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Zero-shot classify rasters into the given classes (template-ensemble prompts)."""
     from rich.table import Table
@@ -126,7 +128,8 @@ def classify(
     items = _items(paths)
     net = _load(model, checkpoint, device, model_bands, missing_bands, resize)
     enc = encode_images(net, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
-                        device=resolve_device(device), on_error=lambda *_: None, radiometry=radiometry)
+                        device=resolve_device(device), on_error=lambda *_: None, radiometry=radiometry,
+                        precision=precision)
     report_failures(enc.failed, "rasters")
     if not enc.ids:
         fail(f"no raster could be read (first: {enc.failed[0][0]}: {enc.failed[0][1]})" if enc.failed
@@ -177,6 +180,7 @@ def search(
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
     nodata: NodataOpt = "error",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Rank images by similarity to free-text queries (reads an embeddings table instead of rasters if given)."""
     from rich.table import Table
@@ -203,7 +207,8 @@ def search(
         vectors = np.concatenate(vecs)
     else:
         enc = encode_images(net, _items(paths), bands=bands, nodata=nodata, batch_size=batch_size,
-                            num_workers=workers, device=resolve_device(device), on_error=lambda *_: None)
+                            num_workers=workers, device=resolve_device(device), on_error=lambda *_: None,
+                            precision=precision)
         report_failures(enc.failed, "rasters")
         ids, vectors, src = enc.ids, enc.vectors, [m["path"] for m in enc.samples_meta]
     if not ids:
@@ -249,6 +254,7 @@ def embed(
         "model takes).")] = None,
     drop_bands: Annotated[str | None, typer.Option(
         "--drop-bands", help="With --layout: leave these bands out of the inputs, e.g. B01,B09,VH.")] = None,
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Write the embeddings table of rasters or multi-file items (resumable: rerun the same command after an
     interruption)."""
@@ -268,6 +274,7 @@ def embed(
         table, failed, resumed = embed_to_table(
             net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
             device=resolve_device(device), metadata=meta, on_error=lambda *_: None, radiometry=radiometry,
+            precision=precision,
         )
     except EmbeddingsTableError as exc:  # e.g. unfinished parts of a run with another model
         fail(str(exc))

@@ -25,6 +25,7 @@ _COMMAND_MODULES: list[str] = [
     "spectraclip.cli.shards",
     "spectraclip.cli.captioning",
     "spectraclip.cli.evaluate",
+    "spectraclip.cli.export",
 ]
 
 for _name in _COMMAND_MODULES:

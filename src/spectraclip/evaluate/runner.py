@@ -132,8 +132,8 @@ def check_bands(model_label: str, model: Any, dataset_label: str, dataset: Label
 
 
 def encode_cached(model: Any, dataset: LabelledDataset, cache_path: Path, key: dict[str, Any], *,
-                  batch_size: int = 32, num_workers: int = 0, device: str = "cpu", progress: bool = True
-                  ) -> tuple[list[str], np.ndarray, list[tuple[str, str]], bool]:
+                  batch_size: int = 32, num_workers: int = 0, device: str = "cpu", progress: bool = True,
+                  precision: str | None = None) -> tuple[list[str], np.ndarray, list[tuple[str, str]], bool]:
     """(ids, vectors, failed, cache_hit): read the embeddings table when its key matches, else encode."""
     from spectraclip.embeddings import EmbeddingsTableError, read_embeddings, write_embeddings
 
@@ -149,7 +149,8 @@ def encode_cached(model: Any, dataset: LabelledDataset, cache_path: Path, key: d
     from spectraclip.inference import encode_images
 
     enc = encode_images(model, dataset, batch_size=batch_size, num_workers=num_workers, device=device,
-                        progress=progress, on_error=lambda where, msg: log.warning("skipped %s: %s", where, msg))
+                        progress=progress, on_error=lambda where, msg: log.warning("skipped %s: %s", where, msg),
+                        precision=precision)
     columns = enc.columns()
     write_embeddings(cache_path, enc.ids, enc.vectors, columns,
                      metadata={"eval_cache_key": json.loads(key_text), "eval_failed": [list(f) for f in enc.failed],
@@ -183,9 +184,11 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
              output_dir: str | Path = "evaluation", *, batch_size: int = 32, num_workers: int = 0,
              device: str = "cpu", progress: bool = True, retrieval_k: int = 100, empty: str = "skip",
              negative_prompt: str = NEGATIVE_PROMPT, plots: bool = True, embedding_map: str = "auto",
-             command: str | None = None, log_fn: Callable[[str], None] | None = None) -> EvaluationResult:
+             command: str | None = None, log_fn: Callable[[str], None] | None = None,
+             precision: str | None = None) -> EvaluationResult:
     """Run every (model, dataset, template set, task) and write results.json/.csv/.md and plots."""
     from spectraclip.evaluate import report
+    from spectraclip.models.precision import resolve_precision
 
     say = log_fn or (lambda msg: log.info(msg))
     if not models:
@@ -237,11 +240,13 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
             desc = ds.describe()
             key = {"model": fp, "dataset": desc["name"], "root": str(Path(desc["root"]).resolve()),
                    "split": desc["split"], "bands": desc["bands"],
-                   "ids": hashlib.sha256("\n".join(ds.ids).encode()).hexdigest()[:16]}
+                   "ids": hashlib.sha256("\n".join(ds.ids).encode()).hexdigest()[:16],
+                   "precision": resolve_precision(precision, device, batch_size)}
             cache = out / "embeddings" / f"{_slug(mlabel)}__{_slug(dlabel)}.parquet"
             say(f"encoding {dlabel} ({len(ds)} images) with {mlabel}")
             ids, vectors, failed, hit = encode_cached(model, ds, cache, key, batch_size=batch_size,
-                                                      num_workers=num_workers, device=device, progress=progress)
+                                                      num_workers=num_workers, device=device, progress=progress,
+                                                      precision=key["precision"])
             caches.append(cache)
             say(f"  {'reused cached' if hit else 'wrote'} embeddings {cache}"
                 + (f"; {len(failed)} image(s) skipped" if failed else ""))
@@ -296,7 +301,8 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
                           "is relevant when it carries that class", "empty": retr.EMPTY_DEFINITION[empty]},
         },
         "settings": {"retrieval_k": retrieval_k, "empty": empty, "negative_prompt": negative_prompt,
-                     "batch_size": batch_size, "device": device},
+                     "batch_size": batch_size, "device": device,
+                     "precision": resolve_precision(precision, device, batch_size)},
         "provenance": provenance,
         "runs": runs,
     }
