@@ -178,12 +178,15 @@ class _Collate:
 
 
 def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet | str | None = None,
-                         nodata: str = "error", batch_size: int = 32, num_workers: int = 0,
+                         nodata: str = "error", batch_size: int | None = 32, num_workers: int = 0,
                          device: str | torch.device = "cpu", progress: bool = True,
                          skip_ids: set[str] | None = None, radiometry: Any = None, precision: str | None = None):
     """Yield `(ids, vectors, metas, failed)` per batch. `items` are raster paths, layout items (multi-file
     samples), Samples or a dataset of Samples; one path for one or many input groups. `precision`: fp32, bf16,
-    fp16, int8 or auto/None (the device's fastest mode that passes the accuracy gate; models/precision.py)."""
+    fp16, int8 or auto/None (the device's fastest mode that passes the accuracy gate; models/precision.py);
+    `batch_size=None` fits it to the device (models/batching.py)."""
+    from spectraclip.models.batching import choose_batch_size
+
     device = torch.device(device)
     items = list(items) if not hasattr(items, "__getitem__") or isinstance(items, (list, tuple)) else items
     if isinstance(items, (list, tuple)) and items and all(_is_path(x) for x in items):
@@ -200,6 +203,7 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
         items = [items[i] for i in keep] if isinstance(items, (list, tuple)) else _Subset(items, keep)
         ids = [ids[i] for i in keep]
     ds = _EncodeDataset(items, ids, model.preprocessor(), BandSet.parse(bands) if bands else None, nodata, radiometry)
+    batch_size = batch_size or choose_batch_size(model, device, len(ds))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=_Collate(model.groups),
                         persistent_workers=False, prefetch_factor=2 if num_workers else None)
     from spectraclip.models.precision import prepare_for_inference
@@ -221,7 +225,7 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
 
 
 def encode_images(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet | str | None = None,
-                  nodata: str = "error", batch_size: int = 32, num_workers: int = 0,
+                  nodata: str = "error", batch_size: int | None = 32, num_workers: int = 0,
                   device: str | torch.device = "cpu", progress: bool = True,
                   on_error: ErrorCallback | None = None, radiometry: Any = None,
                   precision: str | None = None) -> EncodedImages:
@@ -305,7 +309,7 @@ def text_search(model: SpectralCLIP, image_vectors: np.ndarray, ids: Sequence[st
 
 
 def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path, *,
-                   bands: BandSet | str | None = None, nodata: str = "error", batch_size: int = 32,
+                   bands: BandSet | str | None = None, nodata: str = "error", batch_size: int | None = 32,
                    num_workers: int = 0, device: str | torch.device = "cpu", progress: bool = True,
                    metadata: dict[str, Any] | None = None, on_error: ErrorCallback | None = None,
                    radiometry: Any = None, precision: str | None = None):
@@ -313,8 +317,10 @@ def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path
     resumably: finished batches are kept across restarts. Returns (table, failed, number kept from before)."""
     from spectraclip.embeddings import PartWriter
     from spectraclip.identity import Fingerprints
+    from spectraclip.models.batching import choose_batch_size
     from spectraclip.models.precision import resolve_precision
 
+    batch_size = batch_size or choose_batch_size(model, device, len(items) if hasattr(items, "__len__") else None)
     precision = resolve_precision(precision, device, batch_size)
     # the dimension is known up front, so a run where every item fails still writes a valid (empty) table
     meta = {"bands": ",".join(model.bands.names), "dim": model.embed_dim, "groups": model.groups,

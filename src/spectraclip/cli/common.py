@@ -32,7 +32,8 @@ ModelBandsOpt = Annotated[
 TemplatesOpt = Annotated[
     str, typer.Option("--templates", "-t", help="A named template set or a JSON file of templates.")
 ]
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per forward pass (default: "
+                    "fitted to the model and the free memory of the device).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, or auto.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="DataLoader worker processes for reading.")]
 def _check_precision(value: str) -> str:
