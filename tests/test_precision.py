@@ -17,7 +17,12 @@ from spectraclip.models.loading import load_model
 
 EUROSAT = Path(__file__).resolve().parents[2] / "shared" / "data" / "eurosat-ms-mini"
 needs_data = pytest.mark.skipif(not EUROSAT.is_dir(), reason="needs ../shared/data/eurosat-ms-mini")
-needs_int8 = pytest.mark.skipif(not P.int8_available(), reason="needs torchao")
+needs_int8 = pytest.mark.skipif(not P.int8_available(), reason="needs onnxruntime + onnx")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECTRACLIP_CACHE", str(tmp_path / "cache"))  # int8 trunks are cached there
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +52,7 @@ def test_default_rule_follows_the_measurements(monkeypatch):
     assert P.default_precision("cpu", P.BF16_MIN_BATCH) == "bf16"
     monkeypatch.setattr(P, "cpu_has_bf16", lambda: False)
     assert P.default_precision("cpu", 256) == "fp32"
-    with pytest.raises(P.PrecisionError, match="torchao"):
+    with pytest.raises(P.PrecisionError, match="onnxruntime"):
         P.resolve_precision("int8", "cpu")
 
 
@@ -59,6 +64,7 @@ def test_int8_leaves_the_model_alone_and_reuses_its_quantised_trunk(model):
     assert a.model.clip.visual is b.model.clip.visual
     assert a.model.clip.visual is not model.clip.visual
     assert a.model.clip.transformer is model.clip.transformer  # the text tower is shared, not copied
+    assert isinstance(a.model.clip.visual, P.OrtTrunk)
     for k, v in model.clip.visual.state_dict().items():
         assert type(v) is torch.Tensor and torch.equal(v, before[k])
     with torch.no_grad():
@@ -94,3 +100,20 @@ def test_embeddings_table_records_the_mode(model, patches, tmp_path):
     table, _, _ = embed_to_table(model, patches[:2], tmp_path / "auto.parquet", bands="eurosat-ms",
                                  batch_size=2, progress=False)
     assert read_embeddings(tmp_path / "auto.parquet").metadata["precision"] == P.default_precision("cpu", 2)
+
+
+@needs_int8
+def test_int8_multi_group_model_fuses_the_groups_present():
+    from spectraclip.models.registry import tiny_group_config
+    from spectraclip.models.spectral_clip import SpectralCLIP
+
+    torch.manual_seed(0)
+    net = randomize(SpectralCLIP.from_config(tiny_group_config()), seed=4).eval()
+    g = torch.Generator().manual_seed(1)
+    x = {grp: torch.randn(4, len(net.config.group(grp).bands), 32, 32, generator=g) for grp in net.groups}
+    present = {"s2": torch.tensor([True, True, False, True]), "s1": torch.tensor([True, False, True, True])}
+    with torch.inference_mode():
+        ref = P.prepare_for_inference(net, "fp32").encode_image(x, present)
+        got = P.prepare_for_inference(net, "int8").encode_image(x, present)
+    cos = (got * ref).sum(1)
+    assert cos.min() >= P.MIN_COSINE["int8"] and cos.min() < 1.0

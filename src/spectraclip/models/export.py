@@ -57,6 +57,21 @@ def onnx_metadata(model: SpectralCLIP) -> dict[str, str]:
             "spectraclip.embed_dim": str(model.embed_dim), **Fingerprints.of(model).to_metadata()}
 
 
+def trace_to_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: str | Path, input_names: list[str],
+                  output_name: str = "embedding", opset: int = DEFAULT_OPSET) -> None:
+    """torch.onnx.export of `module` with a dynamic batch axis (attention fast path off: it has no ONNX op)."""
+    axes: dict[str, Any] = {n: {0: "batch"} for n in input_names}
+    axes[output_name] = {0: "batch"}
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            torch.onnx.export(module, example, str(path), input_names=input_names, output_names=[output_name],
+                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
 def export_onnx(model: SpectralCLIP, output: str | Path, *, opset: int = DEFAULT_OPSET) -> Path:
     """Write the image tower of `model` (fp32, eval mode, on CPU) to an ONNX file, atomically."""
     try:
@@ -69,17 +84,8 @@ def export_onnx(model: SpectralCLIP, output: str | Path, *, opset: int = DEFAULT
     s = model.image_size
     example = tuple(torch.zeros(2, len(model.config.group(g).bands), s, s) for g in model.groups)
     names = [f"pixels_{g}" for g in model.groups]
-    axes: dict[str, Any] = {n: {0: "batch"} for n in names}
-    axes["embedding"] = {0: "batch"}
     with atomic_path(output) as tmp:
-        fastpath = torch.backends.mha.get_fastpath_enabled()
-        torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel has no ONNX symbol
-        try:
-            with torch.inference_mode(False), torch.no_grad():
-                torch.onnx.export(tower, example, str(tmp), input_names=names, output_names=["embedding"],
-                                  dynamic_axes=axes, opset_version=opset, dynamo=False)
-        finally:
-            torch.backends.mha.set_fastpath_enabled(fastpath)
+        trace_to_onnx(tower, example, tmp, names, opset=opset)
         proto = onnx.load(str(tmp))
         for k, v in onnx_metadata(model).items():
             entry = proto.metadata_props.add()
@@ -115,4 +121,4 @@ def export_model(model: SpectralCLIP, output: str | Path, fmt: str = "onnx", **k
 
 
 __all__ = ["DEFAULT_OPSET", "ExportError", "FORMATS", "ImageTower", "export_model", "export_onnx", "onnx_metadata",
-           "verify_onnx"]
+           "trace_to_onnx", "verify_onnx"]

@@ -2,15 +2,20 @@
 
 `prepare_for_inference(model, mode, device)` returns an `ImageEncoder` whose `encode_image(x, present)`
 the batch path calls whatever the mode; it always returns float32, L2-normalised `[B, D]` vectors.
-int8 is torchao's dynamic int8 quantisation (int8 weights, per-token int8 activations) of the image
-tower's linear layers, applied to a copy of the tower: the model itself is never modified.
+
+int8 is ONNX Runtime's dynamic quantiser (int8 weights of every MatMul, int8 activations quantised per
+batch, VNNI kernels): the image trunk (`clip.visual`) is exported to ONNX once per model fingerprint,
+quantised, kept in the cache folder (`~/.cache/spectraclip/onnx`) and run by an ONNX Runtime session in
+place of the trunk; patch embeddings, fusion of input groups and the text tower stay in torch. The model
+itself is never modified. torchao's `Int8DynamicActivationInt8WeightConfig` was measured too and dropped:
+without torch.compile it ran at 0.7x fp32 on this CPU (ONNX Runtime int8: 2.8x; same load, batch 16).
 
 Default (`mode="auto"`), measured on the project machine (2 cores with AVX-512 BF16/VNNI, torch 2.14,
-ViT-B-16 with 10 bands at 224 px, see docs/benchmarks.md): int8 is the fastest mode that passes the
-accuracy gate on CPU at every batch size (min cosine to fp32 >= 0.995), bf16 autocast only pays off
-from batch 64 up (4.9 vs 4.1 images/s; at batch 16 it is slower, 2.4 vs 4.3). So on CPU: int8 when
-torchao is installed, else bf16 for batches >= 64 on a CPU with native bf16, else fp32. On CUDA:
-bf16 autocast where the GPU supports it, else fp16 autocast (not measured here: no GPU on this machine).
+ViT-B-16 with 10 bands at 224 px; docs/benchmarks.md): int8 is the fastest mode that passes the accuracy
+gate on CPU (min cosine to fp32 >= 0.995); bf16 autocast only pays off from batch 64 up (4.9 vs 4.1
+images/s; at batch 16 it is slower, 2.4 vs 4.3). So on CPU: int8 when onnxruntime is installed, else bf16
+for batches >= 64 on a CPU with native bf16, else fp32. On CUDA: bf16 autocast where the GPU supports it,
+else fp16 autocast (not measured: no GPU on this machine).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -43,9 +49,10 @@ class PrecisionError(SpectraclipError, ValueError):
 
 
 def int8_available() -> bool:
-    """Whether torchao (the maintained int8 path) is installed."""
+    """Whether ONNX Runtime and onnx (the int8 path: export + dynamic quantiser) are installed."""
     try:
-        import torchao.quantization  # noqa: F401
+        import onnx  # noqa: F401
+        import onnxruntime.quantization  # noqa: F401
     except ImportError:
         return False
     return True
@@ -86,7 +93,7 @@ def resolve_precision(mode: str | None, device: str | torch.device = "cpu", batc
         if dev.type != "cpu":
             raise PrecisionError(f"--precision int8 runs on CPU only (device {dev}); on a GPU use bf16 or fp16")
         if not int8_available():
-            raise PrecisionError("--precision int8 needs torchao: pip install 'spectraclip[speed]'")
+            raise PrecisionError("--precision int8 needs onnxruntime and onnx: pip install 'spectraclip[speed]'")
     return mode
 
 
@@ -133,22 +140,73 @@ def _with_visual(model: SpectralCLIP, visual: torch.nn.Module) -> SpectralCLIP:
     return view
 
 
-def quantize_int8(visual: torch.nn.Module) -> torch.nn.Module:
-    """A copy of an image trunk with torchao dynamic int8 linear layers (the original is untouched)."""
-    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+class OrtTrunk(torch.nn.Module):
+    """An ONNX Runtime session standing in for the image trunk: tensor in, float32 tensor out."""
 
-    q = copy.deepcopy(visual).eval()
-    # nn.MultiheadAttention reads out_proj.weight directly in its fused path: leave its linear alone
-    quantize_(q, Int8DynamicActivationInt8WeightConfig(),
-              filter_fn=lambda m, name: type(m) is torch.nn.Linear)
-    return q
+    def __init__(self, path: str | Path, input_name: str = "x", threads: int | None = None) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        self.path, self.input_name = Path(path), input_name
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input_name: x.detach().to("cpu", torch.float32).contiguous().numpy()})[0]
+        return torch.from_numpy(out).to(x.device)
+
+
+def _trunk_example(model: SpectralCLIP) -> torch.Tensor:
+    """An input of the trunk's shape: pixels for a single-group model, patch features for a multi-group one."""
+    s = model.image_size
+    first = model.groups[0]
+    x = torch.zeros(2, len(model.config.group(first).bands), s, s)
+    if model.patch_embeds is None:
+        return x
+    with torch.no_grad():
+        return model.patch_embeds[first](x)
+
+
+def int8_trunk_path(model: SpectralCLIP) -> Path | None:
+    """Where the quantised trunk of this model is cached (None when the cache is disabled)."""
+    import onnxruntime as ort
+
+    from spectraclip.identity import model_fingerprint
+    from spectraclip.text_cache import cache_root
+
+    root = cache_root()
+    return None if root is None else root / "onnx" / f"{model_fingerprint(model)}-visual-int8-ort{ort.__version__}.onnx"
+
+
+def quantize_int8(model: SpectralCLIP) -> OrtTrunk:
+    """The int8 ONNX Runtime trunk of `model`: read from the cache, or exported, quantised and cached."""
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from spectraclip.io.atomic import atomic_path
+    from spectraclip.models.export import trace_to_onnx
+
+    target = int8_trunk_path(model)
+    if target is not None and target.is_file():
+        return OrtTrunk(target)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "visual.onnx"
+        log.info("exporting and quantising the image trunk to int8 (once per model)")
+        trace_to_onnx(model.clip.visual.eval(), (_trunk_example(model),), fp32, ["x"])
+        dest = target or Path(tmp) / "visual-int8.onnx"
+        with atomic_path(dest) as out:
+            quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+        return OrtTrunk(dest)  # the session holds the graph in memory: the temporary file may go
 
 
 def prepare_for_inference(model: SpectralCLIP, mode: str | None = AUTO, device: str | torch.device = "cpu",
                           batch_size: int | None = None) -> ImageEncoder:
     """The `ImageEncoder` for `mode` (auto: the device's default) with the model in eval mode on `device`.
 
-    The int8 trunk is built once per model and reused while the weights stay the same.
+    The int8 trunk is built once per model (and cached on disk) and reused while the weights stay the same.
     """
     dev = torch.device(device)
     resolved = resolve_precision(mode, dev, batch_size)
@@ -159,11 +217,13 @@ def prepare_for_inference(model: SpectralCLIP, mode: str | None = AUTO, device: 
     state = _weights_state(visual)
     memo = getattr(model, "_spectraclip_int8", None)
     if memo is None or memo[0] != state:
-        memo = (state, quantize_int8(visual))
+        if memo is not None:  # the weights changed in place since: the memoised fingerprint is stale too
+            model.__dict__.pop("_spectraclip_fingerprint", None)
+        memo = (state, quantize_int8(model))
         object.__setattr__(model, "_spectraclip_int8", memo)
     return ImageEncoder(_with_visual(model, memo[1]), resolved, dev)
 
 
 __all__ = ["AUTO", "BF16_MIN_BATCH", "ImageEncoder", "METADATA_KEY", "MIN_COSINE", "PRECISIONS", "PrecisionError",
-           "cpu_has_bf16", "default_precision", "int8_available", "prepare_for_inference", "quantize_int8",
-           "resolve_precision"]
+           "OrtTrunk", "cpu_has_bf16", "default_precision", "int8_available", "int8_trunk_path",
+           "prepare_for_inference", "quantize_int8", "resolve_precision"]
