@@ -97,9 +97,29 @@ def test_embeddings_table_records_the_mode(model, patches, tmp_path):
     from spectraclip.embeddings import read_embeddings
 
     assert read_embeddings(tmp_path / "e.parquet").metadata["precision"] == "bf16"
-    table, _, _ = embed_to_table(model, patches[:2], tmp_path / "auto.parquet", bands="eurosat-ms",
-                                 batch_size=2, progress=False)
+    embed_to_table(model, patches[:2], tmp_path / "lib.parquet", bands="eurosat-ms", batch_size=2, progress=False)
+    assert read_embeddings(tmp_path / "lib.parquet").metadata["precision"] == "fp32"  # the library default
+    embed_to_table(model, patches[:2], tmp_path / "auto.parquet", bands="eurosat-ms", batch_size=2,
+                   precision="auto", progress=False)
     assert read_embeddings(tmp_path / "auto.parquet").metadata["precision"] == P.default_precision("cpu", 2)
+
+
+@needs_data
+def test_cli_embed_defaults_to_auto_and_refuses_unknown_modes(patches, tmp_path):
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+    from spectraclip.embeddings import read_embeddings
+
+    out = tmp_path / "cli.parquet"
+    args = ["embed", *map(str, patches[:3]), "-o", str(out), "-m", "tiny-test", "--model-bands", "msclip",
+            "--bands", "eurosat-ms", "--workers", "0"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    meta = read_embeddings(out).metadata
+    assert meta["precision"] == P.default_precision("cpu", 3) and len(read_embeddings(out)) == 3
+    res = CliRunner().invoke(app, [*args, "--precision", "fp8"])
+    assert res.exit_code != 0 and "fp8" in res.output
 
 
 @needs_int8

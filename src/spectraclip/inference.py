@@ -180,10 +180,11 @@ class _Collate:
 def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet | str | None = None,
                          nodata: str = "error", batch_size: int | None = 32, num_workers: int = 0,
                          device: str | torch.device = "cpu", progress: bool = True,
-                         skip_ids: set[str] | None = None, radiometry: Any = None, precision: str | None = None):
+                         skip_ids: set[str] | None = None, radiometry: Any = None, precision: str | None = "fp32"):
     """Yield `(ids, vectors, metas, failed)` per batch. `items` are raster paths, layout items (multi-file
-    samples), Samples or a dataset of Samples; one path for one or many input groups. `precision`: fp32, bf16,
-    fp16, int8 or auto/None (the device's fastest mode that passes the accuracy gate; models/precision.py);
+    samples), Samples or a dataset of Samples; one path for one or many input groups. `precision`: fp32 (the
+    library default), bf16, fp16, int8, or auto/None (the device's fastest mode that passes the accuracy gate,
+    the CLI default; models/precision.py);
     `batch_size=None` fits it to the device (models/batching.py)."""
     from spectraclip.models.batching import choose_batch_size
 
@@ -228,7 +229,7 @@ def encode_images(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet |
                   nodata: str = "error", batch_size: int | None = 32, num_workers: int = 0,
                   device: str | torch.device = "cpu", progress: bool = True,
                   on_error: ErrorCallback | None = None, radiometry: Any = None,
-                  precision: str | None = None) -> EncodedImages:
+                  precision: str | None = "fp32") -> EncodedImages:
     """Encode raster paths, layout items or a dataset of Samples into L2-normalised embeddings, skipping
     bad inputs (reported to `on_error(where, message)`)."""
     ids: list[str] = []
@@ -312,7 +313,7 @@ def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path
                    bands: BandSet | str | None = None, nodata: str = "error", batch_size: int | None = 32,
                    num_workers: int = 0, device: str | torch.device = "cpu", progress: bool = True,
                    metadata: dict[str, Any] | None = None, on_error: ErrorCallback | None = None,
-                   radiometry: Any = None, precision: str | None = None):
+                   radiometry: Any = None, precision: str | None = "fp32"):
     """Embed items (raster paths, or a layout dataset of multi-file samples) into an embeddings table,
     resumably: finished batches are kept across restarts. Returns (table, failed, number kept from before)."""
     from spectraclip.embeddings import PartWriter

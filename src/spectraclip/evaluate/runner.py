@@ -133,7 +133,7 @@ def check_bands(model_label: str, model: Any, dataset_label: str, dataset: Label
 
 def encode_cached(model: Any, dataset: LabelledDataset, cache_path: Path, key: dict[str, Any], *,
                   batch_size: int = 32, num_workers: int = 0, device: str = "cpu", progress: bool = True,
-                  precision: str | None = None) -> tuple[list[str], np.ndarray, list[tuple[str, str]], bool]:
+                  precision: str | None = "fp32") -> tuple[list[str], np.ndarray, list[tuple[str, str]], bool]:
     """(ids, vectors, failed, cache_hit): read the embeddings table when its key matches, else encode."""
     from spectraclip.embeddings import EmbeddingsTableError, read_embeddings, write_embeddings
 
@@ -185,7 +185,7 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
              device: str = "cpu", progress: bool = True, retrieval_k: int = 100, empty: str = "skip",
              negative_prompt: str = NEGATIVE_PROMPT, plots: bool = True, embedding_map: str = "auto",
              command: str | None = None, log_fn: Callable[[str], None] | None = None,
-             precision: str | None = None) -> EvaluationResult:
+             precision: str | None = "fp32") -> EvaluationResult:
     """Run every (model, dataset, template set, task) and write results.json/.csv/.md and plots."""
     from spectraclip.evaluate import report
     from spectraclip.models.precision import resolve_precision
