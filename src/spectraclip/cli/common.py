@@ -55,7 +55,7 @@ def _check_precision(value: str) -> str:
 
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", callback=_check_precision, help="Image-encoding precision: auto (the "
-                      "fastest mode that passes the accuracy gate on this device: int8 on CPU with torchao, bf16 "
+                      "fastest mode that passes the accuracy gate on this device: int8 on CPU with onnxruntime, bf16 "
                       "on GPU), fp32, bf16, fp16 (GPU) or int8 (CPU). Recorded in embeddings tables.")
 ]
 NodataOpt = Annotated[
