@@ -25,15 +25,15 @@ def model():
 
 
 def counting(model):
-    """Wrap `model.encode_text` to count the prompts it encodes."""
+    """Wrap `model.tokenize` to count the prompts that get encoded."""
     calls = {"n": 0}
-    real = model.encode_text
+    real = model.tokenize
 
-    def encode_text(tokens, normalize=True):
-        calls["n"] += len(tokens)
-        return real(tokens, normalize=normalize)
+    def tokenize(texts):
+        calls["n"] += len(texts)
+        return real(texts)
 
-    model.encode_text = encode_text
+    model.tokenize = tokenize
     return calls
 
 

@@ -259,6 +259,7 @@ def _log_error(where: str, msg: str) -> None:
 def encode_texts(model: SpectralCLIP, texts: Sequence[str], *, batch_size: int = 64,
                  device: str | torch.device = "cpu") -> np.ndarray:
     """L2-normalised text embeddings `[len(texts), D]`."""
+    from spectraclip.models.text_trim import encode_text_trimmed
     from spectraclip.text_cache import cached_text_embeddings
 
     device = torch.device(device)
@@ -269,7 +270,7 @@ def encode_texts(model: SpectralCLIP, texts: Sequence[str], *, batch_size: int =
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
                 tokens = model.tokenize(list(texts[i: i + batch_size])).to(device)
-                out.append(model.encode_text(tokens, normalize=True).float().cpu().numpy())
+                out.append(encode_text_trimmed(model, tokens).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     return cached_text_embeddings(model, list(texts), encode) if len(texts) else encode([])

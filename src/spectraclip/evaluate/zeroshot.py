@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from spectraclip.evaluate.templates import TemplateSet, fill_template
+from spectraclip.models.text_trim import encode_text_trimmed
 from spectraclip.text_cache import cached_text_embeddings
 
 
@@ -39,7 +40,7 @@ def class_text_embeddings(
                 tokens = model.tokenize(texts[start:start + batch_size])
                 if isinstance(tokens, torch.Tensor):
                     tokens = tokens.to(device)
-                emb = model.encode_text(tokens)
+                emb = encode_text_trimmed(model, tokens)
                 chunks.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(chunks).numpy()
 
