@@ -249,7 +249,9 @@ def main() -> None:
 
     if "classify" not in skip:
         t_pub, p_pub = run_published(net, files, classes, templates)
+        console.print(f"  published path: {t_pub:.1f} s")
         t_loop, _ = run_openclip_loop(net, files, classes, templates)
+        console.print(f"  open_clip loop: {t_loop:.1f} s")
         tab = Table(title=f"`classify` end to end ({len(files)} images, {len(classes)} classes x "
                           f"{len(templates)} templates)")
         for col in ("path", "seconds", "vs published", "vs open_clip loop", "top-1 = published"):
@@ -262,6 +264,7 @@ def main() -> None:
             # cold: an empty cache folder (the int8 trunk is reused from memory; on disk it is a one-off)
             os.environ["SPECTRACLIP_CACHE"] = str(tmp / ("cold" if cache == "cold" else "cache"))
             s, probs = run_classify(net, files, classes, templates, m, args.workers)
+            console.print(f"  classify {m}, text cache {cache}: {s:.1f} s")
             same = float((probs.argmax(1) == p_pub.argmax(1)).mean())
             tab.add_row(f"spectraclip classify --precision {m} (text cache {cache})", f"{s:.1f}",
                         f"{t_pub / s:.2f}", f"{t_loop / s:.2f}", f"{100 * same:.1f}%")
@@ -276,6 +279,7 @@ def main() -> None:
         for th, wk in ((2, 1), (1, 1), (2, 0), (1, 0)):
             torch.set_num_threads(th)
             s, _ = run_embed(net, files, tmp / f"thr_{th}_{wk}.parquet", auto, wk)
+            console.print(f"  {th} threads + {wk} workers: {s:.1f} s")
             first = first or s
             tab.add_row(f"{th} + {wk}", f"{len(files) / s:.2f}", f"{first / s:.2f}")
         torch.set_num_threads(args.threads)

@@ -148,7 +148,8 @@ class OrtTrunk(torch.nn.Module):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        self.threads = threads or torch.get_num_threads()
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         self.path, self.input_name = Path(path), input_name
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -220,6 +221,9 @@ def prepare_for_inference(model: SpectralCLIP, mode: str | None = AUTO, device: 
         if memo is not None:  # the weights changed in place since: the memoised fingerprint is stale too
             model.__dict__.pop("_spectraclip_fingerprint", None)
         memo = (state, quantize_int8(model))
+        object.__setattr__(model, "_spectraclip_int8", memo)
+    elif memo[1].threads != torch.get_num_threads() and memo[1].path.is_file():  # follow torch's thread count
+        memo = (state, OrtTrunk(memo[1].path))
         object.__setattr__(model, "_spectraclip_int8", memo)
     return ImageEncoder(_with_visual(model, memo[1]), resolved, dev)
 
