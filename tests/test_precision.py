@@ -67,6 +67,10 @@ def test_int8_leaves_the_model_alone_and_reuses_its_quantised_trunk(model):
     assert isinstance(a.model.clip.visual, P.OrtTrunk)
     for k, v in model.clip.visual.state_dict().items():
         assert type(v) is torch.Tensor and torch.equal(v, before[k])
+    import copy
+    import pickle
+
+    assert copy.deepcopy(model) is not model and pickle.dumps(model)  # no session hangs off the model
     with torch.no_grad():
         model.clip.visual.proj.mul_(1.0)  # an in-place weight update invalidates the quantised copy
     assert P.prepare_for_inference(model, "int8").model.clip.visual is not a.model.clip.visual

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +204,10 @@ def quantize_int8(model: SpectralCLIP) -> OrtTrunk:
         return OrtTrunk(dest)  # the session holds the graph in memory: the temporary file may go
 
 
+# model -> (weights state, int8 trunk); outside the model so that pickling or copying it never meets a session
+_INT8_TRUNKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def prepare_for_inference(model: SpectralCLIP, mode: str | None = AUTO, device: str | torch.device = "cpu",
                           batch_size: int | None = None) -> ImageEncoder:
     """The `ImageEncoder` for `mode` (auto: the device's default) with the model in eval mode on `device`.
@@ -216,15 +221,13 @@ def prepare_for_inference(model: SpectralCLIP, mode: str | None = AUTO, device: 
         return ImageEncoder(model, resolved, dev)
     visual = model.clip.visual
     state = _weights_state(visual)
-    memo = getattr(model, "_spectraclip_int8", None)
+    memo = _INT8_TRUNKS.get(model)
     if memo is None or memo[0] != state:
         if memo is not None:  # the weights changed in place since: the memoised fingerprint is stale too
             model.__dict__.pop("_spectraclip_fingerprint", None)
-        memo = (state, quantize_int8(model))
-        object.__setattr__(model, "_spectraclip_int8", memo)
+        memo = _INT8_TRUNKS[model] = (state, quantize_int8(model))
     elif memo[1].threads != torch.get_num_threads() and memo[1].path.is_file():  # follow torch's thread count
-        memo = (state, OrtTrunk(memo[1].path))
-        object.__setattr__(model, "_spectraclip_int8", memo)
+        memo = _INT8_TRUNKS[model] = (state, OrtTrunk(memo[1].path))
     return ImageEncoder(_with_visual(model, memo[1]), resolved, dev)
 
 
