@@ -43,6 +43,7 @@ AUTO = "auto"
 MIN_COSINE = {"fp32": 1.0, "bf16": 0.999, "fp16": 0.999, "int8": 0.995}
 BF16_MIN_BATCH = 64  # below this, bf16 autocast is slower than fp32 on this CPU (measured)
 METADATA_KEY = "precision"
+INT8_PER_CHANNEL = False  # per-output-channel weight scales (ONNX Runtime's per_channel); see docs/benchmarks.md
 
 
 class PrecisionError(SpectraclipError, ValueError):
@@ -179,7 +180,9 @@ def int8_trunk_path(model: SpectralCLIP) -> Path | None:
     from spectraclip.text_cache import cache_root
 
     root = cache_root()
-    return None if root is None else root / "onnx" / f"{model_fingerprint(model)}-visual-int8-ort{ort.__version__}.onnx"
+    kind = "int8pc" if INT8_PER_CHANNEL else "int8"
+    name = f"{model_fingerprint(model)}-visual-{kind}-ort{ort.__version__}.onnx"
+    return None if root is None else root / "onnx" / name
 
 
 def quantize_int8(model: SpectralCLIP) -> OrtTrunk:
@@ -200,7 +203,7 @@ def quantize_int8(model: SpectralCLIP) -> OrtTrunk:
         trace_to_onnx(model.clip.visual.eval(), (_trunk_example(model),), fp32, ["x"])
         dest = target or Path(tmp) / "visual-int8.onnx"
         with atomic_path(dest) as out:
-            quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=INT8_PER_CHANNEL)
         return OrtTrunk(dest)  # the session holds the graph in memory: the temporary file may go
 
 
