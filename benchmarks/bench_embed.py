@@ -200,6 +200,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--modes", default="fp32,bf16,int8")
     ap.add_argument("--demo-bundle", type=Path, default=None, help="the demo's MS bundle, for its accuracy gate")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved repeats of the embed paths; best kept")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: embed,classify,threads")
     args = ap.parse_args()
     if not EUROSAT.is_dir():
@@ -233,11 +234,19 @@ def main() -> None:
     if "embed" not in skip:
         g = net.config.group(net.groups[0])
         x = published_preprocess(files, g.mean, g.std)
-        base = forward_fp32(net, x, 32)
-        res = {m: run_embed(net, files, tmp / f"emb_{m}.parquet", m, args.workers) for m in modes}
+        base, res = float("inf"), {}
+        for r in range(args.rounds):  # A B C D A B C D: load drifting over time hits every path alike
+            base = min(base, forward_fp32(net, x, 32))
+            console.print(f"  round {r + 1}: open_clip fp32 forward {len(files) / base:.2f} images/s (best so far)")
+            for m in modes:
+                s, vec = run_embed(net, files, tmp / f"emb_{m}_{r}.parquet", m, args.workers)
+                if m not in res or s < res[m][0]:
+                    res[m] = (s, vec)
+                console.print(f"  round {r + 1}: embed {m} {len(files) / s:.2f} images/s")
         ref = res["fp32"][1] if "fp32" in res else run_embed(net, files, tmp / "ref.parquet", "fp32", args.workers)[1]
+        title_note = f", best of {args.rounds} interleaved rounds"
         tab = Table(title=f"`embed` end to end vs open_clip eager fp32 forward ({len(files)} images, ViT-B-16, "
-                          "10 bands, 224 px)")
+                          f"10 bands, 224 px{title_note})")
         for col in ("path", "images/s", "speed ratio", "min cosine to fp32", "top-1 agreement"):
             tab.add_column(col, justify="left" if col == "path" else "right")
         tab.add_row("open_clip eager fp32 forward only (baseline)", f"{len(files) / base:.2f}", "1.00", "", "")
