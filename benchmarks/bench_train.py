@@ -1,6 +1,7 @@
 """Training-step throughput and peak memory: SpectralCLIP ViT-B-16 with 10 bands at 224 (our step:
 feature-cached contrastive step + clipping + AdamW), with and without gradient checkpointing, against
-open_clip's own model forward/backward (+ ClipLoss + AdamW) on the same weights and batch.
+open_clip's own model forward/backward (+ ClipLoss + AdamW) on the same weights and batch; and our step under
+bf16 autocast (the recipe's `run.precision: bf16`), to see whether it pays off on this CPU.
 
 Each configuration runs in a fresh subprocess; peak memory is that process's max RSS (getrusage).
 Usage: python benchmarks/bench_train.py [--batch 8] [--steps 3] [--threads 1]
@@ -9,6 +10,7 @@ Usage: python benchmarks/bench_train.py [--batch 8] [--steps 3] [--threads 1]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -17,10 +19,11 @@ CONFIGS = {
     "open_clip fwd/bwd (baseline)": {"mode": "openclip", "ckpt": False},
     "spectraclip step": {"mode": "spectraclip", "ckpt": False},
     "spectraclip step + grad ckpt": {"mode": "spectraclip", "ckpt": True},
+    "spectraclip step, bf16 autocast": {"mode": "spectraclip", "ckpt": False, "bf16": True},
 }
 
 
-def worker(mode: str, ckpt: bool, batch: int, steps: int, threads: int) -> dict:
+def worker(mode: str, ckpt: bool, batch: int, steps: int, threads: int, bf16: bool = False) -> dict:
     import resource
     import time
 
@@ -48,7 +51,8 @@ def worker(mode: str, ckpt: bool, batch: int, steps: int, threads: int) -> dict:
             f_i, f_t, scale = model.clip(img, tok)
             loss_fn(f_i, f_t, scale).backward()
         else:
-            contrastive_step(model, loss_fn, [(img, tok)])
+            autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+            contrastive_step(model, loss_fn, [(img, tok)], autocast=autocast)
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         opt.step()
 
@@ -71,7 +75,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.worker:
         cfg = CONFIGS[a.worker]
-        print(json.dumps(worker(cfg["mode"], cfg["ckpt"], a.batch, a.steps, a.threads)))
+        print(json.dumps(worker(cfg["mode"], cfg["ckpt"], a.batch, a.steps, a.threads, cfg.get("bf16", False))))
         return
     results: dict[str, dict] = {}
     for _ in range(a.rounds):  # A B C A B C: load drifting over time hits every configuration alike

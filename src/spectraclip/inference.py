@@ -192,11 +192,16 @@ class _Collate:
 
 
 def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet | str | None = None,
-                         nodata: str = "error", batch_size: int = 32, num_workers: int = 0,
+                         nodata: str = "error", batch_size: int | None = 32, num_workers: int = 0,
                          device: str | torch.device = "cpu", progress: bool = True,
-                         skip_ids: set[str] | None = None, radiometry: Any = None):
+                         skip_ids: set[str] | None = None, radiometry: Any = None, precision: str | None = "fp32"):
     """Yield `(ids, vectors, metas, failed)` per batch. `items` are raster paths, layout items (multi-file
-    samples), Samples or a dataset of Samples; one path for one or many input groups."""
+    samples), Samples or a dataset of Samples; one path for one or many input groups. `precision`: fp32 (the
+    library default), bf16, fp16, int8, or auto/None (the device's fastest mode that passes the accuracy gate,
+    the CLI default; models/precision.py);
+    `batch_size=None` fits it to the device (models/batching.py)."""
+    from spectraclip.models.batching import choose_batch_size
+
     device = torch.device(device)
     items = list(items) if not hasattr(items, "__getitem__") or isinstance(items, (list, tuple)) else items
     if isinstance(items, (list, tuple)) and items and all(_is_path(x) for x in items):
@@ -213,9 +218,12 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
         items = [items[i] for i in keep] if isinstance(items, (list, tuple)) else _Subset(items, keep)
         ids = [ids[i] for i in keep]
     ds = _EncodeDataset(items, ids, model.preprocessor(), BandSet.parse(bands) if bands else None, nodata, radiometry)
+    batch_size = batch_size or choose_batch_size(model, device, len(ds))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=_Collate(model.groups),
                         persistent_workers=False, prefetch_factor=2 if num_workers else None)
-    model.eval().to(device)
+    from spectraclip.models.precision import prepare_for_inference
+
+    encoder = prepare_for_inference(model, precision, device, batch_size)
     from tqdm.auto import tqdm
 
     with torch.inference_mode(), tqdm(total=len(ds), desc="encoding images", unit="img",
@@ -224,9 +232,7 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
             if batch["ids"]:
                 x = {g: t.to(device, torch.float32) for g, t in batch["x"].items()}
                 present = {g: p.to(device) for g, p in batch["present"].items()}
-                feats = model.encode_image(x, present=present) if model.config.multi else \
-                    model.encode_image(x[model.groups[0]])
-                vectors = feats.float().cpu().numpy()
+                vectors = encoder.encode_image(x, present=present).cpu().numpy()
             else:
                 vectors = np.zeros((0, model.embed_dim), np.float32)
             bar.update(len(batch["ids"]) + len(batch["failed"]))
@@ -234,9 +240,10 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
 
 
 def encode_images(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet | str | None = None,
-                  nodata: str = "error", batch_size: int = 32, num_workers: int = 0,
+                  nodata: str = "error", batch_size: int | None = 32, num_workers: int = 0,
                   device: str | torch.device = "cpu", progress: bool = True,
-                  on_error: ErrorCallback | None = None, radiometry: Any = None) -> EncodedImages:
+                  on_error: ErrorCallback | None = None, radiometry: Any = None,
+                  precision: str | None = "fp32") -> EncodedImages:
     """Encode raster paths, layout items or a dataset of Samples into L2-normalised embeddings, skipping
     bad inputs (reported to `on_error(where, message)`)."""
     ids: list[str] = []
@@ -245,7 +252,7 @@ def encode_images(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet |
     failed: list[tuple[str, str]] = []
     for b_ids, b_vec, b_meta, b_failed in iter_encoded_batches(
         model, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=num_workers,
-        device=device, progress=progress, radiometry=radiometry,
+        device=device, progress=progress, radiometry=radiometry, precision=precision,
     ):
         ids += b_ids
         if len(b_ids):
@@ -265,14 +272,21 @@ def _log_error(where: str, msg: str) -> None:
 def encode_texts(model: SpectralCLIP, texts: Sequence[str], *, batch_size: int = 64,
                  device: str | torch.device = "cpu") -> np.ndarray:
     """L2-normalised text embeddings `[len(texts), D]`."""
+    from spectraclip.models.text_trim import encode_text_trimmed
+    from spectraclip.text_cache import cached_text_embeddings
+
     device = torch.device(device)
     model.eval().to(device)
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(texts), batch_size):
-            tokens = model.tokenize(list(texts[i: i + batch_size])).to(device)
-            out.append(model.encode_text(tokens, normalize=True).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def encode(texts: list[str]) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                tokens = model.tokenize(list(texts[i: i + batch_size])).to(device)
+                out.append(encode_text_trimmed(model, tokens).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    return cached_text_embeddings(model, list(texts), encode) if len(texts) else encode([])
 
 
 @dataclass
@@ -299,17 +313,21 @@ def text_search(model: SpectralCLIP, image_vectors: np.ndarray, ids: Sequence[st
 
 
 def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path, *,
-                   bands: BandSet | str | None = None, nodata: str = "error", batch_size: int = 32,
+                   bands: BandSet | str | None = None, nodata: str = "error", batch_size: int | None = 32,
                    num_workers: int = 0, device: str | torch.device = "cpu", progress: bool = True,
                    metadata: dict[str, Any] | None = None, on_error: ErrorCallback | None = None,
-                   radiometry: Any = None):
+                   radiometry: Any = None, precision: str | None = "fp32"):
     """Embed items (raster paths, or a layout dataset of multi-file samples) into an embeddings table,
     resumably: finished batches are kept across restarts. Returns (table, failed, number kept from before)."""
     from spectraclip.embeddings import PartWriter, identity_metadata
+    from spectraclip.models.batching import choose_batch_size
+    from spectraclip.models.precision import resolve_precision
 
+    batch_size = batch_size or choose_batch_size(model, device, len(items) if hasattr(items, "__len__") else None)
+    precision = resolve_precision(precision, device, batch_size)
     # the dimension is known up front, so a run where every item fails still writes a valid (empty) table
     meta = {"bands": ",".join(model.bands.names), "dim": model.embed_dim, "groups": model.groups,
-            "large_rasters": "resize" if model.preprocessor().allow_resize else "error",
+            "large_rasters": "resize" if model.preprocessor().allow_resize else "error", "precision": precision,
             **identity_metadata(model), **(metadata or {})}
     writer = PartWriter(output, metadata=meta)
     failed: list[tuple[str, str]] = []
@@ -317,7 +335,7 @@ def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path
     before = set(writer.done_ids)
     for ids, vecs, metas, b_failed in iter_encoded_batches(
         model, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=num_workers,
-        device=device, progress=progress, skip_ids=writer.done_ids, radiometry=radiometry,
+        device=device, progress=progress, skip_ids=writer.done_ids, radiometry=radiometry, precision=precision,
     ):
         if ids:
             writer.write(ids, vecs, EncodedImages(ids, vecs, metas).columns())

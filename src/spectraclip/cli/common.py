@@ -39,9 +39,32 @@ ModelBandsOpt = Annotated[
 TemplatesOpt = Annotated[
     str, typer.Option("--templates", "-t", help="A named template set or a JSON file of templates.")
 ]
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per forward pass (default: "
+                    "fitted to the model and the free memory of the device).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:1.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="DataLoader worker processes for reading.")]
+def _check_precision(value: str) -> str:
+    """Refuse an unknown mode, or one this machine cannot run, before anything is loaded."""
+    from spectraclip.models.precision import AUTO, PRECISIONS, PrecisionError, resolve_precision
+
+    if value == AUTO:
+        return value
+    if value not in PRECISIONS:
+        raise typer.BadParameter(f"{value!r}: expected auto, {', '.join(PRECISIONS)}")
+    import torch
+
+    try:
+        resolve_precision(value, "cuda" if value == "fp16" and torch.cuda.is_available() else "cpu")
+    except PrecisionError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", callback=_check_precision, help="Image-encoding precision: auto (the "
+                      "fastest mode that passes the accuracy gate on this device: int8 on CPU with onnxruntime, bf16 "
+                      "on GPU), fp32, bf16, fp16 (GPU) or int8 (CPU). Recorded in embeddings tables.")
+]
 NodataOpt = Annotated[
     str, typer.Option("--nodata", help="NaN/nodata pixels: error (skip the file), fill (band mean), ignore.")
 ]

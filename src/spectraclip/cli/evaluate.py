@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import DeviceOpt, ModelBandsOpt, WorkersOpt, console, fail, resolve_device, split_list
+from spectraclip.cli.common import (
+    DeviceOpt,
+    ModelBandsOpt,
+    PrecisionOpt,
+    WorkersOpt,
+    console,
+    fail,
+    resolve_device,
+    split_list,
+)
 
 
 def evaluate_cmd(
@@ -49,6 +58,7 @@ def evaluate_cmd(
     force: Annotated[bool, typer.Option(
         "--force", help="With --embeddings: accept a table whose fingerprints differ from the model's (or "
         "that records none).")] = False,
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Evaluate models on benchmarks; writes results.json/.csv/.md, per-image predictions (predictions/*.csv)
     and plots to the --output folder."""
@@ -76,7 +86,8 @@ def evaluate_cmd(
                           batch_size=batch_size, num_workers=workers, device=resolve_device(device),
                           retrieval_k=k, empty=empty, negative_prompt=negative_prompt, plots=plots,
                           embedding_map=embedding_map, command=shlex.join(["spectraclip", *sys.argv[1:]]),
-                          log_fn=console.print, embeddings=embeddings, force=force)
+                          log_fn=console.print, embeddings=embeddings, force=force,
+                          precision=precision)
     except (SpectraclipError, EvaluationError, DatasetNotFoundError, DatasetError, TemplateError, BandError,
             FileNotFoundError, ValueError) as exc:
         fail(str(exc))

@@ -16,6 +16,7 @@ from spectraclip.cli.common import (
     ModelOpt,
     NodataOpt,
     PathsArg,
+    PrecisionOpt,
     TemplatesOpt,
     WorkersOpt,
     console,
@@ -107,7 +108,7 @@ def classify(
     bands: BandsOpt = None,
     templates: TemplatesOpt = "msclip",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write all scores to .csv or .parquet.")] = None,
-    batch_size: BatchOpt = 32,
+    batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
     nodata: NodataOpt = "error",
@@ -115,6 +116,7 @@ def classify(
     resize: ResizeOpt = False,
     radiometry: RadiometryArg = None,
     show: Annotated[int, typer.Option("--show", help="Rows to print (0: all).")] = 50,
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Zero-shot classify rasters into the given classes (template-ensemble prompts)."""
     from rich.table import Table
@@ -128,7 +130,8 @@ def classify(
     items = _items(paths)
     net = _load(model, checkpoint, device, model_bands, missing_bands, resize)
     enc = encode_images(net, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
-                        device=resolve_device(device), on_error=lambda *_: None, radiometry=radiometry)
+                        device=resolve_device(device), on_error=lambda *_: None, radiometry=radiometry,
+                        precision=precision)
     report_failures(enc.failed, "rasters")
     if not enc.ids:
         fail(f"no raster could be read (first: {enc.failed[0][0]}: {enc.failed[0][1]})" if enc.failed
@@ -176,7 +179,7 @@ def search(
     model_bands: ModelBandsOpt = None,
     bands: BandsOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write hits to .csv or .parquet.")] = None,
-    batch_size: BatchOpt = 32,
+    batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
     nodata: NodataOpt = "error",
@@ -192,6 +195,7 @@ def search(
     unlike: Annotated[list[str] | None, typer.Option("--unlike", help="Index only: a negative example id.")] = None,
     filters: Annotated[list[str] | None, typer.Option(
         "--filter", help="Index only: bbox=W,S,E,N, start=DATE, end=DATE or COLUMN=VALUE (before ranking).")] = None,
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Rank images by similarity to free-text queries (reads an embeddings table instead of rasters if given)."""
     from spectraclip.index.store import is_index_dir
@@ -238,7 +242,7 @@ def search(
     else:
         enc = encode_images(net, _items(paths), bands=bands, nodata=nodata, batch_size=batch_size,
                             num_workers=workers, device=resolve_device(device), on_error=lambda *_: None,
-                            radiometry=radiometry)
+                            radiometry=radiometry, precision=precision)
         report_failures(enc.failed, "rasters")
         ids, vectors, src = enc.ids, enc.vectors, [m["path"] for m in enc.samples_meta]
     if not ids:
@@ -269,7 +273,7 @@ def embed(
     checkpoint: CheckpointOpt = None,
     model_bands: ModelBandsOpt = None,
     bands: BandsOpt = None,
-    batch_size: BatchOpt = 32,
+    batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
     nodata: NodataOpt = "error",
@@ -285,6 +289,7 @@ def embed(
     drop_bands: Annotated[list[str] | None, typer.Option(
         "--drop-bands", help="With --layout: leave these bands out of the inputs, e.g. B01,B09,VH (repeat or "
         "comma list).")] = None,
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Write the embeddings table of rasters or multi-file items (resumable: rerun the same command after an
     interruption)."""
@@ -304,6 +309,7 @@ def embed(
         table, failed, resumed = embed_to_table(
             net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
             device=resolve_device(device), metadata=meta, on_error=lambda *_: None, radiometry=radiometry,
+            precision=precision,
         )
     except EmbeddingsTableError as exc:  # e.g. unfinished parts of a run with another model
         fail(str(exc))

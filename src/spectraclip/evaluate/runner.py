@@ -117,8 +117,8 @@ def check_bands(model_label: str, model: Any, dataset_label: str, dataset: Label
 
 
 def encode_cached(model: Any, dataset: LabelledDataset, cache_path: Path, key: dict[str, Any], *,
-                  batch_size: int = 32, num_workers: int = 0, device: str = "cpu", progress: bool = True
-                  ) -> tuple[list[str], np.ndarray, list[tuple[str, str]], bool]:
+                  batch_size: int = 32, num_workers: int = 0, device: str = "cpu", progress: bool = True,
+                  precision: str | None = "fp32") -> tuple[list[str], np.ndarray, list[tuple[str, str]], bool]:
     """(ids, vectors, failed, cache_hit): read the embeddings table when its key matches, else encode."""
     from spectraclip.embeddings import EmbeddingsTableError, write_embeddings
 
@@ -134,7 +134,8 @@ def encode_cached(model: Any, dataset: LabelledDataset, cache_path: Path, key: d
     from spectraclip.inference import encode_images
 
     enc = encode_images(model, dataset, batch_size=batch_size, num_workers=num_workers, device=device,
-                        progress=progress, on_error=lambda where, msg: log.warning("skipped %s: %s", where, msg))
+                        progress=progress, on_error=lambda where, msg: log.warning("skipped %s: %s", where, msg),
+                        precision=precision)
     columns = enc.columns()
     write_embeddings(cache_path, enc.ids, enc.vectors, columns,
                      metadata={"eval_cache_key": json.loads(key_text), "eval_failed": [list(f) for f in enc.failed],
@@ -207,13 +208,16 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
              device: str = "cpu", progress: bool = True, retrieval_k: int = 100, empty: str = "skip",
              negative_prompt: str = NEGATIVE_PROMPT, plots: bool = True, embedding_map: str = "auto",
              command: str | None = None, log_fn: Callable[[str], None] | None = None,
-             embeddings: str | Path | None = None, force: bool = False) -> EvaluationResult:
+             embeddings: str | Path | None = None, force: bool = False,
+             precision: str | None = "fp32") -> EvaluationResult:
     """Run every (model, dataset, template set, task) and write results.json/.csv/.md and plots.
 
     With `embeddings` (an existing table), its vectors stand for the images of the one dataset and the one
-    model encodes only text; the table's fingerprints must match that model unless `force`.
+    model encodes only text; the table's fingerprints must match that model unless `force`. `precision`
+    is the image encoder's mode (part of the embedding cache key).
     """
     from spectraclip.evaluate import report
+    from spectraclip.models.precision import resolve_precision
 
     say = log_fn or (lambda msg: log.info(msg))
     if not models:
@@ -277,9 +281,11 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
             else:
                 cache = out / "embeddings" / f"{_slug(mlabel)}__{_slug(dlabel)}.parquet"
                 say(f"encoding {dlabel} ({len(ds)} images) with {mlabel}")
-                ids, vectors, failed, hit = encode_cached(model, ds, cache, cache_key(model, ds),
-                                                          batch_size=batch_size, num_workers=num_workers,
-                                                          device=device, progress=progress)
+                mode = resolve_precision(precision, device, batch_size)
+                key = {**cache_key(model, ds), "precision": mode}
+                ids, vectors, failed, hit = encode_cached(model, ds, cache, key, batch_size=batch_size,
+                                                          num_workers=num_workers, device=device, progress=progress,
+                                                          precision=mode)
                 caches.append(cache)
                 say(f"  {'reused cached' if hit else 'wrote'} embeddings {cache}"
                     + (f"; {len(failed)} image(s) skipped" if failed else ""))
@@ -336,7 +342,8 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
                           "is relevant when it carries that class", "empty": retr.EMPTY_DEFINITION[empty]},
         },
         "settings": {"retrieval_k": retrieval_k, "empty": empty, "negative_prompt": negative_prompt,
-                     "batch_size": batch_size, "device": device},
+                     "batch_size": batch_size, "device": device,
+                     "precision": resolve_precision(precision, device, batch_size)},
         "provenance": provenance,
         "runs": runs,
     }

@@ -13,18 +13,23 @@ from spectraclip.data.registry import load_dataset
 from spectraclip.evaluate.metrics import classification_metrics
 from spectraclip.evaluate.templates import TemplateError, TemplateSet, fill_template, load_templates
 from spectraclip.inference import encode_images
+from spectraclip.models.text_trim import encode_text_trimmed
+from spectraclip.text_cache import cached_text_embeddings
 
 
 def class_text_embeddings(
-    model, classnames: Sequence[str], templates: TemplateSet | Sequence[str], batch_size: int = 64
+    model, classnames: Sequence[str], templates: TemplateSet | Sequence[str], batch_size: int = 64,
+    cache: bool = True,
 ) -> torch.Tensor:
     """`[K, D]` class embeddings: each filled template L2-normalised, averaged per class, renormalised.
 
-    Built by open_clip's `build_zero_shot_classifier` (the same recipe as CLIP, open_clip and the
-    Llama3-MS-CLIP code). `classnames` are used verbatim in the prompts (see `TemplateSet.prompt_names`);
-    `model` needs `.tokenize(list[str])` and `.encode_text(tokens, normalize=True)`. `batch_size` bounds
-    the prompts per forward pass, rounded to whole classes (at least one class per pass). The average is
-    taken in the text tower's dtype (fp32 unless a precision mode casts it), the result is float32 on CPU.
+    With `cache=False` (a model whose weights are changing, e.g. during training) it is built by open_clip's
+    `build_zero_shot_classifier` (the recipe of CLIP, open_clip and the Llama3-MS-CLIP code). Otherwise each
+    prompt's embedding comes from the disk text cache (`spectraclip.text_cache`, keyed by model fingerprint
+    and prompt) and is averaged the same way: the builder has no hook for a cache, and a 10-class,
+    50-template run would otherwise encode 500 prompts before the first image (equality of the two paths is
+    tested). `classnames` are used verbatim (see `TemplateSet.prompt_names`); `batch_size` bounds the prompts
+    per forward pass. The result is float32 on CPU.
     """
     from open_clip.zero_shot_classifier import build_zero_shot_classifier
 
@@ -37,14 +42,31 @@ def class_text_embeddings(
         device = next(model.parameters()).device
     except (AttributeError, StopIteration):
         device = torch.device("cpu")
-    # open_clip fills string templates with `str.format(c)`, which fails on `{c}` placeholders and on
-    # other braces; callables let it use our plain replace instead.
-    fillers = [partial(fill_template, t) for t in tmpl]
-    per_batch = max(1, batch_size // len(tmpl))
-    with torch.inference_mode():
-        weights = build_zero_shot_classifier(model, model.tokenize, list(classnames), fillers,
-                                             num_classes_per_batch=per_batch, device=device)
-    return weights.T.float().contiguous().cpu()  # open_clip returns [D, K]
+    if not cache:
+        # open_clip fills string templates with `str.format(c)`, which fails on `{c}` placeholders and on
+        # other braces; callables let it use our plain replace instead.
+        fillers = [partial(fill_template, t) for t in tmpl]
+        per_batch = max(1, batch_size // len(tmpl))
+        with torch.inference_mode():
+            weights = build_zero_shot_classifier(model, model.tokenize, list(classnames), fillers,
+                                                 num_classes_per_batch=per_batch, device=device)
+        return weights.T.float().contiguous().cpu()  # open_clip returns [D, K]
+    prompts = [fill_template(t, c) for c in classnames for t in tmpl]
+
+    def encode(texts: list[str]) -> np.ndarray:
+        chunks: list[torch.Tensor] = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                tokens = model.tokenize(texts[start:start + batch_size])
+                if isinstance(tokens, torch.Tensor):
+                    tokens = tokens.to(device)
+                emb = encode_text_trimmed(model, tokens)
+                chunks.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
+        return torch.cat(chunks).numpy()
+
+    vectors = cached_text_embeddings(model, prompts, encode)
+    per_prompt = torch.from_numpy(vectors).reshape(len(classnames), len(tmpl), -1)
+    return torch.nn.functional.normalize(per_prompt.mean(dim=1), dim=-1)
 
 
 def zero_shot_logits(image_emb, class_emb):
@@ -94,5 +116,5 @@ def evaluate_zeroshot(model, dataset: LabelledDataset | str, templates: str | Te
         dataset = load_dataset(dataset, root, split=split)
     ts = load_templates(templates)
     _, vectors, labels = encode_labelled(model, dataset, batch_size=batch_size, device=device)
-    class_emb = class_text_embeddings(model, ts.prompt_names(dataset), ts).cpu().numpy()
+    class_emb = class_text_embeddings(model, ts.prompt_names(dataset), ts, cache=False).cpu().numpy()
     return classification_metrics(zero_shot_logits(vectors, class_emb), labels, dataset.classes)

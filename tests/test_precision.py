@@ -1,0 +1,143 @@
+"""Precision modes: the accuracy gate against fp32 on real EuroSAT-MS patches, the default rule, the wiring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fixtures_models import randomize
+
+from spectraclip.evaluate.templates import load_templates
+from spectraclip.evaluate.zeroshot import class_text_embeddings
+from spectraclip.inference import embed_to_table, encode_images
+from spectraclip.models import precision as P
+from spectraclip.models.loading import load_model
+
+EUROSAT = Path(__file__).resolve().parents[2] / "shared" / "data" / "eurosat-ms-mini"
+needs_data = pytest.mark.skipif(not EUROSAT.is_dir(), reason="needs ../shared/data/eurosat-ms-mini")
+needs_int8 = pytest.mark.skipif(not P.int8_available(), reason="needs onnxruntime + onnx")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECTRACLIP_CACHE", str(tmp_path / "cache"))  # int8 trunks are cached there
+
+
+@pytest.fixture(scope="module")
+def model():
+    return randomize(load_model("tiny-test", bands="msclip"), seed=3).eval()
+
+
+@pytest.fixture(scope="module")
+def patches() -> list[Path]:
+    return sorted((EUROSAT / "test").rglob("*.tif"))
+
+
+def test_unknown_or_impossible_modes_are_errors_naming_the_option():
+    with pytest.raises(ValueError, match="--precision 'fp8'"):
+        P.resolve_precision("fp8")
+    with pytest.raises(P.PrecisionError, match="fp16 runs on CUDA"):
+        P.resolve_precision("fp16", "cpu")
+    assert P.resolve_precision("fp32", "cpu") == "fp32"
+
+
+def test_default_rule_follows_the_measurements(monkeypatch):
+    monkeypatch.setattr(P, "int8_available", lambda: True)
+    assert P.default_precision("cpu", 8) == "int8"
+    monkeypatch.setattr(P, "int8_available", lambda: False)
+    monkeypatch.setattr(P, "cpu_has_bf16", lambda: True)
+    assert P.default_precision("cpu", P.BF16_MIN_BATCH - 1) == "fp32"
+    assert P.default_precision("cpu", P.BF16_MIN_BATCH) == "bf16"
+    monkeypatch.setattr(P, "cpu_has_bf16", lambda: False)
+    assert P.default_precision("cpu", 256) == "fp32"
+    with pytest.raises(P.PrecisionError, match="onnxruntime"):
+        P.resolve_precision("int8", "cpu")
+
+
+@needs_int8
+def test_int8_leaves_the_model_alone_and_reuses_its_quantised_trunk(model):
+    before = {k: v.clone() for k, v in model.clip.visual.state_dict().items()}
+    a = P.prepare_for_inference(model, "int8")
+    b = P.prepare_for_inference(model, "int8")
+    assert a.model.clip.visual is b.model.clip.visual
+    assert a.model.clip.visual is not model.clip.visual
+    assert a.model.clip.transformer is model.clip.transformer  # the text tower is shared, not copied
+    assert isinstance(a.model.clip.visual, P.OrtTrunk)
+    for k, v in model.clip.visual.state_dict().items():
+        assert type(v) is torch.Tensor and torch.equal(v, before[k])
+    import copy
+    import pickle
+
+    assert copy.deepcopy(model) is not model and pickle.dumps(model)  # no session hangs off the model
+    with torch.no_grad():
+        model.clip.visual.proj.mul_(1.0)  # an in-place weight update invalidates the quantised copy
+    assert P.prepare_for_inference(model, "int8").model.clip.visual is not a.model.clip.visual
+
+
+@needs_data
+@pytest.mark.parametrize("mode", ["bf16", pytest.param("int8", marks=needs_int8)])
+def test_accuracy_gate_on_eurosat_patches(model, patches, mode):
+    """Min cosine to fp32 and zero-shot top-1 agreement on the 54 real test patches."""
+    ref = encode_images(model, patches, bands="eurosat-ms", batch_size=27, precision="fp32", progress=False)
+    got = encode_images(model, patches, bands="eurosat-ms", batch_size=27, precision=mode, progress=False)
+    assert got.ids == ref.ids and len(ref.ids) == 54 and got.vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(got.vectors, axis=1), 1.0, atol=1e-5)
+    cos = (got.vectors * ref.vectors).sum(1)
+    assert cos.min() >= P.MIN_COSINE[mode]
+    assert cos.min() < 1.0  # the mode really ran: not fp32 under another name
+    names = sorted({p.parent.name for p in patches})
+    cls = class_text_embeddings(model, names, load_templates("simple"), cache=False).numpy()
+    agree = ((got.vectors @ cls.T).argmax(1) == (ref.vectors @ cls.T).argmax(1)).mean()
+    assert agree >= 0.99
+
+
+@needs_data
+def test_embeddings_table_records_the_mode(model, patches, tmp_path):
+    table, failed, _ = embed_to_table(model, patches[:4], tmp_path / "e.parquet", bands="eurosat-ms",
+                                      batch_size=4, precision="bf16", progress=False)
+    assert not failed and len(table) == 4
+    from spectraclip.embeddings import read_embeddings
+
+    assert read_embeddings(tmp_path / "e.parquet").metadata["precision"] == "bf16"
+    embed_to_table(model, patches[:2], tmp_path / "lib.parquet", bands="eurosat-ms", batch_size=2, progress=False)
+    assert read_embeddings(tmp_path / "lib.parquet").metadata["precision"] == "fp32"  # the library default
+    embed_to_table(model, patches[:2], tmp_path / "auto.parquet", bands="eurosat-ms", batch_size=2,
+                   precision="auto", progress=False)
+    assert read_embeddings(tmp_path / "auto.parquet").metadata["precision"] == P.default_precision("cpu", 2)
+
+
+@needs_data
+def test_cli_embed_defaults_to_auto_and_refuses_unknown_modes(patches, tmp_path):
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+    from spectraclip.embeddings import read_embeddings
+
+    out = tmp_path / "cli.parquet"
+    args = ["embed", *map(str, patches[:3]), "-o", str(out), "-m", "tiny-test", "--model-bands", "msclip",
+            "--bands", "eurosat-ms", "--workers", "0"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    meta = read_embeddings(out).metadata
+    assert meta["precision"] == P.default_precision("cpu", 3) and len(read_embeddings(out)) == 3
+    res = CliRunner().invoke(app, [*args, "--precision", "fp8"])
+    assert res.exit_code != 0 and "fp8" in res.output
+
+
+@needs_int8
+def test_int8_multi_group_model_fuses_the_groups_present():
+    from spectraclip.models.registry import tiny_group_config
+    from spectraclip.models.spectral_clip import SpectralCLIP
+
+    torch.manual_seed(0)
+    net = randomize(SpectralCLIP.from_config(tiny_group_config()), seed=4).eval()
+    g = torch.Generator().manual_seed(1)
+    x = {grp: torch.randn(4, len(net.config.group(grp).bands), 32, 32, generator=g) for grp in net.groups}
+    present = {"s2": torch.tensor([True, True, False, True]), "s1": torch.tensor([True, False, True, True])}
+    with torch.inference_mode():
+        ref = P.prepare_for_inference(net, "fp32").encode_image(x, present)
+        got = P.prepare_for_inference(net, "int8").encode_image(x, present)
+    cos = (got * ref).sum(1)
+    assert cos.min() >= P.MIN_COSINE["int8"] and cos.min() < 1.0
