@@ -45,7 +45,7 @@ def test_evaluator_uses_the_template_sets_class_wording(monkeypatch):
     seen: list[list[str]] = []
     build = zeroshot.class_text_embeddings
     monkeypatch.setattr(zeroshot, "class_text_embeddings",
-                        lambda m, names, ts: seen.append(names) or build(m, names, ts))
+                        lambda m, names, ts, **kw: seen.append(names) or build(m, names, ts, **kw))
     for name in ("msclip", "clip"):
         ts = load_templates(name)
         cls = build(model, ts.prompt_names(ds), ts).numpy()

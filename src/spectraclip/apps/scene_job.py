@@ -233,7 +233,7 @@ def run_windows(scene: Scene, windows: Sequence[SceneWindow], prepare: Callable[
     return summary
 
 
-class _Stopped(Exception):  # noqa: N818 - internal control flow of the test hook, not an error
+class _Stopped(SpectraclipError):  # noqa: N818 - internal control flow of the test hook, not an error
     def __init__(self, summary: JobSummary) -> None:
         self.summary = summary
         super().__init__("stopped after the requested rows (test hook)")
