@@ -99,6 +99,11 @@ def test_multigroup_models_get_lora_siglip_and_accumulation(tmp_path):
     assert run.steps == 2 and run.bundle is not None and np.isfinite(run.final_loss)
     cfg = json.loads((run.bundle / "spectraclip.json").read_text())
     assert "init_logit_bias" in cfg["arch_config"] and len(cfg["inputs"]) == 2
+    # an HF text tower (the offline MiniLM), locked: the multi-group trunk trains against it
+    hf = train(recipe_from_dict(multisensor_recipe(
+        manifest, tmp_path / "hf", model={"text": "minilm", "freeze": "lock-text"}, run={"max_steps": 1})))
+    cfg = json.loads((hf.bundle / "spectraclip.json").read_text())
+    assert cfg["text"]["tokenizer"] == "hf" and len(cfg["inputs"]) == 2 and np.isfinite(hf.final_loss)
 
 
 def test_multigroup_accumulation_equals_big_batch_gradient():
