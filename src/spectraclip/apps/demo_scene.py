@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from spectraclip.errors import SpectraclipError
+from spectraclip.io.archives import extract_once
 
 ARCHIVE = Path(__file__).resolve().parents[1] / "data" / "oscd_bercy" / "oscd-bercy-imgs1.tar.xz"
 SCENE_NAME = "oscd-bercy-imgs1"
@@ -30,25 +28,12 @@ def demo_scene_path(cache: str | os.PathLike[str] | None = None) -> Path:
     if not ARCHIVE.is_file():
         raise DemoSceneError(f"shipped scene {ARCHIVE} is missing; reinstall spectraclip")
     base = (Path(cache).expanduser() if cache is not None else cache_dir()) / SCENE_NAME
-    folder = base / "imgs_1"
-    if folder.is_dir() and len(list(folder.glob("*.tif"))) == N_BANDS:
-        return folder
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".extract.", dir=base))
-    try:
-        try:
-            with tarfile.open(ARCHIVE, "r:*") as tar:
-                tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DemoSceneError(f"cannot extract {ARCHIVE}: {exc}") from exc
-        if len(list((tmp / "imgs_1").glob("*.tif"))) != N_BANDS:
-            raise DemoSceneError(f"{ARCHIVE} does not hold {N_BANDS} band files under imgs_1/")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp / "imgs_1", folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return extract_once(ARCHIVE, base / "imgs_1", _is_complete, DemoSceneError,
+                        f"{N_BANDS} band files under imgs_1/", member="imgs_1")
+
+
+def _is_complete(folder: Path) -> bool:
+    return len(list(folder.glob("*.tif"))) == N_BANDS
 
 
 def map_demo_scene(model, out_dir: str | Path, *, classes: str = "eurosat", stride: int | None = None,

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from spectraclip.errors import SpectraclipError
+from spectraclip.io.archives import extract_once
 
 DATASET_NAME = "eurosat-ms-mini"
 ARCHIVE = Path(__file__).resolve().parent / "eurosat_mini" / "eurosat-ms-mini.tar.xz"
@@ -57,31 +55,7 @@ def eurosat_mini_root(cache: str | os.PathLike[str] | None = None, archive: str 
         raise EmbeddedDataError(f"embedded archive {src} is missing; reinstall spectraclip")
     base = (Path(cache).expanduser() if cache is not None else cache_dir()) / DATASET_NAME
     root = base / _archive_digest(src)
-    if root.is_dir() and _is_complete(root):
-        return root
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=base))
-    try:
-        try:
-            with tarfile.open(src, "r:*") as tar:
-                tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise EmbeddedDataError(f"cannot extract {src}: {exc}") from exc
-        if not _is_complete(tmp):
-            raise EmbeddedDataError(f"{src} does not hold the expected {N_FILES} GeoTIFFs per split")
-        if root.exists():  # another process won the race, or a damaged earlier copy
-            if _is_complete(root):
-                return root
-            shutil.rmtree(root)
-        try:
-            os.replace(tmp, root)
-        except OSError:
-            if not (root.is_dir() and _is_complete(root)):
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return extract_once(src, root, _is_complete, EmbeddedDataError, f"the expected {N_FILES} GeoTIFFs per split")
 
 
 def eurosat_mini_files(split: str = "train") -> list[Path]:
