@@ -114,14 +114,17 @@ def report_failures(failed: list[tuple[str, str]], what: str = "items") -> None:
         err_console.print(f"  ... and {len(failed) - 50} more")
 
 
-def load_model_or_exit(model: str | None, checkpoint: str | None, device: str, model_bands: str | None = None):
-    """Load a model through the library; without --model or --checkpoint, exit with a usage message.
+def load_model_or_exit(model: str | None, checkpoint: str | None, device: str, model_bands: str | None = None, *,
+                       missing_bands: str | None = None, resize: bool = False):
+    """Load a model through the library with this run's input options (`--missing-bands`, `--resize`);
+    without --model or --checkpoint, exit with a usage message.
 
-    Loading errors (`SpectraclipError`: unknown name, bad bundle, weights not downloaded) reach the CLI
-    handler, which prints their message (with the traceback under --debug) and exits with 2.
+    Loading errors (`SpectraclipError`: unknown name, bad bundle, weights not downloaded, a bad policy) reach
+    the CLI handler, which prints their message (with the traceback under --debug) and exits with 2.
     """
     from spectraclip.models.loading import load_model
 
     if not model and not checkpoint:
         fail("give --model NAME or --checkpoint PATH (see `spectraclip models`)")
-    return load_model(model, checkpoint, device=resolve_device(device), bands=model_bands)
+    net = load_model(model, checkpoint, device=resolve_device(device), bands=model_bands)
+    return net.set_input_options(missing_bands=missing_bands, allow_resize=resize or None)

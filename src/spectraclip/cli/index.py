@@ -108,9 +108,8 @@ def search_index(index_dir: Path, *, query: list[str] | None, like: list[str] | 
     texts = list(query or [])
     if not texts and not like and not like_file:
         fail("give --query TEXT, --like ID or --like-file RASTER")
-    net = load_model_or_exit(model, checkpoint, device, model_bands) if (texts or like_file) else None
-    if net is not None:
-        net.set_input_options(missing_bands=missing_bands, allow_resize=resize or None)
+    net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands,
+                             resize=resize) if (texts or like_file) else None
     rows: dict[str, list] = {"query": [], "rank": [], "id": [], "score": [], "path": [], "timestamp": [],
                              "lon": [], "lat": []}
     try:

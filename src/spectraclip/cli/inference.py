@@ -45,17 +45,6 @@ RadiometryArg = Annotated[
 ]
 
 
-def _load(model: str | None, checkpoint: str | None, device: str, model_bands: str | None,
-          missing_bands: str | None, resize: bool):
-    """The model with this run's input options (missing-band policy, large-raster handling)."""
-    net = load_model_or_exit(model, checkpoint, device, model_bands)
-    try:
-        net.set_input_options(missing_bands=missing_bands, allow_resize=resize or None)
-    except ValueError as exc:
-        fail(str(exc))
-    return net
-
-
 def _filled_note(metas: list[dict]) -> None:
     filled = sorted({b for m in metas for b in (m.get("filled_bands") or "").split(",") if b})
     if filled:
@@ -128,7 +117,7 @@ def classify(
     names = _classes(classes, classes_file)
     tmpl = _templates(templates)
     items = _items(paths)
-    net = _load(model, checkpoint, device, model_bands, missing_bands, resize)
+    net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     enc = encode_images(net, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
                         device=resolve_device(device), on_error=lambda *_: None, radiometry=radiometry,
                         precision=precision)
@@ -214,7 +203,7 @@ def search(
     from spectraclip.inference import encode_images, text_search
     from spectraclip.results import write_table
 
-    net = _load(model, checkpoint, device, model_bands, missing_bands, resize)
+    net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     tables = [p for p in paths if is_embeddings_table(p)]
     if tables and len(tables) != len(paths):
         fail("give either rasters/folders or embeddings tables, not both")
@@ -296,7 +285,7 @@ def embed(
     from spectraclip.embeddings import EmbeddingsTableError
     from spectraclip.inference import embed_to_table
 
-    net = _load(model, checkpoint, device, model_bands, missing_bands, resize)
+    net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     meta = {"model": model or "", "checkpoint": str(checkpoint or ""), "model_config": net.config.arch}
     if layout is not None or modalities or drop_bands:
         items = _layout_items(net, paths, layout or "auto", modalities, drop_bands, bands, nodata)
