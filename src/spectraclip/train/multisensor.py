@@ -68,11 +68,11 @@ class MultiSensorTrainDataset(torch.utils.data.Dataset):
     item is logged and replaced by the next readable one; `n_bad` counts the items passed over.
     """
 
-    def __init__(self, items: Sequence[LayoutItem], config: Any = None, augment: Any = None, seed: int = 0,
+    def __init__(self, items: Sequence[LayoutItem], model: SpectralCLIP, augment: Any = None, seed: int = 0,
                  source: str = "", train: bool = True) -> None:
         self.items = list(items)
-        self.config = config.config if isinstance(config, SpectralCLIP) else config
-        self.preprocessor = config.preprocessor() if isinstance(config, SpectralCLIP) else None
+        self.config = model.config
+        self.preprocessor = model.preprocessor()  # picklable: workers prepare items without the weights
         self.augment = augment
         self.seed = seed
         self.epoch = 0
