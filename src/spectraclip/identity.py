@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from spectraclip.errors import FingerprintMismatchError
@@ -64,28 +64,12 @@ def model_fingerprint(model: Any) -> str:
     return fp
 
 
-_SPEC_FIELDS = ("bands", "mean", "std", "image_size", "resize", "crop", "radiometry", "missing_bands")
 
 
 def preprocessing_spec(model: Any) -> dict[str, Any]:
-    """The model's preprocessing as plain data (`model.preprocessing_spec()` when it has one).
-
-    Without that method, the config's preprocessing fields (single-sensor: bands, mean, std, input size,
-    resize, crop; multi-sensor: each modality's bands and statistics) stand in for it.
-    """
-    spec = getattr(model, "preprocessing_spec", None)
-    if callable(spec):
-        return dict(spec())
-    cfg = model.config
-    out: dict[str, Any] = {}
-    for name in _SPEC_FIELDS:
-        value = getattr(cfg, name, None)
-        if value is not None:
-            out[name] = list(value) if isinstance(value, tuple | list) else value
-    modalities = getattr(cfg, "modalities", None)
-    if isinstance(modalities, Mapping):
-        out["modalities"] = {m: (asdict(s) if is_dataclass(s) else s) for m, s in modalities.items()}
-    return json.loads(json.dumps(out, sort_keys=True, default=str))
+    """The model's preprocessing as plain JSON data (`model.preprocessing_spec()`: groups, bands, statistics,
+    radiometry, input size, resize/crop, missing-band policy, fusion)."""
+    return json.loads(json.dumps(model.preprocessing_spec(), sort_keys=True, default=str))
 
 
 def preprocessing_fingerprint(model: Any) -> str:

@@ -310,8 +310,6 @@ class SpectralCLIP(nn.Module):
     def groups(self) -> list[str]:
         return self.config.groups
 
-    modalities = groups  # the word multi-sensor users know
-
     @property
     def image_size(self) -> int:
         return self.config.image_size
