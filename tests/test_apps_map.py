@@ -212,10 +212,13 @@ def test_cli_map_and_heatmap_write_outputs_and_name_bad_input(scene, tmp_path):
     assert r.exit_code == 0, r.output
     assert "9 windows: 9 encoded" in " ".join(r.output.split()) and (tmp_path / "m.png").exists()
     r = runner.invoke(app, ["heatmap", str(scene), "-m", "tiny-test", "-q", "water", "--stride", "32",
-                            "-o", str(tmp_path / "h.tif")])
+                            "--precision", "bf16", "-o", str(tmp_path / "h.tif")])
     assert r.exit_code == 0, r.output
     with rasterio.open(tmp_path / "h.tif") as ds:
-        assert ds.descriptions == ("water",)
+        assert ds.descriptions == ("water",) and '"precision": "bf16"' in ds.tags()["spectraclip_heatmap"]
+    r = runner.invoke(app, ["map", str(scene), "-m", "tiny-test", "--classes", "a,b", "--precision", "fp8",
+                            "-o", str(tmp_path / "p.tif")])
+    assert r.exit_code == 2 and "fp8" in r.output
     r = runner.invoke(app, ["map", str(tmp_path / "nope.tif"), "-m", "tiny-test", "--classes", "a,b", "-o",
                             str(tmp_path / "x.tif")])
     assert r.exit_code == 2 and "nope.tif" in "".join(r.output.split())

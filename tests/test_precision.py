@@ -141,3 +141,48 @@ def test_int8_multi_group_model_fuses_the_groups_present():
         got = P.prepare_for_inference(net, "int8").encode_image(x, present)
     cos = (got * ref).sum(1)
     assert cos.min() >= P.MIN_COSINE["int8"] and cos.min() < 1.0
+
+
+@pytest.mark.parametrize("mode", ["bf16", pytest.param("int8", marks=needs_int8)])
+def test_dense_features_pass_the_gate_in_every_mode_and_int8_reuses_its_token_trunk(mode):
+    """The dense path (heatmap, map --dense) in bf16/int8 stays within the image gate of fp32's patch features."""
+    from spectraclip.apps.dense import prepare_dense
+
+    model = randomize(load_model("tiny-test", bands="s2-l1c"), seed=5).eval()
+    x = torch.randn(6, len(model.bands.names), model.image_size, model.image_size)
+    with torch.inference_mode():
+        ref = prepare_dense(model, "fp32").features(x)
+        enc = prepare_dense(model, mode)
+        got = enc.features(x)
+    assert enc.mode == mode and got.dtype == torch.float32 and got.shape == ref.shape
+    cos = (ref * got).sum(1)  # features are unit vectors along dim 1
+    assert float(cos.min()) >= P.MIN_COSINE[mode]
+    if mode == "int8":
+        assert prepare_dense(model, "int8").tokens is enc.tokens  # quantised once per model and attention
+        assert prepare_dense(model, "int8", attention="vanilla").tokens is not enc.tokens
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # the model itself is untouched
+
+
+@pytest.mark.parametrize("mode", ["bf16", pytest.param("int8", marks=needs_int8)])
+def test_map_and_heatmap_record_their_precision_and_agree_with_fp32(mode, tmp_path):
+    import rasterio
+    from fixtures_scenes import make_multiband
+
+    from spectraclip.apps.heatmap import heatmap_scene
+    from spectraclip.apps.maps import ClassSpec, map_scene
+
+    model = randomize(load_model("tiny-test", bands="s2-l1c"), seed=6).eval()
+    scene = make_multiband(tmp_path / "scene.tif", size=64)
+    classes = [ClassSpec("water", "a lake"), ClassSpec("forest", "a forest")]
+    out = {}
+    for m in ("fp32", mode):
+        res = map_scene(model, scene, tmp_path / f"map-{m}.tif", classes, probabilities="float32", quicklook=False,
+                        progress=False, precision=m)
+        heat = heatmap_scene(model, scene, tmp_path / f"heat-{m}.tif", ["a lake"], quicklook=False,
+                             progress=False, precision=m)
+        with rasterio.open(res.path) as ds, rasterio.open(heat.path) as hs:
+            assert f'"precision": "{m}"' in ds.tags()["spectraclip_map"]
+            assert f'"precision": "{m}"' in hs.tags()["spectraclip_heatmap"]
+            out[m] = ds.read()[1:], hs.read()
+    assert np.abs(out[mode][0] - out["fp32"][0]).max() < 0.05  # class probabilities
+    assert np.nanmax(np.abs(out[mode][1] - out["fp32"][1])) < 0.02  # cosine similarities

@@ -9,7 +9,10 @@ the groups present are fused like image embeddings: mean of the normalised featu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -83,20 +86,27 @@ def _tokens(model, visual: nn.Module, feats_or_pixels: torch.Tensor, attention: 
     return x
 
 
+Tokens = Callable[[torch.Tensor], torch.Tensor]
+
+
 def dense_features(model, x: torch.Tensor | Mapping[str, torch.Tensor], *, attention: str = "qq",
-                   present: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+                   present: Mapping[str, torch.Tensor] | None = None, tokens: Tokens | None = None) -> torch.Tensor:
     """L2-normalised patch features `[B, D, g, g]` of normalised model input (a tensor for single-group
-    models, `{group: [B, C_g, S, S]}` otherwise), in the space of `model.encode_text`."""
+    models, `{group: [B, C_g, S, S]}` otherwise), in the space of `model.encode_text`. `tokens` (patch input ->
+    joint-space tokens) replaces the torch trunk, e.g. with an int8 session (`prepare_dense`)."""
     if attention not in ATTENTIONS:
         raise DenseUnsupportedError(f"attention {attention!r}: choose one of {', '.join(ATTENTIONS)}")
     visual = _vit(model)
+    if tokens is None:
+        def tokens(inp: torch.Tensor) -> torch.Tensor:
+            return _tokens(model, visual, inp, attention)
     if isinstance(x, torch.Tensor):
         x = {model.groups[0]: x}
     feats: list[torch.Tensor] = []
     masks: list[torch.Tensor] = []
     for g, xg in x.items():
         inp = model.patch_embeds[g](xg) if model.patch_embeds is not None else xg
-        feats.append(F.normalize(_tokens(model, visual, inp, attention), dim=-1))
+        feats.append(F.normalize(tokens(inp).float(), dim=-1))
         m = present[g] if present is not None and g in present else torch.ones(xg.shape[0], dtype=torch.bool)
         masks.append(m.to(feats[-1].device, feats[-1].dtype))
     stacked = torch.stack(feats)  # [G, B, N, D]
@@ -112,12 +122,82 @@ def dense_similarity(model, x: torch.Tensor | Mapping[str, torch.Tensor], text: 
                      present: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Cosine similarity `[B, Q, g, g]` of every patch to each L2-normalised text embedding `text` `[Q, D]`,
     minus `cls_lambda` x the window's global ([CLS]) similarity (SegEarth-OV's global-bias alleviation)."""
-    feats = dense_features(model, x, attention=attention, present=present)
-    sim = torch.einsum("bdhw,qd->bqhw", feats, text.to(feats.dtype))
-    if cls_lambda:
-        glob = model.encode_image(x, present=present) if isinstance(x, Mapping) else model.encode_image(x)
-        sim = sim - cls_lambda * (glob @ text.T.to(glob.dtype))[:, :, None, None]
-    return sim
+    return DenseEncoder(model, "fp32", next(model.parameters()).device, attention).similarity(
+        x, text, cls_lambda=cls_lambda, present=present)
 
 
-__all__ = ["ATTENTIONS", "DenseUnsupportedError", "dense_features", "dense_similarity", "patch_grid"]
+class _TokenTrunk(nn.Module):
+    """The dense path's trunk as one module (what int8 exports): patch input -> joint-space patch tokens."""
+
+    def __init__(self, visual: nn.Module, attention: str) -> None:
+        super().__init__()
+        self.visual, self.attention = visual, attention
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _tokens(None, self.visual, x, self.attention)
+
+
+@dataclass
+class DenseEncoder:
+    """Dense features of one model in one precision: fp32/bf16 in torch (autocast), int8 through an ONNX
+    Runtime session of the token trunk (`models.precision`'s quantiser, cached per model and attention)."""
+
+    model: Any
+    mode: str
+    device: torch.device
+    attention: str = "qq"
+    tokens: Tokens | None = None
+    image: Any = None  # an ImageEncoder for the [CLS] term (cls_lambda)
+
+    def features(self, x: torch.Tensor | Mapping[str, torch.Tensor],
+                 present: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """`dense_features` in this encoder's precision (float32 out)."""
+        from spectraclip.models.precision import autocast_for
+
+        with autocast_for(self.mode, self.device):
+            return dense_features(self.model, x, attention=self.attention, present=present, tokens=self.tokens)
+
+    def similarity(self, x: torch.Tensor | Mapping[str, torch.Tensor], text: torch.Tensor, *,
+                   cls_lambda: float = 0.0, present: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Patch-to-text cosine `[B, Q, g, g]`, minus `cls_lambda` x the window's global similarity."""
+        feats = self.features(x, present)
+        sim = torch.einsum("bdhw,qd->bqhw", feats, text.to(feats.device, feats.dtype))
+        if cls_lambda:
+            from spectraclip.models.precision import ImageEncoder
+
+            enc = self.image or ImageEncoder(self.model, self.mode, self.device)
+            glob = enc.encode_image(x, present=present)
+            sim = sim - cls_lambda * (glob @ text.T.to(glob.device, glob.dtype))[:, :, None, None]
+        return sim
+
+
+# model -> {attention: (weights state, int8 token trunk)}; outside the model, like models.precision's memo
+_INT8_TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def prepare_dense(model, mode: str | None = "auto", device: str | torch.device = "cpu", attention: str = "qq",
+                  batch_size: int | None = None) -> DenseEncoder:
+    """The `DenseEncoder` for `mode` (auto: the device's default, as for image embeddings)."""
+    from spectraclip.models import precision as P
+
+    if attention not in ATTENTIONS:
+        raise DenseUnsupportedError(f"attention {attention!r}: choose one of {', '.join(ATTENTIONS)}")
+    dev = torch.device(device)
+    resolved = P.resolve_precision(mode, dev, batch_size)
+    model.eval().to(dev)
+    visual = _vit(model)
+    if resolved != "int8":
+        return DenseEncoder(model, resolved, dev, attention)
+    state = P._weights_state(visual)
+    memo = _INT8_TOKENS.setdefault(model, {})
+    hit = memo.get(attention)
+    if hit is None or hit[0] != state:
+        trunk = P.quantize_module_int8(model, _TokenTrunk(visual, attention), P.trunk_example(model),
+                                       f"tokens-{attention.replace('+', '')}")
+        hit = memo[attention] = (state, trunk)
+    return DenseEncoder(model, resolved, dev, attention, tokens=hit[1],
+                        image=P.prepare_for_inference(model, "int8", dev))
+
+
+__all__ = ["ATTENTIONS", "DenseEncoder", "DenseUnsupportedError", "dense_features", "dense_similarity", "patch_grid",
+           "prepare_dense"]

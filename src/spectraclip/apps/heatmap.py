@@ -32,18 +32,16 @@ class HeatmapResult:
 
 
 class _QueryWindows:
-    def __init__(self, model, text: torch.Tensor, device: torch.device, cls_lambda: float, attention: str) -> None:
-        self.model, self.text, self.device = model, text.to(device), device
-        self.cls_lambda, self.attention = cls_lambda, attention
+    def __init__(self, dense: Any, text: torch.Tensor, cls_lambda: float) -> None:
+        self.dense, self.model, self.device = dense, dense.model, dense.device
+        self.text, self.cls_lambda = text.to(self.device), cls_lambda
 
     def __call__(self, x, present, windows):
-        from spectraclip.apps.dense import dense_similarity
-
         x = {g: t.to(self.device) for g, t in x.items()}
         present = {g: p.to(self.device) for g, p in present.items()}
         inp = x if self.model.config.multi else x[self.model.groups[0]]
-        sim = dense_similarity(self.model, inp, self.text, attention=self.attention, cls_lambda=self.cls_lambda,
-                               present=present if self.model.config.multi else None)
+        sim = self.dense.similarity(inp, self.text, cls_lambda=self.cls_lambda,
+                                    present=present if self.model.config.multi else None)
         h, w = windows[0].height, windows[0].width
         up = F.interpolate(sim.float(), size=(h, w), mode="bilinear", align_corners=False)
         return up.cpu().numpy(), sim.float().mean((2, 3)).cpu().numpy()
@@ -61,7 +59,8 @@ def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries:
                   attention: str = "qq", weight: str = "hann", quicklook: bool = True, bands: Any = None,
                   scl: str | Path | None = None, nodata: str = "fill", max_cloud: float = 0.5,
                   batch_size: int = 32, num_workers: int = 0, device: str = "cpu", progress: bool = True,
-                  checkpoint_rows: int = 512, stop_after_rows: int | None = None) -> HeatmapResult:
+                  precision: str | None = "fp32", checkpoint_rows: int = 512,
+                  stop_after_rows: int | None = None) -> HeatmapResult:
     """Write the patch-level cosine similarity of `scene` to each query into `output` (float32 COG, NaN where
     no window speaks), blended over windows of `tile` pixels every `stride`. Resumable like `map_scene`."""
     queries = [q.strip() for q in queries if q and q.strip()]
@@ -73,18 +72,22 @@ def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries:
     tile = int(tile or model.image_size)
     stride = int(stride or max(1, tile // 2))
     windows = window_grid(sc.height, sc.width, tile, stride)
-    fn = _QueryWindows(model, query_embeddings(model, queries), dev, cls_lambda, attention)
+    from spectraclip.apps.dense import prepare_dense
+
+    dense = prepare_dense(model, precision, dev, attention, batch_size)
+    fn = _QueryWindows(dense, query_embeddings(model, queries), cls_lambda)
     out = Path(output)
     parts = out.with_name(out.name + ".parts")
     key = _job_key("heatmap", model, sc, tile, stride, {"queries": queries, "cls_lambda": cls_lambda,
                                                        "attention": attention, "weight": weight, "nodata": nodata,
-                                                       "max_cloud": max_cloud})
+                                                       "max_cloud": max_cloud, "precision": dense.mode})
     writer = BlockWriter(out, height=sc.height, width=sc.width, count=len(queries), dtype="float32", crs=sc.crs,
                          transform=sc.transform, nodata=float("nan"), descriptions=queries,
                          tags={"queries": json.dumps(queries),
                                "spectraclip_heatmap": json.dumps({"tile": tile, "stride": stride,
                                                                   "cls_lambda": cls_lambda, "attention": attention,
-                                                                  "model": model.config.arch})})
+                                                                  "model": model.config.arch,
+                                                                  "precision": dense.mode})})
     writer.open(resume=can_resume(parts, key))
 
     def on_strip(top: int, values: np.ndarray, wsum: np.ndarray) -> None:

@@ -112,22 +112,19 @@ def _logit_scale(model) -> float:
     return float(min(100.0, scale.exp().item())) if scale is not None else 100.0
 
 
-def _encode(model, x: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model.encode_image(x, present=present) if model.config.multi else model.encode_image(x[model.groups[0]])
-
-
 class _ZeroShotWindows:
     """Window-level class probabilities: softmax(scale x cosine) to the class text embeddings, or a probe."""
 
-    def __init__(self, model, class_emb: torch.Tensor | None, probe: Any, device: torch.device) -> None:
-        self.model, self.probe, self.device = model, probe, device
-        self.class_emb = class_emb.to(device) if class_emb is not None else None
+    def __init__(self, encoder: Any, class_emb: torch.Tensor | None, probe: Any) -> None:
+        self.encoder, self.probe, self.device = encoder, probe, encoder.device
+        model = encoder.model  # int8: a view whose trunk is the ONNX Runtime session
+        self.class_emb = class_emb.to(self.device) if class_emb is not None else None
         self.scale = _logit_scale(model)
 
     def __call__(self, x, present, windows):
         x = {g: t.to(self.device) for g, t in x.items()}
         present = {g: p.to(self.device) for g, p in present.items()}
-        emb = _encode(self.model, x, present).float()
+        emb = self.encoder.encode_image(x, present if self.encoder.model.config.multi else None)
         if self.probe is not None:
             probs = self.probe.predict_proba(emb.cpu().numpy())
         else:
@@ -138,20 +135,17 @@ class _ZeroShotWindows:
 class _DenseWindows:
     """Per-patch class probabilities from dense patch features, upsampled bilinearly to the window."""
 
-    def __init__(self, model, class_emb: torch.Tensor, device: torch.device, cls_lambda: float,
-                 attention: str) -> None:
-        self.model, self.device = model, device
-        self.class_emb = class_emb.to(device)
-        self.scale, self.cls_lambda, self.attention = _logit_scale(model), cls_lambda, attention
+    def __init__(self, dense: Any, class_emb: torch.Tensor, cls_lambda: float) -> None:
+        self.dense, self.model, self.device = dense, dense.model, dense.device
+        self.class_emb = class_emb.to(self.device)
+        self.scale, self.cls_lambda = _logit_scale(self.model), cls_lambda
 
     def __call__(self, x, present, windows):
-        from spectraclip.apps.dense import dense_similarity
-
         x = {g: t.to(self.device) for g, t in x.items()}
         present = {g: p.to(self.device) for g, p in present.items()}
         inp = x if self.model.config.multi else x[self.model.groups[0]]
-        sim = dense_similarity(self.model, inp, self.class_emb, attention=self.attention,
-                               cls_lambda=self.cls_lambda, present=present if self.model.config.multi else None)
+        sim = self.dense.similarity(inp, self.class_emb, cls_lambda=self.cls_lambda,
+                                    present=present if self.model.config.multi else None)
         h, w = windows[0].height, windows[0].width
         logits = F.interpolate(sim.float() * self.scale, size=(h, w), mode="bilinear", align_corners=False)
         probs = logits.softmax(1)
@@ -199,11 +193,12 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
               vector: str | Path | None = None, quicklook: bool = True, weight: str = "hann",
               bands: Any = None, scl: str | Path | None = None, nodata: str = "fill", max_cloud: float = 0.5,
               batch_size: int = 32, num_workers: int = 0, device: str = "cpu", progress: bool = True,
-              cls_lambda: float = 0.0, attention: str = "qq", checkpoint_rows: int = 512,
-              stop_after_rows: int | None = None) -> MapResult:
+              cls_lambda: float = 0.0, attention: str = "qq", precision: str | None = "fp32",
+              checkpoint_rows: int = 512, stop_after_rows: int | None = None) -> MapResult:
     """Map `scene` into `output` (COG): the class index band then per-class probabilities, blended over
     overlapping windows of `tile` pixels (default the model input) every `stride` (default half a tile).
-    `probe` (a saved window probe) replaces the text prompts; resumable (a rerun continues a killed run)."""
+    `probe` (a saved window probe) replaces the text prompts; resumable (a rerun continues a killed run).
+    `precision` is the image encoding's (`models.precision`; auto = the device's fastest that passes the gate)."""
     from spectraclip.apps.probe_head import load_probe
 
     if probabilities not in PROBABILITY_TYPES:
@@ -227,9 +222,15 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
         model.set_input_options(allow_resize=True)
     class_emb = None if head is not None else _class_embeddings(model, classes, templates)
     if dense:
-        fn: Any = _DenseWindows(model, class_emb, dev, cls_lambda, attention)
+        from spectraclip.apps.dense import prepare_dense
+
+        enc: Any = prepare_dense(model, precision, dev, attention, batch_size)
+        fn: Any = _DenseWindows(enc, class_emb, cls_lambda)
     else:
-        fn = _ZeroShotWindows(model, class_emb, head, dev)
+        from spectraclip.models.precision import prepare_for_inference
+
+        enc = prepare_for_inference(model, precision, dev, batch_size)
+        fn = _ZeroShotWindows(enc, class_emb, head)
     names = [c.name for c in classes]
     out = Path(output)
     parts = out.with_name(out.name + ".parts")
@@ -237,11 +238,12 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
                                                    "probe": str(probe) if probe else None, "templates": templates,
                                                    "probabilities": probabilities, "weight": weight,
                                                    "cls_lambda": cls_lambda, "attention": attention,
-                                                   "nodata": nodata, "max_cloud": max_cloud})
+                                                   "nodata": nodata, "max_cloud": max_cloud,
+                                                   "precision": enc.mode})
     tags = {"classes": json.dumps(names), "prompts": json.dumps([c.prompt for c in classes]),
             "spectraclip_map": json.dumps({"tile": tile, "stride": stride, "weight": weight, "dense": dense,
                                            "probe": str(probe) if probe else None, "templates": templates,
-                                           "model": model.config.arch}),
+                                           "model": model.config.arch, "precision": enc.mode}),
             "probability_scale": "255" if probabilities == "uint8" else "1"}
     descriptions = ["class", *[f"p_{n}" for n in names]]
     writer = BlockWriter(out, height=sc.height, width=sc.width, count=1 + len(names), dtype=probabilities,

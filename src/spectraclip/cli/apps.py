@@ -12,6 +12,7 @@ from spectraclip.cli.common import (
     CheckpointOpt,
     DeviceOpt,
     ModelOpt,
+    PrecisionOpt,
     WorkersOpt,
     console,
     fail,
@@ -78,6 +79,7 @@ def map_command(
     batch_size: BatchOpt = 32,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Thematic map of a whole scene: sliding-window zero-shot classes blended without seams, as a COG."""
     from spectraclip.apps.maps import map_scene, parse_classes
@@ -87,7 +89,7 @@ def map_command(
     res = map_scene(m, scene, output, specs, probe=probe, templates=templates, tile=tile, stride=stride, dense=dense,
                     probabilities=probabilities, vector=vector, weight=weight, cls_lambda=cls_lambda, bands=bands,
                     scl=scl, nodata=nodata, batch_size=batch_size, num_workers=workers,
-                    device=resolve_device(device))
+                    device=resolve_device(device), precision=precision)
     _summary(res, "map")
     if res.vector:
         console.print(f"windows: {res.vector}")
@@ -111,6 +113,7 @@ def heatmap_command(
     batch_size: BatchOpt = 32,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Where in a scene each text query matches: dense patch-level similarity, training-free, as a COG."""
     from spectraclip.apps.heatmap import heatmap_scene
@@ -118,7 +121,7 @@ def heatmap_command(
     m = load_model_or_exit(model, checkpoint, device)
     res = heatmap_scene(m, scene, output, query, tile=tile, stride=stride, cls_lambda=cls_lambda, attention=attention,
                         bands=bands, scl=scl, nodata=nodata, batch_size=batch_size, num_workers=workers,
-                        device=resolve_device(device))
+                        device=resolve_device(device), precision=precision)
     _summary(res, "heatmap")
 
 

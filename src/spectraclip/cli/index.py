@@ -96,7 +96,7 @@ def search_index(index_dir: Path, *, query: list[str] | None, like: list[str] | 
                  unlike: list[str] | None, filters: list[str] | None, top_k: int, model: str | None,
                  checkpoint: str | None, model_bands: str | None, bands: str | None, device: str,
                  output: Path | None, missing_bands: str | None = None, resize: bool = False,
-                 force: bool = False) -> None:
+                 force: bool = False, precision: str = "auto") -> None:
     """`spectraclip search INDEX_DIR`: one ranked table per text query (or one for examples alone)."""
     from rich.table import Table
 
@@ -116,7 +116,7 @@ def search_index(index_dir: Path, *, query: list[str] | None, like: list[str] | 
         index = open_index(index_dir)
         if net is not None and not force:
             index.check_model(net)
-        like_vectors = [encode_raster(net, f, bands) for f in like_file or []]
+        like_vectors = [encode_raster(net, f, bands, precision) for f in like_file or []]
         f = parse_filters(filters)
         for text in texts or [None]:
             q = Query(text=text, like=list(like or []), unlike=list(unlike or []), like_vectors=like_vectors,

@@ -194,7 +194,8 @@ def search(
 
         return search_index(paths[0], query=query, like=like, like_file=like_file, unlike=unlike, filters=filters,
                             top_k=top_k, model=model, checkpoint=checkpoint, model_bands=model_bands, bands=bands,
-                            device=device, output=output, missing_bands=missing_bands, resize=resize, force=force)
+                            device=device, output=output, missing_bands=missing_bands, resize=resize, force=force,
+                            precision=precision)
     if not query:
         fail("give --query TEXT (--like, --like-file and --unlike need an index folder)")
     from rich.table import Table

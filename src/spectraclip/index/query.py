@@ -42,12 +42,13 @@ def example_query(positives: np.ndarray, negatives: np.ndarray | None = None,
     return normalise(q, "positives minus negatives")
 
 
-def encode_raster(model: Any, path: str | Path, bands: str | None = None) -> np.ndarray:
+def encode_raster(model: Any, path: str | Path, bands: str | None = None, precision: str | None = "fp32") -> np.ndarray:
     """Embed one raster file on the fly (the same encode path as the tables); QueryError names the file."""
     from spectraclip.inference import encode_images
 
     errors: list[tuple[str, str]] = []
-    enc = encode_images(model, [Path(path)], bands=bands, progress=False, on_error=lambda w, m: errors.append((w, m)))
+    enc = encode_images(model, [Path(path)], bands=bands, progress=False, precision=precision,
+                        on_error=lambda w, m: errors.append((w, m)))
     if not len(enc.ids):
         why = errors[0][1] if errors else "unreadable"
         raise QueryError(f"--like-file {path}: cannot embed it ({why})")

@@ -114,12 +114,13 @@ class ImageEncoder:
         multi = self.model.config.multi
         if not isinstance(x, torch.Tensor) and not multi:
             x = x[self.model.groups[0]]
-        with _autocast(self.mode, self.device):
+        with autocast_for(self.mode, self.device):
             feats = self.model.encode_image(x, present=present) if multi else self.model.encode_image(x)
         return torch.nn.functional.normalize(feats.float(), dim=-1)
 
 
-def _autocast(mode: str, device: torch.device):
+def autocast_for(mode: str, device: torch.device):
+    """The autocast context of a precision mode (disabled for fp32 and int8)."""
     if mode == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if mode == "fp16":
@@ -162,7 +163,7 @@ class OrtTrunk(torch.nn.Module):
         return torch.from_numpy(out).to(x.device)
 
 
-def _trunk_example(model: SpectralCLIP) -> torch.Tensor:
+def trunk_example(model: SpectralCLIP) -> torch.Tensor:
     """An input of the trunk's shape: pixels for a single-group model, patch features for a multi-group one."""
     s = model.image_size
     first = model.groups[0]
@@ -173,8 +174,8 @@ def _trunk_example(model: SpectralCLIP) -> torch.Tensor:
         return model.patch_embeds[first](x)
 
 
-def int8_trunk_path(model: SpectralCLIP) -> Path | None:
-    """Where the quantised trunk of this model is cached (None when the cache is disabled)."""
+def int8_trunk_path(model: SpectralCLIP, tag: str = "visual") -> Path | None:
+    """Where the quantised trunk `tag` of this model is cached (None when the cache is disabled)."""
     import onnxruntime as ort
 
     from spectraclip.identity import model_fingerprint
@@ -182,12 +183,14 @@ def int8_trunk_path(model: SpectralCLIP) -> Path | None:
 
     root = cache_root()
     kind = "int8pc" if INT8_PER_CHANNEL else "int8"
-    name = f"{model_fingerprint(model)}-visual-{kind}-ort{ort.__version__}.onnx"
+    name = f"{model_fingerprint(model)}-{tag}-{kind}-ort{ort.__version__}.onnx"
     return None if root is None else root / "onnx" / name
 
 
-def quantize_int8(model: SpectralCLIP) -> OrtTrunk:
-    """The int8 ONNX Runtime trunk of `model`: read from the cache, or exported, quantised and cached."""
+def quantize_module_int8(model: SpectralCLIP, module: torch.nn.Module, example: torch.Tensor,
+                         tag: str) -> OrtTrunk:
+    """`module` (part of `model`: tensor in, tensor out) as an int8 ONNX Runtime session: read from the cache
+    (keyed by the model fingerprint and `tag`), or exported, dynamically quantised and cached."""
     import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -195,17 +198,22 @@ def quantize_int8(model: SpectralCLIP) -> OrtTrunk:
     from spectraclip.io.atomic import atomic_path
     from spectraclip.models.export import trace_to_onnx
 
-    target = int8_trunk_path(model)
+    target = int8_trunk_path(model, tag)
     if target is not None and target.is_file():
         return OrtTrunk(target)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "visual.onnx"
-        log.info("exporting and quantising the image trunk to int8 (once per model)")
-        trace_to_onnx(model.clip.visual.eval(), (_trunk_example(model),), fp32, ["x"])
-        dest = target or Path(tmp) / "visual-int8.onnx"
+        fp32 = Path(tmp) / f"{tag}.onnx"
+        log.info("exporting and quantising %s to int8 (once per model)", tag)
+        trace_to_onnx(module.eval(), (example,), fp32, ["x"])
+        dest = target or Path(tmp) / f"{tag}-int8.onnx"
         with atomic_path(dest) as out:
             quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=INT8_PER_CHANNEL)
         return OrtTrunk(dest)  # the session holds the graph in memory: the temporary file may go
+
+
+def quantize_int8(model: SpectralCLIP) -> OrtTrunk:
+    """The int8 ONNX Runtime image trunk (`clip.visual`) of `model`, cached like `quantize_module_int8`."""
+    return quantize_module_int8(model, model.clip.visual, trunk_example(model), "visual")
 
 
 # model -> (weights state, int8 trunk); outside the model so that pickling or copying it never meets a session
@@ -236,5 +244,5 @@ def prepare_for_inference(model: SpectralCLIP, mode: str | None = AUTO, device: 
 
 
 __all__ = ["AUTO", "BF16_MIN_BATCH", "ImageEncoder", "METADATA_KEY", "MIN_COSINE", "PRECISIONS", "PrecisionError",
-           "OrtTrunk", "cpu_has_bf16", "default_precision", "int8_available", "int8_trunk_path",
-           "prepare_for_inference", "quantize_int8", "resolve_precision"]
+           "OrtTrunk", "autocast_for", "cpu_has_bf16", "default_precision", "int8_available", "int8_trunk_path",
+           "prepare_for_inference", "quantize_int8", "quantize_module_int8", "resolve_precision", "trunk_example"]
