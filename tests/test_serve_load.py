@@ -32,3 +32,46 @@ def test_concurrent_mixed_requests_never_5xx(tmp_path):
     bad = sum(sum(c.values()) for c in result.bad_status.values())
     assert bad > 60 and len(result.bad_status) >= 8  # most bad kinds were exercised
     assert all(400 <= s < 500 for c in result.bad_status.values() for s in c)
+
+
+def test_serve_with_two_worker_processes_answers_from_both(tmp_path):
+    """`spectraclip serve --workers 2`: the settings reach each worker (own index, own model); both answer."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    from spectraclip.index.build import build_index
+
+    table = synthetic_table(tmp_path / "t.parquet", 2_000, 32)
+    build_index([table], tmp_path / "idx")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "spectraclip.cli.main", "serve", str(tmp_path / "idx"),
+                             "--port", str(port), "--workers", "2"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            replies = [client.post("/search", json={"like": ["s1"], "k": 5}) for _ in range(20)]
+            assert all(r.status_code == 200 for r in replies)
+            hits = [h["id"] for h in replies[0].json()["hits"]]
+            assert len(hits) == 5 and "s1" not in hits  # the example itself is not a result
+            assert all([h["id"] for h in r.json()["hits"]] == hits for r in replies)  # every worker agrees
+            assert client.post("/search", json={"k": 5}).status_code == 400
+            assert client.post("/search", json={"text": "a beach", "k": 5}).status_code == 400  # no model
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=60)[0].decode()
+    assert "with 2 worker processes" in out, out

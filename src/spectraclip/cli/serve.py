@@ -19,6 +19,9 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
     device: DeviceOpt = "auto",
     force: Annotated[bool, typer.Option("--force", help="Serve with a model the index was not made by.")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes (each opens the "
+                                         "memory-mapped index and loads the model): up to one per core "
+                                         "lets request handling use every core.")] = 1,
 ) -> None:
     """Serve `POST /search`, `/items/{id}`, thumbnails and the search page at http://HOST:PORT/."""
     import uvicorn
@@ -26,14 +29,27 @@ def serve(
     from spectraclip.errors import SpectraclipError
     from spectraclip.serve.app import create_app
 
-    net = load_model_or_exit(model, checkpoint, device, model_bands)
+    net = load_model_or_exit(model, checkpoint, device, model_bands) if (model or checkpoint) else None
     try:
-        app = create_app(index_dir, net, force=force)
+        app = create_app(index_dir, net, force=force, warm=workers == 1)  # checks index and model now
     except SpectraclipError as exc:
         fail(str(exc))
         return
-    console.print(f"serving {index_dir} on http://{host}:{port}/ (API: /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=30)
+    console.print(f"serving {index_dir} on http://{host}:{port}/ (API: /docs)"
+                  f"{f' with {workers} worker processes' if workers > 1 else ''}")
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=30)
+        return
+    import os
+
+    from spectraclip.cli.common import resolve_device
+    from spectraclip.serve.worker import ENV, settings_env
+
+    del app, net  # each worker opens its own
+    os.environ[ENV] = settings_env(index_dir, model=model, checkpoint=checkpoint, model_bands=model_bands,
+                                   device=resolve_device(device), force=force, workers=workers)
+    uvicorn.run("spectraclip.serve.worker:app", factory=True, workers=workers, host=host, port=port,
+                log_level="warning", timeout_keep_alive=30)
 
 
 def register(app: typer.Typer) -> None:

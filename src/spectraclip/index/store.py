@@ -34,6 +34,8 @@ EXACT_SUBSET_CELLS = 4_000_000
 MASK_CACHE = 64
 MIN_CANDIDATES = 256  # re-ranked per query at least (k x refine_factor when larger): ~0.5 MB read at 512 dims
 SCAN_BLOCK = 65_536
+# gathered vectors of recent filtered subsets (a page reruns the same filters on every 👍/👎): bytes kept at most
+SUBSET_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -65,10 +67,11 @@ def _as_tensor(block: np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
 
 
-def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int,
-                 rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, rows: np.ndarray | None = None,
+                 gathered: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product top-k of `queries` over `vectors` (or only `rows` of it), scanned in blocks so the
-    score matrix stays small; returns (scores, rows), -1 where fewer than k exist.
+    score matrix stays small; returns (scores, rows), -1 where fewer than k exist. `gathered` (a float32 tensor
+    of `vectors[rows]`, `rows` sorted) saves the gather from the memory map.
 
     torch mm + topk rather than numpy GEMM + argpartition: about 2x the queries/s on this machine
     (benchmarks/bench_index.py), and faiss' flat index at default settings is slower than both."""
@@ -78,13 +81,16 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int,
     total = len(vectors) if rows is None else len(rows)
     best_s = torch.full((len(q), 0), -float("inf"))
     best_r = torch.zeros((len(q), 0), dtype=torch.int64)
-    if rows is not None:
+    if rows is not None and gathered is None:
         rows = np.sort(np.asarray(rows, dtype=np.int64))  # sorted reads of the memory map
     with torch.inference_mode():
         for start in range(0, total, SCAN_BLOCK):
             end = min(total, start + SCAN_BLOCK)
             idx = np.arange(start, end) if rows is None else rows[start:end]
-            block = _as_tensor(vectors[start:end] if rows is None else vectors[idx])
+            if gathered is not None:
+                block = gathered[start:end]
+            else:
+                block = _as_tensor(vectors[start:end] if rows is None else vectors[idx])
             s = q @ block.T
             top_s, top_i = torch.topk(s, min(k, s.shape[1]), dim=1)
             cand_s = torch.cat([best_s, top_s], dim=1)
@@ -114,6 +120,7 @@ class SearchIndex:
         self._columns = ColumnCache(meta)
         self._masks: OrderedDict[tuple, np.ndarray | None] = OrderedDict()
         self._mask_lock = threading.Lock()
+        self._subsets: OrderedDict[tuple, tuple[np.ndarray, Any]] = OrderedDict()
 
     @property
     def kind(self) -> str:
@@ -166,6 +173,20 @@ class SearchIndex:
                 self._masks.popitem(last=False)
             return mask
 
+    def _subset(self, key: tuple, mask: np.ndarray) -> tuple[np.ndarray, Any]:
+        """(sorted rows, their vectors as one float32 tensor) of a filter's mask, kept for repeated filters."""
+        with self._mask_lock:
+            if key in self._subsets:
+                self._subsets.move_to_end(key)
+                return self._subsets[key]
+        rows = np.flatnonzero(mask)
+        got = (rows, _as_tensor(self.vectors[rows]))
+        with self._mask_lock:
+            self._subsets[key] = got
+            while sum(int(t.numel()) * 4 for _, t in self._subsets.values()) > SUBSET_CACHE_BYTES:
+                self._subsets.popitem(last=False)
+        return got
+
     def search(self, queries: np.ndarray, k: int, filters: Filters | None = None, *,
                exclude: Sequence[int] = (), modality: str = "image") -> list[list[Hit]]:
         """Top-k rows for each normalised query row, with filters applied before ranking.
@@ -178,26 +199,30 @@ class SearchIndex:
             raise QueryError(f"query vectors have {q.shape[1]} dimensions; index {self.directory} has {self.dim}")
         mask = self.mask(filters)
         excluded = np.asarray(sorted(set(int(r) for r in exclude)), dtype=np.int64)
-        if mask is not None and len(excluded):
-            mask = mask.copy()
-            mask[excluded] = False
-        want = k if mask is not None else k + len(excluded)
-        if mask is not None:
+        if mask is None:
+            want = k + len(excluded)  # excluded rows are dropped after ranking
+            if self.faiss_index is None:
+                scores, found = exact_search(self.vectors, q, want)
+            else:
+                scores, found = self._approximate(q, want, None, modality)
+        elif self.faiss_index is None or int(np.count_nonzero(mask)) * self.dim <= EXACT_SUBSET_CELLS:
+            # a selective filter: exact scores over the subset, gathered once per filter and kept for reruns
+            rows, gathered = self._subset(filters.key(), mask)  # type: ignore[union-attr]
+            if len(rows) == 0:
+                return [[] for _ in q]
+            scores, found = exact_search(self.vectors, q, k + len(excluded), rows, gathered)
+        else:
+            if len(excluded):
+                mask = mask.copy()
+                mask[excluded] = False
             rows = np.flatnonzero(mask)
             if len(rows) == 0:
                 return [[] for _ in q]
-            if self.faiss_index is None or len(rows) * self.dim <= EXACT_SUBSET_CELLS:
-                scores, found = exact_search(self.vectors, q, want, rows)
-            else:
-                scores, found = self._approximate(q, want, mask, modality)
-                short = (found >= 0).sum(axis=1) < min(want, len(rows))
-                if short.any():
-                    s2, f2 = exact_search(self.vectors, q[short], want, rows)
-                    scores[short], found[short] = s2, f2
-        elif self.faiss_index is None:
-            scores, found = exact_search(self.vectors, q, want)
-        else:
-            scores, found = self._approximate(q, want, None, modality)
+            scores, found = self._approximate(q, k, mask, modality)
+            short = (found >= 0).sum(axis=1) < min(k, len(rows))
+            if short.any():  # the probed lists held fewer than k passing items
+                s2, f2 = exact_search(self.vectors, q[short], k, rows)
+                scores[short], found[short] = s2, f2
         skip = set(excluded.tolist())
         out = []
         for s_row, r_row in zip(scores, found, strict=True):

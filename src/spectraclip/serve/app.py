@@ -73,12 +73,46 @@ def _hit_models(index: SearchIndex, hits: list[Any], geometry: bool = False) -> 
                     strict=True), start=1)]
 
 
+class BoundedBody:
+    """Pure ASGI middleware answering 413 to a body declared over `limit` bytes, before it is read (cheaper per
+    request than Starlette's BaseHTTPMiddleware, which wraps every call in a task group)."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            size = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+            if size is not None and (not size.isdigit() or int(size) > self.limit):
+                reply = JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)
+                await reply(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def warm_up(index: SearchIndex, model: Any = None) -> float:
+    """Run one search of each kind the service does (and one text encoding) so that imports, faiss and torch
+    start-up are paid before the first request, not by it; returns the seconds it took."""
+    import numpy as np
+
+    t0 = time.perf_counter()
+    q = np.zeros((1, index.dim), np.float32)
+    q[0, 0] = 1.0
+    index.search(q, 1)
+    if model is not None:
+        from spectraclip.inference import encode_texts
+
+        encode_texts(model, ["warm-up"])
+    return time.perf_counter() - t0
+
+
 def create_app(index_dir: str | Path, model: Any = None, *, force: bool = False,
-               single_thread_faiss: bool = True) -> FastAPI:
+               single_thread_faiss: bool = True, warm: bool = True) -> FastAPI:
     """The search service over `index_dir`; `model` (same embedding space, checked now) encodes text and files.
 
     Without a model the service answers example, id and vector queries and refuses text with a 400.
-    `single_thread_faiss` gives each request one faiss thread: the server's thread pool is the parallelism."""
+    `single_thread_faiss` gives each request one faiss thread: the server's thread pool is the parallelism;
+    `warm` runs one search (and text encoding) now, so that the first request does not pay for start-up."""
     index = open_index(index_dir)
     if model is not None:
         index.check_model(model, force=force)
@@ -92,13 +126,8 @@ def create_app(index_dir: str | Path, model: Any = None, *, force: bool = False,
                   description=f"Search {len(index)} items of {index_dir} by text, examples or vector.")
     app.state.index = index
     app.state.thumbnails = thumbs
-
-    @app.middleware("http")
-    async def _bounded_body(request: Request, call_next: Any) -> Response:
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
-        return await call_next(request)
+    app.state.warm_up_s = warm_up(index, model) if warm else None
+    app.add_middleware(BoundedBody)
 
     @app.exception_handler(UnknownItemError)
     async def _unknown(_: Request, exc: UnknownItemError) -> JSONResponse:
@@ -173,4 +202,4 @@ def create_app(index_dir: str | Path, model: Any = None, *, force: bool = False,
     return app
 
 
-__all__ = ["MAX_BODY_BYTES", "create_app", "static_dir"]
+__all__ = ["MAX_BODY_BYTES", "BoundedBody", "create_app", "static_dir", "warm_up"]
