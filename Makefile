@@ -6,7 +6,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.spectraclip-installed
 
-.PHONY: setup demo test test-fast lint bench clean-venv browser-deps
+.PHONY: setup demo test test-fast lint bench bench-deps clean-venv browser-deps
 
 setup: $(STAMP)
 
@@ -42,6 +42,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_embed.py
+
+# benchmarks/bench_serve_load.py drives the server with wrk (Debian package) besides its Python client.
+bench-deps: $(STAMP)
+	@if command -v wrk >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get install -y -q wrk; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get install -y -q wrk; \
+	else echo "bench-deps: wrk missing and cannot be installed here; bench_serve_load.py skips its wrk rows"; fi
 
 clean-venv:
 	rm -rf $(VENV)

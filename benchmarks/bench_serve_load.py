@@ -2,10 +2,18 @@
 good and bad requests, against a synthetic index (clustered vectors with footprints, dates and a label
 column). Prints latency percentiles per request kind, status counts, and whether every bad request got a 4xx.
 
-The server runs in its own process (uvicorn, one worker, the app of `create_app`), so client and server
-do not share a GIL; the baseline row is `GET /healthz` (the HTTP round trip alone), measured in the same run.
+The server is `spectraclip serve` in its own process(es) (`--workers`); the baseline row is `GET /healthz` (the
+HTTP round trip alone), measured in the same run. Two clients:
+
+- the Python client (httpx, asyncio) checks the contract request by request: every good request a 200, every bad
+  one a 4xx, no 5xx, with latency per request kind. It costs ~7 ms of CPU per request itself, which on 2 cores
+  competes with the server, so its latencies are an upper bound.
+- `wrk` (C, Debian package `wrk`; `make bench-deps`), driven by a generated Lua script sending the same mix,
+  measures the server's latency distribution at the same concurrency for ~0.1 ms of client CPU per request;
+  it counts statuses by class (it cannot pair a reply with its request kind).
 
     python benchmarks/bench_serve_load.py [--items 100000] [--dim 512] [--clients 50] [--requests 5000] [--k 50]
+        [--workers 1,2] [--client both|python|wrk]
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -78,11 +87,9 @@ def request_mix(ids: list[str], dim: int, k: int, seed: int = 0) -> list[tuple[s
     return [(kind, kind.startswith("bad:"), method, path, make) for kind, method, path, make in good + bad]
 
 
-async def run_load(base_url: str, ids: list[str], dim: int, *, clients: int = 50, requests: int = 5000,
-                   k: int = 50, bad_fraction: float = 0.25, seed: int = 0) -> LoadResult:
-    """Send `requests` requests from `clients` concurrent connections; every 1/bad_fraction-th is a bad one."""
-    import httpx
-
+def request_plan(ids: list[str], dim: int, k: int, requests: int, bad_fraction: float = 0.25,
+                 seed: int = 0) -> list[tuple[str, bool, str, str, dict]]:
+    """`requests` concrete requests (kind, is_bad, method, path, httpx kwargs), a `bad_fraction` of them bad."""
     mix = request_mix(ids, dim, k, seed)
     good = [m for m in mix if not m[1]]
     bad = [m for m in mix if m[1]]
@@ -95,6 +102,97 @@ async def run_load(base_url: str, ids: list[str], dim: int, *, clients: int = 50
         if kind == "item":
             path = f"/items/{ids[int(rng.integers(len(ids)))]}"
         plan.append((kind, is_bad, method, path, kwargs))
+    return plan
+
+
+def _lua_string(text: str) -> str:
+    eq = "="
+    while f"]{eq}]" in text:
+        eq += "="
+    return f"[{eq}[{text}]{eq}]"
+
+
+def wrk_script(plan: list[tuple[str, bool, str, str, dict]], per_thread: int, done_dir: Path) -> str:
+    """A wrk Lua script cycling through `plan` (each thread from its own offset), stopping each thread after
+    `per_thread` replies (and dropping a file in `done_dir`: wrk's main thread sleeps out `-d` otherwise, so the
+    harness interrupts it once every thread is done), and printing statuses and latency percentiles as JSON."""
+    rows = []
+    for _kind, _bad, method, path, kwargs in plan:
+        body = kwargs.get("content")
+        if body is None and "json" in kwargs:
+            body = json.dumps(kwargs["json"])
+        body = body.decode() if isinstance(body, bytes) else body
+        rows.append("{" + f"m={_lua_string(method)}, p={_lua_string(path)}, "
+                    f"b={_lua_string(body) if body is not None else 'nil'}" + "}")
+    return "\n".join([
+        "local reqs = {" + ",\n".join(rows) + "}",
+        "local threads = {}",
+        "local n_threads = 0",
+        "function setup(thread) n_threads = n_threads + 1; thread:set('offset', n_threads * 7919); "
+        "table.insert(threads, thread) end",
+        "local sent, got = 0, 0",
+        "statuses = {}",
+        "local headers = {['Content-Type'] = 'application/json'}",
+        "function request()",
+        "  local r = reqs[(offset + sent) % #reqs + 1]",
+        "  sent = sent + 1",
+        "  if r.b then return wrk.format(r.m, r.p, headers, r.b) end",
+        "  return wrk.format(r.m, r.p)",
+        "end",
+        "function response(status, hdrs, body)",
+        "  statuses[tostring(status)] = (statuses[tostring(status)] or 0) + 1",
+        "  got = got + 1",
+        f"  if got == {per_thread} then",
+        f"    local f = io.open({_lua_string(str(done_dir))} .. '/' .. tostring(offset), 'w'); f:close()",
+        "    wrk.thread:stop()",
+        "  end",
+        "end",
+        "function done(summary, latency, requests)",
+        "  local parts = {}",
+        "  local total = {}",
+        "  for _, t in ipairs(threads) do",
+        "    local st = t:get('statuses')",
+        "    for code, n in pairs(st) do total[code] = (total[code] or 0) + n end",
+        "  end",
+        "  for code, n in pairs(total) do table.insert(parts, string.format('\"%s\": %d', code, n)) end",
+        "  local e = summary.errors",
+        "  io.write(string.format('WRK_RESULT {\"requests\": %d, \"duration_us\": %d, \"p50_us\": %d, "
+        "\"p90_us\": %d, \"p99_us\": %d, \"max_us\": %d, \"errors\": %d, \"statuses\": {%s}}\\n', "
+        "summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), "
+        "latency:percentile(99), latency.max, e.connect + e.read + e.write + e.timeout, "
+        "table.concat(parts, ', ')))",
+        "end",
+    ])
+
+
+def run_wrk(base_url: str, plan: list[tuple[str, bool, str, str, dict]], *, clients: int, requests: int,
+            threads: int = 2, workdir: Path) -> dict:
+    """Run wrk with `clients` connections over `threads` threads until `requests` replies; its JSON summary."""
+    import signal
+
+    per_thread = max(1, requests // threads)
+    done = Path(tempfile.mkdtemp(dir=workdir, prefix="wrk-done-"))
+    script = workdir / "mix.lua"
+    script.write_text(wrk_script(plan, per_thread, done))
+    cmd = ["wrk", "-t", str(threads), "-c", str(clients), "-d", "900s", "--timeout", "30s", "-s", str(script),
+           base_url]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while proc.poll() is None and len(list(done.iterdir())) < threads:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)  # every thread has its replies: wrk prints its summary and exits
+    out = proc.communicate(timeout=60)[0]
+    if "WRK_RESULT " not in out:
+        raise SystemExit(f"wrk failed: {out[-2000:]}")
+    line = next(ln for ln in out.splitlines() if ln.startswith("WRK_RESULT "))
+    return json.loads(line[len("WRK_RESULT "):])
+
+
+async def run_load(base_url: str, ids: list[str], dim: int, *, clients: int = 50, requests: int = 5000,
+                   k: int = 50, bad_fraction: float = 0.25, seed: int = 0) -> LoadResult:
+    """Send `requests` requests from `clients` concurrent connections; every 1/bad_fraction-th is a bad one."""
+    import httpx
+
+    plan = request_plan(ids, dim, k, requests, bad_fraction, seed)
     result = LoadResult()
     queue: asyncio.Queue = asyncio.Queue()
     for p in plan:
@@ -164,9 +262,19 @@ def print_table(result: LoadResult, title: str) -> None:
 
 
 def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc), a measure the machine's load does not skew."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process and its children so far (Linux /proc): a measure the machine's
+    load does not skew (uvicorn's worker processes are children of the server)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, rest = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = rest.split()
+        me = int(stat.parent.name)
+        if me == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def build_synthetic_index(out: Path, items: int, dim: int, seed: int = 0) -> tuple[list[str], dict]:
@@ -181,12 +289,25 @@ def build_synthetic_index(out: Path, items: int, dim: int, seed: int = 0) -> tup
     return [f"s{i}" for i in range(items)], {"kind": report.plan.factory, "build_s": report.seconds}
 
 
-SERVER = """
-import sys, uvicorn
-from spectraclip.serve.app import create_app
-uvicorn.run(create_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning",
-            timeout_keep_alive=30)
-"""
+def start_server(index_dir: Path, workers: int) -> tuple[subprocess.Popen, str]:
+    """`spectraclip serve INDEX --workers N` on a free loopback port; returns once /healthz answers."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "spectraclip.cli.main", "serve", str(index_dir), "--port",
+                             str(port), "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(1200):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    time.sleep(1.0 if workers > 1 else 0)  # let every worker finish its warm-up
+    return proc, url
 
 
 def main() -> None:
@@ -196,8 +317,14 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--workers", default="1,2", help="server worker processes to compare (comma list)")
+    ap.add_argument("--client", default="both", choices=("both", "python", "wrk"))
     ap.add_argument("--index", type=Path, help="index folder: built there when absent, reused when present")
     args = ap.parse_args()
+    use_wrk = args.client in ("both", "wrk")
+    if use_wrk and shutil.which("wrk") is None:
+        print("wrk is not installed (apt install wrk, or make bench-deps): the wrk rows are skipped")
+        use_wrk = False
     with tempfile.TemporaryDirectory() as tmp:
         if args.index and (args.index / "info.json").is_file():
             info = json.loads((args.index / "info.json").read_text())
@@ -214,35 +341,58 @@ def main() -> None:
                 idx.rename(args.index)
                 idx = args.index
             print(f"built {built['kind']} over {args.items} x {args.dim} in {time.perf_counter() - t0:.1f} s")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        proc = subprocess.Popen([sys.executable, "-c", SERVER, str(idx), str(port)], env=env)
-        try:
-            import httpx
-
-            for _ in range(600):
+        plan = request_plan(ids, args.dim, args.k, args.requests)
+        summary = []
+        for workers in [int(w) for w in args.workers.split(",")]:
+            if args.client in ("both", "python"):
+                proc, url = start_server(idx, workers)
                 try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            server_cpu0, client_cpu0 = process_cpu(proc.pid), time.process_time()
-            result = asyncio.run(run_load(f"http://127.0.0.1:{port}", ids, args.dim, clients=args.clients,
-                                          requests=args.requests, k=args.k))
-            server_cpu, client_cpu = process_cpu(proc.pid) - server_cpu0, time.process_time() - client_cpu0
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-        print_table(result, f"{args.clients} clients, {args.requests} requests, k={args.k}, {len(ids)} items "
-                            f"x {args.dim} ({built['kind']}), {os.cpu_count()} cores")
-        n = sum(result.statuses.values())
-        per = 1000 * server_cpu / n
-        print(f"server CPU {server_cpu:.1f} s = {per:.2f} ms per request (client {1000 * client_cpu / n:.2f} ms); "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. On 2 idle cores the server alone "
-              f"would sustain ~{2000 / per:.0f} req/s, i.e. ~{args.clients * per / 2:.0f} ms mean latency at "
-              f"{args.clients} in flight (Little's law)")
+                    server_cpu0, client_cpu0 = process_cpu(proc.pid), time.process_time()
+                    result = asyncio.run(run_load(url, ids, args.dim, clients=args.clients, requests=args.requests,
+                                                  k=args.k))
+                    server_cpu, client_cpu = process_cpu(proc.pid) - server_cpu0, time.process_time() - client_cpu0
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=60)
+                print_table(result, f"Python client: {args.clients} clients, {args.requests} requests, k={args.k}, "
+                                    f"{len(ids)} items x {args.dim} ({built['kind']}), {workers} server "
+                                    f"worker(s), {os.cpu_count()} cores")
+                n = sum(result.statuses.values())
+                searches = [v for kname, vals in result.latencies.items() if not kname.startswith("bad:")
+                            and kname not in ("item", "healthz") for v in vals]
+                p50, p99, _ = percentiles(searches)
+                summary.append((f"python, {workers} worker(s)", n, n / result.seconds, p50, p99,
+                                sum(c for st, c in result.statuses.items() if st >= 500 or st == 0),
+                                len(result.violations), 1000 * server_cpu / n, 1000 * client_cpu / n))
+            if use_wrk:
+                proc, url = start_server(idx, workers)
+                try:
+                    cpu0 = process_cpu(proc.pid)
+                    w = run_wrk(url, plan, clients=args.clients, requests=args.requests, workdir=Path(tmp))
+                    server_cpu = process_cpu(proc.pid) - cpu0
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=60)
+                n = w["requests"]
+                five = sum(c for st, c in w["statuses"].items() if int(st) >= 500) + w["errors"]
+                print(f"wrk, {workers} worker(s): {n} requests in {w['duration_us'] / 1e6:.1f} s; statuses "
+                      f"{dict(sorted(w['statuses'].items()))}; socket errors {w['errors']}")
+                summary.append((f"wrk, {workers} worker(s)", n, n / (w["duration_us"] / 1e6), w["p50_us"] / 1000,
+                                w["p99_us"] / 1000, five, None, 1000 * server_cpu / n, None))
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{args.clients} concurrent clients, mixed good/bad requests (25 % bad), k={args.k}, "
+                            f"{len(ids)} x {args.dim} ({built['kind']}); load average {os.getloadavg()[0]:.1f}")
+        for col in ("client, server", "requests", "req/s", "p50 ms", "p99 ms", "5xx + socket errors",
+                    "contract violations", "server CPU ms/req", "client CPU ms/req"):
+            table.add_column(col, justify="left" if col.startswith("client,") else "right")
+        for row in summary:
+            table.add_row(row[0], str(row[1]), f"{row[2]:.0f}", f"{row[3]:.1f}", f"{row[4]:.1f}", str(row[5]),
+                          "" if row[6] is None else str(row[6]), f"{row[7]:.2f}",
+                          "" if row[8] is None else f"{row[8]:.2f}")
+        Console(width=200).print(table)
+        print("p50/p99 of the Python rows: good searches only; of the wrk rows: every request of the mix.")
 
 
 if __name__ == "__main__":
