@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from spectraclip.apps.scene_job import JobSummary, can_resume, run_windows
 from spectraclip.errors import SpectraclipError
 from spectraclip.io.cog import BlockWriter
-from spectraclip.io.scene import Scene, SceneError, open_scene, window_grid
+from spectraclip.io.scene import Scene, SceneError, SceneReader, open_scene, window_grid
 
 NODATA_CLASS = 255
 PROBABILITY_TYPES: tuple[str, ...] = ("uint8", "float32")
@@ -272,10 +272,12 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
     shutil.rmtree(parts, ignore_errors=True)
     ql = None
     if quicklook:
-        from spectraclip.apps.quicklook import class_quicklook
+        from spectraclip.apps.quicklook import class_quicklook, natural_colour
 
+        with SceneReader(sc) as reader:
+            bg = natural_colour(reader)
         ql = class_quicklook(out, out.with_suffix(".png"), title=f"{sc.id}: {model.config.arch}"
-                             f"{' (probe)' if probe else ' (dense)' if dense else ''}")
+                             f"{' (probe)' if probe else ' (dense)' if dense else ''}", background=bg)
     return MapResult(out, names, summary, ql, vec_path)
 
 

@@ -15,8 +15,10 @@ from spectraclip.io.atomic import atomic_path
 MAX_SIZE = 1024
 
 
-def class_quicklook(map_path: str | Path, png: str | Path, *, title: str = "", max_size: int = MAX_SIZE) -> Path:
-    """The class band of a map COG in its colour table, with a legend (class names and their share)."""
+def class_quicklook(map_path: str | Path, png: str | Path, *, title: str = "", max_size: int = MAX_SIZE,
+                    background: np.ndarray | None = None) -> Path:
+    """The class band of a map COG in its colour table, with a legend (class names and their share); with a
+    natural-colour `background` (`natural_colour`) the scene is shown beside the map, so it can be checked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +38,14 @@ def class_quicklook(map_path: str | Path, png: str | Path, *, title: str = "", m
     rgba = lut[np.clip(cls, 0, 255)]
     counts = np.bincount(cls[cls < 255].ravel(), minlength=len(names))
     total = max(1, int(counts.sum()))
-    fig, ax = plt.subplots(figsize=(8, 8 * rgba.shape[0] / max(rgba.shape[1], 1) * 0.8 + 1), dpi=110)
+    aspect = rgba.shape[0] / max(rgba.shape[1], 1)
+    if background is None:
+        fig, ax = plt.subplots(figsize=(8, 8 * aspect * 0.8 + 1), dpi=110)
+    else:
+        fig, (ax_bg, ax) = plt.subplots(1, 2, figsize=(13, 6.5 * aspect * 0.8 + 1), dpi=110)
+        ax_bg.imshow(background, interpolation="bilinear")
+        ax_bg.set_axis_off()
+        ax_bg.set_title("natural colour (B04, B03, B02)", fontsize=10)
     ax.imshow(rgba, interpolation="nearest")
     ax.set_axis_off()
     if title:

@@ -3,13 +3,14 @@
 `prepare_for_inference(model, mode, device)` returns an `ImageEncoder` whose `encode_image(x, present)`
 the batch path calls whatever the mode; it always returns float32, L2-normalised `[B, D]` vectors.
 
-int8 is ONNX Runtime's dynamic quantiser (int8 weights of every MatMul, int8 activations quantised per
-batch, VNNI kernels): the image trunk (`clip.visual`) is exported to ONNX once per model fingerprint,
-quantised, kept in the cache folder (`~/.cache/spectraclip/onnx`) and run by an ONNX Runtime session in
-place of the trunk; patch embeddings, fusion of input groups and the text tower stay in torch. The model
-itself is never modified. torchao's `Int8DynamicActivationInt8WeightConfig` was measured too and dropped:
-without torch.compile it ran at 0.7x fp32 on this CPU (ONNX Runtime int8: 2.8x; same load, batch 16).
-End to end, `embed --precision int8` ran at 2.5x open_clip's eager fp32 forward (min cosine 0.9998).
+int8 is ONNX Runtime's dynamic quantiser (int8 weights of every transformer MatMul/Gemm, int8 activations
+quantised per batch, VNNI kernels; the patch embedding stays fp32: `INT8_OP_TYPES`): the image trunk
+(`clip.visual`) is exported to ONNX once per model fingerprint, quantised, kept in the cache folder
+(`~/.cache/spectraclip/onnx`) and run by an ONNX Runtime session in place of the trunk; patch embeddings,
+fusion of input groups and the text tower stay in torch. The model itself is never modified. torchao's
+`Int8DynamicActivationInt8WeightConfig` was measured too and dropped: without torch.compile it ran at 0.7x
+fp32 on this CPU (ONNX Runtime int8: 2.8x; same load, batch 16). End to end, `embed --precision int8` ran at
+2.5x open_clip's eager fp32 forward (min cosine 0.9998).
 
 Default (`mode="auto"`), measured on the project machine (2 cores with AVX-512 BF16/VNNI, torch 2.14,
 ViT-B-16 with 10 bands at 224 px; docs/benchmarks.md): int8 is the fastest mode that passes the accuracy
@@ -45,6 +46,10 @@ MIN_COSINE = {"fp32": 1.0, "bf16": 0.999, "fp16": 0.999, "int8": 0.995}
 BF16_MIN_BATCH = 64  # below this, bf16 autocast is slower than fp32 on this CPU (measured)
 METADATA_KEY = "precision"
 INT8_PER_CHANNEL = False  # per-output-channel weight scales (ONNX Runtime's per_channel); see docs/benchmarks.md
+# Only the transformer's MatMul/Gemm are quantised; the patch embedding (Conv over all the bands) stays fp32.
+# Measured on the demo MS bundle, 270 EuroSAT-MS patches: quantising the Conv too gave min cosine 0.9940 (under
+# the 0.995 gate) and 99.6 % top-1 agreement; without it 0.99983 and 100 %, at the same speed.
+INT8_OP_TYPES = ("MatMul", "Gemm")
 
 
 class PrecisionError(SpectraclipError, ValueError):
@@ -182,9 +187,16 @@ def int8_trunk_path(model: SpectralCLIP, tag: str = "visual") -> Path | None:
     from spectraclip.text_cache import cache_root
 
     root = cache_root()
-    kind = "int8pc" if INT8_PER_CHANNEL else "int8"
+    kind = "int8mm-pc" if INT8_PER_CHANNEL else "int8mm"
     name = f"{model_fingerprint(model)}-{tag}-{kind}-ort{ort.__version__}.onnx"
     return None if root is None else root / "onnx" / name
+
+
+class _QuantiserHint(logging.Filter):
+    """Drops ONNX Runtime's quantiser hint to run its shape pre-processing (measured: no gain on this trunk)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def quantize_module_int8(model: SpectralCLIP, module: torch.nn.Module, example: torch.Tensor,
@@ -206,8 +218,14 @@ def quantize_module_int8(model: SpectralCLIP, module: torch.nn.Module, example: 
         log.info("exporting and quantising %s to int8 (once per model)", tag)
         trace_to_onnx(module.eval(), (example,), fp32, ["x"])
         dest = target or Path(tmp) / f"{tag}-int8.onnx"
-        with atomic_path(dest) as out:
-            quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=INT8_PER_CHANNEL)
+        hint = _QuantiserHint()
+        logging.getLogger().addFilter(hint)
+        try:
+            with atomic_path(dest) as out:
+                quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=INT8_PER_CHANNEL,
+                                 op_types_to_quantize=list(INT8_OP_TYPES))
+        finally:
+            logging.getLogger().removeFilter(hint)
         return OrtTrunk(dest)  # the session holds the graph in memory: the temporary file may go
 
 
