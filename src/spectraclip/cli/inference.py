@@ -308,6 +308,10 @@ def embed(
 
     if engine not in ("local", "ray"):
         fail(f"--engine {engine!r}: choose local or ray")
+    if engine == "ray":  # say what to install before loading anything
+        from spectraclip.distributed.ray_engine import import_ray
+
+        import_ray()
     net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     meta = {"model": model or "", "checkpoint": str(checkpoint or ""), "model_config": net.config.arch}
     if windows:
