@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import pickle
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,10 +139,13 @@ def embed_with_ray(model: SpectralCLIP, items: Sequence[Any], output: str | Path
                    workers: int = 1, num_gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0,
                    device: str = "cpu", address: str | None = None, progress: bool = True,
                    metadata: dict[str, Any] | None = None, radiometry: Any = None, precision: str | None = "fp32",
-                   skip_ids: set[str] | None = None, _die: list[tuple[str, int, str]] | None = None,
+                   skip_ids: set[str] | None = None, stats: dict[str, float] | None = None,
+                   _die: list[tuple[str, int, str]] | None = None,
                    ) -> tuple[EmbeddingsTable, list[tuple[str, str]], int]:
     """`inference.embed_to_table` on Ray Data: the same table (columns, fingerprints, GeoParquet, row order),
-    resumable; `skip_ids` as in `embed_to_table` (other shards). Returns (table, failed, number kept from before).
+    resumable; `skip_ids` as in `embed_to_table` (other shards); `stats`, when given, receives the pipeline's
+    seconds to its first finished batch (actor start-up) and in all, and the items run.
+    Returns (table, failed, number kept from before).
     `workers` actors encode, each with `num_gpus_per_worker` GPUs (0: CPU) and `cpus_per_worker` CPUs."""
     ray = import_ray()
     import torch
@@ -172,7 +176,7 @@ def embed_with_ray(model: SpectralCLIP, items: Sequence[Any], output: str | Path
                           num_gpus=num_gpus_per_worker, num_cpus=cpus_per_worker, device=device,
                           precision=precision, progress=progress,
                           proto=prepare_dataset(model, [], [], bands=bands, nodata=nodata, radiometry=radiometry),
-                          die=_die)
+                          die=_die, stats=stats)
         finally:
             if started:
                 ray.shutdown()
@@ -181,7 +185,7 @@ def embed_with_ray(model: SpectralCLIP, items: Sequence[Any], output: str | Path
 
 def _run(ray: Any, model: SpectralCLIP, items: Sequence[Any], ids: Sequence[str], writer: Any, *, batch_size: int,
          workers: int, num_gpus: float, num_cpus: float, device: str, precision: str, progress: bool, proto: Any,
-         die: list[tuple[str, int, str]] | None) -> list[tuple[str, str]]:
+         die: list[tuple[str, int, str]] | None, stats: dict[str, float] | None = None) -> list[tuple[str, str]]:
     """Build and run the pipeline; the parts land in `writer.parts_dir`; returns the failed items."""
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -208,8 +212,14 @@ def _run(ray: Any, model: SpectralCLIP, items: Sequence[Any], ids: Sequence[str]
                                "metadata": writer.metadata, "die": die})
     failed: list[tuple[str, str]] = []
     done = 0
+    t0 = time.perf_counter()
+    first: float | None = None
     try:
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            if first is None:
+                first = time.perf_counter() - t0
+                if stats is not None:
+                    stats["first_batch_items"] = float(len(out["id"]))
             for id_, err in zip(out["id"], out["error"], strict=True):
                 done += 1
                 if err:
@@ -220,6 +230,8 @@ def _run(ray: Any, model: SpectralCLIP, items: Sequence[Any], ids: Sequence[str]
         raise DistributedError(f"the Ray run stopped after {done} of {len(rows)} items ({exc}); the parts "
                                f"written so far are kept in {writer.parts_dir}: rerun the same command to resume"
                                ) from exc
+    if stats is not None:
+        stats.update({"first_batch_s": first or 0.0, "total_s": time.perf_counter() - t0, "items": float(done)})
     return failed
 
 
