@@ -17,7 +17,8 @@ from spectraclip.inference import embed_to_table, table_metadata  # noqa: E402
 from spectraclip.models.loading import load_model  # noqa: E402
 
 EUROSAT = Path("/work/shared/data/eurosat-ms-mini/test")
-pytestmark = pytest.mark.skipif(not EUROSAT.is_dir(), reason="needs ../shared/data")
+pytestmark = [pytest.mark.skipif(not EUROSAT.is_dir(), reason="needs ../shared/data"),
+              pytest.mark.slow]  # ~20 s of Ray Data start-up per run, ~10 s per actor restart
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +58,21 @@ def test_ray_table_equals_single_process_through_a_killed_worker_and_a_resume(lo
     assert not out.with_name(out.name + ".parts").exists()
 
 
-def test_cli_engine_ray_runs_a_shard(local_ray, tmp_path):
-    chips = [str(EUROSAT / "Forest"), str(EUROSAT / "River")]
-    common = ["-m", "tiny-test", "--bands", "eurosat-ms", "--device", "cpu", "--precision", "fp32",
-              "--batch-size", "4"]
+def test_cli_engine_ray_embeds_a_shard_of_scene_windows(local_ray, tmp_path):
+    scene = EUROSAT.parents[1] / "s2-l2a-examples" / "282D_485L_3_3.tif"  # 224 x 224 UTM tile: 49 windows
+    common = ["-m", "tiny-test", "--model-bands", "s2-l2a", "--bands", "s2-l2a", "--device", "cpu",
+              "--precision", "fp32", "--batch-size", "8", "--windows", "--tile", "32"]
     runner = CliRunner()
-    res = runner.invoke(app, ["embed", *chips, "-o", str(tmp_path / "local.parquet"), "--workers", "0", *common])
+    res = runner.invoke(app, ["embed", str(scene), "-o", str(tmp_path / "local.parquet"), "--workers", "0", *common])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["embed", *chips, "-o", str(tmp_path / "ray.parquet"), "--engine", "ray",
+    res = runner.invoke(app, ["embed", str(scene), "-o", str(tmp_path / "ray.parquet"), "--engine", "ray",
                               "--workers", "1", "--shard", "2/2", *common])
     assert res.exit_code == 0, res.output
-    assert "5 embeddings of dimension 32" in " ".join(res.output.split())
+    assert "24 embeddings of dimension 32" in " ".join(res.output.split())
     local, part = read_embeddings(tmp_path / "local.parquet"), read_embeddings(tmp_path / "ray.parquet")
-    assert part.ids == sorted(local.ids)[6:] and part.metadata["shard"] == "2/2"
+    assert sorted(part.ids) == sorted(local.ids)[25:] and part.metadata["shard"] == "2/2"
     row = {id_: i for i, id_ in enumerate(local.ids)}
-    assert np.abs(part.vectors - local.vectors[[row[i] for i in part.ids]]).max() <= 1e-6
+    take = [row[i] for i in part.ids]
+    assert np.abs(part.vectors - local.vectors[take]).max() <= 1e-6
+    for col in ("geometry", "pixel_bbox", "utm_crs", "product_id", "centre_lon"):
+        assert part.columns[col] == [local.columns[col][i] for i in take], col
