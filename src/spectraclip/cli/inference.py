@@ -347,7 +347,7 @@ def embed(
             table, failed, resumed = embed_with_ray(
                 net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, workers=max(1, workers),
                 num_gpus_per_worker=num_gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                device=resolve_device(device) if num_gpus_per_worker == 0 else "cuda", address=address,
+                device=device, address=address,
                 metadata=meta, radiometry=radiometry, precision=precision, skip_ids=skip)
         else:
             table, failed, resumed = embed_to_table(

@@ -64,8 +64,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     try:
-        if address:
-            ray.init(address=address, runtime_env=runtime_env(), log_to_driver=False)
+        if address:  # a cluster's workers have their own spectraclip installed
+            ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env(), log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -157,10 +157,13 @@ def embed_with_ray(model: SpectralCLIP, items: Sequence[Any], output: str | Path
 
     if workers < 1:
         raise DistributedError(f"--workers {workers}: the Ray engine needs at least one encoding worker")
-    if num_gpus_per_worker > 0 and device in ("cpu", "auto"):
-        device = "cuda"
+    if num_gpus_per_worker > 0:
+        device = "cuda"  # Ray gives each actor its GPUs as CUDA_VISIBLE_DEVICES
     elif device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cpu"
+    elif device != "cpu":
+        raise DistributedError(f"--device {device} with --engine ray: give --num-gpus-per-worker N so Ray "
+                               "assigns GPUs to the encoding actors (without it they run on CPU)")
     batch_size = batch_size or choose_batch_size(model, torch.device(device), len(items))
     precision = resolve_precision(precision, device, batch_size)
     writer = PartWriter(output, metadata=table_metadata(model, precision, metadata))
