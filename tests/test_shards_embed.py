@@ -140,3 +140,27 @@ def test_window_timestamp_from_a_product_name(tmp_path):
     assert items[0].timestamp == "2020-06-12T10:30:31Z"
     sample = items[3].read_sample("fill")
     assert sample.meta["product_id"] == path.stem and sample.meta["window"]["col"] == 32
+
+
+def _part(path: Path, ids: list[str], shard: str, digest: str, columns: dict | None = None) -> Path:
+    from spectraclip.embeddings import write_embeddings
+    from spectraclip.identity import Fingerprints
+
+    i, n = (int(x) for x in shard.split("/"))
+    meta = {"dim": 4, "shard": shard, "shard_index": i, "shard_count": n, "shard_items": len(ids),
+            "items_total": 4, "items_digest": digest}
+    vectors = np.eye(4, dtype=np.float32)[: len(ids)]
+    return write_embeddings(path, ids, vectors, columns, meta, fingerprints=Fingerprints("m0", "p0"))
+
+
+def test_merge_refuses_other_listings_and_fills_columns_a_part_lacks(tmp_path):
+    a = _part(tmp_path / "a.parquet", ["x1", "x2"], "1/2", "d1", {"labels": [["Forest"], ["River"]]})
+    b = _part(tmp_path / "b.parquet", ["x3", "x4"], "2/2", "d2")
+    with pytest.raises(ShardError, match="listed different items"):
+        merge_parts([a, b], tmp_path / "m.parquet")
+    b = _part(tmp_path / "b.parquet", ["x3", "x4"], "2/2", "d1")
+    report = merge_parts([b, a], tmp_path / "m.parquet")  # given out of order: written in shard order
+    merged = read_embeddings(tmp_path / "m.parquet")
+    assert report.rows == 4 and merged.ids == ["x1", "x2", "x3", "x4"]
+    assert merged.columns["labels"] == [["Forest"], ["River"], None, None]
+    np.testing.assert_array_equal(merged.vectors[2], [1, 0, 0, 0])
