@@ -179,6 +179,14 @@ def read_embeddings(path: str | Path) -> EmbeddingsTable:
     return _from_arrow(table, str(path))
 
 
+def read_table_metadata(path: str | Path) -> dict[str, Any]:
+    """The spectraclip metadata of a table (fingerprints, dim, shard, ...), reading its schema only."""
+    try:
+        return _decode_meta(pq.read_schema(Path(path)).metadata)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise EmbeddingsTableError(f"{path}: cannot read as Parquet ({exc})") from exc
+
+
 def is_embeddings_table(path: str | Path) -> bool:
     """True for a Parquet file with `id` and `vector` columns (cheap: reads the schema only)."""
     path = Path(path)
@@ -189,6 +197,19 @@ def is_embeddings_table(path: str | Path) -> bool:
     except (pa.ArrowInvalid, OSError):
         return False
     return "id" in names and "vector" in names
+
+
+def write_part(parts_dir: str | Path, name: str, ids: Sequence[str], vectors: np.ndarray,
+               columns: Mapping[str, Sequence[Any]] | None, metadata: Mapping[str, Any] | None) -> Path:
+    """Write one finished batch as `<parts_dir>/part-<name>.parquet` (atomically: a part is there whole or not
+    at all), for `PartWriter` and for workers of other processes writing parts of the same table."""
+    parts_dir = Path(parts_dir)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    table = _table(ids, vectors, columns, metadata)
+    path = parts_dir / f"part-{name}.parquet"
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path
 
 
 class PartWriter:
@@ -213,7 +234,9 @@ class PartWriter:
                     continue
                 self._check_same_run(part, _decode_meta(table.schema.metadata))
                 self.done_ids.update(table.column("id").to_pylist())
-                self._n_parts = max(self._n_parts, int(part.stem.split("-")[1]) + 1)
+                number = part.stem.split("-", 1)[1]
+                if number.isdigit():  # parts named by other writers (e.g. part-r<hash> of Ray workers) too
+                    self._n_parts = max(self._n_parts, int(number) + 1)
 
     def _check_same_run(self, part: Path, old: Mapping[str, Any]) -> None:
         """Refuse to resume parts written with another model or bands: one table must hold one embedding space.
@@ -237,15 +260,15 @@ class PartWriter:
         """Write one finished batch as the next part file (atomically), so a restart skips its ids."""
         if not len(ids):
             return
-        self.parts_dir.mkdir(parents=True, exist_ok=True)
-        table = _table(ids, vectors, columns, self.metadata)
-        with atomic_path(self.parts_dir / f"part-{self._n_parts:05d}.parquet") as tmp:
-            pq.write_table(table, tmp)
+        write_part(self.parts_dir, f"{self._n_parts:05d}", ids, vectors, columns, self.metadata)
         self._n_parts += 1
         self.done_ids.update(ids)
 
-    def finish(self) -> EmbeddingsTable:
-        """Merge all parts (deduplicated by id, first wins) into the output file and remove the parts."""
+    def finish(self, order: Sequence[str] | None = None) -> EmbeddingsTable:
+        """Merge all parts (deduplicated by id, first wins) into the output file and remove the parts.
+
+        `order` (the item ids in listing order) sorts the rows, so parts written in any order (by parallel
+        workers) give the table one process gives; ids not in it follow in part order."""
         parts = sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
         tables = [pq.read_table(p) for p in parts]
         if tables:
@@ -256,6 +279,10 @@ class PartWriter:
                 if id_ not in seen:
                     seen.add(id_)
                     keep.append(i)
+            if order is not None:
+                rank = {id_: r for r, id_ in enumerate(order)}
+                ids = table.column("id").to_pylist()
+                keep.sort(key=lambda i: (rank.get(ids[i], len(rank)), i))
             table = table.take(pa.array(keep, type=pa.int64()))
         else:
             table = _table([], np.zeros((0, int(self.metadata.get("dim", 0))), np.float32), None, self.metadata)
@@ -267,6 +294,8 @@ class PartWriter:
             pq.write_table(table, tmp)
         for p in parts:
             p.unlink()
+        for debris in self.parts_dir.glob(".part-*.tmp") if self.parts_dir.is_dir() else []:
+            debris.unlink()  # temporary files of a worker killed while writing
         if self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
             self.parts_dir.rmdir()
         return _from_arrow(table, str(self.output))

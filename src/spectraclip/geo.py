@@ -110,11 +110,14 @@ def pixel_bbox(meta: Mapping[str, Any]) -> list[int] | None:
     """`[col_off, row_off, col_off + width, row_off + height]` of the item's window in its product.
 
     A whole chip is `[0, 0, width, height]`; a scene window says where it is with `meta["window"]`
-    (`[col_off, row_off, width, height]`) or `meta["col_off"]`/`meta["row_off"]`.
+    (`[col_off, row_off, width, height]`, or the `SceneWindow.to_dict()` record) or `meta["col_off"]`/`meta["row_off"]`.
     """
     if meta.get("pixel_bbox") is not None:
         return [int(v) for v in meta["pixel_bbox"]]
     window = meta.get("window")
+    if isinstance(window, Mapping):  # a scene window's own record (io.scene.SceneWindow.to_dict)
+        col, row, w, h = (int(window[k]) for k in ("col", "row", "width", "height"))
+        return [col, row, col + w, row + h]
     if window is not None:
         col, row, w, h = (int(v) for v in window)
         return [col, row, col + w, row + h]

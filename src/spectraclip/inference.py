@@ -42,15 +42,16 @@ class EncodedImages:
 
     def columns(self) -> dict[str, list[Any]]:
         """Embeddings-table columns (path, band names, size, CRS, transform, bounds, centre lon/lat, the groups
-        used and the bands filled) and the Major TOM ones (WGS84 `geometry` footprint, centre_lat/lon, utm_crs,
-        pixel_bbox, timestamp)."""
+        used, the bands filled, the product id of scene windows) and the Major TOM ones (WGS84 `geometry`
+        footprint, centre_lat/lon, utm_crs, pixel_bbox, timestamp)."""
         from spectraclip.geo import major_tom_columns
 
         keys = ["path", "bands", "height", "width", "crs", "transform", "bounds", "lon", "lat", "filled_bands",
                 "groups"]
         cols: dict[str, list[Any]] = {k: [m.get(k) for m in self.samples_meta] for k in keys}
-        if any(m.get("sources") for m in self.samples_meta):
-            cols["sources"] = [m.get("sources") for m in self.samples_meta]
+        for key in ("sources", "product_id"):  # multi-file items; scene windows (the product they are cut from)
+            if any(m.get(key) for m in self.samples_meta):
+                cols[key] = [m.get(key) for m in self.samples_meta]
         cols.update(major_tom_columns(self.samples_meta))
         labels = [m.get("labels") for m in self.samples_meta]
         if any(lbl is not None for lbl in labels):
@@ -132,6 +133,10 @@ class _EncodeDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def with_items(self, items: Sequence[Any], ids: Sequence[str]) -> _EncodeDataset:
+        """The same read + prepare step over other items (a Ray task's batch of rows)."""
+        return _EncodeDataset(items, ids, self.prepare, self.bands, self.nodata, self.radiometry)
+
     def _read(self, item: Any) -> Sample:
         if isinstance(item, Sample):
             return item
@@ -140,6 +145,8 @@ class _EncodeDataset(Dataset):
 
             kw = {"radiometry": self.radiometry} if self.radiometry is not None else {}
             return read_sample(item, self.bands, nodata=self.nodata, **kw)
+        if hasattr(item, "read_sample"):  # a window of a scene (io.window_items.WindowItem)
+            return item.read_sample(self.nodata)
         if hasattr(item, "paths"):  # a LayoutItem of a multi-file layout
             from spectraclip.io.layouts import read_item
 
@@ -163,7 +170,7 @@ class _EncodeDataset(Dataset):
         return {"id": sample.id if not _is_path(item) else name, "input": prepared, "meta": meta, "error": None}
 
 
-class _Subset:
+class LazySubset:
     """A lazy view of some indices of a dataset (nothing is read until asked)."""
 
     def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
@@ -191,18 +198,9 @@ class _Collate:
                 "failed": [(b["id"], b["error"]) for b in batch if b["error"] is not None]}
 
 
-def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet | str | None = None,
-                         nodata: str = "error", batch_size: int | None = 32, num_workers: int = 0,
-                         device: str | torch.device = "cpu", progress: bool = True,
-                         skip_ids: set[str] | None = None, radiometry: Any = None, precision: str | None = "fp32"):
-    """Yield `(ids, vectors, metas, failed)` per batch. `items` are raster paths, layout items (multi-file
-    samples), Samples or a dataset of Samples; one path for one or many input groups. `precision`: fp32 (the
-    library default), bf16, fp16, int8, or auto/None (the device's fastest mode that passes the accuracy gate,
-    the CLI default; models/precision.py);
-    `batch_size=None` fits it to the device (models/batching.py)."""
-    from spectraclip.models.batching import choose_batch_size
-
-    device = torch.device(device)
+def list_items(items: Sequence[Any] | Any, skip_ids: set[str] | None = None) -> tuple[Any, list[str]]:
+    """The items to encode and their ids (paths relative to their common folder; an item's own `id`; a
+    dataset's item list), without those in `skip_ids`. Every engine (local, Ray, shard i/n) lists items here."""
     items = list(items) if not hasattr(items, "__getitem__") or isinstance(items, (list, tuple)) else items
     if isinstance(items, (list, tuple)) and items and all(_is_path(x) for x in items):
         ids = item_ids(items)
@@ -215,9 +213,51 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
             [str(i) for i in range(len(items))]
     if skip_ids:
         keep = [i for i, id_ in enumerate(ids) if id_ not in skip_ids]
-        items = [items[i] for i in keep] if isinstance(items, (list, tuple)) else _Subset(items, keep)
+        items = [items[i] for i in keep] if isinstance(items, (list, tuple)) else LazySubset(items, keep)
         ids = [ids[i] for i in keep]
-    ds = _EncodeDataset(items, ids, model.preprocessor(), BandSet.parse(bands) if bands else None, nodata, radiometry)
+    return items, ids
+
+
+def prepare_dataset(model: SpectralCLIP, items: Sequence[Any], ids: Sequence[str], *,
+                    bands: BandSet | str | None = None, nodata: str = "error", radiometry: Any = None) -> Dataset:
+    """A map-style dataset whose `[i]` reads item `i` and prepares it for `model`: a record with its `id`,
+    `input`, georeference `meta` and `error` (an InputError message, the item skipped). Picklable, so
+    DataLoader workers and Ray tasks run the same read + preprocess step."""
+    return _EncodeDataset(items, ids, model.preprocessor(), BandSet.parse(bands) if bands else None, nodata,
+                          radiometry)
+
+
+def collate_prepared(model: SpectralCLIP, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One batch of prepared records: inputs stacked per input group, their metas, and the failures."""
+    return _Collate(model.groups)(records)
+
+
+def encode_batch(model: SpectralCLIP, encoder: Any, batch: dict[str, Any],
+                 device: str | torch.device = "cpu") -> np.ndarray:
+    """Embeddings `[n, D]` of a collated batch with `encoder` (`models.precision.prepare_for_inference`)."""
+    if not batch["ids"]:
+        return np.zeros((0, model.embed_dim), np.float32)
+    device = torch.device(device)
+    with torch.inference_mode():
+        x = {g: t.to(device, torch.float32) for g, t in batch["x"].items()}
+        present = {g: p.to(device) for g, p in batch["present"].items()}
+        return encoder.encode_image(x, present=present).cpu().numpy()
+
+
+def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: BandSet | str | None = None,
+                         nodata: str = "error", batch_size: int | None = 32, num_workers: int = 0,
+                         device: str | torch.device = "cpu", progress: bool = True,
+                         skip_ids: set[str] | None = None, radiometry: Any = None, precision: str | None = "fp32"):
+    """Yield `(ids, vectors, metas, failed)` per batch. `items` are raster paths, layout items (multi-file
+    samples), Samples or a dataset of Samples; one path for one or many input groups. `precision`: fp32 (the
+    library default), bf16, fp16, int8, or auto/None (the device's fastest mode that passes the accuracy gate,
+    the CLI default; models/precision.py);
+    `batch_size=None` fits it to the device (models/batching.py)."""
+    from spectraclip.models.batching import choose_batch_size
+
+    device = torch.device(device)
+    items, ids = list_items(items, skip_ids)
+    ds = prepare_dataset(model, items, ids, bands=bands, nodata=nodata, radiometry=radiometry)
     batch_size = batch_size or choose_batch_size(model, device, len(ds))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=_Collate(model.groups),
                         persistent_workers=False, prefetch_factor=2 if num_workers else None)
@@ -226,15 +266,9 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
     encoder = prepare_for_inference(model, precision, device, batch_size)
     from tqdm.auto import tqdm
 
-    with torch.inference_mode(), tqdm(total=len(ds), desc="encoding images", unit="img",
-                                      disable=not progress) as bar:
+    with tqdm(total=len(ds), desc="encoding images", unit="img", disable=not progress) as bar:
         for batch in loader:
-            if batch["ids"]:
-                x = {g: t.to(device, torch.float32) for g, t in batch["x"].items()}
-                present = {g: p.to(device) for g, p in batch["present"].items()}
-                vectors = encoder.encode_image(x, present=present).cpu().numpy()
-            else:
-                vectors = np.zeros((0, model.embed_dim), np.float32)
+            vectors = encode_batch(model, encoder, batch, device)
             bar.update(len(batch["ids"]) + len(batch["failed"]))
             yield batch["ids"], vectors, batch["meta"], batch["failed"]
 
@@ -312,30 +346,39 @@ def text_search(model: SpectralCLIP, image_vectors: np.ndarray, ids: Sequence[st
     return out
 
 
+def table_metadata(model: SpectralCLIP, precision: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metadata of an embeddings table made by `model`: bands, dimension (known up front, so a run where
+    every item fails still writes a valid empty table), groups, precision and the identity fingerprints."""
+    from spectraclip.embeddings import identity_metadata
+
+    return {"bands": ",".join(model.bands.names), "dim": model.embed_dim, "groups": model.groups,
+            "large_rasters": "resize" if model.preprocessor().allow_resize else "error", "precision": precision,
+            **identity_metadata(model), **(metadata or {})}
+
+
 def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path, *,
                    bands: BandSet | str | None = None, nodata: str = "error", batch_size: int | None = 32,
                    num_workers: int = 0, device: str | torch.device = "cpu", progress: bool = True,
                    metadata: dict[str, Any] | None = None, on_error: ErrorCallback | None = None,
-                   radiometry: Any = None, precision: str | None = "fp32"):
+                   radiometry: Any = None, precision: str | None = "fp32", skip_ids: set[str] | None = None):
     """Embed items (raster paths, or a layout dataset of multi-file samples) into an embeddings table,
-    resumably: finished batches are kept across restarts. Returns (table, failed, number kept from before)."""
-    from spectraclip.embeddings import PartWriter, identity_metadata
+    resumably: finished batches are kept across restarts. `skip_ids` leaves items out by id (those of other
+    shards: ids are computed on the whole listing, so a shard's ids match the single-process table's).
+    Returns (table, failed, number kept from before)."""
+    from spectraclip.embeddings import PartWriter
     from spectraclip.models.batching import choose_batch_size
     from spectraclip.models.precision import resolve_precision
 
     batch_size = batch_size or choose_batch_size(model, device, len(items) if hasattr(items, "__len__") else None)
     precision = resolve_precision(precision, device, batch_size)
-    # the dimension is known up front, so a run where every item fails still writes a valid (empty) table
-    meta = {"bands": ",".join(model.bands.names), "dim": model.embed_dim, "groups": model.groups,
-            "large_rasters": "resize" if model.preprocessor().allow_resize else "error", "precision": precision,
-            **identity_metadata(model), **(metadata or {})}
-    writer = PartWriter(output, metadata=meta)
+    writer = PartWriter(output, metadata=table_metadata(model, precision, metadata))
     failed: list[tuple[str, str]] = []
     items = list(items) if isinstance(items, (list, tuple)) else items
     before = set(writer.done_ids)
     for ids, vecs, metas, b_failed in iter_encoded_batches(
         model, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=num_workers,
-        device=device, progress=progress, skip_ids=writer.done_ids, radiometry=radiometry, precision=precision,
+        device=device, progress=progress, skip_ids=writer.done_ids | set(skip_ids or ()), radiometry=radiometry,
+        precision=precision,
     ):
         if ids:
             writer.write(ids, vecs, EncodedImages(ids, vecs, metas).columns())

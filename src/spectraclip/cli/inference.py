@@ -1,4 +1,5 @@
-"""`classify`, `search`, `embed`: zero-shot labels, free-text search and embeddings tables for rasters."""
+"""`classify`, `search`, `embed`, `embed-merge`: zero-shot labels, free-text search and embeddings tables for
+rasters and scene windows (locally, on Ray, or as shards of a job array)."""
 
 from __future__ import annotations
 
@@ -280,27 +281,81 @@ def embed(
         "--drop-bands", help="With --layout: leave these bands out of the inputs, e.g. B01,B09,VH (repeat or "
         "comma list).")] = None,
     precision: PrecisionOpt = "auto",
+    windows: Annotated[bool, typer.Option(
+        "--windows", help="Treat each path as a scene (GeoTIFF/COG, band folder, SAFE, STAC Item) and embed one "
+        "row per window of a grid over it (the Major TOM layout).")] = False,
+    tile: Annotated[int | None, typer.Option("--tile", min=1, help="With --windows: window size in pixels of the "
+                                             "finest band (default: the model's input size).")] = None,
+    stride: Annotated[int | None, typer.Option("--stride", min=1, help="With --windows: pixels between windows "
+                                               "(default: --tile, a grid of non-overlapping cells).")] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="local (this process; --workers DataLoader readers) or ray (a Ray Data pipeline: CPU "
+        "tasks read, --workers actors encode; needs spectraclip[distributed]).")] = "local",
+    address: Annotated[str | None, typer.Option(
+        "--address", help="With --engine ray: the cluster to join (auto: the running one; default: start a local "
+        "Ray on this machine).")] = None,
+    num_gpus_per_worker: Annotated[float, typer.Option(
+        "--num-gpus-per-worker", min=0, help="With --engine ray: GPUs per encoding actor (0: encode on CPU).")] = 0.0,
+    cpus_per_worker: Annotated[float, typer.Option(
+        "--cpus-per-worker", min=0.1, help="With --engine ray: CPUs per encoding actor (its torch threads).")] = 1.0,
+    shard: Annotated[str | None, typer.Option(
+        "--shard", help="I/N: embed only shard I of N (contiguous blocks of the sorted item ids), for job arrays; "
+        "merge the parts with `spectraclip embed-merge`.")] = None,
 ) -> None:
-    """Write the embeddings table of rasters or multi-file items (resumable: rerun the same command after an
-    interruption)."""
+    """Write the embeddings table of rasters, scene windows or multi-file items (resumable: rerun the same
+    command after an interruption)."""
     from spectraclip.embeddings import EmbeddingsTableError
     from spectraclip.inference import embed_to_table
 
+    if engine not in ("local", "ray"):
+        fail(f"--engine {engine!r}: choose local or ray")
+    if engine == "ray":  # say what to install before loading anything
+        from spectraclip.distributed.ray_engine import import_ray
+
+        import_ray()
     net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     meta = {"model": model or "", "checkpoint": str(checkpoint or ""), "model_config": net.config.arch}
-    if layout is not None or modalities or drop_bands:
+    if windows:
+        if layout is not None:
+            fail("--windows and --layout are two kinds of item; give one")
+        from spectraclip.io.window_items import window_items
+
+        items = window_items(paths, tile or net.image_size, stride, bands)
+        meta.update({"windows": {"tile": tile or net.image_size, "stride": stride or tile or net.image_size},
+                     "sources": [str(p) for p in paths]})
+    elif layout is not None or modalities or drop_bands:
         items = _layout_items(net, paths, layout or "auto", modalities, drop_bands, bands, nodata)
         meta.update({"layout": layout or "auto", "sources": [str(p) for p in paths],
                      "modalities_requested": list(items.modalities or net.groups),
                      "excluded_bands": list(items.exclude_bands)})
     else:
         items = _items(paths)
+    skip: set[str] = set()
+    if shard is not None:
+        from spectraclip.distributed.shards import parse_shard, shard_ids, shard_metadata
+        from spectraclip.inference import list_items
+
+        spec = parse_shard(shard)
+        _, ids = list_items(items)
+        mine = shard_ids(ids, spec)
+        skip = set(ids) - set(mine)
+        meta.update(shard_metadata(spec, ids, mine))
+        console.print(f"shard {spec}: {len(mine)} of {len(ids)} items")
     try:
-        table, failed, resumed = embed_to_table(
-            net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
-            device=resolve_device(device), metadata=meta, on_error=lambda *_: None, radiometry=radiometry,
-            precision=precision,
-        )
+        if engine == "ray":
+            from spectraclip.distributed.ray_engine import embed_with_ray
+
+            table, failed, resumed = embed_with_ray(
+                net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, workers=max(1, workers),
+                num_gpus_per_worker=num_gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                device=device, address=address,
+                metadata=meta, radiometry=radiometry, precision=precision, skip_ids=skip)
+        else:
+            table, failed, resumed = embed_to_table(
+                net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
+                device=resolve_device(device), metadata=meta, on_error=lambda *_: None, radiometry=radiometry,
+                precision=precision, skip_ids=skip,
+            )
     except EmbeddingsTableError as exc:  # e.g. unfinished parts of a run with another model
         fail(str(exc))
         raise
@@ -335,7 +390,32 @@ def _layout_items(net, paths: list[Path], layout: str, modalities: list[str] | N
                          exclude_bands=drop)
 
 
+def embed_merge(
+    parts: Annotated[list[Path], typer.Argument(help="Parts to merge: tables written by `embed --shard I/N` (or "
+                                                "any tables of one model), or folders of them.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The merged embeddings table (.parquet).")],
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Write the shards given even when the parts say some are missing.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Merge parts even when their fingerprints differ or are missing.")] = False,
+) -> None:
+    """Merge the parts of a job array into one embeddings table (checked: one model, each item once, every
+    shard there); `index build` reads it directly."""
+    from spectraclip.distributed.merge import merge_parts
+
+    report = merge_parts(parts, output, allow_missing=allow_missing, force=force)
+    if report.missing_shards:
+        console.print(f"[yellow]shards missing (--allow-missing): "
+                      f"{', '.join(f'{i}/{report.shard_count}' for i in report.missing_shards)}[/]")
+    if report.not_embedded:
+        console.print(f"[yellow]{report.not_embedded} item(s) the shards listed were skipped by their jobs "
+                      "(bad input; see each job's log)[/]")
+    shards = f" ({report.shard_count} shards)" if report.shard_count else ""
+    console.print(f"wrote {output}: {report.rows} embeddings from {len(report.parts)} part(s){shards}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("classify")(classify)
     app.command("search")(search)
     app.command("embed")(embed)
+    app.command("embed-merge")(embed_merge)
