@@ -253,3 +253,24 @@ def test_hnsw_on_request_searches_and_filters(synth, tmp_path, monkeypatch):
     monkeypatch.setattr(store, "EXACT_SUBSET_CELLS", 10)  # force the IDSelector path
     hits = index.search(q[:1], 10, Filters(equals={"split": "test"}))[0]
     assert len(hits) == 10 and all(h.row % 4 == 0 for h in hits)
+
+
+def test_ivf_probing_depth_is_tuned_on_the_data_to_the_target_recall(tmp_path):
+    """The build searches a sample of its own vectors at growing nprobe and keeps the first depth reaching the
+    target recall@10; the search then uses it (info.json), and text queries probe twice as deep."""
+    import json
+
+    from spectraclip.index.build import build_index
+    from spectraclip.index.tune import TARGET_RECALL
+
+    table = synthetic_table(tmp_path / "t.parquet", 24_000, 32, seed=3)
+    build_index([table], tmp_path / "idx", kind="ivfpq")
+    params = json.loads((tmp_path / "idx" / "info.json").read_text())["plan"]["params"]
+    tuning = params["tuning"]
+    tried = tuning["recall_by_nprobe_x_refine"]
+    chosen = f"{params['nprobe']}x{params['refine_factor']}"
+    assert list(tried)[-1] == chosen and tried[chosen] == tuning["reached"] >= TARGET_RECALL
+    assert all(r < TARGET_RECALL for r in list(tried.values())[:-1])  # the first (cheapest) setting reaching it
+    assert params["text_nprobe"] == min(params["nlist"], 2 * params["nprobe"])
+    idx = store.open_index(tmp_path / "idx")  # the search reads the tuned depth
+    assert idx.info["plan"]["params"]["refine_factor"] == params["refine_factor"]
