@@ -106,6 +106,15 @@ def test_resumed_run_equals_an_uninterrupted_one(model, tmp_path):
     assert not (tmp_path / "resumed.tif.parts").exists()
 
 
+def test_loader_workers_give_the_same_map_as_reading_in_process(model, scene, tmp_path):
+    """Windows read by DataLoader worker processes (the reader and preprocessor are pickled) change nothing."""
+    a = map_scene(model, scene, tmp_path / "w0.tif", CLASSES, progress=False, quicklook=False, num_workers=0)
+    b = map_scene(model, scene, tmp_path / "w1.tif", CLASSES, progress=False, quicklook=False, num_workers=1,
+                  batch_size=4)
+    assert b.summary.encoded == a.summary.encoded
+    np.testing.assert_allclose(_read(b.path).astype(int), _read(a.path).astype(int), atol=1)
+
+
 def test_resume_state_of_another_job_is_refused(model, tmp_path):
     scene = make_multiband(tmp_path / "s.tif", size=128)
     out = tmp_path / "m.tif"
