@@ -121,6 +121,7 @@ class SearchIndex:
         self._masks: OrderedDict[tuple, np.ndarray | None] = OrderedDict()
         self._mask_lock = threading.Lock()
         self._subsets: OrderedDict[tuple, tuple[np.ndarray, Any]] = OrderedDict()
+        self._subset_lock = threading.Lock()  # one gather at a time: concurrent requests of a filter share it
 
     @property
     def kind(self) -> str:
@@ -175,17 +176,17 @@ class SearchIndex:
 
     def _subset(self, key: tuple, mask: np.ndarray) -> tuple[np.ndarray, Any]:
         """(sorted rows, their vectors as one float32 tensor) of a filter's mask, kept for repeated filters."""
-        with self._mask_lock:
+        with self._subset_lock:
             if key in self._subsets:
                 self._subsets.move_to_end(key)
                 return self._subsets[key]
-        rows = np.flatnonzero(mask)
-        got = (rows, _as_tensor(self.vectors[rows]))
-        with self._mask_lock:
+            rows = np.flatnonzero(mask)
+            got = (rows, _as_tensor(self.vectors[rows]))
             self._subsets[key] = got
-            while sum(int(t.numel()) * 4 for _, t in self._subsets.values()) > SUBSET_CACHE_BYTES:
+            while len(self._subsets) > 1 and sum(int(t.numel()) * 4 for _, t in self._subsets.values()) > \
+                    SUBSET_CACHE_BYTES:
                 self._subsets.popitem(last=False)
-        return got
+            return got
 
     def search(self, queries: np.ndarray, k: int, filters: Filters | None = None, *,
                exclude: Sequence[int] = (), modality: str = "image") -> list[list[Hit]]:

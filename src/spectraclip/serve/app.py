@@ -94,11 +94,15 @@ def warm_up(index: SearchIndex, model: Any = None) -> float:
     """Run one search of each kind the service does (and one text encoding) so that imports, faiss and torch
     start-up are paid before the first request, not by it; returns the seconds it took."""
     import numpy as np
+    import torch  # noqa: F401 - the exact path's import, paid here rather than by concurrent first requests
+
+    from spectraclip.index.store import exact_search
 
     t0 = time.perf_counter()
     q = np.zeros((1, index.dim), np.float32)
     q[0, 0] = 1.0
     index.search(q, 1)
+    exact_search(index.vectors, q, 1, np.arange(min(len(index), 8)))
     if model is not None:
         from spectraclip.inference import encode_texts
 
