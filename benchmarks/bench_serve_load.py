@@ -278,13 +278,17 @@ def process_cpu(pid: int) -> float:
 
 
 def build_synthetic_index(out: Path, items: int, dim: int, seed: int = 0) -> tuple[list[str], dict]:
-    """A synthetic table (clustered vectors, footprints over Europe, dates, split) and its index (auto kind)."""
+    """A synthetic table (footprints over Europe, dates, split) of clustered vectors varying along 32-dim
+    subspaces (like real CLIP embeddings; bench_index.py's generator) and its index (auto kind, tuned)."""
     sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_index import clustered
     from fixtures_index import synthetic_table
 
     from spectraclip.index.build import build_index
 
-    table = synthetic_table(out / "table.parquet", items, dim, seed=seed)
+    vectors = clustered(items, dim, seed=seed, intrinsic=32)
+    table = synthetic_table(out / "table.parquet", items, dim, seed=seed, vectors=vectors)
     report = build_index([table], out / "idx")
     return [f"s{i}" for i in range(items)], {"kind": report.plan.factory, "build_s": report.seconds}
 
