@@ -1,0 +1,157 @@
+"""The few-shot change probe: a gradient-boosted classifier on per-pixel bi-temporal features (both dates'
+standardised bands, their difference, the change vector at several smoothings, the window and patch-token
+embedding change), fitted on the change masks of other scenes.
+
+Pixels are sampled from the same windows the map is computed in (every change pixel, a fixed share of the
+others, weighted back to their true frequency). The decision threshold is chosen without the scene being
+mapped: by grouped cross-validation over the training scenes (one group per scene), maximising their F1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from spectraclip.apps.change_grid import ChangeInputError
+
+NEGATIVE_RATE = 0.02  # share of no-change pixels kept per window (weighted by 1 / rate)
+MAX_ITER = 150
+SEED = 0
+
+
+@dataclass
+class PixelSamples:
+    """Sampled pixels of one labelled scene pair: features `[N, F]`, labels `[N]` (True = change), weights."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    n_change_pixels: int = 0
+    n_pixels: int = 0
+
+
+class PixelSampler:
+    """Collects probe training pixels from windows (a `ChangeWindows` feature hook): `labels` is the change
+    mask on the common grid (True = change, False = no change, masked = unknown)."""
+
+    def __init__(self, labels: np.ndarray, known: np.ndarray, rate: float = NEGATIVE_RATE, seed: int = SEED) -> None:
+        self.labels, self.known, self.rate = labels, known, rate
+        self.rng = np.random.default_rng(seed)
+        self.xs: list[np.ndarray] = []
+        self.ys: list[np.ndarray] = []
+
+    def __call__(self, window, feats: np.ndarray, valid: np.ndarray) -> None:
+        r, c, h, w = window.row, window.col, window.height, window.width
+        lab = np.zeros((h, w), bool)
+        kn = np.zeros((h, w), bool)
+        lh, lw = self.labels.shape
+        hh, ww = max(0, min(h, lh - r)), max(0, min(w, lw - c))
+        lab[:hh, :ww] = self.labels[r:r + hh, c:c + ww]
+        kn[:hh, :ww] = self.known[r:r + hh, c:c + ww]
+        keep = kn & valid & (lab | (self.rng.random((h, w)) < self.rate))
+        if keep.any():
+            self.xs.append(feats[:, keep].T.copy())
+            self.ys.append(lab[keep])
+
+    def samples(self, name: str) -> PixelSamples:
+        if not self.xs:
+            raise ChangeInputError(f"{name}: no labelled pixel in any window")
+        x, y = np.concatenate(self.xs), np.concatenate(self.ys)
+        w = np.where(y, 1.0, 1.0 / self.rate)
+        return PixelSamples(name, x, y, w, int(self.labels[self.known].sum()), int(self.known.sum()))
+
+
+def _estimator(seed: int = SEED):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=MAX_ITER, learning_rate=0.1, max_leaf_nodes=31,
+                                          l2_regularization=1.0, random_state=seed, early_stopping=False)
+
+
+def best_f1_threshold(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """(threshold, F1) maximising the weighted F1 of `p > threshold` over a grid of 99 thresholds."""
+    best = (0.5, -1.0)
+    for t in np.linspace(0.01, 0.99, 99):
+        pred = p > t
+        tp = float(w[pred & y].sum())
+        fp = float(w[pred & ~y].sum())
+        fn = float(w[~pred & y].sum())
+        f1 = 2 * tp / max(2 * tp + fp + fn, 1e-12)
+        if f1 > best[1]:
+            best = (float(t), f1)
+    return best
+
+
+@dataclass
+class ChangeProbe:
+    """A fitted change probe: `predict_proba(features [N, F]) -> [N]` and its decision threshold."""
+
+    estimator: Any
+    threshold: float
+    features: list[str]
+    scenes: list[str]
+    n_train: int
+    inner_f1: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.estimator.predict_proba(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))[:, 1].astype(
+            np.float32)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(pickle.dumps((self.estimator, self.threshold))).hexdigest()[:16]
+
+    def describe(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "scenes": self.scenes, "n_train": self.n_train,
+                "inner_f1": self.inner_f1, "estimator": type(self.estimator).__name__, "max_iter": MAX_ITER,
+                "negative_rate": NEGATIVE_RATE, "notes": self.notes}
+
+
+def fit_change_probe(samples: Sequence[PixelSamples], features: Sequence[str], *, seed: int = SEED) -> ChangeProbe:
+    """Fit the probe on the scenes' pixels; the threshold is the F1-best one on out-of-scene predictions
+    (each training scene predicted by a probe fitted on the others; 0.5 with a single scene)."""
+    notes: list[str] = []
+    usable = []
+    for s in samples:
+        if not s.y.any():
+            notes.append(f"{s.name}: its label mask has no change pixel; its pixels train as no-change only")
+        usable.append(s)
+    if not usable or not any(s.y.any() for s in usable):
+        raise ChangeInputError("the training label masks hold no change pixel at all: a change probe needs some "
+                               f"(scenes: {', '.join(s.name for s in samples)})")
+    x = np.concatenate([s.x for s in usable])
+    y = np.concatenate([s.y for s in usable])
+    w = np.concatenate([s.w for s in usable])
+    groups = np.concatenate([np.full(len(s.y), i) for i, s in enumerate(usable)])
+    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    threshold, inner = 0.5, None
+    with_change = [i for i, s in enumerate(usable) if s.y.any()]
+    if len(usable) >= 2 and with_change:
+        oof = np.zeros(len(y), np.float32)
+        k = min(3, len(usable))
+        folds = [list(range(len(usable)))[i::k] for i in range(k)]
+        for held in folds:
+            te = np.isin(groups, held)
+            if te.all() or not y[~te].any():
+                continue
+            est = _estimator(seed).fit(x[~te], y[~te], sample_weight=_balanced(y[~te], w[~te]))
+            oof[te] = est.predict_proba(x[te])[:, 1]
+        threshold, inner = best_f1_threshold(oof, y, w)
+    est = _estimator(seed).fit(x, y, sample_weight=_balanced(y, w))
+    return ChangeProbe(est, threshold, list(features), [s.name for s in samples], int(len(y)), inner, notes)
+
+
+def _balanced(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Training weights: the two classes weigh the same in total (change is 1-5% of the pixels)."""
+    pos, neg = float(w[y].sum()), float(w[~y].sum())
+    out = np.where(y, 1.0 / max(pos, 1e-12), 1.0 / max(neg, 1e-12)) * w
+    return (out / out.mean()).astype(np.float64)
+
+
+__all__ = ["ChangeProbe", "PixelSampler", "PixelSamples", "best_f1_threshold", "fit_change_probe"]
