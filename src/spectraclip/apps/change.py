@@ -37,6 +37,7 @@ from spectraclip.io.cog import BlockWriter
 from spectraclip.io.scene import Scene, open_scene, window_grid
 
 MAD_SCALE = 1.4826
+SCALE_FLOOR = 1e-3
 CHANGED_WINDOW_SHARE = 0.05  # a window is listed as changed when this share of its pixels is flagged
 STAT_SIZE = 1024  # the robust statistics and the Otsu histogram come from a read at most this large
 STRIP = 256
@@ -78,13 +79,14 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centres[int(np.argmax(between))])
 
 
-def robust_stats(values: np.ndarray) -> tuple[float, float]:
-    """(median, 1.4826 MAD) of finite values; the scale never below 1e-6."""
+def robust_stats(values: np.ndarray, floor: float = SCALE_FLOOR) -> tuple[float, float]:
+    """(median, 1.4826 MAD) of finite values; the scale never below `floor` (differences smaller than that,
+    in 1 - cosine or in standard deviations of a band, are numerical noise, not change)."""
     v = values[np.isfinite(values)]
     if v.size == 0:
         return 0.0, 1.0
     med = float(np.median(v))
-    return med, max(MAD_SCALE * float(np.median(np.abs(v - med))), 1e-6)
+    return med, max(MAD_SCALE * float(np.median(np.abs(v - med))), floor)
 
 
 def combine(raw: np.ndarray, stats: dict[str, tuple[float, float]]) -> np.ndarray:
@@ -122,8 +124,8 @@ def _records_table(path: Path, pair: PairGrid, windows, records, per_window: dic
         if share < CHANGED_WINDOW_SHARE:
             continue
         w = by_index[i]
-        x0, y0 = aff * (w.col, w.row)
-        x1, y1 = aff * (w.col + w.width, w.row + w.height)
+        x0, y0 = aff @ (w.col, w.row)
+        x1, y1 = aff @ (w.col + w.width, w.row + w.height)
         geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
         row: dict[str, Any] = {"window": i, "row": w.row + pair.offset[0], "col": w.col + pair.offset[1],
                                "size": w.height, "score": score, "changed_share": share,

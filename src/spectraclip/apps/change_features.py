@@ -24,7 +24,7 @@ SMOOTH_SIGMAS: tuple[float, ...] = (1.5, 3.0, 6.0)
 
 @dataclass(frozen=True)
 class DateStats:
-    """Per-band mean and standard deviation of one date (the change vector's per-date standardisation)."""
+    """Per-band centre and spread of one date (the change vector's per-date standardisation)."""
 
     mean: np.ndarray
     std: np.ndarray

@@ -163,7 +163,7 @@ def align_pair(before: Scene, after: Scene, bands: list[str], work_dir: str | Pa
                                f"{tuple(round(v, 6) for v in (bl, bb, br, bt))} and AFTER "
                                f"{tuple(round(v, 6) for v in (al, ab, ar, at))} in {before.crs}")
     inv = ~before.affine
-    cols, rows = zip(*(inv * (x, y) for x, y in ((left, top), (right, bottom))), strict=True)
+    cols, rows = zip(*(inv @ (x, y) for x, y in ((left, top), (right, bottom))), strict=True)
     eps = 1e-6
     r0 = max(0, math.ceil(min(rows) - eps))
     r1 = min(before.height, math.floor(max(rows) + eps))
@@ -173,7 +173,7 @@ def align_pair(before: Scene, after: Scene, bands: list[str], work_dir: str | Pa
         raise ChangeInputError(f"{before.path} and {after.path} overlap in less than one pixel of BEFORE's grid")
     h, w = r1 - r0, c1 - c0
     overlap = (h * w) / float(before.height * before.width)
-    transform = before.affine * Affine.translation(c0, r0)
+    transform = before.affine @ Affine.translation(c0, r0)
     folder = Path(work_dir)
     if (r0, c0, h, w) != (0, 0, before.height, before.width):
         a_area = (ar - al) * (at - ab)
@@ -221,8 +221,9 @@ def shared_bands(model_bands: list[str], before: Scene, after: Scene, missing_po
 
 
 def band_stats(scene: Scene, bands: list[str], max_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and standard deviation `[C]` of a scene from a reduced read (overviews when present), over
-    pixels with data in every band: the per-date standardisation of the change vector."""
+    """Per-band median and robust spread (1.4826 MAD; the standard deviation where that is 0) `[C]` of a scene
+    from a reduced read (overviews when present), over pixels with data in every band: the per-date
+    standardisation of the change vector."""
     from spectraclip.io.scene import SceneReader
 
     with SceneReader(scene) as reader:
@@ -234,7 +235,10 @@ def band_stats(scene: Scene, bands: list[str], max_size: int = 512) -> tuple[np.
     if not ok.any():
         raise ChangeInputError(f"{scene.path}: no pixel with data in every band ({', '.join(bands)})")
     v = px[:, ok].astype(np.float64)
-    return v.mean(1).astype(np.float32), np.maximum(v.std(1), 1e-6).astype(np.float32)
+    med = np.median(v, axis=1)
+    mad = 1.4826 * np.median(np.abs(v - med[:, None]), axis=1)
+    scale = np.where(mad > 0, mad, v.std(1))  # robust, so the changed area itself barely moves the statistics
+    return med.astype(np.float32), np.maximum(scale, 1e-6).astype(np.float32)
 
 
 __all__ = ["ChangeInputError", "PairGrid", "align_pair", "band_stats", "scene_date", "shared_bands"]

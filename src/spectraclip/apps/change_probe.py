@@ -20,7 +20,8 @@ import numpy as np
 from spectraclip.apps.change_grid import ChangeInputError
 
 NEGATIVE_RATE = 0.02  # share of no-change pixels kept per window (weighted by 1 / rate)
-MAX_ITER = 150
+MAX_ITER = 100
+MAX_PER_SCENE = 20_000  # sampled pixels kept per labelled scene
 SEED = 0
 
 
@@ -43,6 +44,7 @@ class PixelSampler:
     def __init__(self, labels: np.ndarray, known: np.ndarray, rate: float = NEGATIVE_RATE, seed: int = SEED) -> None:
         self.labels, self.known, self.rate = labels, known, rate
         self.rng = np.random.default_rng(seed)
+        self.taken = np.zeros(labels.shape, bool)  # each pixel is sampled from one window only (the first)
         self.xs: list[np.ndarray] = []
         self.ys: list[np.ndarray] = []
 
@@ -54,23 +56,34 @@ class PixelSampler:
         hh, ww = max(0, min(h, lh - r)), max(0, min(w, lw - c))
         lab[:hh, :ww] = self.labels[r:r + hh, c:c + ww]
         kn[:hh, :ww] = self.known[r:r + hh, c:c + ww]
-        keep = kn & valid & (lab | (self.rng.random((h, w)) < self.rate))
+        fresh = np.zeros((h, w), bool)
+        fresh[:hh, :ww] = ~self.taken[r:r + hh, c:c + ww]
+        self.taken[r:r + hh, c:c + ww] = True
+        keep = kn & valid & fresh & (lab | (self.rng.random((h, w)) < self.rate))
         if keep.any():
             self.xs.append(feats[:, keep].T.copy())
             self.ys.append(lab[keep])
 
-    def samples(self, name: str) -> PixelSamples:
+    def samples(self, name: str, max_pixels: int = MAX_PER_SCENE) -> PixelSamples:
+        """The sampled pixels, at most `max_pixels` (a random subset, weights scaled to keep the class totals)."""
         if not self.xs:
             raise ChangeInputError(f"{name}: no labelled pixel in any window")
         x, y = np.concatenate(self.xs), np.concatenate(self.ys)
         w = np.where(y, 1.0, 1.0 / self.rate)
+        if len(y) > max_pixels:
+            pick = np.sort(self.rng.choice(len(y), max_pixels, replace=False))
+            for cls in (True, False):
+                tot, sub = w[y == cls].sum(), w[pick][y[pick] == cls].sum()
+                if sub > 0:
+                    w[y == cls] *= tot / sub
+            x, y, w = x[pick], y[pick], w[pick]
         return PixelSamples(name, x, y, w, int(self.labels[self.known].sum()), int(self.known.sum()))
 
 
-def _estimator(seed: int = SEED):
+def _estimator(seed: int = SEED, max_iter: int = MAX_ITER):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    return HistGradientBoostingClassifier(max_iter=MAX_ITER, learning_rate=0.1, max_leaf_nodes=31,
+    return HistGradientBoostingClassifier(max_iter=max_iter, learning_rate=0.1, max_leaf_nodes=31,
                                           l2_regularization=1.0, random_state=seed, early_stopping=False)
 
 
@@ -113,7 +126,8 @@ class ChangeProbe:
                 "negative_rate": NEGATIVE_RATE, "notes": self.notes}
 
 
-def fit_change_probe(samples: Sequence[PixelSamples], features: Sequence[str], *, seed: int = SEED) -> ChangeProbe:
+def fit_change_probe(samples: Sequence[PixelSamples], features: Sequence[str], *, seed: int = SEED,
+                     max_iter: int = MAX_ITER) -> ChangeProbe:
     """Fit the probe on the scenes' pixels; the threshold is the F1-best one on out-of-scene predictions
     (each training scene predicted by a probe fitted on the others; 0.5 with a single scene)."""
     notes: list[str] = []
@@ -140,10 +154,10 @@ def fit_change_probe(samples: Sequence[PixelSamples], features: Sequence[str], *
             te = np.isin(groups, held)
             if te.all() or not y[~te].any():
                 continue
-            est = _estimator(seed).fit(x[~te], y[~te], sample_weight=_balanced(y[~te], w[~te]))
+            est = _estimator(seed, max_iter).fit(x[~te], y[~te], sample_weight=_balanced(y[~te], w[~te]))
             oof[te] = est.predict_proba(x[te])[:, 1]
         threshold, inner = best_f1_threshold(oof, y, w)
-    est = _estimator(seed).fit(x, y, sample_weight=_balanced(y, w))
+    est = _estimator(seed, max_iter).fit(x, y, sample_weight=_balanced(y, w))
     return ChangeProbe(est, threshold, list(features), [s.name for s in samples], int(len(y)), inner, notes)
 
 

@@ -79,6 +79,12 @@ def evaluate_cmd(
 
     template_specs = split_list(templates)
     tasks = split_list(task) or None
+    if split_list(dataset) == ["oscd"]:  # change detection: its own evaluation (evaluate/oscd.py)
+        from spectraclip.evaluate.oscd import evaluate_oscd_cli
+
+        evaluate_oscd_cli(split_list(model), checkpoint or [], root or [], output_dir, model_bands=model_bands,
+                          precision=precision, batch_size=batch_size, device=resolve_device(device))
+        return
     try:
         models = pair_models(split_list(model), checkpoint or [], model_bands)
         datasets = pair_datasets(split_list(dataset), root or [], split)
