@@ -89,10 +89,46 @@ def robust_stats(values: np.ndarray, floor: float = SCALE_FLOOR) -> tuple[float,
     return med, max(MAD_SCALE * float(np.median(np.abs(v - med))), floor)
 
 
-def combine(raw: np.ndarray, stats: dict[str, tuple[float, float]]) -> np.ndarray:
-    """The unsupervised change score `[n, W]` of raw channels `[K, n, W]` (see the module doc)."""
+@dataclass(frozen=True)
+class ChangeRule:
+    """How the three change measures become a change flag: the weight of the embedding evidence against the
+    change vector, and the threshold method (`otsu`; `otsu2`: Otsu again over the scores above the first
+    Otsu threshold, for change that covers a small share of the scene)."""
+
+    embedding_weight: float = 0.5
+    method: str = "otsu"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.embedding_weight <= 1.0:
+            raise ChangeInputError(f"--embedding-weight {self.embedding_weight}: must be within 0..1")
+        if self.method not in THRESHOLD_METHODS:
+            raise ChangeInputError(f"--threshold-method {self.method!r}: choose one of {', '.join(THRESHOLD_METHODS)}")
+
+    @property
+    def name(self) -> str:
+        return f"w{self.embedding_weight:g}-{self.method}"
+
+    def threshold(self, scores: np.ndarray) -> float:
+        t = otsu_threshold(scores)
+        if self.method == "otsu2":
+            above = scores[np.isfinite(scores) & (scores > t)]
+            t = otsu_threshold(above) if above.size > 1 else t
+        return t
+
+
+THRESHOLD_METHODS: tuple[str, ...] = ("otsu", "otsu2")
+# The rules the OSCD evaluation chooses among (leave one city out; docs/change.md) and the default, the one
+# chosen over all seven cities of ../shared/data/oscd-mini with the demo MS bundle.
+RULES: tuple[ChangeRule, ...] = tuple(ChangeRule(w, m) for w in (0.0, 0.25, 0.5) for m in THRESHOLD_METHODS)
+DEFAULT_RULE = ChangeRule(0.5, "otsu")
+
+
+def combine(raw: np.ndarray, stats: dict[str, tuple[float, float]], rule: ChangeRule = DEFAULT_RULE) -> np.ndarray:
+    """The unsupervised change score `[n, W]` of raw channels `[K, n, W]`: robust z-scores combined as
+    (1 - w) z_cva + w (z_window + z_token) / 2 (see the module doc)."""
     z = {name: (raw[i] - stats[name][0]) / stats[name][1] for i, name in enumerate(CHANNELS[:3])}
-    return (0.5 * z["cva"] + 0.25 * z["emb_window"] + 0.25 * z["emb_token"]).astype(np.float32)
+    w = rule.embedding_weight
+    return ((1.0 - w) * z["cva"] + 0.5 * w * (z["emb_window"] + z["emb_token"])).astype(np.float32)
 
 
 def _load_pair(model, before: str | Path | Scene, after: str | Path | Scene, work: Path, bands: Any
@@ -152,12 +188,12 @@ def _records_table(path: Path, pair: PairGrid, windows, records, per_window: dic
 
 def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, output: str | Path, *,
                  classes: Sequence[Any] | None = None, queries: Sequence[str] | None = None, probe=None,
-                 threshold: float | None = None, templates: str = "msclip", tile: int | None = None,
-                 stride: int | None = None, weight: str = "hann", vector: str | Path | None = "auto",
-                 quicklook: bool = True, bands: Any = None, nodata: str = "fill", precision: str | None = "fp32",
-                 batch_size: int = 32, num_workers: int = 0, device: str = "cpu", progress: bool = True,
-                 checkpoint_rows: int = 512, stop_after_rows: int | None = None,
-                 keep_raw: bool = False) -> ChangeResult:
+                 threshold: float | None = None, rule: ChangeRule = DEFAULT_RULE, templates: str = "msclip",
+                 tile: int | None = None, stride: int | None = None, weight: str = "hann",
+                 vector: str | Path | None = "auto", quicklook: bool = True, bands: Any = None,
+                 nodata: str = "fill", precision: str | None = "fp32", batch_size: int = 32,
+                 num_workers: int = 0, device: str = "cpu", progress: bool = True, checkpoint_rows: int = 512,
+                 stop_after_rows: int | None = None, keep_raw: bool = False) -> ChangeResult:
     """Change map of BEFORE -> AFTER into `output` (COG): band 1 the change score, band 2 the change flag
     (1 changed, 0 not), then the probe's probability (with `probe`) and each query's similarity change; a PNG
     quicklook (before / after / change) and a GeoParquet of changed windows (`vector`, default beside the map).
@@ -211,8 +247,8 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
     finally:
         raw.close()
         fn.close()
-    res = _finish(raw.partial, out, pair, windows, summary, names, qs, probe, threshold, model, mode, tile, stride,
-                  vector, quicklook)
+    res = _finish(raw.partial, out, pair, windows, summary, names, qs, probe, threshold, rule, model, mode, tile,
+                  stride, vector, quicklook)
     if keep_raw:
         res.extra["raw"] = str(raw.partial)
     else:
@@ -229,17 +265,18 @@ def _read_reduced(path: Path, max_size: int = STAT_SIZE) -> np.ndarray:
 
 
 def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSummary, names: list[str],
-            queries: list[str], probe, threshold: float | None, model, mode: str, tile: int, stride: int,
+            queries: list[str], probe, threshold: float | None, crule: ChangeRule, model, mode: str, tile: int,
+            stride: int,
             vector: str | Path | None, quicklook: bool) -> ChangeResult:
     """Pass 2: statistics from a reduced read, then the COG strip by strip, per-window scores, table, PNG."""
     red = _read_reduced(raw_path)
     ok = np.isfinite(red[0]) & (red[3] >= 0.5)
     stats = {name: robust_stats(red[i][ok]) for i, name in enumerate(CHANNELS[:3])}
-    score_red = np.where(ok, combine(red, stats), np.nan)
+    score_red = np.where(ok, combine(red, stats, crule), np.nan)
     if threshold is not None:
         score_thr, score_rule = float(threshold), "given (--threshold)"
     else:
-        score_thr, score_rule = otsu_threshold(score_red), "otsu"
+        score_thr, score_rule = crule.threshold(score_red), crule.method
     if probe is not None:
         thr, rule = float(probe.threshold), "probe (threshold chosen on the training scenes)"
     else:
@@ -249,7 +286,8 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
     descriptions = ["change_score", "change", *(["probe_probability"] if has_probe else []),
                     *[f"query_change:{q}" for q in queries]]
     tags = {"spectraclip_change": json.dumps({
-        "rule": "score = (z_cva + (z_window + z_token)/2)/2, z = (v - median)/(1.4826 MAD) per scene",
+        "rule": f"score = {1 - crule.embedding_weight:g} z_cva + {crule.embedding_weight:g} (z_window + z_token)/2, "
+                "z = (v - median)/(1.4826 MAD) per scene", "embedding_weight": crule.embedding_weight,
         "threshold": thr, "threshold_rule": rule, "score_threshold": score_thr, "stats": stats, "tile": tile,
         "stride": stride,
         "precision": mode, "model": model.config.arch, "before": pair.before.path, "after": pair.after.path,
@@ -267,7 +305,7 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
                 n = min(STRIP, sc.height - top)
                 r = ds.read(window=Window(0, top, sc.width, n))
                 valid = np.isfinite(r[0]) & (r[3] >= 0.5)
-                score = np.where(valid, combine(r, stats), np.nan)
+                score = np.where(valid, combine(r, stats, crule), np.nan)
                 if has_probe:
                     prob = r[len(CHANNELS)]
                     flag = prob > thr
@@ -308,9 +346,10 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
 
         ql = change_quicklook(pair, out, out.with_suffix(".png"), title=f"{sc.id} → {pair.after.id}: "
                               f"{model.config.arch}{' (probe)' if has_probe else ''}")
-    stats_out = {name: {"median": m, "scale": s} for name, (m, s) in stats.items()}
+    stats_out = {name: {"median": m, "scale": sc_} for name, (m, sc_) in stats.items()}
     return ChangeResult(out, pair, summary, thr, rule, stats_out, ql, vec_path, n_changed, list(pair.notes),
-                        {"score_threshold": score_thr, "score_threshold_rule": score_rule})
+                        {"score_threshold": score_thr, "score_threshold_rule": score_rule, "raw_stats": stats,
+                         "rule": crule.name})
 
 
 def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scene, labels: str | Path, *,
@@ -357,5 +396,6 @@ def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scen
     return sampler.samples(name or str(labels))
 
 
-__all__ = ["CHANGED_WINDOW_SHARE", "ChangeInputError", "ChangeResult", "change_scene", "combine", "feature_names",
-           "labelled_samples", "otsu_threshold", "robust_stats"]
+__all__ = ["CHANGED_WINDOW_SHARE", "DEFAULT_RULE", "RULES", "THRESHOLD_METHODS", "ChangeInputError", "ChangeResult",
+           "ChangeRule", "change_scene", "combine", "feature_names", "labelled_samples", "otsu_threshold",
+           "robust_stats"]

@@ -20,8 +20,8 @@ import numpy as np
 from spectraclip.apps.change_grid import ChangeInputError
 
 NEGATIVE_RATE = 0.02  # share of no-change pixels kept per window (weighted by 1 / rate)
-MAX_ITER = 100
-MAX_PER_SCENE = 20_000  # sampled pixels kept per labelled scene
+MAX_ITER = 60
+MAX_PER_SCENE = 10_000  # sampled pixels kept per labelled scene
 SEED = 0
 
 

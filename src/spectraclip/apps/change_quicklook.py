@@ -47,8 +47,8 @@ def change_quicklook(pair: PairGrid, change_path: str | Path, png: str | Path, *
     before, after = _rgb(pair.before, shape), _rgb(pair.after, shape)
     panels = [("before", before), ("after", after)]
     n = 3 + (truth is not None)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6 * shape[0] / max(shape[1], 1) + 0.6), dpi=110,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2 * shape[0] / max(shape[1], 1) + 0.7), dpi=110,
+                             squeeze=False, layout="constrained")
     for ax, (name, img) in zip(axes[0], panels, strict=False):
         ax.imshow(img if img is not None else np.zeros((*shape, 3), np.uint8))
         ax.set_title(name + ("" if img is not None else " (no B04/B03/B02)"), fontsize=9)

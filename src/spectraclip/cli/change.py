@@ -45,6 +45,12 @@ def change_command(
                                                       ": fit a few-shot change probe on them.")] = None,
     threshold: Annotated[float | None, typer.Option("--threshold", help="Change-score threshold of the change "
                                                     "flag (default: Otsu's threshold of the scene's scores).")] = None,
+    embedding_weight: Annotated[float | None, typer.Option("--embedding-weight", min=0.0, max=1.0, help="Weight of "
+                                                           "the embedding change against the change vector in the "
+                                                           "score (default: the documented rule's).")] = None,
+    threshold_method: Annotated[str | None, typer.Option("--threshold-method", help="otsu, or otsu2 (Otsu again "
+                                                         "above the first threshold: rare change). Default: the "
+                                                         "documented rule's.")] = None,
     templates: Annotated[str, typer.Option("--templates", "-t", help="Prompt template set of --classes.")] = "msclip",
     tile: TileOpt = None,
     stride: StrideOpt = None,
@@ -62,12 +68,14 @@ def change_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """Change between two dates: embedding change + spectral change vector per window and patch, as a COG."""
-    from spectraclip.apps.change import change_scene, labelled_samples
+    from spectraclip.apps.change import DEFAULT_RULE, ChangeRule, change_scene, labelled_samples
     from spectraclip.apps.change_features import feature_names
     from spectraclip.apps.change_labels import find_pairs
     from spectraclip.apps.change_probe import fit_change_probe
     from spectraclip.apps.maps import parse_classes
 
+    rule = ChangeRule(DEFAULT_RULE.embedding_weight if embedding_weight is None else embedding_weight,
+                      threshold_method or DEFAULT_RULE.method)
     m = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands)
     dev = resolve_device(device)
     specs = parse_classes(classes, classes_file) if (classes or classes_file) else None
@@ -92,8 +100,8 @@ def change_command(
         for n in probe.notes:
             console.print(f"[yellow]note:[/] {n}")
     res = change_scene(m, before, after, output, classes=specs, queries=split_list(query) if query else None,
-                       probe=probe, threshold=threshold, templates=templates, tile=tile, stride=stride, weight=weight,
-                       vector=vector or "auto", bands=bands, nodata=nodata, precision=precision, batch_size=bs,
+                       probe=probe, threshold=threshold, rule=rule, templates=templates, tile=tile, stride=stride,
+                       weight=weight, vector=vector or "auto", bands=bands, nodata=nodata, precision=precision, batch_size=bs,
                        num_workers=workers, device=dev)
     for n in res.notes:
         console.print(f"[yellow]note:[/] {n}")

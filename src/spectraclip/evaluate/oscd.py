@@ -27,6 +27,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import Resampling, reproject
 
+from spectraclip.apps.change import DEFAULT_RULE, RULES
 from spectraclip.apps.change_labels import LabelledPair, find_pairs, read_change_mask
 from spectraclip.io.atomic import atomic_open
 
@@ -132,6 +133,7 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
                                                stride=stride, precision=precision, batch_size=batch_size,
                                                device=device)
     per_city: dict[str, dict[str, Any]] = {}
+    rule_counts: dict[str, dict[str, dict[str, int]]] = {}
     totals = {m: {"tp": 0, "fp": 0, "fn": 0, "tn": 0} for m in METHODS}
     names = feature_names(list(model.bands.names))
     for p in pairs:
@@ -145,15 +147,14 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
         say(f"mapping {p.name}" + (f" (probe trained on {len(pairs) - 1} other cities)" if probe else ""))
         res = change_scene(model, p.before, p.after, out / "maps" / f"{p.name}.tif", probe=probe, tile=tile,
                            stride=stride, precision=precision, batch_size=batch_size, device=device,
-                           progress=progress, vector=None, quicklook=False)
-        score, covered = _on_label_grid(res, 1, change.shape)
-        preds = {"cva-otsu": cva_otsu(p.before, p.after),
-                 "change": covered & (np.nan_to_num(score, nan=-np.inf) > res.extra["score_threshold"])}
+                           progress=progress, vector=None, quicklook=False, keep_raw=True)
+        rule_counts[p.name] = _rule_counts(res, change, known)
+        preds = {"cva-otsu": cva_otsu(p.before, p.after)}
         if probe is not None:
             flag, _ = _on_label_grid(res, 2, change.shape)
             preds["change-probe"] = np.nan_to_num(flag) > 0.5
         row["grid_notes"] = res.notes
-        row["coverage"] = float(covered[known].mean())
+        row["coverage"] = float(np.isfinite(_on_label_grid(res, 1, change.shape)[0])[known].mean())
         row["score_threshold"] = res.extra["score_threshold"]
         for m, pred in preds.items():
             c = counts(pred, change, known)
@@ -166,8 +167,27 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
             res.grid.offset[1]:res.grid.offset[1] + res.grid.before.width],
             title=f"{p.name}: {model_label}{' (probe, leave-one-city-out)' if probe else ''}")
         row["quicklook"] = str(ql)
-        say(f"  {p.name}: " + ", ".join(f"{m} F1 {_fmt(row[m]['f1'])}" for m in preds))
+        say(f"  {p.name}: " + ", ".join(f"{m} F1 {_fmt(row[m]['f1'])}" for m in preds) + "; rules: " + ", ".join(
+            f"{k} {_fmt(scores(c)['f1'])}" for k, c in rule_counts[p.name].items()))
+        Path(res.extra["raw"]).unlink(missing_ok=True)
+    # the unsupervised rule of each city: the one with the best pooled F1 over the other cities
+    selected: dict[str, str] = {}
+    for p in pairs:
+        others = [o.name for o in pairs if o.name != p.name] or [p.name]
+        best = max(RULES, key=lambda r: scores(_sum([rule_counts[o][r.name] for o in others]))["f1"] or -1.0)
+        selected[p.name] = best.name
+        c = rule_counts[p.name][best.name]
+        for k in c:
+            totals["change"][k] += c[k]
+        per_city[p.name]["change"] = {**c, **scores(c), "rule": best.name,
+                                      "predicted_share": (c["tp"] + c["fp"]) / max(1, per_city[p.name]["pixels"])}
+    rules_in_sample = {r.name: {"pooled_f1": scores(_sum([rule_counts[p.name][r.name] for p in pairs]))["f1"],
+                                "per_city_f1": {p.name: scores(rule_counts[p.name][r.name])["f1"] for p in pairs}}
+                       for r in RULES}
     pooled = {m: {**totals[m], **scores(totals[m])} for m in METHODS if few_shot or m != "change-probe"}
+    order = ["cva-otsu", "change", "change-probe"]
+    per_city = {c: {**{k: v for k, v in row.items() if k not in order}, **{m: row[m] for m in order if m in row}}
+                for c, row in per_city.items()}
     results = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "command": command,
         "software": software_versions(), "dataset": "oscd", "root": str(Path(root).resolve()),
@@ -175,17 +195,42 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
         "definitions": {
             "metrics": "precision, recall, F1 and IoU of the change class (mask value 2) over the pixels the mask "
                        "labels (1 or 2), on the first date's 10 m grid; pooled = from the sums of the cities' counts",
-            "cva-otsu": cva_otsu.__doc__, "change": "spectraclip change, unsupervised: score = (z_cva + (z_window + "
-            "z_token)/2)/2 with robust per-scene z-scores, thresholded by Otsu (see docs/change.md)",
+            "cva-otsu": cva_otsu.__doc__, "change": "spectraclip change, unsupervised: score = (1 - w) z_cva + w "
+            "(z_window + z_token)/2 with robust per-scene z-scores, thresholded by Otsu or twice-Otsu; the rule "
+            "(w, method) of each city is the one with the best pooled F1 over the other cities (see docs/change.md)",
             "change-probe": "spectraclip change --train-labels, leave one city out: gradient-boosted pixel probe "
                             "on bi-temporal features, trained on the other cities; threshold by grouped CV on them",
             "reference": REFERENCE},
         "settings": {"tile": tile or model.image_size, "stride": stride, "precision": precision,
                      "few_shot": few_shot},
-        "per_city": per_city, "pooled": pooled, "notes": notes,
+        "per_city": per_city, "pooled": pooled, "notes": notes, "selected_rules": selected,
+        "rules_in_sample": rules_in_sample, "default_rule": DEFAULT_RULE.name,
     }
     _write(out, results)
     return results
+
+
+def _sum(cs: Sequence[dict[str, int]]) -> dict[str, int]:
+    return {k: sum(c[k] for c in cs) for k in ("tp", "fp", "fn", "tn")}
+
+
+def _rule_counts(res, change: np.ndarray, known: np.ndarray) -> dict[str, dict[str, int]]:
+    """Counts of every candidate rule on one city, from the map's raw channels (kept by `keep_raw`)."""
+    from spectraclip.apps.change import combine
+    from spectraclip.apps.change_features import CHANNELS
+
+    with rasterio.open(res.extra["raw"]) as ds:
+        raw = ds.read(list(range(1, len(CHANNELS) + 1)))
+    valid = np.isfinite(raw[0]) & (raw[3] >= 0.5)
+    r0, c0 = res.grid.offset
+    h, w = raw.shape[1:]
+    out = {}
+    for rule in RULES:
+        score = np.where(valid, combine(raw, res.extra["raw_stats"], rule), np.nan)
+        pred = np.zeros(change.shape, bool)
+        pred[r0:r0 + h, c0:c0 + w] = np.nan_to_num(score, nan=-np.inf) > rule.threshold(score)
+        out[rule.name] = counts(pred, change, known)
+    return out
 
 
 def _scene(folder: Path):
