@@ -101,8 +101,8 @@ def change_command(
             console.print(f"[yellow]note:[/] {n}")
     res = change_scene(m, before, after, output, classes=specs, queries=split_list(query) if query else None,
                        probe=probe, threshold=threshold, rule=rule, templates=templates, tile=tile, stride=stride,
-                       weight=weight, vector=vector or "auto", bands=bands, nodata=nodata, precision=precision, batch_size=bs,
-                       num_workers=workers, device=dev)
+                       weight=weight, vector=vector or "auto", bands=bands, nodata=nodata, precision=precision,
+                       batch_size=bs, num_workers=workers, device=dev)
     for n in res.notes:
         console.print(f"[yellow]note:[/] {n}")
     _summary(res, "change")
