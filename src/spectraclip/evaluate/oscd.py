@@ -106,7 +106,7 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
                   device: str = "cpu", progress: bool = False, model_label: str = "model",
                   command: str | None = None, log_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Evaluate `model` on the labelled cities under `root` (OSCD layout); returns the results dict."""
-    from spectraclip.apps.change import change_scene, labelled_samples
+    from spectraclip.apps.change import change_scene
     from spectraclip.apps.change_features import feature_names
     from spectraclip.apps.change_probe import fit_change_probe
     from spectraclip.apps.change_quicklook import change_quicklook
@@ -129,9 +129,8 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
     if few_shot:
         for p in pairs:
             say(f"sampling labelled pixels of {p.name}")
-            samples[p.name] = labelled_samples(model, p.before, p.after, p.labels, name=p.name, tile=tile,
-                                               stride=stride, precision=precision, batch_size=batch_size,
-                                               device=device)
+            samples[p.name] = _cached_samples(out / "cache", model, p, tile=tile, stride=stride, precision=precision,
+                                              batch_size=batch_size, device=device)
     per_city: dict[str, dict[str, Any]] = {}
     rule_counts: dict[str, dict[str, dict[str, int]]] = {}
     totals = {m: {"tp": 0, "fp": 0, "fn": 0, "tn": 0} for m in METHODS}
@@ -208,6 +207,29 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
     }
     _write(out, results)
     return results
+
+
+def _cached_samples(folder: Path, model: Any, p: LabelledPair, **kw: Any):
+    """The probe's training pixels of one city, cached under `folder` (keyed by model, files and settings)."""
+    from spectraclip.apps.change import labelled_samples
+    from spectraclip.apps.change_probe import MAX_PER_SCENE, NEGATIVE_RATE, PixelSamples
+    from spectraclip.identity import Fingerprints
+
+    key = json.dumps({**Fingerprints.of(model).to_metadata(), "city": p.name, "before": str(p.before.resolve()),
+                      "labels": str(p.labels.resolve()), "mtime": p.labels.stat().st_mtime, "rate": NEGATIVE_RATE,
+                      "max": MAX_PER_SCENE, "version": 1, **{k: str(v) for k, v in kw.items()}}, sort_keys=True)
+    path = folder / f"{p.name}.samples.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) == key:
+                return PixelSamples(p.name, z["x"], z["y"], z["w"], int(z["n"][0]), int(z["n"][1]))
+    s = labelled_samples(model, p.before, p.after, p.labels, name=p.name, **kw)
+    folder.mkdir(parents=True, exist_ok=True)
+    from spectraclip.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, key=np.array(key), x=s.x, y=s.y, w=s.w, n=np.array([s.n_change_pixels, s.n_pixels]))
+    return s
 
 
 def _sum(cs: Sequence[dict[str, int]]) -> dict[str, int]:
