@@ -12,7 +12,7 @@ import rasterio
 from fixtures_change import ALL, SQUARE, make_date, make_pair, write_mask
 from fixtures_scenes import ORIGIN
 
-from spectraclip.apps.change import change_scene, combine, labelled_samples, otsu_threshold, robust_stats
+from spectraclip.apps.change import ChangeRule, change_scene, combine, labelled_samples, otsu_threshold, robust_stats
 from spectraclip.apps.change_features import feature_names
 from spectraclip.apps.change_grid import ChangeInputError
 from spectraclip.apps.change_labels import find_pairs, read_change_mask
@@ -47,7 +47,12 @@ def test_otsu_splits_a_bimodal_sample_and_robust_stats_ignore_outliers():
     assert abs(med - 2) < 0.1 and 0.9 < scale < 1.1
     raw = np.stack([np.full((1, 2), 1.0), np.full((1, 2), 3.0), np.array([[5.0, 9.0]])])
     stats = {"emb_window": (0.0, 1.0), "emb_token": (1.0, 2.0), "cva": (5.0, 2.0)}
-    np.testing.assert_allclose(combine(raw, stats), [[0.5 * 0 + 0.25 * 1 + 0.25 * 1, 0.5 * 2 + 0.5]])
+    np.testing.assert_allclose(combine(raw, stats, ChangeRule(0.5)), [[0.5 * 0 + 0.25 * 1 + 0.25 * 1, 0.5 * 2 + 0.5]])
+    np.testing.assert_allclose(combine(raw, stats, ChangeRule(0.0)), [[0.0, 2.0]])  # the change vector alone
+    skewed = np.concatenate([rng.normal(0, 1, 20000), rng.normal(6, 0.5, 400), rng.normal(12, 0.5, 100)])
+    assert ChangeRule(0.0, "otsu2").threshold(skewed) > ChangeRule(0.0, "otsu").threshold(skewed)
+    with pytest.raises(ChangeInputError, match="threshold-method"):
+        ChangeRule(0.5, "kittler")
 
 
 def test_change_map_finds_the_new_square_and_writes_cog_png_and_ranked_windows(model, pair, tmp_path):
@@ -129,8 +134,11 @@ def test_band_sets_are_matched_by_name_and_a_missing_band_follows_the_policy(mod
     after = make_date(tmp_path / "a", change=True, bands=[b for b in ALL if b != "B01"])
     with pytest.raises(ChangeInputError, match=r"B01 \(missing in .*a"):
         change_scene(model, before, after, tmp_path / "c.tif", progress=False)
-    filled = load_model("tiny-test", bands="s2-l1c").set_input_options(missing_bands="fill")
-    res = change_scene(filled, before, after, tmp_path / "c.tif", progress=False, quicklook=False, vector=None)
+    try:
+        res = change_scene(model.set_input_options(missing_bands="fill"), before, after, tmp_path / "c.tif",
+                           progress=False, quicklook=False, vector=None)
+    finally:
+        model.set_input_options(missing_bands="error")
     assert any("B01" in n and "filled" in n for n in res.notes)
     assert res.grid.bands[0] == "B02" and "B01" not in res.grid.bands
 
@@ -197,3 +205,28 @@ def test_cli_change_writes_the_map_and_reports_bad_input(pair, tmp_path):
     far = make_date(tmp_path / "far", origin=(ORIGIN[0] + 9000.0, ORIGIN[1]))
     r = runner.invoke(app, ["change", str(before), str(far), *tiny, "-o", str(tmp_path / "x.tif")])
     assert r.exit_code == 2 and "do not overlap" in r.output
+
+
+def test_cli_evaluate_oscd_runs_cva_unsupervised_and_leave_one_out_probe(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+
+    root = tmp_path / "oscd"
+    for name, box in {"east": (8, 40, 50, 90), "west": (50, 90, 8, 40)}.items():
+        base = root / "images" / name
+        make_date(base / "imgs_1")
+        make_date(base / "imgs_2", change=True, box=box)
+        write_mask(root, name, box=box)
+    out = tmp_path / "eval"
+    r = CliRunner().invoke(app, ["evaluate", "--dataset", "oscd", "--root", str(root), "-m", "tiny-test",
+                                 "--model-bands", "s2-l1c", "-o", str(out), "--device", "cpu", "--precision", "fp32"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["pooled"]) == {"cva-otsu", "change", "change-probe"} and set(res["per_city"]) == {"east", "west"}
+    assert res["per_city"]["east"]["probe"]["scenes"] == ["west"]  # the probe never sees the city it scores
+    assert res["per_city"]["east"]["change"]["rule"] == res["selected_rules"]["east"]
+    assert res["pooled"]["change"]["f1"] > 0.5 and res["pooled"]["cva-otsu"]["f1"] > 0.5
+    assert (out / "results.md").is_file() and (out / "quicklooks" / "west.png").is_file()

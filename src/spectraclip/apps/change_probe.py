@@ -21,9 +21,9 @@ import numpy as np
 
 from spectraclip.apps.change_grid import ChangeInputError
 
-NEGATIVE_RATE = 0.02  # share of no-change pixels kept per window (weighted by 1 / rate)
-MAX_ITER = 60
-MAX_PER_SCENE = 10_000  # sampled pixels kept per labelled scene
+NEGATIVE_RATE = 0.05  # share of no-change pixels kept per window (weighted by 1 / rate)
+MAX_ITER = 150
+MAX_PER_SCENE = 40_000  # sampled pixels kept per labelled scene
 SEED = 0
 
 
