@@ -230,3 +230,19 @@ def test_cli_evaluate_oscd_runs_cva_unsupervised_and_leave_one_out_probe(tmp_pat
     assert res["per_city"]["east"]["change"]["rule"] == res["selected_rules"]["east"]
     assert res["pooled"]["change"]["f1"] > 0.5 and res["pooled"]["cva-otsu"]["f1"] > 0.5
     assert (out / "results.md").is_file() and (out / "quicklooks" / "west.png").is_file()
+
+
+def test_pixel_sampler_stays_bounded_and_keeps_class_totals():
+    from spectraclip.apps.change_probe import PixelSampler
+    from spectraclip.io.scene import window_grid
+
+    labels = np.zeros((128, 128), bool)
+    labels[:16] = True  # 2048 change pixels
+    s = PixelSampler(labels, np.ones_like(labels), rate=0.5, max_pixels=1000)
+    for w in window_grid(128, 128, 32, 32):
+        s(w, np.ones((3, 32, 32), np.float32), np.ones((32, 32), bool))
+        assert s.count <= 4 * 1000 + 32 * 32
+    got = s.samples("t")
+    assert len(got.y) == 1000
+    assert got.w[got.y].sum() == pytest.approx(2048, rel=1e-6)  # every change pixel, by weight
+    assert got.w[~got.y].sum() == pytest.approx((128 * 128 - 2048), rel=0.05)  # the others, back to their count

@@ -41,14 +41,18 @@ class PixelSamples:
 
 class PixelSampler:
     """Collects probe training pixels from windows (a `ChangeWindows` feature hook): `labels` is the change
-    mask on the common grid (True = change, False = no change, masked = unknown)."""
+    mask on the common grid (True = change, False = no change, masked = unknown). Memory stays bounded: past
+    4 x `max_pixels` the pixels kept so far are thinned to 2 x `max_pixels` (class totals kept by weights)."""
 
-    def __init__(self, labels: np.ndarray, known: np.ndarray, rate: float = NEGATIVE_RATE, seed: int = SEED) -> None:
-        self.labels, self.known, self.rate = labels, known, rate
+    def __init__(self, labels: np.ndarray, known: np.ndarray, rate: float = NEGATIVE_RATE, seed: int = SEED,
+                 max_pixels: int = MAX_PER_SCENE) -> None:
+        self.labels, self.known, self.rate, self.max_pixels = labels, known, rate, int(max_pixels)
         self.rng = np.random.default_rng(seed)
         self.taken = np.zeros(labels.shape, bool)  # each pixel is sampled from one window only (the first)
         self.xs: list[np.ndarray] = []
         self.ys: list[np.ndarray] = []
+        self.ws: list[np.ndarray] = []
+        self.count = 0
 
     def __call__(self, window, feats: np.ndarray, valid: np.ndarray) -> None:
         r, c, h, w = window.row, window.col, window.height, window.width
@@ -63,22 +67,32 @@ class PixelSampler:
         self.taken[r:r + hh, c:c + ww] = True
         keep = kn & valid & fresh & (lab | (self.rng.random((h, w)) < self.rate))
         if keep.any():
+            y = lab[keep]
             self.xs.append(feats[:, keep].T.copy())
-            self.ys.append(lab[keep])
+            self.ys.append(y)
+            self.ws.append(np.where(y, 1.0, 1.0 / self.rate))
+            self.count += len(y)
+            if self.count > 4 * self.max_pixels:
+                x, y, wt = self._thin(2 * self.max_pixels)
+                self.xs, self.ys, self.ws, self.count = [x], [y], [wt], len(y)
 
-    def samples(self, name: str, max_pixels: int = MAX_PER_SCENE) -> PixelSamples:
-        """The sampled pixels, at most `max_pixels` (a random subset, weights scaled to keep the class totals)."""
+    def _thin(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """At most `n` of the pixels kept (a random subset; each class's weights rescaled to its total)."""
+        x, y, w = np.concatenate(self.xs), np.concatenate(self.ys), np.concatenate(self.ws)
+        if len(y) <= n:
+            return x, y, w
+        pick = np.sort(self.rng.choice(len(y), n, replace=False))
+        for cls in (True, False):
+            tot, sub = w[y == cls].sum(), w[pick][y[pick] == cls].sum()
+            if sub > 0:
+                w[y == cls] *= tot / sub
+        return x[pick], y[pick], w[pick]
+
+    def samples(self, name: str) -> PixelSamples:
+        """The sampled pixels, at most `max_pixels`."""
         if not self.xs:
             raise ChangeInputError(f"{name}: no labelled pixel in any window")
-        x, y = np.concatenate(self.xs), np.concatenate(self.ys)
-        w = np.where(y, 1.0, 1.0 / self.rate)
-        if len(y) > max_pixels:
-            pick = np.sort(self.rng.choice(len(y), max_pixels, replace=False))
-            for cls in (True, False):
-                tot, sub = w[y == cls].sum(), w[pick][y[pick] == cls].sum()
-                if sub > 0:
-                    w[y == cls] *= tot / sub
-            x, y, w = x[pick], y[pick], w[pick]
+        x, y, w = self._thin(self.max_pixels)
         return PixelSamples(name, x, y, w, int(self.labels[self.known].sum()), int(self.known.sum()))
 
 
