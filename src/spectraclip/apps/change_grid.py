@@ -116,7 +116,6 @@ def _warp_band(src: BandSource, out: Path, crs: str | None, transform: Affine, h
                                     "resampling": Resampling.bilinear, "nodata": fill, "src_nodata": fill}
             with WarpedVRT(ds, **opts) as vrt, atomic_path(out) as tmp:
                 rio_copy(vrt, tmp, driver="VRT")
-    # the VRT names its source by the path given: keep it absolute so the VRT is readable from anywhere
     return out
 
 
@@ -186,8 +185,6 @@ def align_pair(before: Scene, after: Scene, bands: list[str], work_dir: str | Pa
     notes.append(f"AFTER reprojected onto BEFORE's grid ({after.crs}, {after.height}x{after.width} -> "
                  f"{before.crs}, {h}x{w}; bilinear)")
     a_grid = _on_grid(a_sel, folder, "after", before.crs, transform, h, w)
-    if b_grid is not b_sel:
-        pass
     return PairGrid(b_grid, a_grid, bands, (r0, c0), (before.height, before.width), overlap, True, dates, notes)
 
 

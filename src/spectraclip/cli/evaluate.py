@@ -28,7 +28,8 @@ def evaluate_cmd(
         "--checkpoint", "-c", help="Bundle folder / weights file / hf-hub:ID (repeat for more: paths are not "
         "split on commas; a bundle needs no --model).")] = None,
     dataset: Annotated[list[str] | None, typer.Option(
-        "--dataset", "-d", help="eurosat-ms, bigearthnet, meter-ml, resisc45, folder (repeat or comma list).")] = None,
+        "--dataset", "-d", help="eurosat-ms, bigearthnet, meter-ml, resisc45, folder (repeat or comma list); "
+        "oscd (alone): change detection on OSCD-layout cities.")] = None,
     root: Annotated[list[str] | None, typer.Option(
         "--root", "-r", help="Dataset folder (or CSV for `folder`), one per --dataset (repeat; paths are not "
         "split on commas).")] = None,
