@@ -41,8 +41,8 @@ def change_vector(za: np.ndarray, zb: np.ndarray) -> np.ndarray:
 
 def pixel_features(za: np.ndarray, zb: np.ndarray, emb_window: float, emb_token: np.ndarray) -> np.ndarray:
     """Per-pixel features `[F, h, w]` of one window for the change probe: both dates' standardised bands,
-    their difference, the difference smoothed (sigma 3 px), the change vector at 1, 1.5, 3 and 6 px of
-    smoothing, and the window's and the patch token's embedding change."""
+    their difference, the difference smoothed (sigma 3 px), the change vector unsmoothed and smoothed at sigma
+    1.5, 3 and 6 px, and the window's and the patch token's embedding change (4C + 6 channels)."""
     from scipy.ndimage import gaussian_filter
 
     d = zb - za
