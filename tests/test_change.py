@@ -230,6 +230,9 @@ def test_cli_evaluate_oscd_runs_cva_unsupervised_and_leave_one_out_probe(tmp_pat
     assert res["per_city"]["east"]["change"]["rule"] == res["selected_rules"]["east"]
     assert res["pooled"]["change"]["f1"] > 0.5 and res["pooled"]["cva-otsu"]["f1"] > 0.5
     assert (out / "results.md").is_file() and (out / "quicklooks" / "west.png").is_file()
+    curve = res["label_efficiency"]
+    assert curve["fractions"] == [0.01, 0.1, 1.0] and len(curve["pooled_f1"]) == 3
+    assert curve["labelled_pixels"][0] < curve["labelled_pixels"][2] and curve["pooled_f1"][2] > 0.5
 
 
 def test_pixel_sampler_stays_bounded_and_keeps_class_totals():

@@ -184,6 +184,10 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
                                 "per_city_f1": {p.name: scores(rule_counts[p.name][r.name])["f1"] for p in pairs}}
                        for r in RULES}
     pooled = {m: {**totals[m], **scores(totals[m])} for m in METHODS if few_shot or m != "change-probe"}
+    curve = None
+    if few_shot and len(pairs) > 1:
+        say("label-efficiency curve (probes on a share of the training cities' labelled pixels)")
+        curve = label_efficiency(samples, names)
     order = ["cva-otsu", "change", "change-probe"]
     per_city = {c: {**{k: v for k, v in row.items() if k not in order}, **{m: row[m] for m in order if m in row}}
                 for c, row in per_city.items()}
@@ -203,7 +207,7 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
         "settings": {"tile": tile or model.image_size, "stride": stride, "precision": precision,
                      "few_shot": few_shot},
         "per_city": per_city, "pooled": pooled, "notes": notes, "selected_rules": selected,
-        "rules_in_sample": rules_in_sample, "default_rule": DEFAULT_RULE.name,
+        "rules_in_sample": rules_in_sample, "default_rule": DEFAULT_RULE.name, "label_efficiency": curve,
     }
     _write(out, results)
     return results
@@ -230,6 +234,45 @@ def _cached_samples(folder: Path, model: Any, p: LabelledPair, **kw: Any):
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, key=np.array(key), x=s.x, y=s.y, w=s.w, n=np.array([s.n_change_pixels, s.n_pixels]))
     return s
+
+
+LABEL_FRACTIONS: tuple[float, ...] = (0.01, 0.1, 1.0)
+
+
+def label_efficiency(samples: dict[str, Any], features: Sequence[str],
+                     fractions: Sequence[float] = LABEL_FRACTIONS, seed: int = 0) -> dict[str, Any]:
+    """F1 of the leave-one-city-out probe against the share of each training city's labelled pixels it gets
+    (the label-efficiency curve of seed 001, for change), estimated on the held-out city's sampled pixels
+    (every change pixel, the others weighted back to their frequency); pooled over the cities."""
+    from spectraclip.apps.change_probe import PixelSamples, fit_change_probe
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {"fractions": list(fractions), "pooled_f1": [], "labelled_pixels": [],
+                           "definition": label_efficiency.__doc__}
+    for frac in fractions:
+        tp = fp = fn = 0.0
+        n_lab = []
+        for held, test in samples.items():
+            train = []
+            for name, s in samples.items():
+                if name == held:
+                    continue
+                keep = rng.random(len(s.y)) < frac if frac < 1 else np.ones(len(s.y), bool)
+                if not keep.any():
+                    continue
+                train.append(PixelSamples(name, s.x[keep], s.y[keep], s.w[keep] / frac))
+            n_lab.append(sum(len(t.y) for t in train))
+            if not any(t.y.any() for t in train):
+                fn += float(test.w[test.y].sum())
+                continue
+            probe = fit_change_probe(train, features)
+            pred = probe.predict_proba(test.x) > probe.threshold
+            tp += float(test.w[pred & test.y].sum())
+            fp += float(test.w[pred & ~test.y].sum())
+            fn += float(test.w[~pred & test.y].sum())
+        out["pooled_f1"].append(2 * tp / max(2 * tp + fp + fn, 1e-12))
+        out["labelled_pixels"].append(int(np.mean(n_lab)))
+    return out
 
 
 def _sum(cs: Sequence[dict[str, int]]) -> dict[str, int]:
@@ -280,6 +323,12 @@ def markdown(results: dict[str, Any]) -> str:
     for m in methods:
         s = results["pooled"][m]
         lines.append(f"| {m} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | {_fmt(s['f1'])} | {_fmt(s['iou'])} |")
+    curve = results.get("label_efficiency")
+    if curve:
+        lines += ["", "Few-shot label efficiency (leave one city out; F1 estimated on the held-out city's sampled "
+                  "pixels):", "", "| share of labelled pixels | pixels per probe | pooled F1 |", "|---:|---:|---:|"]
+        for f, n, v in zip(curve["fractions"], curve["labelled_pixels"], curve["pooled_f1"], strict=True):
+            lines.append(f"| {100 * f:g}% | {n} | {v:.3f} |")
     lines += ["", f"Reference (supervised, other cities and protocol): {REFERENCE}.", ""]
     lines += [f"- note: {n}" for n in results.get("notes", [])]
     return "\n".join(lines) + "\n"
@@ -327,4 +376,5 @@ def evaluate_oscd_cli(models: Sequence[str], checkpoints: Sequence[str], roots: 
     console.print(f"wrote results.json, results.md, results.csv, maps/ and quicklooks/ to {output_dir}")
 
 
-__all__ = ["METHODS", "REFERENCE", "counts", "cva_otsu", "evaluate_oscd", "evaluate_oscd_cli", "markdown", "scores"]
+__all__ = ["LABEL_FRACTIONS", "METHODS", "REFERENCE", "counts", "cva_otsu", "evaluate_oscd", "evaluate_oscd_cli",
+           "label_efficiency", "markdown", "scores"]
