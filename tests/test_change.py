@@ -249,3 +249,14 @@ def test_pixel_sampler_stays_bounded_and_keeps_class_totals():
     assert len(got.y) == 1000
     assert got.w[got.y].sum() == pytest.approx(2048, rel=1e-6)  # every change pixel, by weight
     assert got.w[~got.y].sum() == pytest.approx((128 * 128 - 2048), rel=0.05)  # the others, back to their count
+
+
+def test_a_finished_run_with_kept_raw_raster_reruns_from_scratch(model, pair, tmp_path):
+    before, after = pair
+    first = change_scene(model, before, after, tmp_path / "k.tif", progress=False, quicklook=False, vector=None,
+                         keep_raw=True)
+    expected = _read(first.path)
+    Path(first.extra["raw"]).unlink()
+    again = change_scene(model, before, after, tmp_path / "k.tif", progress=False, quicklook=False, vector=None)
+    assert again.summary.encoded == first.summary.encoded > 0 and again.summary.resumed_at_row is None
+    np.testing.assert_array_equal(expected, _read(again.path))

@@ -236,7 +236,11 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
         "templates": templates, "precision": mode, "nodata": nodata})
     raw = BlockWriter(out.with_name(out.name + ".raw"), height=sc.height, width=sc.width, count=k,
                       dtype="float32", crs=sc.crs, transform=sc.transform, nodata=float("nan"))
-    raw.open(resume=can_resume(parts, key))
+    resume = can_resume(parts, key)
+    if resume and not raw.partial.exists():  # a state without its intermediate raster: start over
+        (parts / "state.npz").unlink(missing_ok=True)
+        resume = False
+    raw.open(resume=resume)
 
     def on_strip(top: int, values: np.ndarray, wsum: np.ndarray) -> None:
         raw.write(top, np.where(wsum[None] > 0, values, np.nan).astype(np.float32))
@@ -251,7 +255,8 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
         fn.close()
     res = _finish(raw.partial, out, pair, windows, summary, names, qs, probe, threshold, rule, model, mode, tile,
                   stride, vector, quicklook)
-    if keep_raw:
+    if keep_raw:  # the job is done (a rerun starts over); the raster and the grid's VRTs stay for the caller
+        (parts / "state.npz").unlink(missing_ok=True)
         res.extra["raw"] = str(raw.partial)
     else:
         raw.partial.unlink(missing_ok=True)
