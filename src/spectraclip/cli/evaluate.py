@@ -28,7 +28,8 @@ def evaluate_cmd(
         "--checkpoint", "-c", help="Bundle folder / weights file / hf-hub:ID (repeat for more: paths are not "
         "split on commas; a bundle needs no --model).")] = None,
     dataset: Annotated[list[str] | None, typer.Option(
-        "--dataset", "-d", help="eurosat-ms, bigearthnet, meter-ml, resisc45, folder (repeat or comma list).")] = None,
+        "--dataset", "-d", help="eurosat-ms, bigearthnet, meter-ml, resisc45, folder (repeat or comma list); "
+        "oscd (alone): change detection on OSCD-layout cities.")] = None,
     root: Annotated[list[str] | None, typer.Option(
         "--root", "-r", help="Dataset folder (or CSV for `folder`), one per --dataset (repeat; paths are not "
         "split on commas).")] = None,
@@ -79,6 +80,12 @@ def evaluate_cmd(
 
     template_specs = split_list(templates)
     tasks = split_list(task) or None
+    if split_list(dataset) == ["oscd"]:  # change detection: its own evaluation (evaluate/oscd.py)
+        from spectraclip.evaluate.oscd import evaluate_oscd_cli
+
+        evaluate_oscd_cli(split_list(model), checkpoint or [], root or [], output_dir, model_bands=model_bands,
+                          precision=precision, batch_size=batch_size, device=resolve_device(device))
+        return
     try:
         models = pair_models(split_list(model), checkpoint or [], model_bands)
         datasets = pair_datasets(split_list(dataset), root or [], split)

@@ -88,6 +88,7 @@ _COMMAND_MODULES: list[str] = [
     "spectraclip.cli.index",
     "spectraclip.cli.serve",
     "spectraclip.cli.apps",
+    "spectraclip.cli.change",
     "spectraclip.cli.export",
 ]
 

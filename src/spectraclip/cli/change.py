@@ -1,0 +1,114 @@
+"""`spectraclip change BEFORE AFTER`: change map of two dates of a place, as a COG with a PNG and the changed
+windows ranked in a GeoParquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spectraclip.cli.apps import SceneBandsOpt, SceneNodataOpt, StrideOpt, TileOpt, _clean_errors, _summary
+from spectraclip.cli.common import (
+    BatchOpt,
+    CheckpointOpt,
+    DeviceOpt,
+    ModelBandsOpt,
+    ModelOpt,
+    PrecisionOpt,
+    WorkersOpt,
+    console,
+    load_model_or_exit,
+    resolve_device,
+    split_list,
+)
+
+DateArg = "A scene (GeoTIFF/COG/VRT, band folder such as OSCD imgs_1 or SAFE, STAC Item JSON)"
+
+
+def change_command(
+    before: Annotated[Path, typer.Argument(help=f"{DateArg}: the first date.")],
+    after: Annotated[Path, typer.Argument(help=f"{DateArg}: the second date (reprojected onto BEFORE's grid "
+                                          "when it differs).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output COG (change.tif): change score, change "
+                                         "flag, ...; a PNG and a GeoParquet of changed windows go beside it.")],
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    classes: Annotated[str | None, typer.Option("--classes", help="Comma list of classes (`Name` or `Name=prompt "
+                                                "words`; `eurosat`): each changed window gets `from → to`.")] = None,
+    classes_file: Annotated[Path | None, typer.Option("--classes-file", help="One class per line.")] = None,
+    query: Annotated[list[str] | None, typer.Option("--query", "-q", help="Score change towards a description: "
+                                                    "its similarity AFTER minus BEFORE (repeatable; one band "
+                                                    "each).")] = None,
+    train_labels: Annotated[Path | None, typer.Option("--train-labels", help="Labelled pairs of other scenes "
+                                                      "(OSCD layout: images/<x>/imgs_1|imgs_2, labels/<x>/<x>-cm.tif)"
+                                                      ": fit a few-shot change probe on them.")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Change-score threshold of the change "
+                                                    "flag (default: Otsu's threshold of the scene's scores).")] = None,
+    embedding_weight: Annotated[float | None, typer.Option("--embedding-weight", min=0.0, max=1.0, help="Weight of "
+                                                           "the embedding change against the change vector in the "
+                                                           "score (default: the documented rule's).")] = None,
+    threshold_method: Annotated[str | None, typer.Option("--threshold-method", help="otsu, or otsu2 (Otsu again "
+                                                         "above the first threshold: rare change). Default: the "
+                                                         "documented rule's.")] = None,
+    templates: Annotated[str, typer.Option("--templates", "-t", help="Prompt template set of --classes.")] = "msclip",
+    tile: TileOpt = None,
+    stride: StrideOpt = None,
+    weight: Annotated[str, typer.Option("--weight", help="Window blending weight: hann or uniform.")] = "hann",
+    vector: Annotated[Path | None, typer.Option("--vector", help="GeoParquet of changed windows (default: "
+                                                "<output>.windows.parquet).")] = None,
+    bands: SceneBandsOpt = None,
+    model_bands: ModelBandsOpt = None,
+    missing_bands: Annotated[str | None, typer.Option("--missing-bands", help="Bands the model takes that a date "
+                                                      "lacks: error or fill (the model's policy by default).")] = None,
+    nodata: SceneNodataOpt = "fill",
+    precision: PrecisionOpt = "auto",
+    batch_size: BatchOpt = 32,
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Change between two dates: embedding change + spectral change vector per window and patch, as a COG."""
+    from spectraclip.apps.change import DEFAULT_RULE, ChangeRule, change_scene, labelled_samples
+    from spectraclip.apps.change_features import feature_names
+    from spectraclip.apps.change_labels import find_pairs
+    from spectraclip.apps.change_probe import fit_change_probe
+    from spectraclip.apps.maps import parse_classes
+
+    rule = ChangeRule(DEFAULT_RULE.embedding_weight if embedding_weight is None else embedding_weight,
+                      threshold_method or DEFAULT_RULE.method)
+    m = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands)
+    dev = resolve_device(device)
+    specs = parse_classes(classes, classes_file) if (classes or classes_file) else None
+    bs = batch_size or 32
+    probe = None
+    if train_labels is not None:
+        pairs = find_pairs(train_labels)
+        same = [p.name for p in pairs if p.before.resolve() == before.resolve()]
+        if same:
+            console.print(f"[yellow]note:[/] BEFORE is the first date of training pair {same[0]}: the probe has "
+                          "seen this scene's labels")
+        samples = []
+        for p in pairs:
+            console.print(f"sampling labelled pixels of {p.name}")
+            samples.append(labelled_samples(m, p.before, p.after, p.labels, name=p.name, tile=tile, stride=stride,
+                                            bands=bands, nodata=nodata, precision=precision, batch_size=bs,
+                                            device=dev))
+        probe = fit_change_probe(samples, feature_names(list(m.bands.names)))
+        inner = f", cross-validated F1 {probe.inner_f1:.3f}" if probe.inner_f1 is not None else ""
+        console.print(f"probe: {len(pairs)} labelled pairs, {probe.n_train} pixels, threshold "
+                      f"{probe.threshold:.2f}{inner}")
+        for n in probe.notes:
+            console.print(f"[yellow]note:[/] {n}")
+    res = change_scene(m, before, after, output, classes=specs, queries=split_list(query) if query else None,
+                       probe=probe, threshold=threshold, rule=rule, templates=templates, tile=tile, stride=stride,
+                       weight=weight, vector=vector or "auto", bands=bands, nodata=nodata, precision=precision,
+                       batch_size=bs, num_workers=workers, device=dev)
+    for n in res.notes:
+        console.print(f"[yellow]note:[/] {n}")
+    _summary(res, "change")
+    console.print(f"threshold {res.threshold:.3f} ({res.threshold_rule}); {res.changed_windows} changed windows"
+                  + (f": {res.vector}" if res.vector else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("change")(_clean_errors(change_command))
