@@ -201,7 +201,7 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
     quicklook (before / after / change) and a GeoParquet of changed windows (`vector`, default beside the map).
     Resumable: a rerun after a kill continues and writes the same file."""
     from spectraclip.apps.maps import _class_embeddings, _job_key
-    from spectraclip.models.precision import prepare_for_inference, resolve_precision
+    from spectraclip.models.precision import prepare_for_inference
 
     out = Path(output)
     parts = out.with_name(out.name + ".parts")
@@ -215,8 +215,8 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
     if tile > 2 * model.image_size:
         model.set_input_options(allow_resize=True)
     stats = (DateStats(*band_stats(pair.before, use)), DateStats(*band_stats(pair.after, use)))
-    mode = resolve_precision(precision, dev, batch_size)
-    encoder = prepare_for_inference(model, mode, dev, batch_size)
+    encoder = prepare_for_inference(model, precision, dev, batch_size)
+    mode = encoder.mode
     specs = list(classes or [])
     names = [getattr(c, "name", str(c)) for c in specs]
     class_emb = _class_embeddings(model, specs, templates) if specs else None
@@ -370,7 +370,7 @@ def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scen
     from spectraclip.apps.change_labels import read_change_mask
     from spectraclip.apps.change_probe import PixelSampler
     from spectraclip.models.inputs import collate_inputs
-    from spectraclip.models.precision import prepare_for_inference, resolve_precision
+    from spectraclip.models.precision import prepare_for_inference
 
     dev = torch.device(device)
     model.eval().to(dev)
@@ -383,7 +383,7 @@ def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scen
         tile = int(tile or model.image_size)
         windows = window_grid(h, w, tile, int(stride or max(1, tile // 2)))
         stats = (DateStats(*band_stats(pair.before, use)), DateStats(*band_stats(pair.after, use)))
-        encoder = prepare_for_inference(model, resolve_precision(precision, dev, batch_size), dev, batch_size)
+        encoder = prepare_for_inference(model, precision, dev, batch_size)
         fn = ChangeWindows(model, encoder, pair.before, pair.after, stats, device=dev, sampler=sampler,
                            reader_options={"nodata": nodata})
         prepare = model.preprocessor()

@@ -69,7 +69,7 @@ class ChangeWindows:
     def __init__(self, model, encoder, before: Scene, after: Scene, stats: tuple[DateStats, DateStats], *,
                  device: torch.device, class_emb: torch.Tensor | None = None, query_emb: torch.Tensor | None = None,
                  probe=None, reader_options: dict | None = None, sampler=None) -> None:
-        from spectraclip.apps.dense import DenseUnsupportedError, patch_grid
+        from spectraclip.apps.dense import DenseEncoder, DenseUnsupportedError, patch_grid
         from spectraclip.apps.maps import _logit_scale
 
         self.model, self.encoder, self.device, self.stats = model, encoder, device, stats
@@ -82,9 +82,9 @@ class ChangeWindows:
         self.prepare = model.preprocessor()
         try:
             patch_grid(model)
-            self.dense = True
+            self.dense = DenseEncoder(model, "fp32", device)  # patch tokens in fp32, whatever the window mode
         except DenseUnsupportedError:
-            self.dense = False  # no patch tokens: the token change is the window change
+            self.dense = None  # no patch tokens: the token change is the window change
         self.sampler = sampler  # called with (window, features [F, h, w], valid [h, w]): probe training pixels
 
     @property
@@ -130,12 +130,6 @@ class ChangeWindows:
             return full, fullp, raws, ok
         return {g: t.to(x[g].dtype) for g, t in xa.items()}, pa, raws, ok
 
-    def _tokens(self, x, present) -> torch.Tensor:
-        from spectraclip.apps.dense import dense_features
-
-        inp = x if self.model.config.multi else x[self.model.groups[0]]
-        return dense_features(self.model, inp, present=present if self.model.config.multi else None).float()
-
     def __call__(self, x, present, windows):
         x = {g: t.to(self.device) for g, t in x.items()}
         present = {g: p.to(self.device) for g, p in present.items()}
@@ -146,8 +140,8 @@ class ChangeWindows:
         ea = self.encoder.encode_image(xa, pa)
         emb_win = (1.0 - (eb * ea).sum(-1)).clamp_min(0).cpu().numpy()
         h, w = windows[0].height, windows[0].width
-        if self.dense:
-            tb, ta = self._tokens(x, present), self._tokens(xa, pa)
+        if self.dense is not None:
+            tb, ta = self.dense.window_features(x, present), self.dense.window_features(xa, pa)
             tok = (1.0 - (tb * ta).sum(1, keepdim=True)).clamp_min(0)
             tok_up = F.interpolate(tok, size=(h, w), mode="bilinear", align_corners=False)[:, 0].cpu().numpy()
         else:

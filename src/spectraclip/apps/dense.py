@@ -9,7 +9,6 @@ the groups present are fused like image embeddings: mean of the normalised featu
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -170,9 +169,23 @@ class DenseEncoder:
             sim = sim - cls_lambda * (glob @ text.T.to(glob.device, glob.dtype))[:, :, None, None]
         return sim
 
+    def _window_inputs(self, x: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> tuple[Any, Any]:
+        """A scene job's batch (`{group: tensor}` and presence masks, on any device) as this model's input; the
+        masks only count for multi-group models."""
+        x = {g: t.to(self.device) for g, t in x.items()}
+        if not self.model.config.multi:
+            return x[self.model.groups[0]], None
+        return x, {g: p.to(self.device) for g, p in present.items()}
 
-# model -> {attention: (weights state, int8 token trunk)}; outside the model, like models.precision's memo
-_INT8_TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    def window_features(self, x: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """`features` of a scene job's batch."""
+        return self.features(*self._window_inputs(x, present))
+
+    def window_similarity(self, x: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
+                          text: torch.Tensor, *, cls_lambda: float = 0.0) -> torch.Tensor:
+        """`similarity` of a scene job's batch."""
+        inp, pres = self._window_inputs(x, present)
+        return self.similarity(inp, text, cls_lambda=cls_lambda, present=pres)
 
 
 def prepare_dense(model, mode: str | None = "auto", device: str | torch.device = "cpu", attention: str = "qq",
@@ -188,15 +201,10 @@ def prepare_dense(model, mode: str | None = "auto", device: str | torch.device =
     visual = _vit(model)
     if resolved != "int8":
         return DenseEncoder(model, resolved, dev, attention)
-    state = P._weights_state(visual)
-    memo = _INT8_TOKENS.setdefault(model, {})
-    hit = memo.get(attention)
-    if hit is None or hit[0] != state:
-        trunk = P.quantize_module_int8(model, _TokenTrunk(visual, attention), P.trunk_example(model),
-                                       f"tokens-{attention.replace('+', '')}")
-        hit = memo[attention] = (state, trunk)
-    return DenseEncoder(model, resolved, dev, attention, tokens=hit[1],
-                        image=P.prepare_for_inference(model, "int8", dev))
+    tokens = P.int8_part(model, f"tokens-{attention.replace('+', '')}", _TokenTrunk(visual, attention),
+                         P.trunk_example(model))
+    image = P.prepare_for_inference(model, "int8", dev)
+    return DenseEncoder(model, resolved, dev, attention, tokens=tokens, image=image)
 
 
 __all__ = ["ATTENTIONS", "DenseEncoder", "DenseUnsupportedError", "dense_features", "dense_similarity", "patch_grid",

@@ -33,15 +33,10 @@ class HeatmapResult:
 
 class _QueryWindows:
     def __init__(self, dense: Any, text: torch.Tensor, cls_lambda: float) -> None:
-        self.dense, self.model, self.device = dense, dense.model, dense.device
-        self.text, self.cls_lambda = text.to(self.device), cls_lambda
+        self.dense, self.text, self.cls_lambda = dense, text.to(dense.device), cls_lambda
 
     def __call__(self, x, present, windows):
-        x = {g: t.to(self.device) for g, t in x.items()}
-        present = {g: p.to(self.device) for g, p in present.items()}
-        inp = x if self.model.config.multi else x[self.model.groups[0]]
-        sim = self.dense.similarity(inp, self.text, cls_lambda=self.cls_lambda,
-                                    present=present if self.model.config.multi else None)
+        sim = self.dense.window_similarity(x, present, self.text, cls_lambda=self.cls_lambda)
         h, w = windows[0].height, windows[0].width
         up = F.interpolate(sim.float(), size=(h, w), mode="bilinear", align_corners=False)
         return up.cpu().numpy(), sim.float().mean((2, 3)).cpu().numpy()

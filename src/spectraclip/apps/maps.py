@@ -136,16 +136,11 @@ class _DenseWindows:
     """Per-patch class probabilities from dense patch features, upsampled bilinearly to the window."""
 
     def __init__(self, dense: Any, class_emb: torch.Tensor, cls_lambda: float) -> None:
-        self.dense, self.model, self.device = dense, dense.model, dense.device
-        self.class_emb = class_emb.to(self.device)
-        self.scale, self.cls_lambda = _logit_scale(self.model), cls_lambda
+        self.dense, self.class_emb = dense, class_emb.to(dense.device)
+        self.scale, self.cls_lambda = _logit_scale(dense.model), cls_lambda
 
     def __call__(self, x, present, windows):
-        x = {g: t.to(self.device) for g, t in x.items()}
-        present = {g: p.to(self.device) for g, p in present.items()}
-        inp = x if self.model.config.multi else x[self.model.groups[0]]
-        sim = self.dense.similarity(inp, self.class_emb, cls_lambda=self.cls_lambda,
-                                    present=present if self.model.config.multi else None)
+        sim = self.dense.window_similarity(x, present, self.class_emb, cls_lambda=self.cls_lambda)
         h, w = windows[0].height, windows[0].width
         logits = F.interpolate(sim.float() * self.scale, size=(h, w), mode="bilinear", align_corners=False)
         probs = logits.softmax(1)

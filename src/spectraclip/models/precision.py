@@ -229,13 +229,29 @@ def quantize_module_int8(model: SpectralCLIP, module: torch.nn.Module, example: 
         return OrtTrunk(dest)  # the session holds the graph in memory: the temporary file may go
 
 
+# model -> {tag: (weights state, int8 session)}; outside the model so that pickling or copying it never meets a
+# session
+_INT8_PARTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def int8_part(model: SpectralCLIP, tag: str, module: torch.nn.Module, example: torch.Tensor) -> OrtTrunk:
+    """The int8 session of `module` (a part of `model`), built once per model and tag (and cached on disk),
+    reused while the part's weights stay the same, rebuilt from its file when torch's thread count changes."""
+    state = _weights_state(module)
+    parts = _INT8_PARTS.setdefault(model, {})
+    memo = parts.get(tag)
+    if memo is None or memo[0] != state:
+        if memo is not None:  # the weights changed in place since: the memoised fingerprint is stale too
+            model.__dict__.pop("_spectraclip_fingerprint", None)
+        memo = parts[tag] = (state, quantize_module_int8(model, module, example, tag))
+    elif memo[1].threads != torch.get_num_threads() and memo[1].path.is_file():  # follow torch's thread count
+        memo = parts[tag] = (state, OrtTrunk(memo[1].path))
+    return memo[1]
+
+
 def quantize_int8(model: SpectralCLIP) -> OrtTrunk:
-    """The int8 ONNX Runtime image trunk (`clip.visual`) of `model`, cached like `quantize_module_int8`."""
-    return quantize_module_int8(model, model.clip.visual, trunk_example(model), "visual")
-
-
-# model -> (weights state, int8 trunk); outside the model so that pickling or copying it never meets a session
-_INT8_TRUNKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    """The int8 ONNX Runtime image trunk (`clip.visual`) of `model`, memoised like `int8_part`."""
+    return int8_part(model, "visual", model.clip.visual, trunk_example(model))
 
 
 def prepare_for_inference(model: SpectralCLIP, mode: str | None = AUTO, device: str | torch.device = "cpu",
@@ -249,18 +265,10 @@ def prepare_for_inference(model: SpectralCLIP, mode: str | None = AUTO, device: 
     model.eval().to(dev)
     if resolved != "int8":
         return ImageEncoder(model, resolved, dev)
-    visual = model.clip.visual
-    state = _weights_state(visual)
-    memo = _INT8_TRUNKS.get(model)
-    if memo is None or memo[0] != state:
-        if memo is not None:  # the weights changed in place since: the memoised fingerprint is stale too
-            model.__dict__.pop("_spectraclip_fingerprint", None)
-        memo = _INT8_TRUNKS[model] = (state, quantize_int8(model))
-    elif memo[1].threads != torch.get_num_threads() and memo[1].path.is_file():  # follow torch's thread count
-        memo = _INT8_TRUNKS[model] = (state, OrtTrunk(memo[1].path))
-    return ImageEncoder(_with_visual(model, memo[1]), resolved, dev)
+    return ImageEncoder(_with_visual(model, quantize_int8(model)), resolved, dev)
 
 
 __all__ = ["AUTO", "BF16_MIN_BATCH", "ImageEncoder", "METADATA_KEY", "MIN_COSINE", "PRECISIONS", "PrecisionError",
            "OrtTrunk", "autocast_for", "cpu_has_bf16", "default_precision", "int8_available", "int8_trunk_path",
-           "prepare_for_inference", "quantize_int8", "quantize_module_int8", "resolve_precision", "trunk_example"]
+           "int8_part", "prepare_for_inference", "quantize_int8", "quantize_module_int8", "resolve_precision",
+           "trunk_example"]
