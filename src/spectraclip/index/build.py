@@ -190,7 +190,7 @@ def build_from_arrays(vectors: np.ndarray, meta: pa.Table, out_dir: str | Path, 
         if plan.kind == "ivfpq":
             from spectraclip.index.tune import tune_nprobe
 
-            plan.params.update(tune_nprobe(vectors, faiss_index, plan.params, seed=seed))
+            plan.params.update(tune_nprobe(vectors, faiss_index, plan.params, meta, seed=seed))
     seconds = time.perf_counter() - t0
     info = {"format": FORMAT, "version": 1, "plan": plan.to_dict(), "n": len(vectors), "dim": int(vectors.shape[1]),
             "max_memory": max_memory, "build_seconds": round(seconds, 3), "created": _now(),

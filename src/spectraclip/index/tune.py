@@ -24,11 +24,12 @@ def _recall(found: list[list[int]], truth: np.ndarray) -> float:
 REFINE_FACTORS = (10, 20, 40, 80)  # candidates re-ranked exactly: k x this (at least MIN_CANDIDATES)
 
 
-def tune_nprobe(vectors: np.ndarray, faiss_index: Any, plan_params: dict[str, Any], *, k: int = 10,
-                target: float = TARGET_RECALL, sample: int = SAMPLE, seed: int = 0) -> dict[str, Any]:
+def tune_nprobe(vectors: np.ndarray, faiss_index: Any, plan_params: dict[str, Any], meta: pa.Table, *,
+                k: int = 10, target: float = TARGET_RECALL, sample: int = SAMPLE, seed: int = 0) -> dict[str, Any]:
     """The cheapest probing depth reaching `target` recall@k on `sample` stored vectors (each query's own row
     left out): for each re-ranking depth in turn, nprobe doubles from 8 until the target is reached or recall
-    stops growing (then more candidates are re-ranked). Text queries get twice the nprobe found."""
+    stops growing (then more candidates are re-ranked). Text queries get twice the nprobe found. `meta` is the
+    index's metadata (row i = vector i), so the search runs exactly as it will on the built index."""
     from spectraclip.index.store import SearchIndex, exact_search
 
     n = len(vectors)
@@ -40,7 +41,6 @@ def tune_nprobe(vectors: np.ndarray, faiss_index: Any, plan_params: dict[str, An
     q = np.ascontiguousarray(vectors[rows], dtype=np.float32)
     _, exact = exact_search(vectors, q, k + 1)
     truth = np.array([[r for r in e if r != own][:k] for e, own in zip(exact, rows, strict=True)])
-    meta = pa.table({"id": pa.array([str(i) for i in range(n)])})
     params = dict(plan_params)
     index = SearchIndex(Path("."), {"plan": {"kind": "ivfpq", "params": params}}, vectors, faiss_index, meta)
 
