@@ -41,9 +41,10 @@ def real(tmp_path_factory, model):
 def test_choice_follows_size_and_budget():
     assert choose_index(10_000, 512).kind == "flat"
     big = choose_index(1_000_000, 512, parse_memory("4G"))
-    assert big.kind == "ivfpq" and big.params["pq_m"] == 64 and big.memory_bytes <= 0.25 * 1_000_000 * 512 * 4
-    small = choose_index(1_000_000, 512, parse_memory("40M"))
-    assert small.params["pq_m"] == 32 and 1_000_000 * (small.params["pq_m"] + 8) <= parse_memory("40M")
+    assert big.kind == "ivfpq" and big.params["pq_m"] == 128 and big.memory_bytes <= 0.25 * 1_000_000 * 512 * 4
+    assert big.factory.endswith(",PQ128x4fs") and big.params["pq_bits"] == 4  # 4-bit fast-scan codes
+    small = choose_index(1_000_000, 512, parse_memory("40M"))  # 128 x 4 bits + an id is 72 MB: fewer codes
+    assert small.params["pq_m"] == 64 and 1_000_000 * (small.params["pq_m"] // 2 + 8) <= parse_memory("40M")
     assert choose_index(20_000, 512, parse_memory("10M")).kind == "ivfpq"  # raw 41 MB exceeds the budget
     with pytest.raises(IndexFormatError, match="max-memory"):
         choose_index(1_000_000, 512, parse_memory("1M"))

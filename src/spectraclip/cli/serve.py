@@ -27,7 +27,7 @@ def serve(
     import uvicorn
 
     from spectraclip.errors import SpectraclipError
-    from spectraclip.serve.app import create_app
+    from spectraclip.serve.app import create_app, settle_heap
 
     net = load_model_or_exit(model, checkpoint, device, model_bands) if (model or checkpoint) else None
     try:
@@ -38,6 +38,7 @@ def serve(
     console.print(f"serving {index_dir} on http://{host}:{port}/ (API: /docs)"
                   f"{f' with {workers} worker processes' if workers > 1 else ''}")
     if workers == 1:
+        settle_heap()
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=30)
         return
     import os

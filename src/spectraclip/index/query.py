@@ -24,7 +24,7 @@ DEFAULT_UNLIKE_WEIGHT = 0.5
 def normalise(vector: np.ndarray, what: str = "query") -> np.ndarray:
     """Unit-length float32 copy of a vector (QueryError for a zero or non-finite one)."""
     v = np.asarray(vector, dtype=np.float32).reshape(-1)
-    norm = float(np.linalg.norm(v))
+    norm = float(np.sqrt(np.dot(v, v)))
     if not np.isfinite(norm) or norm == 0:
         raise QueryError(f"the {what} vector is zero or not finite")
     return v / norm
@@ -83,7 +83,7 @@ def query_vector(index: SearchIndex, query: Query, model: Any = None, *, force: 
 
         index.check_model(model, force=force)
         positives.append(encode_texts(model, [text])[0])
-    positives += [index.vectors[index.row_of(i)] for i in query.like]
+    positives += [index.row_vector(index.row_of(i)) for i in query.like]
     if query.like_vectors and model is not None:
         index.check_model(model, force=force)
     positives += [np.asarray(v, dtype=np.float32) for v in query.like_vectors]
@@ -92,7 +92,7 @@ def query_vector(index: SearchIndex, query: Query, model: Any = None, *, force: 
         if vec.shape[0] != index.dim:
             raise QueryError(f"the query vector has {vec.shape[0]} dimensions; the index has {index.dim}")
         positives.append(normalise(vec))
-    negatives = [index.vectors[index.row_of(i)] for i in query.unlike]
+    negatives = [index.row_vector(index.row_of(i)) for i in query.unlike]
     if not positives:
         raise QueryError("empty query: give text, like ids, a like file or a vector")
     for p in positives:

@@ -113,6 +113,7 @@ class SearchIndex:
         self.directory = directory
         self.info = info
         self.vectors = vectors
+        self._plain = vectors.view(np.ndarray) if isinstance(vectors, np.memmap) else np.asarray(vectors)
         self.faiss_index = faiss_index
         self.meta = meta
         self.ids: list[str] = [str(i) for i in meta.column("id").to_pylist()]
@@ -133,6 +134,10 @@ class SearchIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def row_vector(self, row: int) -> np.ndarray:
+        """The stored vector of one row, read through a plain view of the memory map (cheaper than a memmap)."""
+        return self._plain[row]
 
     @property
     def fingerprints(self) -> Fingerprints | None:
@@ -259,7 +264,8 @@ class SearchIndex:
             c = np.unique(c[c >= 0])
             if not len(c):
                 continue
-            s = np.asarray(self.vectors[c], dtype=np.float32) @ q[i]
+            # a plain ndarray view of the map: memmap's own fancy indexing costs more
+            s = np.take(self._plain, c, axis=0).astype(np.float32, copy=False) @ q[i]
             top = _topk(s[None, :], k)[0]
             scores[i, :len(top)], found[i, :len(top)] = s[top], c[top]
         return scores, found

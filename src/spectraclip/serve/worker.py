@@ -25,7 +25,7 @@ def app() -> Any:
     import torch
 
     from spectraclip.models.loading import load_model
-    from spectraclip.serve.app import create_app
+    from spectraclip.serve.app import create_app, settle_heap
 
     cfg = json.loads(os.environ[ENV])
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(cfg.get("workers", 1)))))
@@ -33,7 +33,9 @@ def app() -> Any:
     if cfg.get("model") or cfg.get("checkpoint"):
         net = load_model(cfg.get("model"), cfg.get("checkpoint"), device=cfg.get("device", "cpu"),
                          bands=cfg.get("model_bands"))
-    return create_app(cfg["index_dir"], net, force=bool(cfg.get("force")))
+    served = create_app(cfg["index_dir"], net, force=bool(cfg.get("force")))
+    settle_heap()
+    return served
 
 
 __all__ = ["ENV", "app", "settings_env"]
