@@ -101,3 +101,12 @@ def test_settle_heap_freezes_what_is_alive():
     finally:
         gc.unfreeze()
     assert np.isfinite(gc.get_count()[0])
+
+
+def test_prefault_maps_small_vectors_and_skips_large_ones(small_index):
+    from spectraclip.index.store import open_index
+    from spectraclip.serve.app import prefault
+
+    index = open_index(small_index)
+    assert prefault(index.vectors) == index.vectors.nbytes
+    assert prefault(index.vectors, limit=16) == 0  # an archive larger than the bound is left to page in lazily

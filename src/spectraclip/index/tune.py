@@ -28,8 +28,9 @@ def tune_nprobe(vectors: np.ndarray, faiss_index: Any, plan_params: dict[str, An
                 k: int = 10, target: float = TARGET_RECALL, sample: int = SAMPLE, seed: int = 0) -> dict[str, Any]:
     """The cheapest probing depth reaching `target` recall@k on `sample` stored vectors (each query's own row
     left out): for each re-ranking depth in turn, nprobe doubles from 8 until the target is reached or recall
-    stops growing (then more candidates are re-ranked). Text queries get twice the nprobe found. `meta` is the
-    index's metadata (row i = vector i), so the search runs exactly as it will on the built index."""
+    stops growing (then more candidates are re-ranked). Text queries get twice the nprobe found (and re-rank
+    twice the candidates: `SearchIndex._approximate`). `meta` is the index's metadata (row i = vector i), so
+    the search runs exactly as it will on the built index."""
     from spectraclip.index.store import SearchIndex, exact_search
 
     n = len(vectors)
