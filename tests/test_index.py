@@ -45,6 +45,8 @@ def test_choice_follows_size_and_budget():
     assert big.factory.endswith(",PQ128x4fs") and big.params["pq_bits"] == 4  # 4-bit fast-scan codes
     small = choose_index(1_000_000, 512, parse_memory("40M"))  # 128 x 4 bits + an id is 72 MB: fewer codes
     assert small.params["pq_m"] == 64 and 1_000_000 * (small.params["pq_m"] // 2 + 8) <= parse_memory("40M")
+    huge = choose_index(50_000_000, 512, parse_memory("4G"))  # 3.2 GB of codes: 8-bit lists faiss can memory-map
+    assert huge.factory == "IVF16384,PQ64" and huge.params["pq_bits"] == 8 and "memory-mapped" in huge.reason
     assert choose_index(20_000, 512, parse_memory("10M")).kind == "ivfpq"  # raw 41 MB exceeds the budget
     with pytest.raises(IndexFormatError, match="max-memory"):
         choose_index(1_000_000, 512, parse_memory("1M"))

@@ -24,6 +24,7 @@ Kind = Literal["flat", "ivfpq", "hnsw"]
 FLAT_MAX_CELLS = 16_000_000  # ~31k vectors of 512 dims
 DEFAULT_MAX_MEMORY = 4 * 1024**3
 ID_BYTES = 8
+FASTSCAN_MAX_BYTES = 1024**3  # fast-scan codes up to this (16 M vectors at 64 bytes); 8-bit, mapped, above
 
 
 @dataclass
@@ -64,19 +65,28 @@ def _nlist(n: int) -> int:
     return nlist
 
 
-def _code_bytes(m: int) -> int:
-    """Bytes per vector of `m` 4-bit fast-scan sub-quantisers."""
-    return (m + 1) // 2
+def _code_bytes(m: int, bits: int) -> int:
+    """Bytes per vector of `m` sub-quantisers of `bits` bits."""
+    return (m * bits + 7) // 8
 
 
-def _pq_m(dim: int, n: int, budget: int) -> int | None:
-    """The most PQ sub-quantisers (4-bit fast scan, even count, sub-vectors of 4+ dimensions: one bit per
-    dimension at most) within the budget; exact re-ranking recovers what coarser codes lose. 4-bit codebooks
-    train fast even on 4-dimensional slices (16 centroids each; 100k x 512 trains and adds in ~6 s)."""
-    for m in (dim // 4, dim // 8, dim // 16, dim // 32):
-        if m >= 2 and m % 2 == 0 and dim % m == 0 and n * (_code_bytes(m) + ID_BYTES) <= budget:
-            return m
-    return None
+def _pq_codes(dim: int, n: int, budget: int) -> tuple[int, int] | None:
+    """(sub-quantisers m, bits) of the largest PQ codes within the budget, exact re-ranking recovering what
+    coarser codes lose. 4-bit fast scan (even m, sub-vectors of 4+ dimensions; 4-bit codebooks train fast
+    even on 4-dimensional slices) while its codes stay under FASTSCAN_MAX_BYTES: faiss reads fast-scan lists
+    into each process's memory, where 8-bit PQ lists are memory-mapped and shared by the service's workers
+    through the page cache, so larger archives get 8-bit codes of the same size (sub-vectors of 8+
+    dimensions: faiss trains 256-centroid codebooks on 4-dimensional slices ~10x slower)."""
+    fast = [(m, 4) for m in (dim // 4, dim // 8, dim // 16, dim // 32) if m >= 2 and m % 2 == 0 and dim % m == 0]
+    eight = [(m, 8) for m in (dim // 8, dim // 16, dim // 32) if m >= 2 and dim % m == 0]
+    fits = [(m, b) for m, b in fast + eight if n * (_code_bytes(m, b) + ID_BYTES) <= budget]
+    if not fits:
+        return None
+    best = max(_code_bytes(m, b) for m, b in fits)
+    top = [(m, b) for m, b in fits if _code_bytes(m, b) == best]
+    if n * best <= FASTSCAN_MAX_BYTES and any(b == 4 for _, b in top):
+        return next((m, b) for m, b in top if b == 4)
+    return next(((m, b) for m, b in fits if b == 8 and _code_bytes(m, b) == best), top[0])
 
 
 def choose_index(n: int, dim: int, max_memory: int = DEFAULT_MAX_MEMORY, kind: str = "auto") -> IndexPlan:
@@ -90,20 +100,24 @@ def choose_index(n: int, dim: int, max_memory: int = DEFAULT_MAX_MEMORY, kind: s
     if kind == "hnsw":
         params = {"M": 32, "efConstruction": 80, "efSearch": 128}
         return IndexPlan("hnsw", "HNSW32,Flat", n, dim, params, raw + n * 32 * 2 * 4, "requested")
-    m = _pq_m(dim, n, max_memory)
-    if m is None:
+    codes = _pq_codes(dim, n, max_memory)
+    if codes is None:
         raise IndexFormatError(
             f"--max-memory {max_memory} bytes cannot hold even the smallest PQ codes of {n} vectors of "
             f"{dim} dimensions; raise it")
+    m, bits = codes
     nlist = _nlist(n)
-    params = {"nlist": nlist, "pq_m": m, "pq_bits": 4, "nprobe": max(8, nlist // 16),
+    params = {"nlist": nlist, "pq_m": m, "pq_bits": bits, "nprobe": max(8, nlist // 16),
               "text_nprobe": max(16, nlist // 8), "refine_factor": 10,
               "train_size": min(n, max(64 * nlist, 50_000), 200_000)}
+    pq = f"PQ{m}x4fs" if bits == 4 else f"PQ{m}"
     why = ("requested" if kind == "ivfpq" else
-           f"{n} x {dim} is too large for a fast exact scan or exceeds the budget; PQ{m}x4fs codes fit "
-           f"{max_memory} bytes")
-    return IndexPlan("ivfpq", f"IVF{nlist},PQ{m}x4fs", n, dim, params,
-                     n * (_code_bytes(m) + ID_BYTES) + nlist * dim * 4, why)
+           f"{n} x {dim} is too large for a fast exact scan or exceeds the budget; {pq} codes fit "
+           f"{max_memory} bytes" + ("" if bits == 4 else " (8-bit: memory-mapped lists, shared by the service's "
+                                    "workers; fast-scan lists would be read into each one)"))
+    return IndexPlan("ivfpq", f"IVF{nlist},{pq}", n, dim, params,
+                     n * (_code_bytes(m, bits) + ID_BYTES) + nlist * dim * 4, why)
 
 
-__all__ = ["DEFAULT_MAX_MEMORY", "FLAT_MAX_CELLS", "IndexPlan", "Kind", "choose_index", "parse_memory"]
+__all__ = ["DEFAULT_MAX_MEMORY", "FASTSCAN_MAX_BYTES", "FLAT_MAX_CELLS", "IndexPlan", "Kind", "choose_index",
+           "parse_memory"]
