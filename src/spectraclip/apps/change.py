@@ -273,7 +273,7 @@ def _predict_probe_map(probe, pair: PairGrid, use: list[str], stats: tuple[DateS
                        reader_options: dict[str, Any]) -> None:
     """The change network's probability over the common grid, tile by tile (bounded memory), as a float32
     GeoTIFF at `path` (written to a temporary name, then renamed: a killed run never leaves half a map)."""
-    from spectraclip.apps.change_cnn import predict_tiled
+    from spectraclip.apps.change_cnn import date_input, predict_tiled
     from spectraclip.io.scene import SceneReader, SceneWindow
 
     if list(probe.bands) and list(probe.bands) != list(use):
@@ -290,7 +290,7 @@ def _predict_probe_map(probe, pair: PairGrid, use: list[str], stats: tuple[DateS
             got = reader.read(SceneWindow(0, r0, c0, r1 - r0, c1 - c0, 0, 0))
             px = got.sample.pixels if got.sample is not None else np.broadcast_to(
                 st.mean[:, None, None], (len(use), r1 - r0, c1 - c0))  # no data: the median (no change)
-            out.append(st.standardise(px).astype(np.float32))
+            out.append(date_input(px, st.mean, st.std, use, probe.config.indices))
         return out[0], out[1]
 
     profile = {"driver": "GTiff", "height": sc.height, "width": sc.width, "count": 1, "dtype": "float32",
@@ -445,14 +445,15 @@ def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scen
 
 
 def labelled_arrays(model, before: str | Path | Scene, after: str | Path | Scene, labels: str | Path, *,
-                    name: str | None = None, bands: Any = None, nodata: str = "fill",
+                    name: str | None = None, bands: Any = None, nodata: str = "fill", indices: bool = False,
                     work_dir: str | Path | None = None):
     """One labelled pair as whole-scene arrays for the change network (`apps.change_cnn.PairArrays`): both
     dates' bands on the common grid, each standardised by its own date's robust statistics (as the change
-    vector), and the mask. Labelled scenes are read whole (OSCD cities are ~500 x 500 px)."""
+    vector; with `indices` also NDVI/NDBI/MNDWI, `apps.change_cnn.date_input`), and the mask. Labelled scenes
+    are read whole (OSCD cities are ~500 x 500 px)."""
     import tempfile
 
-    from spectraclip.apps.change_cnn import PairArrays
+    from spectraclip.apps.change_cnn import PairArrays, date_input
     from spectraclip.apps.change_labels import read_change_mask
     from spectraclip.io.scene import SceneReader, SceneWindow
 
@@ -469,7 +470,7 @@ def labelled_arrays(model, before: str | Path | Scene, after: str | Path | Scene
                 got = reader.read(SceneWindow(0, 0, 0, h, w, 0, 0))
             if got.sample is None:
                 raise ChangeInputError(f"{scene.path}: {got.message or 'no data'}")
-            zs.append(st.standardise(got.sample.pixels).astype(np.float32))
+            zs.append(date_input(got.sample.pixels, st.mean, st.std, use, indices))
             known = known & got.valid
     return PairArrays(name or str(labels), zs[0], zs[1], change & known, known, list(use))
 

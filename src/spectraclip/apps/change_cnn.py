@@ -52,11 +52,34 @@ class CnnConfig:
     pos_weight: float | None = None  # BCE weight of change pixels; None: sqrt(no-change / change) of the crops
     dice: float = 0.0  # weight of a soft Dice term added to the BCE
     inner_folds: int = 3  # folds of training scenes for the out-of-scene threshold (1 scene: threshold 0.5)
+    indices: bool = False  # add NDVI, NDBI and MNDWI of each date (from its raw bands) to its input
     seed: int = SEED
 
     @property
     def factor(self) -> int:
         return 2 ** (len(self.widths) - 1)
+
+
+INDICES: tuple[tuple[str, str, str], ...] = (("ndvi", "B08", "B04"), ("ndbi", "B11", "B08"), ("mndwi", "B03", "B11"))
+
+
+def date_input(raw: np.ndarray, mean: np.ndarray, std: np.ndarray, bands: Sequence[str], indices: bool = False
+               ) -> np.ndarray:
+    """One date's network input `[C (+3), h, w]` from its raw bands `[C, h, w]`: each band standardised by the
+    date's robust statistics (median, 1.4826 MAD: season and illumination largely cancel), then with `indices`
+    the normalised differences NDVI, NDBI and MNDWI (x3, about unit spread), which keep what standardising
+    removes: whether a pixel is vegetation, built-up or water. An index whose bands are missing is 0."""
+    z = (raw - mean[:, None, None]) / std[:, None, None]
+    if not indices:
+        return z.astype(np.float32)
+    extra = []
+    for _, a, b in INDICES:
+        if a in bands and b in bands:
+            va, vb = raw[list(bands).index(a)].astype(np.float32), raw[list(bands).index(b)].astype(np.float32)
+            extra.append(3.0 * (va - vb) / np.maximum(np.abs(va + vb), 1e-3))
+        else:
+            extra.append(np.zeros(raw.shape[1:], np.float32))
+    return np.concatenate([z, np.stack(extra)]).astype(np.float32)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -202,9 +225,9 @@ def _crop_sampler(pairs: Sequence[PairArrays], cfg: CnnConfig, rng: np.random.Ge
 
 def train_net(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
               log: Callable[[str], None] | None = None) -> tuple[SiamDiffNet, list[float]]:
-    """Train a `SiamDiffNet` on the pairs' labelled pixels (crops, flips/rotations, class-weighted BCE, AdamW,
-    `cfg.steps` steps); returns the network (eval mode) and the loss of every step. Deterministic for a seed
-    on one thread."""
+    """Train a `SiamDiffNet` on the pairs' labelled pixels (crops, flips/rotations, class-weighted BCE, AdamW
+    with linear warm-up and cosine decay, `cfg.steps` steps); returns the network (eval mode) and the loss of
+    every step. Deterministic for a seed on a fixed thread count."""
     if not any(p.change[p.known].any() for p in pairs):
         raise ChangeInputError("the training label masks hold no change pixel at all: a change network needs some "
                                f"(scenes: {', '.join(p.name for p in pairs)})")
@@ -214,7 +237,14 @@ def train_net(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
     rng = np.random.default_rng(cfg.seed)
     net = SiamDiffNet(pairs[0].za.shape[0], cfg.widths)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    warm = max(1, cfg.steps // 10)  # linear warm-up, then cosine decay to 0
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + np.cos(np.pi * (step - warm) / max(1, cfg.steps - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     draw = _crop_sampler(pairs, cfg, rng)
     losses: list[float] = []
     pos_w = cfg.pos_weight

@@ -118,12 +118,12 @@ def change_command(
             console.print(f"[yellow]note:[/] BEFORE is the first date of training pair {same[0]}: the probe has "
                           "seen this scene's labels")
         if kind == "cnn":
+            cfg = CnnConfig() if probe_steps is None else replace(CnnConfig(), steps=probe_steps)
             arrays = []
             for p in pairs:
                 console.print(f"reading labelled pair {p.name}")
                 arrays.append(labelled_arrays(m, p.before, p.after, p.labels, name=p.name, bands=bands,
-                                              nodata=nodata))
-            cfg = CnnConfig() if probe_steps is None else replace(CnnConfig(), steps=probe_steps)
+                                              nodata=nodata, indices=cfg.indices))
             probe = fit_cnn_probe(arrays, cfg, log=console.print)
         else:
             samples = []
