@@ -47,7 +47,7 @@ def change_command(
                                                    "Siamese change network on both dates' bands) or gbm (gradient "
                                                    "boosting on per-pixel features). Default: cnn.")] = None,
     probe_steps: Annotated[int | None, typer.Option("--probe-steps", min=1, help="Training steps of the change "
-                                                    "network (default 1500; docs/change.md).")] = None,
+                                                    "network (default 600; docs/change.md).")] = None,
     save_probe: Annotated[Path | None, typer.Option("--save-probe", help="Write the trained probe to this file "
                                                     "(reuse it with --load-probe).")] = None,
     load_probe: Annotated[Path | None, typer.Option("--load-probe", help="Use a probe written by --save-probe "

@@ -386,15 +386,21 @@ def _write(out: Path, results: dict[str, Any]) -> None:
 
 
 def evaluate_oscd_cli(models: Sequence[str], checkpoints: Sequence[str], roots: Sequence[str], output_dir: Path, *,
-                      model_bands: str | None, precision: str, batch_size: int, device: str) -> None:
+                      model_bands: str | None, precision: str, batch_size: int, device: str,
+                      probes: Sequence[str] = ("gbm", "cnn"), probe_steps: int | None = None) -> None:
     """`spectraclip evaluate --dataset oscd --root DIR`: one model, one root; prints the table."""
     import shlex
     import sys
+    from dataclasses import replace
 
+    from spectraclip.apps.change_cnn import CnnConfig
     from spectraclip.cli.common import console
     from spectraclip.evaluate.runner import EvaluationError, pair_models
     from spectraclip.models.loading import load_model
 
+    unknown = sorted(set(probes) - set(PROBE_METHODS))
+    if unknown:
+        raise EvaluationError(f"--probe {','.join(unknown)}: choose among {', '.join(PROBE_METHODS)} (or none)")
     specs = pair_models(models, checkpoints, model_bands)
     if len(specs) != 1 or len(roots) != 1:
         raise EvaluationError(f"--dataset oscd takes one model and one --root (got {len(specs)} models and "
@@ -403,10 +409,11 @@ def evaluate_oscd_cli(models: Sequence[str], checkpoints: Sequence[str], roots: 
     model = load_model(spec.name, spec.checkpoint, device=device, bands=spec.bands)
     res = evaluate_oscd(model, roots[0], output_dir, precision=precision, batch_size=batch_size, device=device,
                         model_label=spec.display(), command=shlex.join(["spectraclip", *sys.argv[1:]]),
-                        log_fn=console.print)
+                        log_fn=console.print, few_shot=bool(probes), probes=probes,
+                        cnn_config=replace(CnnConfig(), steps=probe_steps) if probe_steps else None)
     console.print(markdown(res))
     console.print(f"wrote results.json, results.md, results.csv, maps/ and quicklooks/ to {output_dir}")
 
 
-__all__ = ["LABEL_FRACTIONS", "METHODS", "REFERENCE", "counts", "cva_otsu", "evaluate_oscd", "evaluate_oscd_cli",
-           "label_efficiency", "markdown", "scores"]
+__all__ = ["LABEL_FRACTIONS", "METHODS", "PROBE_METHODS", "REFERENCE", "counts", "cva_otsu", "evaluate_oscd",
+           "evaluate_oscd_cli", "label_efficiency", "markdown", "scores"]
