@@ -325,7 +325,11 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
         score_thr, score_rule = float(threshold), "given (--threshold)"
     else:
         score_thr, score_rule = crule.threshold(score_red), crule.method
-    if probe is not None:
+    if probe is not None and hasattr(probe, "scene_threshold"):  # the network's threshold, capped per scene
+        thr = probe.scene_threshold(red[len(CHANNELS)][ok])
+        rule = "probe (threshold chosen on the training scenes" + (
+            f"; at most {100 * probe.max_share:g} % of the scene flagged)" if probe.max_share is not None else ")")
+    elif probe is not None:
         thr, rule = float(probe.threshold), "probe (threshold chosen on the training scenes)"
     else:
         thr, rule = score_thr, score_rule

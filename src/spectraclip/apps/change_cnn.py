@@ -3,8 +3,8 @@ Le Saux and Boulch, ICIP 2018): one encoder shared by both dates (their per-date
 a decoder fed the absolute difference of the two dates' features at every scale, one change logit per pixel.
 
 Why a network and not the per-pixel probe: OSCD's changes are urban (new buildings, roads), and what tells
-them from crop phenology and shadows is their shape and surroundings; a few convolution levels see ~60 px
-(600 m) of context, the pixel probe a few pixels. It is kept small (default 8-16-32-64 channels, 122 k
+them from crop phenology and shadows is their shape and surroundings; the default network's receptive field
+is 92 px (920 m), the pixel probe's a few pixels. It is kept small (default 8-16-32-64 channels, 122 k
 weights) so it trains on one CPU core in minutes from a handful of labelled scenes.
 
 Training (`fit_cnn_probe`): random crops of the labelled scenes (half of them centred on a change pixel, so
@@ -52,7 +52,9 @@ class CnnConfig:
     pos_weight: float | None = None  # BCE weight of change pixels; None: sqrt(no-change / change) of the crops
     dice: float = 0.0  # weight of a soft Dice term added to the BCE
     inner_folds: int = 2  # folds of training scenes for the out-of-scene threshold (1 scene: threshold 0.5)
-    indices: bool = False  # add NDVI, NDBI and MNDWI of each date (from its raw bands) to its input
+    indices: bool = True  # add NDVI, NDBI and MNDWI of each date (from its raw bands) to its input
+    # candidate caps on the flagged share of a scene, chosen with the threshold on the inner folds
+    cap_shares: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05)
     seed: int = SEED
 
     @property
@@ -226,7 +228,7 @@ def _crop_sampler(pairs: Sequence[PairArrays], cfg: CnnConfig, rng: np.random.Ge
 def train_net(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
               log: Callable[[str], None] | None = None) -> tuple[SiamDiffNet, list[float]]:
     """Train a `SiamDiffNet` on the pairs' labelled pixels (crops, flips/rotations, class-weighted BCE, AdamW
-    with linear warm-up and cosine decay, `cfg.steps` steps); returns the network (eval mode) and the loss of
+    with a one-cycle learning rate, `cfg.steps` steps); returns the network (eval mode) and the loss of
     every step. Deterministic for a seed on a fixed thread count."""
     if not any(p.change[p.known].any() for p in pairs):
         raise ChangeInputError("the training label masks hold no change pixel at all: a change network needs some "
@@ -237,14 +239,9 @@ def train_net(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
     rng = np.random.default_rng(cfg.seed)
     net = SiamDiffNet(pairs[0].za.shape[0], cfg.widths)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm = max(1, cfg.steps // 10)  # linear warm-up, then cosine decay to 0
-
-    def lr_at(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + np.cos(np.pi * (step - warm) / max(1, cfg.steps - warm)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    # one-cycle: 10 % warm-up, cosine decay (at least 2 warm-up steps: torch divides by their count - 1)
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps,
+                                                 pct_start=max(0.1, 2 / cfg.steps)) if cfg.steps >= 3 else None)
     draw = _crop_sampler(pairs, cfg, rng)
     losses: list[float] = []
     pos_w = cfg.pos_weight
@@ -268,7 +265,8 @@ def train_net(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
         losses.append(float(loss.detach()))
         if log and (step + 1) % max(1, cfg.steps // 5) == 0:
             log(f"  step {step + 1}/{cfg.steps}: loss {np.mean(losses[-50:]):.4f} ({time.perf_counter() - t0:.0f} s)")
@@ -290,7 +288,16 @@ class CnnProbe:
     inner_f1: float | None = None
     train_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    max_share: float | None = None  # flag at most this share of a scene (its highest probabilities); None: no cap
     kind: str = "cnn"
+
+    def scene_threshold(self, prob: np.ndarray) -> float:
+        """The threshold for one scene's probabilities: the probe's, raised to the scene's (1 - max_share)
+        quantile when a share cap was chosen (a season change lighting up a third of a scene stays capped)."""
+        v = prob[np.isfinite(prob)]
+        if self.max_share is None or v.size == 0:
+            return float(self.threshold)
+        return max(float(self.threshold), float(np.quantile(v, 1.0 - self.max_share)))
 
     def fingerprint(self) -> str:
         buf = io.BytesIO()
@@ -302,7 +309,8 @@ class CnnProbe:
         return predict_arrays(self.net, za, zb, tile=tile, margin=margin)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "cnn", "threshold": self.threshold, "scenes": self.scenes, "n_train": self.n_train,
+        return {"kind": "cnn", "threshold": self.threshold, "max_share": self.max_share, "scenes": self.scenes,
+                "n_train": self.n_train,
                 "inner_f1": self.inner_f1, "train_seconds": round(self.train_seconds, 1),
                 "config": asdict(self.config), "notes": self.notes}
 
@@ -310,17 +318,35 @@ class CnnProbe:
         return {"kind": "cnn", "state_dict": self.net.state_dict(), "in_channels": self.net.enc[0][0].in_channels,
                 "threshold": self.threshold, "bands": self.bands, "scenes": self.scenes,
                 "config": asdict(self.config), "n_train": self.n_train, "inner_f1": self.inner_f1,
-                "train_seconds": self.train_seconds, "notes": self.notes}
+                "train_seconds": self.train_seconds, "notes": self.notes, "max_share": self.max_share}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> CnnProbe:
-        cfg = CnnConfig(**{**state["config"], "widths": tuple(state["config"]["widths"])})
+        cfg = CnnConfig(**{**state["config"], "widths": tuple(state["config"]["widths"]),
+                           "cap_shares": tuple(state["config"].get("cap_shares", ()))})
         net = SiamDiffNet(int(state["in_channels"]), cfg.widths)
         net.load_state_dict(state["state_dict"])
         net.eval()
         return cls(net, float(state["threshold"]), list(state["bands"]), list(state["scenes"]), cfg,
                    int(state["n_train"]), state.get("inner_f1"), float(state.get("train_seconds", 0.0)),
-                   list(state.get("notes", [])))
+                   list(state.get("notes", [])), state.get("max_share"))
+
+
+def choose_threshold(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], cap_shares: Sequence[float] = ()
+                     ) -> tuple[float, float, float | None]:
+    """(threshold, pooled F1, share cap or None) F1-best over out-of-scene probabilities of several scenes: the
+    threshold on a grid of 99, jointly with a cap on each scene's flagged share among `cap_shares` (a scene
+    flags at most that share, its highest probabilities) or no cap."""
+    y = np.concatenate(labels)
+    ones = np.ones(len(y))
+    t, f1 = best_f1_threshold(np.concatenate(probs), y, ones)
+    best: tuple[float, float, float | None] = (t, f1, None)
+    for q in cap_shares:
+        capped = [np.where(p >= np.quantile(p, 1.0 - q), p, 0.0) for p in probs]
+        t, f1 = best_f1_threshold(np.concatenate(capped), y, ones)
+        if f1 > best[1]:
+            best = (t, f1, float(q))
+    return best
 
 
 def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
@@ -337,7 +363,7 @@ def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
         raise ChangeInputError("the labelled pairs are read with different bands: "
                                + "; ".join(f"{p.name}: {', '.join(p.bands)}" for p in pairs))
     t0 = time.perf_counter()
-    threshold, inner = 0.5, None
+    threshold, inner, max_share = 0.5, None, None
     k = min(cfg.inner_folds, len(pairs))
     if k >= 2:
         ps, ys = [], []
@@ -354,15 +380,14 @@ def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
                 ps.append(prob[p.known])
                 ys.append(p.change[p.known])
         if ps:
-            y = np.concatenate(ys)
-            threshold, inner = best_f1_threshold(np.concatenate(ps), y, np.ones(len(y)))
+            threshold, inner, max_share = choose_threshold(ps, ys, cfg.cap_shares)
     if log:
         log(f"final network on {len(pairs)} scenes")
     net, _ = train_net(pairs, cfg, log=log)
     n = int(sum(p.known.sum() for p in pairs))
     return CnnProbe(net, threshold, list(pairs[0].bands), [p.name for p in pairs], cfg, n, inner,
-                    time.perf_counter() - t0, notes)
+                    time.perf_counter() - t0, notes, max_share)
 
 
-__all__ = ["CnnConfig", "CnnProbe", "PairArrays", "SiamDiffNet", "fit_cnn_probe", "predict_arrays", "predict_tiled",
-           "train_net"]
+__all__ = ["CnnConfig", "CnnProbe", "PairArrays", "SiamDiffNet", "choose_threshold", "date_input", "fit_cnn_probe",
+           "predict_arrays", "predict_tiled", "train_net"]
