@@ -122,8 +122,11 @@ def test_change_scene_maps_with_the_change_network(tmp_path):
     torch.set_num_threads(1)
     root = _labelled_root(tmp_path)
     model = load_model("tiny-test", bands="s2-l1c")
-    arrays = [labelled_arrays(model, p.before, p.after, p.labels, name=p.name) for p in find_pairs(root)]
-    assert arrays[0].za.shape == (13, 96, 96) and arrays[0].change.sum() == 32 * 32
+    with pytest.raises(ChangeInputError, match="input channels"):  # arrays read without the index channels
+        first = find_pairs(root)[0]
+        fit_cnn_probe([labelled_arrays(model, first.before, first.after, first.labels, indices=False)], TINY)
+    arrays = [labelled_arrays(model, p.before, p.after, p.labels, name=p.name, indices=True) for p in find_pairs(root)]
+    assert arrays[0].za.shape == (13 + 3, 96, 96) and arrays[0].change.sum() == 32 * 32
     probe = fit_cnn_probe(arrays, replace(TINY, steps=60, crop=64, widths=(4, 8, 16)))
     before, after = make_pair(tmp_path / "target")
     res = change_scene(model, before, after, tmp_path / "p.tif", probe=probe, progress=False, quicklook=False)
@@ -134,7 +137,7 @@ def test_change_scene_maps_with_the_change_network(tmp_path):
     assert flag[r0 + 4:r1 - 4, c0 + 4:c1 - 4].mean() > 0.8 and flag[:30].mean() < 0.1
     assert np.array_equal(flag == 1, prob > probe.threshold) and res.threshold_rule.startswith("probe")
     # the map's probability is the network's whole-scene prediction, read back window by window
-    with_mask = labelled_arrays(model, before, after, write_mask(tmp_path / "target", "town"))
+    with_mask = labelled_arrays(model, before, after, write_mask(tmp_path / "target", "town"), indices=True)
     assert np.abs(prob - probe.predict_arrays(with_mask.za, with_mask.zb)).max() < 1e-5
 
 
@@ -161,3 +164,23 @@ def test_cli_change_trains_saves_and_reloads_the_change_network(tmp_path):
     r = runner.invoke(app, ["change", str(before), str(after), *tiny, "-o", str(tmp_path / "e.tif"), "--probe", "svm",
                             "--train-labels", str(root)])
     assert r.exit_code == 2 and "--probe 'svm'" in r.output
+
+
+def test_threshold_and_share_cap_are_chosen_on_other_scenes_and_cap_a_flooded_scene():
+    from spectraclip.apps.change_cnn import CnnProbe, choose_threshold
+
+    rng = np.random.default_rng(0)
+    y1 = rng.random(20_000) < 0.01
+    good = np.where(y1, 0.9, 0.1) + rng.normal(0, 0.05, y1.size)  # changes ranked first
+    y2 = rng.random(20_000) < 0.01
+    y2[:8000] = False
+    flooded = np.where(y2, 0.99, 0.1) + rng.normal(0, 0.005, y2.size)
+    flooded[:8000] = 0.9 + rng.normal(0, 0.02, 8000)  # a season change: 40 % of the scene as likely as a change
+    t, f1, cap = choose_threshold([good, flooded], [y1, y2])
+    assert cap is None and 0 < t < 1
+    t2, f1_capped, cap2 = choose_threshold([good, flooded], [y1, y2], (0.01, 0.02, 0.05))
+    assert cap2 in (0.01, 0.02) and f1_capped > f1 + 0.2
+    probe = CnnProbe(SiamDiffNet(3, (4, 8)), t2, [], [], TINY, 0, max_share=cap2)
+    assert probe.scene_threshold(flooded) == pytest.approx(np.quantile(flooded, 1 - cap2))
+    assert (flooded > probe.scene_threshold(flooded)).mean() <= cap2 + 1e-3
+    assert replace(probe, max_share=None).scene_threshold(flooded) == t2

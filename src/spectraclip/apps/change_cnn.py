@@ -362,6 +362,11 @@ def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
     if len({tuple(p.bands) for p in pairs}) > 1 or len({p.za.shape[0] for p in pairs}) > 1:
         raise ChangeInputError("the labelled pairs are read with different bands: "
                                + "; ".join(f"{p.name}: {', '.join(p.bands)}" for p in pairs))
+    want = len(pairs[0].bands) + (len(INDICES) if cfg.indices else 0)
+    if pairs[0].bands and pairs[0].za.shape[0] != want:
+        raise ChangeInputError(f"the labelled pairs have {pairs[0].za.shape[0]} input channels, the configuration "
+                               f"wants {want} ({len(pairs[0].bands)} bands{' + 3 indices' if cfg.indices else ''}): "
+                               "read them with labelled_arrays(..., indices=config.indices)")
     t0 = time.perf_counter()
     threshold, inner, max_share = 0.5, None, None
     k = min(cfg.inner_folds, len(pairs))
