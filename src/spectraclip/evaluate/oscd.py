@@ -232,8 +232,9 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
                             "pixel probe on bi-temporal features, trained on the other cities; threshold by grouped "
                             "CV on them",
             "change-cnn": "spectraclip change --train-labels --probe cnn, leave one city out: FC-Siam-diff-like "
-                          "change network on both dates' standardised bands, trained on the other cities; threshold "
-                          "F1-best on out-of-scene predictions of those cities (inner folds)",
+                          "change network on both dates' standardised bands (and NDVI/NDBI/MNDWI), trained on the "
+                          "other cities; threshold and per-scene cap on the flagged share F1-best on out-of-scene "
+                          "predictions of those cities (inner folds)",
             "reference": REFERENCE},
         "settings": {"tile": tile or model.image_size, "stride": stride, "precision": precision,
                      "few_shot": few_shot, "probes": list(probes),
