@@ -1,6 +1,7 @@
 """The few-shot change probe as a small fully convolutional Siamese network (FC-Siam-diff-like, after Daudt,
-Le Saux and Boulch, ICIP 2018): one encoder shared by both dates (their per-date robust-standardised bands),
-a decoder fed the absolute difference of the two dates' features at every scale, one change logit per pixel.
+Le Saux and Boulch, ICIP 2018): one encoder shared by both dates (their per-date robust-standardised bands
+and three spectral indices), a decoder fed the absolute difference of the two dates' features at every scale,
+one change logit per pixel.
 
 Why a network and not the per-pixel probe: OSCD's changes are urban (new buildings, roads), and what tells
 them from crop phenology and shadows is their shape and surroundings; the default network's receptive field
@@ -9,9 +10,10 @@ weights) so it trains on one CPU core in minutes from a handful of labelled scen
 
 Training (`fit_cnn_probe`): random crops of the labelled scenes (half of them centred on a change pixel, so
 the rare class is seen), flips and 90 degree rotations, class-weighted binary cross-entropy over the labelled
-pixels, AdamW for a fixed number of steps, fixed seed (deterministic on one thread). The decision threshold is
-chosen without the scene being mapped: the F1-best one on out-of-scene predictions of the training scenes
-(k folds of training scenes, each predicted by a network trained on the others), as the pixel probe does.
+pixels, AdamW for a fixed number of steps, fixed seed (deterministic on a fixed thread count). The decision
+threshold is chosen without the scene being mapped: the F1-best one on out-of-scene predictions of the training
+scenes (k folds of training scenes, each predicted by a network trained on the others), as the pixel probe
+does, jointly with an optional cap on the share of a scene that may be flagged (`choose_threshold`).
 
 Prediction (`predict_tiled`) is tile by tile with a context margin, keeping each tile's centre, so memory is
 bounded by the tile size for any scene, and the result equals a whole-scene pass (tiles are aligned to the
@@ -40,12 +42,13 @@ SEED = 0
 
 @dataclass(frozen=True)
 class CnnConfig:
-    """Hyper-parameters of the change network and its training (all fixed a priori; docs/change.md)."""
+    """Hyper-parameters of the change network and its training (each fixed before the leave-one-city-out run it
+    is reported with; docs/change.md)."""
 
     widths: tuple[int, ...] = (8, 16, 32, 64)  # channels per encoder level (each level halves the resolution)
     steps: int = 600  # optimiser steps
     batch: int = 8  # crops per step
-    crop: int = 64  # crop size in pixels (a multiple of 2 ** len(widths))
+    crop: int = 64  # crop size in pixels (a multiple of 2 ** (len(widths) - 1))
     lr: float = 2e-3
     weight_decay: float = 1e-4
     change_crops: float = 0.5  # share of crops centred on a change pixel

@@ -356,6 +356,15 @@ def markdown(results: dict[str, Any]) -> str:
     for m in methods:
         s = results["pooled"][m]
         lines.append(f"| {m} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | {_fmt(s['f1'])} | {_fmt(s['iou'])} |")
+    cnn_rows = {c: row["cnn"] for c, row in results["per_city"].items() if isinstance(row.get("cnn"), dict)}
+    if cnn_rows:
+        lines += ["", "Change network per held-out city (threshold and share cap chosen on the other cities' "
+                  "inner folds):", "", "| city | threshold | share cap | inner F1 | training s |",
+                  "|---|---:|---:|---:|---:|"]
+        for c, d in cnn_rows.items():
+            cap = "none" if d.get("max_share") is None else f"{100 * d['max_share']:g} %"
+            lines.append(f"| {c} | {d['threshold']:.2f} | {cap} | {_fmt(d.get('inner_f1'))} | "
+                         f"{d.get('train_seconds', 0):.0f} |")
     curve = results.get("label_efficiency")
     if curve:
         lines += ["", "Few-shot label efficiency (leave one city out; F1 estimated on the held-out city's sampled "
