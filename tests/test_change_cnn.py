@@ -23,7 +23,7 @@ from spectraclip.apps.change_cnn import (
 )
 from spectraclip.apps.change_grid import ChangeInputError
 
-TINY = CnnConfig(widths=(4, 8), steps=80, batch=4, crop=32, lr=1e-2, inner_folds=2)
+TINY = CnnConfig(widths=(4, 8), steps=80, batch=4, crop=32, lr=1e-2, inner_folds=2, indices=False)
 
 
 def synthetic_pair(seed: int, size: int = 64, bands: int = 3, squares: int = 3) -> PairArrays:
@@ -124,10 +124,11 @@ def test_change_scene_maps_with_the_change_network(tmp_path):
     model = load_model("tiny-test", bands="s2-l1c")
     with pytest.raises(ChangeInputError, match="input channels"):  # arrays read without the index channels
         first = find_pairs(root)[0]
-        fit_cnn_probe([labelled_arrays(model, first.before, first.after, first.labels, indices=False)], TINY)
+        fit_cnn_probe([labelled_arrays(model, first.before, first.after, first.labels, indices=False)],
+                      replace(TINY, indices=True))
     arrays = [labelled_arrays(model, p.before, p.after, p.labels, name=p.name, indices=True) for p in find_pairs(root)]
     assert arrays[0].za.shape == (13 + 3, 96, 96) and arrays[0].change.sum() == 32 * 32
-    probe = fit_cnn_probe(arrays, replace(TINY, steps=60, crop=64, widths=(4, 8, 16)))
+    probe = fit_cnn_probe(arrays, replace(TINY, steps=60, crop=64, widths=(4, 8, 16), indices=True))
     before, after = make_pair(tmp_path / "target")
     res = change_scene(model, before, after, tmp_path / "p.tif", probe=probe, progress=False, quicklook=False)
     with rasterio.open(res.path) as ds:
