@@ -185,3 +185,23 @@ def test_threshold_and_share_cap_are_chosen_on_other_scenes_and_cap_a_flooded_sc
     assert probe.scene_threshold(flooded) == pytest.approx(np.quantile(flooded, 1 - cap2))
     assert (flooded > probe.scene_threshold(flooded)).mean() <= cap2 + 1e-3
     assert replace(probe, max_share=None).scene_threshold(flooded) == t2
+
+
+def test_the_pixel_probe_saves_and_loads_too_but_only_as_a_trusted_pickle(tmp_path):
+    from spectraclip.apps.change_probe import PixelSamples, fit_change_probe, load_probe, save_probe
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(2):
+        x = rng.normal(0, 1, (400, 3))
+        y = x[:, 0] > 1.0
+        samples.append(PixelSamples(f"p{i}", x, y, np.ones(400)))
+    probe = fit_change_probe(samples, ["a", "b", "c"], max_iter=5)
+    path = save_probe(probe, tmp_path / "gbm.pt")
+    again = load_probe(path)
+    assert again.kind == "gbm" and again.threshold == probe.threshold
+    assert np.array_equal(again.predict_proba(samples[0].x), probe.predict_proba(samples[0].x))
+    with pytest.raises(ChangeInputError, match="pickle"):
+        load_probe(path, trust_pickle=False)
+    with pytest.raises(ChangeInputError, match="no such probe"):
+        load_probe(tmp_path / "missing.pt")
