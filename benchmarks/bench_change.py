@@ -6,7 +6,8 @@ few-shot leave-one-city-out pooled F1 >= 0.45. Nothing is tuned on these cities:
 fixed (docs/change.md) and the probe's threshold comes from cross-validation over its training cities.
 
     PYTHONPATH=src python benchmarks/bench_change.py [--root ../shared/data/oscd-mini] \
-        [--checkpoint /work/demo-bundles/ms] [--output /tmp/bench_change] [--no-few-shot]
+        [--checkpoint /work/demo-bundles/ms] [--output /tmp/bench_change] [--no-few-shot] \
+        [--probes gbm,cnn] [--cnn-steps N] [--threads 1]
 """
 
 from __future__ import annotations
@@ -27,27 +28,41 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cities", default=None, help="comma list (default: every labelled city under --root)")
     ap.add_argument("--no-few-shot", action="store_true")
     ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--probes", default="gbm,cnn", help="few-shot probes to evaluate: gbm, cnn or both")
+    ap.add_argument("--cnn-steps", type=int, default=None, help="training steps of the change network")
+    ap.add_argument("--threads", type=int, default=1, help="torch / BLAS / OpenMP threads (1: shared machine)")
     args = ap.parse_args(argv)
     if not args.root.is_dir():
         print(f"no OSCD data at {args.root}", file=sys.stderr)
         return 2
+    import dataclasses
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from spectraclip.apps.change_cnn import CnnConfig
     from spectraclip.evaluate.oscd import evaluate_oscd, markdown
     from spectraclip.models.loading import load_model
 
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
+    cfg = CnnConfig() if args.cnn_steps is None else dataclasses.replace(CnnConfig(), steps=args.cnn_steps)
     model = load_model(None, args.checkpoint)
     t0 = time.perf_counter()
     res = evaluate_oscd(model, args.root, args.output, cities=args.cities.split(",") if args.cities else None,
                         few_shot=not args.no_few_shot, precision=args.precision, model_label=Path(
-                            args.checkpoint).name, command=" ".join(sys.argv), log_fn=print)
+                            args.checkpoint).name, command=" ".join(sys.argv), log_fn=print,
+                        probes=args.probes.split(","), cnn_config=cfg)
     print()
     print(markdown(res))
     base = res["pooled"]["cva-otsu"]["f1"] or 0.0
     un = res["pooled"]["change"]["f1"] or 0.0
     print(f"unsupervised pooled F1 {un:.3f} = {un / base if base else float('nan'):.2f} x CVA+Otsu ({base:.3f}); "
           "target >= 2x")
-    if "change-probe" in res["pooled"]:
-        fs = res["pooled"]["change-probe"]["f1"] or 0.0
-        print(f"few-shot (leave one city out) pooled F1 {fs:.3f}; target >= 0.45")
+    for m in ("change-probe", "change-cnn"):
+        if m in res["pooled"]:
+            fs = res["pooled"][m]["f1"] or 0.0
+            print(f"few-shot {m} (leave one city out) pooled F1 {fs:.3f}; target >= 0.45")
     print(f"{time.perf_counter() - t0:.0f} s; results in {args.output}")
     return 0
 

@@ -222,11 +222,15 @@ def test_cli_evaluate_oscd_runs_cva_unsupervised_and_leave_one_out_probe(tmp_pat
         write_mask(root, name, box=box)
     out = tmp_path / "eval"
     r = CliRunner().invoke(app, ["evaluate", "--dataset", "oscd", "--root", str(root), "-m", "tiny-test",
-                                 "--model-bands", "s2-l1c", "-o", str(out), "--device", "cpu", "--precision", "fp32"])
+                                 "--model-bands", "s2-l1c", "-o", str(out), "--device", "cpu", "--precision", "fp32",
+                                 "--probe-steps", "10"])
     assert r.exit_code == 0, r.output
     res = json.loads((out / "results.json").read_text())
-    assert set(res["pooled"]) == {"cva-otsu", "change", "change-probe"} and set(res["per_city"]) == {"east", "west"}
+    assert set(res["pooled"]) == {"cva-otsu", "change", "change-probe", "change-cnn"}
+    assert set(res["per_city"]) == {"east", "west"}
     assert res["per_city"]["east"]["probe"]["scenes"] == ["west"]  # the probe never sees the city it scores
+    assert res["per_city"]["east"]["cnn"]["scenes"] == ["west"] and res["settings"]["cnn_config"]["steps"] == 10
+    assert (out / "maps" / "east.tif").is_file() and (out / "maps" / "east.gbm.tif").is_file()
     assert res["per_city"]["east"]["change"]["rule"] == res["selected_rules"]["east"]
     assert res["pooled"]["change"]["f1"] > 0.5 and res["pooled"]["cva-otsu"]["f1"] > 0.5
     assert (out / "results.md").is_file() and (out / "quicklooks" / "west.png").is_file()

@@ -227,8 +227,13 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
 
         query_emb = query_embeddings(model, qs)
     reader_options = {"nodata": nodata}
+    probe_map = None
+    if getattr(probe, "kind", None) == "cnn":  # the change network: predicted over the pair tile by tile first
+        probe_map = parts / "probe.tif"
+        if not probe_map.is_file():
+            _predict_probe_map(probe, pair, use, stats, probe_map, reader_options)
     fn = ChangeWindows(model, encoder, pair.before, pair.after, stats, device=dev, class_emb=class_emb,
-                       query_emb=query_emb, probe=probe, reader_options=reader_options)
+                       query_emb=query_emb, probe=probe, reader_options=reader_options, probe_map=probe_map)
     k = fn.channels
     key = _job_key("change", model, sc, tile, stride, {
         "after": pair.after.to_dict(), "classes": names, "prompts": [getattr(c, "prompt", str(c)) for c in specs],
@@ -264,6 +269,42 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
     return res
 
 
+def _predict_probe_map(probe, pair: PairGrid, use: list[str], stats: tuple[DateStats, DateStats], path: Path,
+                       reader_options: dict[str, Any]) -> None:
+    """The change network's probability over the common grid, tile by tile (bounded memory), as a float32
+    GeoTIFF at `path` (written to a temporary name, then renamed: a killed run never leaves half a map)."""
+    from spectraclip.apps.change_cnn import date_input, predict_tiled
+    from spectraclip.io.scene import SceneReader, SceneWindow
+
+    if list(probe.bands) and list(probe.bands) != list(use):
+        raise ChangeInputError(f"the change network was trained on bands {', '.join(probe.bands)}, but this pair "
+                               f"is read with {', '.join(use)}")
+    sc = pair.before
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.tif")
+    readers = (SceneReader(pair.before, **reader_options), SceneReader(pair.after, **reader_options))
+
+    def read(r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        out = []
+        for reader, st in zip(readers, stats, strict=True):
+            got = reader.read(SceneWindow(0, r0, c0, r1 - r0, c1 - c0, 0, 0))
+            px = got.sample.pixels if got.sample is not None else np.broadcast_to(
+                st.mean[:, None, None], (len(use), r1 - r0, c1 - c0))  # no data: the median (no change)
+            out.append(date_input(px, st.mean, st.std, use, probe.config.indices))
+        return out[0], out[1]
+
+    profile = {"driver": "GTiff", "height": sc.height, "width": sc.width, "count": 1, "dtype": "float32",
+               "crs": sc.crs, "transform": sc.transform, "tiled": True, "blockxsize": 256, "blockysize": 256}
+    try:
+        with rasterio.open(tmp, "w", **profile) as ds:
+            for r, c, p in predict_tiled(probe.net, read, sc.height, sc.width):
+                ds.write(p[None], window=Window(c, r, p.shape[1], p.shape[0]))
+    finally:
+        for reader in readers:
+            reader.close()
+    tmp.replace(path)
+
+
 def _read_reduced(path: Path, max_size: int = STAT_SIZE) -> np.ndarray:
     with rasterio.open(path) as ds:
         f = max(1.0, max(ds.height, ds.width) / max_size)
@@ -284,7 +325,11 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
         score_thr, score_rule = float(threshold), "given (--threshold)"
     else:
         score_thr, score_rule = crule.threshold(score_red), crule.method
-    if probe is not None:
+    if probe is not None and hasattr(probe, "scene_threshold"):  # the network's threshold, capped per scene
+        thr = probe.scene_threshold(red[len(CHANNELS)][ok])
+        rule = "probe (threshold chosen on the training scenes" + (
+            f"; at most {100 * probe.max_share:g} % of the scene flagged)" if probe.max_share is not None else ")")
+    elif probe is not None:
         thr, rule = float(probe.threshold), "probe (threshold chosen on the training scenes)"
     else:
         thr, rule = score_thr, score_rule
@@ -403,6 +448,37 @@ def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scen
     return sampler.samples(name or str(labels))
 
 
+def labelled_arrays(model, before: str | Path | Scene, after: str | Path | Scene, labels: str | Path, *,
+                    name: str | None = None, bands: Any = None, nodata: str = "fill", indices: bool = False,
+                    work_dir: str | Path | None = None):
+    """One labelled pair as whole-scene arrays for the change network (`apps.change_cnn.PairArrays`): both
+    dates' bands on the common grid, each standardised by its own date's robust statistics (as the change
+    vector; with `indices` also NDVI/NDBI/MNDWI, `apps.change_cnn.date_input`), and the mask. Labelled scenes
+    are read whole (OSCD cities are ~500 x 500 px)."""
+    import tempfile
+
+    from spectraclip.apps.change_cnn import PairArrays, date_input
+    from spectraclip.apps.change_labels import read_change_mask
+    from spectraclip.io.scene import SceneReader, SceneWindow
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        pair, use = _load_pair(model, before, after, Path(tmp), bands)
+        change, known = read_change_mask(labels, pair.before_shape)
+        r0, c0 = pair.offset
+        h, w = pair.before.height, pair.before.width
+        change, known = change[r0:r0 + h, c0:c0 + w], known[r0:r0 + h, c0:c0 + w]
+        stats = (DateStats(*band_stats(pair.before, use)), DateStats(*band_stats(pair.after, use)))
+        zs = []
+        for scene, st in zip((pair.before, pair.after), stats, strict=True):
+            with SceneReader(scene, nodata=nodata) as reader:
+                got = reader.read(SceneWindow(0, 0, 0, h, w, 0, 0))
+            if got.sample is None:
+                raise ChangeInputError(f"{scene.path}: {got.message or 'no data'}")
+            zs.append(date_input(got.sample.pixels, st.mean, st.std, use, indices))
+            known = known & got.valid
+    return PairArrays(name or str(labels), zs[0], zs[1], change & known, known, list(use))
+
+
 __all__ = ["CHANGED_WINDOW_SHARE", "DEFAULT_RULE", "RULES", "THRESHOLD_METHODS", "ChangeInputError", "ChangeResult",
-           "ChangeRule", "change_scene", "combine", "feature_names", "labelled_samples", "otsu_threshold",
-           "robust_stats"]
+           "ChangeRule", "change_scene", "combine", "feature_names", "labelled_arrays", "labelled_samples",
+           "otsu_threshold", "robust_stats"]

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import rasterio
 import torch
 import torch.nn.functional as F
+from rasterio.windows import Window as RWindow
 
 from spectraclip.io.scene import Scene, SceneReader
 
@@ -68,7 +71,8 @@ class ChangeWindows:
 
     def __init__(self, model, encoder, before: Scene, after: Scene, stats: tuple[DateStats, DateStats], *,
                  device: torch.device, class_emb: torch.Tensor | None = None, query_emb: torch.Tensor | None = None,
-                 probe=None, reader_options: dict | None = None, sampler=None) -> None:
+                 probe=None, reader_options: dict | None = None, sampler=None,
+                 probe_map: str | Path | None = None) -> None:
         from spectraclip.apps.dense import DenseEncoder, DenseUnsupportedError, patch_grid
         from spectraclip.apps.maps import _logit_scale
 
@@ -86,6 +90,10 @@ class ChangeWindows:
         except DenseUnsupportedError:
             self.dense = None  # no patch tokens: the token change is the window change
         self.sampler = sampler  # called with (window, features [F, h, w], valid [h, w]): probe training pixels
+        # a scene-level probe (the change network) is predicted over the whole pair beforehand: its probability
+        # raster is read per window; a pixel probe reads each window's pixel features
+        self.probe_map = rasterio.open(probe_map) if probe_map is not None else None
+        self.pixel_probe = probe if probe is not None and probe_map is None else None
 
     @property
     def channels(self) -> int:
@@ -95,6 +103,9 @@ class ChangeWindows:
     def close(self) -> None:
         self.before_reader.close()
         self.after_reader.close()
+        if self.probe_map is not None:
+            self.probe_map.close()
+            self.probe_map = None
 
     def _after_inputs(self, x, present, windows):
         """AFTER's model input for the windows; a window AFTER has no data in gets BEFORE's (no change) and is
@@ -173,13 +184,17 @@ class ChangeWindows:
             values[i, 2] = cva
             values[i, 3] = ok
             k = len(CHANNELS)
-            if self.probe is not None or self.sampler is not None:
+            if self.probe_map is not None:
+                values[i, k] = self.probe_map.read(1, window=RWindow(win.col, win.row, w, h), boundless=True,
+                                                   fill_value=0.0)
+                k += 1
+            elif self.pixel_probe is not None or self.sampler is not None:
                 feats = pixel_features(za, zb, float(emb_win[i]), tok_up[i]) if za is not None else None
                 if self.sampler is not None and feats is not None:
                     self.sampler(win, feats, ok)
-                if self.probe is not None:
+                if self.pixel_probe is not None:
                     if feats is not None:
-                        p = self.probe.predict_proba(feats.reshape(feats.shape[0], -1).T)
+                        p = self.pixel_probe.predict_proba(feats.reshape(feats.shape[0], -1).T)
                         values[i, k] = p.reshape(h, w)
                     k += 1
             if q_pix is not None:

@@ -43,6 +43,15 @@ def change_command(
     train_labels: Annotated[Path | None, typer.Option("--train-labels", help="Labelled pairs of other scenes "
                                                       "(OSCD layout: images/<x>/imgs_1|imgs_2, labels/<x>/<x>-cm.tif)"
                                                       ": fit a few-shot change probe on them.")] = None,
+    probe_kind: Annotated[str | None, typer.Option("--probe", help="Few-shot probe of --train-labels: cnn (a small "
+                                                   "Siamese change network on both dates' bands) or gbm (gradient "
+                                                   "boosting on per-pixel features). Default: cnn.")] = None,
+    probe_steps: Annotated[int | None, typer.Option("--probe-steps", min=1, help="Training steps of the change "
+                                                    "network (default 600; docs/change.md).")] = None,
+    save_probe: Annotated[Path | None, typer.Option("--save-probe", help="Write the trained probe to this file "
+                                                    "(reuse it with --load-probe).")] = None,
+    load_probe: Annotated[Path | None, typer.Option("--load-probe", help="Use a probe written by --save-probe "
+                                                    "instead of training one (no --train-labels needed).")] = None,
     threshold: Annotated[float | None, typer.Option("--threshold", help="Change-score threshold of the change "
                                                     "flag (default: Otsu's threshold of the scene's scores).")] = None,
     embedding_weight: Annotated[float | None, typer.Option("--embedding-weight", min=0.0, max=1.0, help="Weight of "
@@ -68,10 +77,22 @@ def change_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """Change between two dates: embedding change + spectral change vector per window and patch, as a COG."""
-    from spectraclip.apps.change import DEFAULT_RULE, ChangeRule, change_scene, labelled_samples
+    from dataclasses import replace
+
+    from spectraclip.apps.change import (
+        DEFAULT_RULE,
+        ChangeInputError,
+        ChangeRule,
+        change_scene,
+        labelled_arrays,
+        labelled_samples,
+    )
+    from spectraclip.apps.change_cnn import CnnConfig, fit_cnn_probe
     from spectraclip.apps.change_features import feature_names
     from spectraclip.apps.change_labels import find_pairs
-    from spectraclip.apps.change_probe import fit_change_probe
+    from spectraclip.apps.change_probe import DEFAULT_PROBE, PROBES, fit_change_probe
+    from spectraclip.apps.change_probe import load_probe as load_saved_probe
+    from spectraclip.apps.change_probe import save_probe as save_probe_file
     from spectraclip.apps.maps import parse_classes
 
     rule = ChangeRule(DEFAULT_RULE.embedding_weight if embedding_weight is None else embedding_weight,
@@ -80,25 +101,47 @@ def change_command(
     dev = resolve_device(device)
     specs = parse_classes(classes, classes_file) if (classes or classes_file) else None
     bs = batch_size or 32
+    kind = probe_kind or DEFAULT_PROBE
+    if kind not in PROBES:
+        raise ChangeInputError(f"--probe {kind!r}: choose one of {', '.join(PROBES)}")
+    if load_probe is not None and train_labels is not None:
+        raise ChangeInputError("--load-probe and --train-labels: give one (a saved probe is already trained)")
     probe = None
-    if train_labels is not None:
+    if load_probe is not None:
+        probe = load_saved_probe(load_probe)
+        console.print(f"probe: {getattr(probe, 'kind', 'gbm')} from {load_probe}, trained on "
+                      f"{', '.join(probe.scenes)}, threshold {probe.threshold:.2f}")
+    elif train_labels is not None:
         pairs = find_pairs(train_labels)
         same = [p.name for p in pairs if p.before.resolve() == before.resolve()]
         if same:
             console.print(f"[yellow]note:[/] BEFORE is the first date of training pair {same[0]}: the probe has "
                           "seen this scene's labels")
-        samples = []
-        for p in pairs:
-            console.print(f"sampling labelled pixels of {p.name}")
-            samples.append(labelled_samples(m, p.before, p.after, p.labels, name=p.name, tile=tile, stride=stride,
-                                            bands=bands, nodata=nodata, precision=precision, batch_size=bs,
-                                            device=dev))
-        probe = fit_change_probe(samples, feature_names(list(m.bands.names)))
+        if kind == "cnn":
+            cfg = CnnConfig() if probe_steps is None else replace(CnnConfig(), steps=probe_steps)
+            arrays = []
+            for p in pairs:
+                console.print(f"reading labelled pair {p.name}")
+                arrays.append(labelled_arrays(m, p.before, p.after, p.labels, name=p.name, bands=bands,
+                                              nodata=nodata, indices=cfg.indices))
+            probe = fit_cnn_probe(arrays, cfg, log=console.print)
+        else:
+            samples = []
+            for p in pairs:
+                console.print(f"sampling labelled pixels of {p.name}")
+                samples.append(labelled_samples(m, p.before, p.after, p.labels, name=p.name, tile=tile,
+                                                stride=stride, bands=bands, nodata=nodata, precision=precision,
+                                                batch_size=bs, device=dev))
+            probe = fit_change_probe(samples, feature_names(list(m.bands.names)))
         inner = f", cross-validated F1 {probe.inner_f1:.3f}" if probe.inner_f1 is not None else ""
-        console.print(f"probe: {len(pairs)} labelled pairs, {probe.n_train} pixels, threshold "
+        console.print(f"probe ({kind}): {len(pairs)} labelled pairs, {probe.n_train} pixels, threshold "
                       f"{probe.threshold:.2f}{inner}")
         for n in probe.notes:
             console.print(f"[yellow]note:[/] {n}")
+    if save_probe is not None:
+        if probe is None:
+            raise ChangeInputError("--save-probe needs a probe: give --train-labels")
+        console.print(f"saved the probe to {save_probe_file(probe, save_probe)}")
     res = change_scene(m, before, after, output, classes=specs, queries=split_list(query) if query else None,
                        probe=probe, threshold=threshold, rule=rule, templates=templates, tile=tile, stride=stride,
                        weight=weight, vector=vector or "auto", bands=bands, nodata=nodata, precision=precision,

@@ -60,6 +60,10 @@ def evaluate_cmd(
         "--force", help="With --embeddings: accept a table whose fingerprints differ from the model's (or "
         "that records none).")] = False,
     precision: PrecisionOpt = "auto",
+    probe: Annotated[str, typer.Option("--probe", help="oscd: few-shot probes trained leave one city out (comma "
+                                       "list of gbm, cnn; none: unsupervised only).")] = "gbm,cnn",
+    probe_steps: Annotated[int | None, typer.Option("--probe-steps", min=1, help="oscd: training steps of the "
+                                                    "change network (default 600).")] = None,
 ) -> None:
     """Evaluate models on benchmarks; writes results.json/.csv/.md, per-image predictions (predictions/*.csv)
     and plots to the --output folder."""
@@ -83,8 +87,12 @@ def evaluate_cmd(
     if split_list(dataset) == ["oscd"]:  # change detection: its own evaluation (evaluate/oscd.py)
         from spectraclip.evaluate.oscd import evaluate_oscd_cli
 
-        evaluate_oscd_cli(split_list(model), checkpoint or [], root or [], output_dir, model_bands=model_bands,
-                          precision=precision, batch_size=batch_size, device=resolve_device(device))
+        try:
+            evaluate_oscd_cli(split_list(model), checkpoint or [], root or [], output_dir, model_bands=model_bands,
+                              precision=precision, batch_size=batch_size, device=resolve_device(device),
+                              probes=[p for p in split_list(probe) if p != "none"], probe_steps=probe_steps)
+        except (SpectraclipError, EvaluationError) as exc:
+            fail(str(exc))
         return
     try:
         models = pair_models(split_list(model), checkpoint or [], model_bands)

@@ -6,8 +6,10 @@ date's 10 m grid):
 - `cva-otsu`: the classic baseline: change vector analysis on all bands resampled to 10 m, each band
   standardised over both dates together, thresholded by Otsu;
 - `change` (unsupervised): `spectraclip change`'s score and Otsu threshold (the rule in `apps.change`);
-- `change-probe` (few-shot, leave one city out): the change probe fitted on the other cities' masks, its
-  threshold chosen by cross-validation over those training cities only.
+- `change-probe` (few-shot, leave one city out): the pixel probe (gradient boosting) fitted on the other
+  cities' masks, its threshold chosen by cross-validation over those training cities only;
+- `change-cnn` (few-shot, leave one city out): the Siamese change network (`apps.change_cnn`) trained on the
+  other cities, its threshold likewise from out-of-scene predictions of those training cities only.
 Written like the other evaluations: results.json, results.csv, results.md and quicklooks/*.png.
 """
 
@@ -18,6 +20,7 @@ import io
 import json
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,8 @@ from spectraclip.apps.change import DEFAULT_RULE, RULES
 from spectraclip.apps.change_labels import LabelledPair, find_pairs, read_change_mask
 from spectraclip.io.atomic import atomic_open
 
-METHODS = ("cva-otsu", "change", "change-probe")
+METHODS = ("cva-otsu", "change", "change-probe", "change-cnn")
+PROBE_METHODS = {"gbm": "change-probe", "cnn": "change-cnn"}
 REFERENCE = ("Daudt, Le Saux, Boulch: Fully Convolutional Siamese Networks for Change Detection, ICIP 2018 "
              "(FC-EF, FC-Siam-conc, FC-Siam-diff; supervised, trained on OSCD's 14 training cities, reported on "
              "its 10 test cities)")
@@ -104,9 +108,13 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
                   cities: Sequence[str] | None = None, few_shot: bool = True, tile: int | None = None,
                   stride: int | None = None, precision: str | None = "fp32", batch_size: int = 32,
                   device: str = "cpu", progress: bool = False, model_label: str = "model",
-                  command: str | None = None, log_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Evaluate `model` on the labelled cities under `root` (OSCD layout); returns the results dict."""
-    from spectraclip.apps.change import change_scene
+                  command: str | None = None, log_fn: Callable[[str], None] | None = None,
+                  probes: Sequence[str] = ("gbm", "cnn"), cnn_config: Any = None) -> dict[str, Any]:
+    """Evaluate `model` on the labelled cities under `root` (OSCD layout); returns the results dict. With
+    `few_shot`, each probe kind of `probes` (gbm: the pixel probe, cnn: the change network with `cnn_config`)
+    is trained on the other cities and maps the city through `change_scene`."""
+    from spectraclip.apps.change import change_scene, labelled_arrays
+    from spectraclip.apps.change_cnn import CnnConfig, fit_cnn_probe
     from spectraclip.apps.change_features import feature_names
     from spectraclip.apps.change_probe import fit_change_probe
     from spectraclip.apps.change_quicklook import change_quicklook
@@ -125,8 +133,14 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
         if not masks[p.name][0].any():
             notes.append(f"{p.name}: its change mask has no change pixel: precision/F1 of the change class are "
                          "undefined there (the city still counts in the pooled sums)")
-    samples = {}
-    if few_shot:
+    probes = [k for k in probes if k in PROBE_METHODS] if few_shot else []
+    methods = [m for m in METHODS if m in ("cva-otsu", "change") or m in {PROBE_METHODS[k] for k in probes}]
+    samples, arrays = {}, {}
+    cfg = cnn_config or CnnConfig()
+    if "cnn" in probes:
+        for p in pairs:
+            arrays[p.name] = labelled_arrays(model, p.before, p.after, p.labels, name=p.name, indices=cfg.indices)
+    if "gbm" in probes:
         for p in pairs:
             say(f"sampling labelled pixels of {p.name}")
             samples[p.name] = _cached_samples(out / "cache", model, p, tile=tile, stride=stride, precision=precision,
@@ -138,20 +152,32 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
     for p in pairs:
         change, known = masks[p.name]
         row: dict[str, Any] = {"change_share": float(change[known].mean()), "pixels": int(known.sum())}
-        probe = None
-        if few_shot:
-            others = [samples[o.name] for o in pairs if o.name != p.name]
-            probe = fit_change_probe(others, names)
-            row["probe"] = probe.describe()
-        say(f"mapping {p.name}" + (f" (probe trained on {len(pairs) - 1} other cities)" if probe else ""))
-        res = change_scene(model, p.before, p.after, out / "maps" / f"{p.name}.tif", probe=probe, tile=tile,
-                           stride=stride, precision=precision, batch_size=batch_size, device=device,
-                           progress=progress, vector=None, quicklook=False, keep_raw=True)
-        rule_counts[p.name] = _rule_counts(res, change, known)
+        fitted: dict[str, Any] = {}
+        if "gbm" in probes:
+            fitted["gbm"] = fit_change_probe([samples[o.name] for o in pairs if o.name != p.name], names)
+            row["probe"] = fitted["gbm"].describe()
+        if "cnn" in probes:
+            say(f"training the change network on the {len(pairs) - 1} other cities")
+            fitted["cnn"] = fit_cnn_probe([arrays[o.name] for o in pairs if o.name != p.name], cfg)
+            row["cnn"] = fitted["cnn"].describe()
+            say(f"  trained in {fitted['cnn'].train_seconds:.0f} s, threshold {fitted['cnn'].threshold:.2f}")
+        # the first map keeps its raw channels (the unsupervised rules); the change network's map is the one shown
+        kinds = sorted(fitted, key=lambda k: k != "cnn") or [None]
         preds = {"cva-otsu": cva_otsu(p.before, p.after)}
-        if probe is not None:
-            flag, _ = _on_label_grid(res, 2, change.shape)
-            preds["change-probe"] = np.nan_to_num(flag) > 0.5
+        res = None
+        for kind in kinds:
+            probe = fitted.get(kind) if kind else None
+            say(f"mapping {p.name}" + (f" ({kind} probe trained on {len(pairs) - 1} other cities)" if probe else ""))
+            suffix = "" if res is None else f".{kind}"
+            r = change_scene(model, p.before, p.after, out / "maps" / f"{p.name}{suffix}.tif", probe=probe,
+                             tile=tile, stride=stride, precision=precision, batch_size=batch_size, device=device,
+                             progress=progress, vector=None, quicklook=False, keep_raw=res is None)
+            if probe is not None:
+                flag, _ = _on_label_grid(r, 2, change.shape)
+                preds[PROBE_METHODS[kind]] = np.nan_to_num(flag) > 0.5
+            res = res or r
+        assert res is not None
+        rule_counts[p.name] = _rule_counts(res, change, known)
         row["grid_notes"] = res.notes
         row["coverage"] = float(np.isfinite(_on_label_grid(res, 1, change.shape)[0])[known].mean())
         row["score_threshold"] = res.extra["score_threshold"]
@@ -164,7 +190,8 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
         ql = change_quicklook(res.grid, res.path, out / "quicklooks" / f"{p.name}.png", truth=change[
             res.grid.offset[0]:res.grid.offset[0] + res.grid.before.height,
             res.grid.offset[1]:res.grid.offset[1] + res.grid.before.width],
-            title=f"{p.name}: {model_label}{' (probe, leave-one-city-out)' if probe else ''}")
+            title=f"{p.name}: {model_label}"
+                  f"{f' ({kinds[0]} probe, leave-one-city-out)' if kinds[0] else ''}")
         row["quicklook"] = str(ql)
         say(f"  {p.name}: " + ", ".join(f"{m} F1 {_fmt(row[m]['f1'])}" for m in preds) + "; rules: " + ", ".join(
             f"{k} {_fmt(scores(c)['f1'])}" for k, c in rule_counts[p.name].items()))
@@ -183,12 +210,12 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
     rules_in_sample = {r.name: {"pooled_f1": scores(_sum([rule_counts[p.name][r.name] for p in pairs]))["f1"],
                                 "per_city_f1": {p.name: scores(rule_counts[p.name][r.name])["f1"] for p in pairs}}
                        for r in RULES}
-    pooled = {m: {**totals[m], **scores(totals[m])} for m in METHODS if few_shot or m != "change-probe"}
+    pooled = {m: {**totals[m], **scores(totals[m])} for m in methods}
     curve = None
-    if few_shot and len(pairs) > 1:
+    if "gbm" in probes and len(pairs) > 1:
         say("label-efficiency curve (probes on a share of the training cities' labelled pixels)")
         curve = label_efficiency(samples, names)
-    order = ["cva-otsu", "change", "change-probe"]
+    order = list(METHODS)
     per_city = {c: {**{k: v for k, v in row.items() if k not in order}, **{m: row[m] for m in order if m in row}}
                 for c, row in per_city.items()}
     results = {
@@ -201,11 +228,17 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
             "cva-otsu": cva_otsu.__doc__, "change": "spectraclip change, unsupervised: score = (1 - w) z_cva + w "
             "(z_window + z_token)/2 with robust per-scene z-scores, thresholded by Otsu or twice-Otsu; the rule "
             "(w, method) of each city is the one with the best pooled F1 over the other cities (see docs/change.md)",
-            "change-probe": "spectraclip change --train-labels, leave one city out: gradient-boosted pixel probe "
-                            "on bi-temporal features, trained on the other cities; threshold by grouped CV on them",
+            "change-probe": "spectraclip change --train-labels --probe gbm, leave one city out: gradient-boosted "
+                            "pixel probe on bi-temporal features, trained on the other cities; threshold by grouped "
+                            "CV on them",
+            "change-cnn": "spectraclip change --train-labels --probe cnn, leave one city out: FC-Siam-diff-like "
+                          "change network on both dates' standardised bands (and NDVI/NDBI/MNDWI), trained on the "
+                          "other cities; threshold and per-scene cap on the flagged share F1-best on out-of-scene "
+                          "predictions of those cities (inner folds)",
             "reference": REFERENCE},
         "settings": {"tile": tile or model.image_size, "stride": stride, "precision": precision,
-                     "few_shot": few_shot},
+                     "few_shot": few_shot, "probes": list(probes),
+                     "cnn_config": asdict(cfg) if "cnn" in probes else None},
         "per_city": per_city, "pooled": pooled, "notes": notes, "selected_rules": selected,
         "rules_in_sample": rules_in_sample, "default_rule": DEFAULT_RULE.name, "label_efficiency": curve,
     }
@@ -323,6 +356,15 @@ def markdown(results: dict[str, Any]) -> str:
     for m in methods:
         s = results["pooled"][m]
         lines.append(f"| {m} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | {_fmt(s['f1'])} | {_fmt(s['iou'])} |")
+    cnn_rows = {c: row["cnn"] for c, row in results["per_city"].items() if isinstance(row.get("cnn"), dict)}
+    if cnn_rows:
+        lines += ["", "Change network per held-out city (threshold and share cap chosen on the other cities' "
+                  "inner folds):", "", "| city | threshold | share cap | inner F1 | training s |",
+                  "|---|---:|---:|---:|---:|"]
+        for c, d in cnn_rows.items():
+            cap = "none" if d.get("max_share") is None else f"{100 * d['max_share']:g} %"
+            lines.append(f"| {c} | {d['threshold']:.2f} | {cap} | {_fmt(d.get('inner_f1'))} | "
+                         f"{d.get('train_seconds', 0):.0f} |")
     curve = results.get("label_efficiency")
     if curve:
         lines += ["", "Few-shot label efficiency (leave one city out; F1 estimated on the held-out city's sampled "
@@ -354,15 +396,21 @@ def _write(out: Path, results: dict[str, Any]) -> None:
 
 
 def evaluate_oscd_cli(models: Sequence[str], checkpoints: Sequence[str], roots: Sequence[str], output_dir: Path, *,
-                      model_bands: str | None, precision: str, batch_size: int, device: str) -> None:
+                      model_bands: str | None, precision: str, batch_size: int, device: str,
+                      probes: Sequence[str] = ("gbm", "cnn"), probe_steps: int | None = None) -> None:
     """`spectraclip evaluate --dataset oscd --root DIR`: one model, one root; prints the table."""
     import shlex
     import sys
+    from dataclasses import replace
 
+    from spectraclip.apps.change_cnn import CnnConfig
     from spectraclip.cli.common import console
     from spectraclip.evaluate.runner import EvaluationError, pair_models
     from spectraclip.models.loading import load_model
 
+    unknown = sorted(set(probes) - set(PROBE_METHODS))
+    if unknown:
+        raise EvaluationError(f"--probe {','.join(unknown)}: choose among {', '.join(PROBE_METHODS)} (or none)")
     specs = pair_models(models, checkpoints, model_bands)
     if len(specs) != 1 or len(roots) != 1:
         raise EvaluationError(f"--dataset oscd takes one model and one --root (got {len(specs)} models and "
@@ -371,10 +419,11 @@ def evaluate_oscd_cli(models: Sequence[str], checkpoints: Sequence[str], roots: 
     model = load_model(spec.name, spec.checkpoint, device=device, bands=spec.bands)
     res = evaluate_oscd(model, roots[0], output_dir, precision=precision, batch_size=batch_size, device=device,
                         model_label=spec.display(), command=shlex.join(["spectraclip", *sys.argv[1:]]),
-                        log_fn=console.print)
+                        log_fn=console.print, few_shot=bool(probes), probes=probes,
+                        cnn_config=replace(CnnConfig(), steps=probe_steps) if probe_steps else None)
     console.print(markdown(res))
     console.print(f"wrote results.json, results.md, results.csv, maps/ and quicklooks/ to {output_dir}")
 
 
-__all__ = ["LABEL_FRACTIONS", "METHODS", "REFERENCE", "counts", "cva_otsu", "evaluate_oscd", "evaluate_oscd_cli",
-           "label_efficiency", "markdown", "scores"]
+__all__ = ["LABEL_FRACTIONS", "METHODS", "PROBE_METHODS", "REFERENCE", "counts", "cva_otsu", "evaluate_oscd",
+           "evaluate_oscd_cli", "label_efficiency", "markdown", "scores"]
