@@ -81,7 +81,7 @@ def test_training_is_deterministic_for_a_seed():
 
 
 def test_fit_threshold_from_other_scenes_notes_and_bad_label_sets(tmp_path):
-    from spectraclip.apps.change_probe import load_probe, save_probe
+    from spectraclip.apps.change_probe_io import load_probe, save_probe
 
     torch.set_num_threads(1)
     empty = synthetic_pair(5, squares=0)
@@ -188,7 +188,8 @@ def test_threshold_and_share_cap_are_chosen_on_other_scenes_and_cap_a_flooded_sc
 
 
 def test_the_pixel_probe_saves_and_loads_too_but_only_as_a_trusted_pickle(tmp_path):
-    from spectraclip.apps.change_probe import PixelSamples, fit_change_probe, load_probe, save_probe
+    from spectraclip.apps.change_probe import PixelSamples, fit_change_probe
+    from spectraclip.apps.change_probe_io import load_probe, save_probe
 
     rng = np.random.default_rng(0)
     samples = []

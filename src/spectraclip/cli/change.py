@@ -90,9 +90,10 @@ def change_command(
     from spectraclip.apps.change_cnn import CnnConfig, fit_cnn_probe
     from spectraclip.apps.change_features import feature_names
     from spectraclip.apps.change_labels import find_pairs
-    from spectraclip.apps.change_probe import DEFAULT_PROBE, PROBES, fit_change_probe
-    from spectraclip.apps.change_probe import load_probe as load_saved_probe
-    from spectraclip.apps.change_probe import save_probe as save_probe_file
+    from spectraclip.apps.change_probe import fit_change_probe
+    from spectraclip.apps.change_probe_io import DEFAULT_PROBE, PROBES
+    from spectraclip.apps.change_probe_io import load_probe as load_saved_probe
+    from spectraclip.apps.change_probe_io import save_probe as save_probe_file
     from spectraclip.apps.maps import parse_classes
 
     rule = ChangeRule(DEFAULT_RULE.embedding_weight if embedding_weight is None else embedding_weight,
