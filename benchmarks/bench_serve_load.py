@@ -341,8 +341,9 @@ def build_synthetic_index(out: Path, items: int, dim: int, seed: int = 0) -> tup
     return [f"s{i}" for i in range(items)], {"kind": report.plan.factory, "build_s": report.seconds}
 
 
-def start_server(index_dir: Path, workers: int) -> tuple[subprocess.Popen, str]:
-    """`spectraclip serve INDEX --workers N` on a free loopback port; returns once /healthz answers."""
+def start_server(index_dir: Path, workers: int, *, capture_output: bool = False) -> tuple[subprocess.Popen, str]:
+    """`spectraclip serve INDEX --workers N` on a free loopback port; returns once /healthz answers
+    (`capture_output`: the server's stdout and stderr go to `proc.stdout`, else they are discarded)."""
     import httpx
 
     with socket.socket() as sock:
@@ -350,7 +351,9 @@ def start_server(index_dir: Path, workers: int) -> tuple[subprocess.Popen, str]:
         port = sock.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "spectraclip.cli.main", "serve", str(index_dir), "--port",
-                             str(port), "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL)
+                             str(port), "--workers", str(workers)], env=env,
+                            stdout=subprocess.PIPE if capture_output else subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT if capture_output else None)
     url = f"http://127.0.0.1:{port}"
     for _ in range(1200):
         try:

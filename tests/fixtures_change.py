@@ -73,3 +73,13 @@ def write_mask(root: Path, name: str, size10: int = 96, box: tuple[int, int, int
 
 
 __all__ = ["ALL", "CRS", "SQUARE", "changed", "make_date", "make_pair", "write_mask"]
+
+
+def labelled_root(root: Path, boxes: dict[str, tuple[int, int, int, int]]) -> Path:
+    """An OSCD-layout folder of labelled pairs: per name, two dates with the change in `box` and its mask."""
+    for name, box in boxes.items():
+        base = root / "images" / name
+        make_date(base / "imgs_1")
+        make_date(base / "imgs_2", change=True, box=box)
+        write_mask(root, name, box=box)
+    return root

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from fixtures_change import ALL, SQUARE, make_date, make_pair, write_mask
+from fixtures_change import ALL, SQUARE, labelled_root, make_date, make_pair, write_mask
 from fixtures_scenes import ORIGIN
 
 from spectraclip.apps.change import ChangeRule, change_scene, combine, labelled_samples, otsu_threshold, robust_stats
@@ -214,12 +214,7 @@ def test_cli_evaluate_oscd_runs_cva_unsupervised_and_leave_one_out_probe(tmp_pat
 
     from spectraclip.cli.main import app
 
-    root = tmp_path / "oscd"
-    for name, box in {"east": (8, 40, 50, 90), "west": (50, 90, 8, 40)}.items():
-        base = root / "images" / name
-        make_date(base / "imgs_1")
-        make_date(base / "imgs_2", change=True, box=box)
-        write_mask(root, name, box=box)
+    root = labelled_root(tmp_path / "oscd", {"east": (8, 40, 50, 90), "west": (50, 90, 8, 40)})
     out = tmp_path / "eval"
     r = CliRunner().invoke(app, ["evaluate", "--dataset", "oscd", "--root", str(root), "-m", "tiny-test",
                                  "--model-bands", "s2-l1c", "-o", str(out), "--device", "cpu", "--precision", "fp32",

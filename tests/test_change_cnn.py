@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from fixtures_change import SQUARE, make_date, make_pair, write_mask
+from fixtures_change import SQUARE, labelled_root, make_pair, write_mask
 
 from spectraclip.apps.change_cnn import (
     CnnConfig,
@@ -105,13 +105,7 @@ def test_fit_threshold_from_other_scenes_notes_and_bad_label_sets(tmp_path):
 
 
 def _labelled_root(tmp_path: Path) -> Path:
-    root = tmp_path / "train"
-    for name, box in {"a": (8, 40, 8, 40), "b": (50, 90, 30, 70)}.items():
-        base = root / "images" / name
-        make_date(base / "imgs_1")
-        make_date(base / "imgs_2", change=True, box=box)
-        write_mask(root, name, box=box)
-    return root
+    return labelled_root(tmp_path / "train", {"a": (8, 40, 8, 40), "b": (50, 90, 30, 70)})
 
 
 def test_change_scene_maps_with_the_change_network(tmp_path):

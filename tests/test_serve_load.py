@@ -12,7 +12,7 @@ import pytest
 from fixtures_index import running_server, synthetic_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_serve_load import run_load  # noqa: E402
+from bench_serve_load import run_load, start_server  # noqa: E402
 
 pytest.importorskip("httpx")
 
@@ -36,33 +36,14 @@ def test_concurrent_mixed_requests_never_5xx(tmp_path):
 
 def test_serve_with_two_worker_processes_answers_from_both(tmp_path):
     """`spectraclip serve --workers 2`: the settings reach each worker (own index, own model); both answer."""
-    import os
-    import socket
-    import subprocess
-    import time
-
     import httpx
 
     from spectraclip.index.build import build_index
 
     table = synthetic_table(tmp_path / "t.parquet", 2_000, 32)
     build_index([table], tmp_path / "idx")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "spectraclip.cli.main", "serve", str(tmp_path / "idx"),
-                             "--port", str(port), "--workers", "2"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc, url = start_server(tmp_path / "idx", 2, capture_output=True)
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         with httpx.Client(base_url=url, timeout=30) as client:
             replies = [client.post("/search", json={"like": ["s1"], "k": 5}) for _ in range(20)]
             assert all(r.status_code == 200 for r in replies)

@@ -83,10 +83,11 @@ def _pq_codes(dim: int, n: int, budget: int) -> tuple[int, int] | None:
     if not fits:
         return None
     best = max(_code_bytes(m, b) for m, b in fits)
-    top = [(m, b) for m, b in fits if _code_bytes(m, b) == best]
-    if n * best <= FASTSCAN_MAX_BYTES and any(b == 4 for _, b in top):
-        return next((m, b) for m, b in top if b == 4)
-    return next(((m, b) for m, b in fits if b == 8 and _code_bytes(m, b) == best), top[0])
+    fast_best = [c for c in fits if c[1] == 4 and _code_bytes(*c) == best]
+    eight_best = [c for c in fits if c[1] == 8 and _code_bytes(*c) == best]
+    if fast_best and (n * best <= FASTSCAN_MAX_BYTES or not eight_best):
+        return fast_best[0]
+    return eight_best[0] if eight_best else fast_best[0]
 
 
 def choose_index(n: int, dim: int, max_memory: int = DEFAULT_MAX_MEMORY, kind: str = "auto") -> IndexPlan:

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 from fastapi import FastAPI, Query, Request
@@ -53,8 +54,6 @@ class HitColumns:
     Python objects (which cost more than the search itself)."""
 
     def __init__(self, index: SearchIndex) -> None:
-        import numpy as np
-
         names = index.meta.column_names
         self.index = index
         self.cols: dict[str, Any] = {}
@@ -65,13 +64,11 @@ class HitColumns:
         if "timestamp" in names:
             col = index.meta.column("timestamp").combine_chunks()
             self.stamps = col.cast(pa.timestamp("s")).to_numpy(zero_copy_only=False)
-        self.np = np
 
     def rows(self, hits: list[Any], geometry: bool = False) -> list[dict[str, Any]]:
         """The reply rows of these hits (the fields of `HitModel`; WKT only when asked: it is costly)."""
         if not hits:
             return []
-        np = self.np
         rows = np.fromiter((h.row for h in hits), np.int64, len(hits))
         none = [None] * len(hits)
 
@@ -123,8 +120,6 @@ PREFAULT_MAX_BYTES = 2 * 1024**3
 def prefault(vectors: Any, limit: int = PREFAULT_MAX_BYTES) -> int:
     """Touch one byte per page of the memory-mapped vectors (when they are at most `limit` bytes), so that the
     re-ranking reads of the first requests do not each take page faults; returns the bytes mapped in."""
-    import numpy as np
-
     flat = np.asarray(vectors).reshape(-1).view(np.uint8)
     if flat.nbytes > limit:
         return 0
@@ -136,7 +131,6 @@ def warm_up(index: SearchIndex, model: Any = None) -> float:
     """Run one search of each kind the service does (and one text encoding) and map the vectors in, so that
     imports, faiss and torch start-up and page faults are paid before the first request, not by it; returns the
     seconds it took."""
-    import numpy as np
     import torch  # noqa: F401 - the exact path's import, paid here rather than by concurrent first requests
 
     from spectraclip.index.store import exact_search
