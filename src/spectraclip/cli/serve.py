@@ -27,11 +27,17 @@ def serve(
     import uvicorn
 
     from spectraclip.errors import SpectraclipError
+    from spectraclip.index.store import open_index
     from spectraclip.serve.app import create_app, settle_heap
 
     net = load_model_or_exit(model, checkpoint, device, model_bands) if (model or checkpoint) else None
     try:
-        app = create_app(index_dir, net, force=force, warm=workers == 1)  # checks index and model now
+        if workers == 1:
+            app = create_app(index_dir, net, force=force)  # checks index and model now
+        else:  # each worker builds its own app: here only the check, not the app's columns and warm-up
+            index = open_index(index_dir)
+            if net is not None:
+                index.check_model(net, force=force)
     except SpectraclipError as exc:
         fail(str(exc))
         return
@@ -46,7 +52,7 @@ def serve(
     from spectraclip.cli.common import resolve_device
     from spectraclip.serve.worker import ENV, settings_env
 
-    del app, net  # each worker opens its own
+    del index, net  # each worker opens its own
     os.environ[ENV] = settings_env(index_dir, model=model, checkpoint=checkpoint, model_bands=model_bands,
                                    device=resolve_device(device), force=force, workers=workers)
     uvicorn.run("spectraclip.serve.worker:app", factory=True, workers=workers, host=host, port=port,
