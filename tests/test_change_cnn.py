@@ -69,6 +69,21 @@ def test_tiled_prediction_equals_a_whole_scene_pass():
     assert np.abs(cut - whole).max() > 1e-3
 
 
+def test_test_time_augmentation_is_tiled_like_a_whole_pass_and_commutes_with_flips():
+    torch.manual_seed(0)
+    net = SiamDiffNet(3, (4, 8, 16)).eval()
+    rng = np.random.default_rng(1)
+    za, zb = (rng.normal(0, 1, (3, 100, 90)).astype(np.float32) for _ in range(2))
+    whole = predict_arrays(net, za, zb, tile=4096, margin=0, tta=True)
+    tiled = predict_arrays(net, za, zb, tile=24, margin=40, tta=True)
+    assert np.abs(tiled - whole).max() < 1e-5
+    assert np.abs(whole - predict_arrays(net, za, zb)).max() > 1e-3  # an average of 8 passes, not one
+    # on the pooling grid (96 x 88) the averaged map of a mirrored scene is the mirrored map
+    a, b = za[:, :96, :88], zb[:, :96, :88]
+    mirrored = predict_arrays(net, np.ascontiguousarray(a[..., ::-1]), np.ascontiguousarray(b[..., ::-1]), tta=True)
+    assert np.abs(mirrored[..., ::-1] - predict_arrays(net, a, b, tta=True)).max() < 1e-5
+
+
 def test_training_is_deterministic_for_a_seed():
     torch.set_num_threads(1)
     train = [synthetic_pair(s) for s in range(2)]

@@ -297,7 +297,7 @@ def _predict_probe_map(probe, pair: PairGrid, use: list[str], stats: tuple[DateS
                "crs": sc.crs, "transform": sc.transform, "tiled": True, "blockxsize": 256, "blockysize": 256}
     try:
         with rasterio.open(tmp, "w", **profile) as ds:
-            for r, c, p in predict_tiled(probe.net, read, sc.height, sc.width):
+            for r, c, p in predict_tiled(probe.net, read, sc.height, sc.width, tta=probe.config.tta):
                 ds.write(p[None], window=Window(c, r, p.shape[1], p.shape[0]))
     finally:
         for reader in readers:

@@ -59,6 +59,7 @@ class CnnConfig:
     # candidate caps on the flagged share of a scene, chosen with the threshold on the inner folds
     cap_shares: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05)
     seed: int = SEED
+    tta: bool = False  # predict each tile under the 8 flips/rotations of the square and average (8x the cost)
 
     @property
     def factor(self) -> int:
@@ -150,13 +151,32 @@ def _pad_to(x: torch.Tensor, factor: int) -> tuple[torch.Tensor, int, int]:
     return x, h, w
 
 
+def _probabilities(net: SiamDiffNet, a: torch.Tensor, b: torch.Tensor, tta: bool) -> torch.Tensor:
+    """Change probabilities `[B, H, W]` of padded inputs; with `tta` the mean over the 8 symmetries of the square
+    (each input flipped/rotated, its output turned back), which the training augmentations make equally valid."""
+    if not tta:
+        return torch.sigmoid(net(a, b))
+    acc = torch.zeros(a.shape[0], *a.shape[-2:])
+    for k in range(4):
+        for flip in (False, True):
+            ta, tb = torch.rot90(a, k, (-2, -1)), torch.rot90(b, k, (-2, -1))
+            if flip:
+                ta, tb = ta.flip(-1), tb.flip(-1)
+            p = torch.sigmoid(net(ta, tb))
+            if flip:
+                p = p.flip(-1)
+            acc += torch.rot90(p, -k, (-2, -1))
+    return acc / 8
+
+
 def predict_tiled(net: SiamDiffNet, read: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]],
-                  height: int, width: int, *, tile: int = 256, margin: int = 64) -> Iterator[tuple[int, int,
-                                                                                                  np.ndarray]]:
+                  height: int, width: int, *, tile: int = 256, margin: int = 64, tta: bool = False
+                  ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Change probabilities of a `height` x `width` scene tile by tile: `read(r0, r1, c0, c1)` gives both dates'
     standardised bands over those rows/cols; yields `(row, col, prob [h, w])` per tile. Each tile is predicted
     with `margin` pixels of context around it (clipped at the scene edge) and only its centre is kept, so
-    memory is bounded by (tile + 2 margin)^2 and the result equals one pass over the whole scene."""
+    memory is bounded by (tile + 2 margin)^2 and the result equals one pass over the whole scene (`tta`:
+    averaged over the 8 flips/rotations of each padded tile)."""
     factor = 2 ** (len(net.widths) - 1)
     tile = max(factor, tile // factor * factor)
     margin = -(-margin // factor) * factor  # context offsets stay on the pooling grid
@@ -169,18 +189,18 @@ def predict_tiled(net: SiamDiffNet, read: Callable[[int, int, int, int], tuple[n
             with torch.inference_mode():
                 a, h, w = _pad_to(torch.from_numpy(np.ascontiguousarray(za, np.float32))[None], factor)
                 b, _, _ = _pad_to(torch.from_numpy(np.ascontiguousarray(zb, np.float32))[None], factor)
-                p = torch.sigmoid(net(a, b))[0, :h, :w].numpy()
+                p = _probabilities(net, a, b, tta)[0, :h, :w].numpy()
             th, tw = min(tile, height - r), min(tile, width - c)
             yield r, c, p[r - r0:r - r0 + th, c - c0:c - c0 + tw].astype(np.float32)
 
 
-def predict_arrays(net: SiamDiffNet, za: np.ndarray, zb: np.ndarray, *, tile: int = 256, margin: int = 64
-                   ) -> np.ndarray:
+def predict_arrays(net: SiamDiffNet, za: np.ndarray, zb: np.ndarray, *, tile: int = 256, margin: int = 64,
+                   tta: bool = False) -> np.ndarray:
     """`predict_tiled` over in-memory arrays `[C, H, W]`: the probability map `[H, W]`."""
     h, w = za.shape[1:]
     out = np.zeros((h, w), np.float32)
     for r, c, p in predict_tiled(net, lambda r0, r1, c0, c1: (za[:, r0:r1, c0:c1], zb[:, r0:r1, c0:c1]), h, w,
-                                 tile=tile, margin=margin):
+                                 tile=tile, margin=margin, tta=tta):
         out[r:r + p.shape[0], c:c + p.shape[1]] = p
     return out
 
@@ -309,7 +329,7 @@ class CnnProbe:
 
     def predict_arrays(self, za: np.ndarray, zb: np.ndarray, tile: int = 256, margin: int = 64) -> np.ndarray:
         """The probability map `[H, W]` of in-memory standardised bands `[C, H, W]` (tiled)."""
-        return predict_arrays(self.net, za, zb, tile=tile, margin=margin)
+        return predict_arrays(self.net, za, zb, tile=tile, margin=margin, tta=self.config.tta)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "cnn", "threshold": self.threshold, "max_share": self.max_share, "scenes": self.scenes,
@@ -384,7 +404,7 @@ def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
                 log(f"inner fold {f + 1}/{k}: train on {', '.join(p.name for p in train)}")
             net, _ = train_net(train, cfg, log=log)
             for p in held:
-                prob = predict_arrays(net, p.za, p.zb)
+                prob = predict_arrays(net, p.za, p.zb, tta=cfg.tta)
                 ps.append(prob[p.known])
                 ys.append(p.change[p.known])
         if ps:
