@@ -15,8 +15,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a message is never broken into lines at the terminal width (80 columns without a terminal), so a
+# path it names stays whole for copy and paste and for logs (tables keep their own layout)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 ModelOpt = Annotated[
     str | None,
@@ -99,7 +101,7 @@ def resolve_device(device: str) -> str:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print `error: message` in red on one stderr line (the message is not markup) and exit with `code`."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
