@@ -95,6 +95,26 @@ def test_training_is_deterministic_for_a_seed():
     assert l3 != l1
 
 
+def test_radiometric_jitter_changes_each_dates_channels_but_not_the_crop_or_its_labels():
+    from spectraclip.apps.change_cnn import _crop_sampler
+
+    pairs = [synthetic_pair(s) for s in range(2)]
+    plain = _crop_sampler(pairs, TINY, np.random.default_rng(5))
+    jittered = _crop_sampler(pairs, replace(TINY, jitter=0.2), np.random.default_rng(5))
+    for _ in range(5):
+        (a0, b0, y0, k0), (a1, b1, y1, k1) = plain(), jittered()
+        assert np.array_equal(y0, y1) and np.array_equal(k0, k1)  # same crop, same labels
+        for z0, z1 in ((a0, a1), (b0, b1)):
+            # each channel is an affine map of the plain one (a gain and an offset), never the identity
+            for c in range(z0.shape[0]):
+                g, o = np.polyfit(z0[c].ravel(), z1[c].ravel(), 1)
+                assert np.allclose(z1[c], g * z0[c] + o, atol=1e-4) and (abs(g - 1) + abs(o)) > 1e-4
+        # the two dates get different jitter (a haze on one date only)
+        ga = np.polyfit(a0[0].ravel(), a1[0].ravel(), 1)[0]
+        gb = np.polyfit(b0[0].ravel(), b1[0].ravel(), 1)[0]
+        assert abs(ga - gb) > 1e-4
+
+
 def test_fit_threshold_from_other_scenes_notes_and_bad_label_sets(tmp_path):
     from spectraclip.apps.change_probe_io import load_probe, save_probe
 

@@ -60,6 +60,9 @@ class CnnConfig:
     cap_shares: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05)
     seed: int = SEED
     tta: bool = False  # predict each tile under the 8 flips/rotations of the square and average (8x the cost)
+    # radiometric jitter: each crop's date gets a random gain (1 + N(0, jitter)) and offset (N(0, jitter)) per
+    # input channel, so the network learns change that survives haze, calibration and season shifts; 0: off
+    jitter: float = 0.0
 
     @property
     def factor(self) -> int:
@@ -220,6 +223,7 @@ def _crop_sampler(pairs: Sequence[PairArrays], cfg: CnnConfig, rng: np.random.Ge
     change_idx = [np.flatnonzero(c) for _, _, c, _ in padded]
     with_change = [i for i, ci in enumerate(change_idx) if len(ci)]
     n_change = np.array([len(change_idx[i]) for i in with_change], np.float64)
+    jrng = np.random.default_rng([cfg.seed, 1])  # its own stream: the same crops with or without jitter
 
     def draw() -> tuple[np.ndarray, ...]:
         if with_change and rng.random() < cfg.change_crops:
@@ -243,6 +247,12 @@ def _crop_sampler(pairs: Sequence[PairArrays], cfg: CnnConfig, rng: np.random.Ge
             if flip:
                 x = x[..., ::-1]
             out[j] = np.ascontiguousarray(x)
+        if cfg.jitter:
+            for j in (0, 1):
+                n = out[j].shape[0]
+                gain = 1.0 + cfg.jitter * jrng.standard_normal(n)
+                off = cfg.jitter * jrng.standard_normal(n)
+                out[j] = (out[j] * gain[:, None, None] + off[:, None, None]).astype(np.float32)
         return tuple(out)
 
     return draw
