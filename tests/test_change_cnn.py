@@ -139,6 +139,32 @@ def test_fit_threshold_from_other_scenes_notes_and_bad_label_sets(tmp_path):
         load_probe(tmp_path / "junk.pt")
 
 
+def test_the_probe_is_an_ensemble_of_the_final_and_inner_fold_networks_and_saves_as_one(tmp_path):
+    from spectraclip.apps.change_cnn import ChangeEnsemble
+    from spectraclip.apps.change_probe_io import load_probe, save_probe
+
+    torch.set_num_threads(1)
+    pairs = [synthetic_pair(s) for s in range(3)]
+    cfg = replace(TINY, steps=20)
+    single = fit_cnn_probe(pairs, replace(cfg, fold_ensemble=False))
+    assert isinstance(single.net, SiamDiffNet)
+    probe = fit_cnn_probe(pairs, cfg)  # the default: final network + one per inner fold
+    assert isinstance(probe.net, ChangeEnsemble) and len(probe.net.members) == 1 + cfg.inner_folds
+    assert probe.threshold == single.threshold  # the threshold comes from the inner folds either way
+    t = synthetic_pair(7)
+    members = [predict_arrays(m, t.za, t.zb) for m in probe.net.members]
+    assert np.array_equal(members[0], single.predict_arrays(t.za, t.zb))  # the final network comes first
+    mean = np.mean(members, 0)
+    assert np.abs(probe.predict_arrays(t.za, t.zb) - mean).max() < 1e-5
+    assert np.abs(predict_arrays(probe.net, t.za, t.zb, tile=32, margin=40) - mean).max() < 1e-5  # tiles too
+    loaded = load_probe(save_probe(probe, tmp_path / "e.pt"))
+    assert isinstance(loaded.net, ChangeEnsemble) and loaded.fingerprint() == probe.fingerprint()
+    assert np.array_equal(loaded.predict_arrays(t.za, t.zb), probe.predict_arrays(t.za, t.zb))
+    seeded = fit_cnn_probe(pairs, replace(cfg, seeds=2))  # every network trained with two seeds
+    assert len(seeded.net.members) == 2 * (1 + cfg.inner_folds)
+    assert np.array_equal(predict_arrays(seeded.net.members[0], t.za, t.zb), members[0])
+
+
 def _labelled_root(tmp_path: Path) -> Path:
     return labelled_root(tmp_path / "train", {"a": (8, 40, 8, 40), "b": (50, 90, 30, 70)})
 

@@ -26,7 +26,7 @@ import hashlib
 import io
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,10 @@ class CnnConfig:
     # radiometric jitter: each crop's date gets a random gain (1 + N(0, jitter)) and offset (N(0, jitter)) per
     # input channel, so the network learns change that survives haze, calibration and season shifts; 0: off
     jitter: float = 0.0
+    # the probe's map is the mean probability of the final network and the inner-fold networks (which exist anyway
+    # for the threshold): an ensemble of k + 1 networks for the cost of k + 1 predictions
+    fold_ensemble: bool = True
+    seeds: int = 1  # train everything (inner folds and final network) with this many seeds and average them
 
     @property
     def factor(self) -> int:
@@ -133,6 +137,31 @@ class SiamDiffNet(nn.Module):
         return self.head(x)[:, 0]
 
 
+class ChangeEnsemble(nn.Module):
+    """Several `SiamDiffNet`s of the same shape as one: the logit of their mean change probability, so every
+    prediction path (tiles, test-time augmentation) treats it as one network."""
+
+    def __init__(self, members: Sequence[SiamDiffNet]) -> None:
+        super().__init__()
+        if not members or len({m.widths for m in members}) > 1:
+            raise ValueError("an ensemble needs one or more networks of the same widths")
+        self.members = nn.ModuleList(members)
+        self.widths = members[0].widths
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        p = torch.stack([torch.sigmoid(m(a, b)) for m in self.members]).mean(0)
+        return torch.logit(p, eps=1e-7)
+
+
+ChangeNet = SiamDiffNet | ChangeEnsemble
+
+
+def in_channels(net: ChangeNet) -> int:
+    """Input channels of a change network or ensemble."""
+    first = net.members[0] if isinstance(net, ChangeEnsemble) else net
+    return int(first.enc[0][0].in_channels)
+
+
 @dataclass
 class PairArrays:
     """One labelled pair on its common grid: both dates' standardised bands `[C, H, W]`, the change mask and
@@ -154,7 +183,7 @@ def _pad_to(x: torch.Tensor, factor: int) -> tuple[torch.Tensor, int, int]:
     return x, h, w
 
 
-def _probabilities(net: SiamDiffNet, a: torch.Tensor, b: torch.Tensor, tta: bool) -> torch.Tensor:
+def _probabilities(net: ChangeNet, a: torch.Tensor, b: torch.Tensor, tta: bool) -> torch.Tensor:
     """Change probabilities `[B, H, W]` of padded inputs; with `tta` the mean over the 8 symmetries of the square
     (each input flipped/rotated, its output turned back), which the training augmentations make equally valid."""
     if not tta:
@@ -172,7 +201,7 @@ def _probabilities(net: SiamDiffNet, a: torch.Tensor, b: torch.Tensor, tta: bool
     return acc / 8
 
 
-def predict_tiled(net: SiamDiffNet, read: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]],
+def predict_tiled(net: ChangeNet, read: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]],
                   height: int, width: int, *, tile: int = 256, margin: int = 64, tta: bool = False
                   ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Change probabilities of a `height` x `width` scene tile by tile: `read(r0, r1, c0, c1)` gives both dates'
@@ -197,7 +226,7 @@ def predict_tiled(net: SiamDiffNet, read: Callable[[int, int, int, int], tuple[n
             yield r, c, p[r - r0:r - r0 + th, c - c0:c - c0 + tw].astype(np.float32)
 
 
-def predict_arrays(net: SiamDiffNet, za: np.ndarray, zb: np.ndarray, *, tile: int = 256, margin: int = 64,
+def predict_arrays(net: ChangeNet, za: np.ndarray, zb: np.ndarray, *, tile: int = 256, margin: int = 64,
                    tta: bool = False) -> np.ndarray:
     """`predict_tiled` over in-memory arrays `[C, H, W]`: the probability map `[H, W]`."""
     h, w = za.shape[1:]
@@ -312,7 +341,7 @@ class CnnProbe:
     """A trained change network, its decision threshold and what it was trained on. `kind` tells
     `change_scene` to predict it tile by tile over the whole pair (not per pixel feature vector)."""
 
-    net: SiamDiffNet
+    net: ChangeNet
     threshold: float
     bands: list[str]
     scenes: list[str]
@@ -348,7 +377,9 @@ class CnnProbe:
                 "config": asdict(self.config), "notes": self.notes}
 
     def to_state(self) -> dict[str, Any]:
-        return {"kind": "cnn", "state_dict": self.net.state_dict(), "in_channels": self.net.enc[0][0].in_channels,
+        members = len(self.net.members) if isinstance(self.net, ChangeEnsemble) else 0
+        return {"kind": "cnn", "state_dict": self.net.state_dict(), "in_channels": in_channels(self.net),
+                "members": members,
                 "threshold": self.threshold, "bands": self.bands, "scenes": self.scenes,
                 "config": asdict(self.config), "n_train": self.n_train, "inner_f1": self.inner_f1,
                 "train_seconds": self.train_seconds, "notes": self.notes, "max_share": self.max_share}
@@ -357,7 +388,9 @@ class CnnProbe:
     def from_state(cls, state: dict[str, Any]) -> CnnProbe:
         cfg = CnnConfig(**{**state["config"], "widths": tuple(state["config"]["widths"]),
                            "cap_shares": tuple(state["config"].get("cap_shares", ()))})
-        net = SiamDiffNet(int(state["in_channels"]), cfg.widths)
+        n, members = int(state["in_channels"]), int(state.get("members", 0))
+        net: ChangeNet = (ChangeEnsemble([SiamDiffNet(n, cfg.widths) for _ in range(members)]) if members
+                          else SiamDiffNet(n, cfg.widths))
         net.load_state_dict(state["state_dict"])
         net.eval()
         return cls(net, float(state["threshold"]), list(state["bands"]), list(state["scenes"]), cfg,
@@ -382,6 +415,10 @@ def choose_threshold(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], 
     return best
 
 
+def _as_one(nets: Sequence[SiamDiffNet]) -> ChangeNet:
+    return nets[0] if len(nets) == 1 else ChangeEnsemble(nets)
+
+
 def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
                   log: Callable[[str], None] | None = None) -> CnnProbe:
     """Train the change network on all `pairs`; its threshold is the F1-best one on out-of-scene predictions
@@ -402,6 +439,18 @@ def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
                                "read them with labelled_arrays(..., indices=config.indices)")
     t0 = time.perf_counter()
     threshold, inner, max_share = 0.5, None, None
+    seeds = [cfg.seed + i for i in range(max(1, cfg.seeds))]
+
+    def trained(train: Sequence[PairArrays], what: str) -> list[SiamDiffNet]:
+        nets = []
+        for sd in seeds:
+            if log:
+                seed = f" (seed {sd})" if len(seeds) > 1 else ""
+                log(f"{what}: train on {', '.join(p.name for p in train)}{seed}")
+            nets.append(train_net(train, replace(cfg, seed=sd), log=log)[0])
+        return nets
+
+    fold_nets: list[SiamDiffNet] = []
     k = min(cfg.inner_folds, len(pairs))
     if k >= 2:
         ps, ys = [], []
@@ -410,22 +459,19 @@ def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
             train = [p for i, p in enumerate(pairs) if i % k != f]
             if not any(p.change[p.known].any() for p in train):
                 continue
-            if log:
-                log(f"inner fold {f + 1}/{k}: train on {', '.join(p.name for p in train)}")
-            net, _ = train_net(train, cfg, log=log)
+            nets = trained(train, f"inner fold {f + 1}/{k}")
             for p in held:
-                prob = predict_arrays(net, p.za, p.zb, tta=cfg.tta)
+                prob = predict_arrays(_as_one(nets), p.za, p.zb, tta=cfg.tta)
                 ps.append(prob[p.known])
                 ys.append(p.change[p.known])
+            fold_nets += nets if cfg.fold_ensemble else []
         if ps:
             threshold, inner, max_share = choose_threshold(ps, ys, cfg.cap_shares)
-    if log:
-        log(f"final network on {len(pairs)} scenes")
-    net, _ = train_net(pairs, cfg, log=log)
+    net = _as_one(trained(pairs, f"final network on {len(pairs)} scenes") + fold_nets)
     n = int(sum(p.known.sum() for p in pairs))
     return CnnProbe(net, threshold, list(pairs[0].bands), [p.name for p in pairs], cfg, n, inner,
                     time.perf_counter() - t0, notes, max_share)
 
 
-__all__ = ["CnnConfig", "CnnProbe", "PairArrays", "SiamDiffNet", "choose_threshold", "date_input", "fit_cnn_probe",
-           "predict_arrays", "predict_tiled", "train_net"]
+__all__ = ["ChangeEnsemble", "ChangeNet", "CnnConfig", "CnnProbe", "PairArrays", "SiamDiffNet", "choose_threshold",
+           "date_input", "fit_cnn_probe", "in_channels", "predict_arrays", "predict_tiled", "train_net"]
