@@ -209,9 +209,14 @@ def test_cli_change_trains_saves_and_reloads_the_change_network(tmp_path):
     tiny = ["-m", "tiny-test", "--model-bands", "s2-l1c", "--device", "cpu", "--precision", "fp32"]
     saved = tmp_path / "probe.pt"
     r = runner.invoke(app, ["change", str(before), str(after), *tiny, "-o", str(tmp_path / "c.tif"), "--train-labels",
-                            str(root), "--probe", "cnn", "--probe-steps", "10", "--save-probe", str(saved)])
+                            str(root), "--probe", "cnn", "--probe-steps", "10", "--probe-seeds", "2", "--save-probe",
+                            str(saved)])
     assert r.exit_code == 0, r.output
     assert "probe (cnn)" in r.output and saved.is_file()
+    from spectraclip.apps.change_probe_io import load_probe
+
+    ensemble = load_probe(saved).net  # 2 seeds x (final network + 2 inner folds of the 2 training pairs)
+    assert len(ensemble.members) == 6 and load_probe(saved).config.seeds == 2
     r = runner.invoke(app, ["change", str(before), str(after), *tiny, "-o", str(tmp_path / "d.tif"), "--load-probe",
                             str(saved)])
     assert r.exit_code == 0, r.output

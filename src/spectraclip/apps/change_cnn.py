@@ -73,6 +73,12 @@ class CnnConfig:
         return 2 ** (len(self.widths) - 1)
 
 
+def config_with(steps: int | None = None, seeds: int | None = None) -> CnnConfig:
+    """The default configuration with the command line's `--probe-steps` / `--probe-seeds` (None: default)."""
+    cfg = CnnConfig()
+    return replace(cfg, steps=steps or cfg.steps, seeds=seeds or cfg.seeds)
+
+
 INDICES: tuple[tuple[str, str, str], ...] = (("ndvi", "B08", "B04"), ("ndbi", "B11", "B08"), ("mndwi", "B03", "B11"))
 
 
@@ -474,4 +480,4 @@ def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
 
 
 __all__ = ["ChangeEnsemble", "ChangeNet", "CnnConfig", "CnnProbe", "PairArrays", "SiamDiffNet", "choose_threshold",
-           "date_input", "fit_cnn_probe", "in_channels", "predict_arrays", "predict_tiled", "train_net"]
+           "config_with", "date_input", "fit_cnn_probe", "in_channels", "predict_arrays", "predict_tiled", "train_net"]

@@ -48,6 +48,9 @@ def change_command(
                                                    "boosting on per-pixel features). Default: cnn.")] = None,
     probe_steps: Annotated[int | None, typer.Option("--probe-steps", min=1, help="Training steps of the change "
                                                     "network (default 600; docs/change.md).")] = None,
+    probe_seeds: Annotated[int | None, typer.Option("--probe-seeds", min=1, help="Train the change network with "
+                                                    "this many seeds and average them (default 1; N times the "
+                                                    "training time; docs/change.md).")] = None,
     save_probe: Annotated[Path | None, typer.Option("--save-probe", help="Write the trained probe to this file "
                                                     "(reuse it with --load-probe).")] = None,
     load_probe: Annotated[Path | None, typer.Option("--load-probe", help="Use a probe written by --save-probe "
@@ -77,7 +80,6 @@ def change_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """Change between two dates: embedding change + spectral change vector per window and patch, as a COG."""
-    from dataclasses import replace
 
     from spectraclip.apps.change import (
         DEFAULT_RULE,
@@ -87,7 +89,7 @@ def change_command(
         labelled_arrays,
         labelled_samples,
     )
-    from spectraclip.apps.change_cnn import CnnConfig, fit_cnn_probe
+    from spectraclip.apps.change_cnn import config_with, fit_cnn_probe
     from spectraclip.apps.change_features import feature_names
     from spectraclip.apps.change_labels import find_pairs
     from spectraclip.apps.change_probe import fit_change_probe
@@ -119,7 +121,7 @@ def change_command(
             console.print(f"[yellow]note:[/] BEFORE is the first date of training pair {same[0]}: the probe has "
                           "seen this scene's labels")
         if kind == "cnn":
-            cfg = CnnConfig() if probe_steps is None else replace(CnnConfig(), steps=probe_steps)
+            cfg = config_with(probe_steps, probe_seeds)
             arrays = []
             for p in pairs:
                 console.print(f"reading labelled pair {p.name}")

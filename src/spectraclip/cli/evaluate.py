@@ -64,6 +64,8 @@ def evaluate_cmd(
                                        "list of gbm, cnn; none: unsupervised only).")] = "gbm,cnn",
     probe_steps: Annotated[int | None, typer.Option("--probe-steps", min=1, help="oscd: training steps of the "
                                                     "change network (default 600).")] = None,
+    probe_seeds: Annotated[int | None, typer.Option("--probe-seeds", min=1, help="oscd: seeds of the change network, "
+                                                    "averaged (default 1).")] = None,
 ) -> None:
     """Evaluate models on benchmarks; writes results.json/.csv/.md, per-image predictions (predictions/*.csv)
     and plots to the --output folder."""
@@ -90,7 +92,8 @@ def evaluate_cmd(
         try:
             evaluate_oscd_cli(split_list(model), checkpoint or [], root or [], output_dir, model_bands=model_bands,
                               precision=precision, batch_size=batch_size, device=resolve_device(device),
-                              probes=[p for p in split_list(probe) if p != "none"], probe_steps=probe_steps)
+                              probes=[p for p in split_list(probe) if p != "none"], probe_steps=probe_steps,
+                              probe_seeds=probe_seeds)
         except (SpectraclipError, EvaluationError) as exc:
             fail(str(exc))
         return

@@ -397,13 +397,13 @@ def _write(out: Path, results: dict[str, Any]) -> None:
 
 def evaluate_oscd_cli(models: Sequence[str], checkpoints: Sequence[str], roots: Sequence[str], output_dir: Path, *,
                       model_bands: str | None, precision: str, batch_size: int, device: str,
-                      probes: Sequence[str] = ("gbm", "cnn"), probe_steps: int | None = None) -> None:
+                      probes: Sequence[str] = ("gbm", "cnn"), probe_steps: int | None = None,
+                      probe_seeds: int | None = None) -> None:
     """`spectraclip evaluate --dataset oscd --root DIR`: one model, one root; prints the table."""
     import shlex
     import sys
-    from dataclasses import replace
 
-    from spectraclip.apps.change_cnn import CnnConfig
+    from spectraclip.apps.change_cnn import config_with
     from spectraclip.cli.common import console
     from spectraclip.evaluate.runner import EvaluationError, pair_models
     from spectraclip.models.loading import load_model
@@ -420,7 +420,7 @@ def evaluate_oscd_cli(models: Sequence[str], checkpoints: Sequence[str], roots: 
     res = evaluate_oscd(model, roots[0], output_dir, precision=precision, batch_size=batch_size, device=device,
                         model_label=spec.display(), command=shlex.join(["spectraclip", *sys.argv[1:]]),
                         log_fn=console.print, few_shot=bool(probes), probes=probes,
-                        cnn_config=replace(CnnConfig(), steps=probe_steps) if probe_steps else None)
+                        cnn_config=config_with(probe_steps, probe_seeds))
     console.print(markdown(res))
     console.print(f"wrote results.json, results.md, results.csv, maps/ and quicklooks/ to {output_dir}")
 
