@@ -13,7 +13,9 @@ the rare class is seen), flips and 90 degree rotations, class-weighted binary cr
 pixels, AdamW for a fixed number of steps, fixed seed (deterministic on a fixed thread count). The decision
 threshold is chosen without the scene being mapped: the F1-best one on out-of-scene predictions of the training
 scenes (k folds of training scenes, each predicted by a network trained on the others), as the pixel probe
-does, jointly with an optional cap on the share of a scene that may be flagged (`choose_threshold`).
+does, jointly with an optional cap on the share of a scene that may be flagged (`choose_threshold`). The
+probe's map is the mean of the final network and those inner-fold networks (`ChangeEnsemble`; measured better
+leave one city out than the final network alone, docs/change.md), optionally over several seeds.
 
 Prediction (`predict_tiled`) is tile by tile with a context margin, keeping each tile's centre, so memory is
 bounded by the tile size for any scene, and the result equals a whole-scene pass (tiles are aligned to the
