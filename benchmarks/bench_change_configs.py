@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
         pairs = [arrays[c] for c in names if c != held]
         a, k = arrays[held], cfg.inner_folds
         saved: dict[str, np.ndarray] = {}
-        for f in range(k):
-            net, _ = cc.train_net([p for i, p in enumerate(pairs) if i % k != f], cfg)
+        for f, (inner_held, inner_train) in enumerate(cc.fold_splits(pairs, k)):
+            net, _ = cc.train_net(inner_train, cfg)
             saved[f"hi_{f}"] = cc.predict_arrays(net, a.za, a.zb)[a.known]
-            for p in (p for i, p in enumerate(pairs) if i % k == f):
+            for p in inner_held:
                 saved[f"ip_{p.name}"] = cc.predict_arrays(net, p.za, p.zb)[p.known]
                 saved[f"iy_{p.name}"] = p.change[p.known]
         net, _ = cc.train_net(pairs, cfg)

@@ -423,6 +423,12 @@ def choose_threshold(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], 
     return best
 
 
+def fold_splits(pairs: Sequence[PairArrays], k: int) -> Iterator[tuple[list[PairArrays], list[PairArrays]]]:
+    """The (held, train) scenes of the k inner folds (scene i is held in fold i % k)."""
+    for f in range(k):
+        yield ([p for i, p in enumerate(pairs) if i % k == f], [p for i, p in enumerate(pairs) if i % k != f])
+
+
 def _as_one(nets: Sequence[SiamDiffNet]) -> ChangeNet:
     return nets[0] if len(nets) == 1 else ChangeEnsemble(nets)
 
@@ -462,9 +468,7 @@ def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
     k = min(cfg.inner_folds, len(pairs))
     if k >= 2:
         ps, ys = [], []
-        for f in range(k):
-            held = [p for i, p in enumerate(pairs) if i % k == f]
-            train = [p for i, p in enumerate(pairs) if i % k != f]
+        for f, (held, train) in enumerate(fold_splits(pairs, k)):
             if not any(p.change[p.known].any() for p in train):
                 continue
             nets = trained(train, f"inner fold {f + 1}/{k}")
@@ -482,4 +486,5 @@ def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
 
 
 __all__ = ["ChangeEnsemble", "ChangeNet", "CnnConfig", "CnnProbe", "PairArrays", "SiamDiffNet", "choose_threshold",
-           "config_with", "date_input", "fit_cnn_probe", "in_channels", "predict_arrays", "predict_tiled", "train_net"]
+           "config_with", "date_input", "fit_cnn_probe", "fold_splits", "in_channels", "predict_arrays",
+           "predict_tiled", "train_net"]
