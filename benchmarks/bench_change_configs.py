@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import pickle
@@ -32,7 +33,10 @@ import numpy as np
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "oscd-mini"
 
 
-def _arrays(root: Path, checkpoint: str, cache: Path) -> dict:
+def _arrays(root: Path, checkpoint: str, out: Path) -> dict:
+    """The labelled cities as `PairArrays`, cached per root and checkpoint (reading them takes ~1 minute)."""
+    key = hashlib.sha256(f"{root.resolve()}|{checkpoint}".encode()).hexdigest()[:12]
+    cache = out / f"arrays-{key}.pkl"
     if cache.is_file():
         with cache.open("rb") as f:
             return pickle.load(f)  # our own cache file, written below
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         if k in over:
             over[k] = tuple(over[k])
     cfg = dataclasses.replace(cc.CnnConfig(), **over)
-    arrays = _arrays(args.root, args.checkpoint, args.out / "arrays.pkl")
+    arrays = _arrays(args.root, args.checkpoint, args.out)
     names = list(arrays)
     out = args.out / args.tag
     out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +106,7 @@ def _f1(c: np.ndarray) -> float:
 
 
 def score(args: argparse.Namespace) -> int:
-    from spectraclip.apps.change_cnn import CnnConfig, choose_threshold
+    from spectraclip.apps.change_cnn import CnnConfig, capped_threshold, choose_threshold
 
     caps = CnnConfig().cap_shares
     for spec in args.specs:
@@ -118,7 +122,7 @@ def score(args: argparse.Namespace) -> int:
             held = ["held_p"] + ([k for k in runs[0].files if k.startswith("hi_")] if fold_ens else [])
             p = np.mean([r[k] for r in runs for k in held], 0)
             y = runs[0]["held_y"]
-            pred = p >= (t if cap is None else max(t, float(np.quantile(p, 1 - cap))))
+            pred = p >= capped_threshold(p, t, cap)
             cnt = np.array([(pred & y).sum(), (pred & ~y).sum(), (~pred & y).sum()], np.int64)
             tot += cnt
             row.append(f"{c} {_f1(cnt):.3f}")

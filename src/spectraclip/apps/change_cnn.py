@@ -344,6 +344,14 @@ def train_net(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
     return net, losses
 
 
+def capped_threshold(prob: np.ndarray, threshold: float, max_share: float | None) -> float:
+    """`threshold`, raised to the (1 - max_share) quantile of a scene's finite probabilities when a cap is set."""
+    v = prob[np.isfinite(prob)]
+    if max_share is None or v.size == 0:
+        return float(threshold)
+    return max(float(threshold), float(np.quantile(v, 1.0 - max_share)))
+
+
 @dataclass
 class CnnProbe:
     """A trained change network, its decision threshold and what it was trained on. `kind` tells
@@ -364,10 +372,7 @@ class CnnProbe:
     def scene_threshold(self, prob: np.ndarray) -> float:
         """The threshold for one scene's probabilities: the probe's, raised to the scene's (1 - max_share)
         quantile when a share cap was chosen (a season change lighting up a third of a scene stays capped)."""
-        v = prob[np.isfinite(prob)]
-        if self.max_share is None or v.size == 0:
-            return float(self.threshold)
-        return max(float(self.threshold), float(np.quantile(v, 1.0 - self.max_share)))
+        return capped_threshold(prob, self.threshold, self.max_share)
 
     def fingerprint(self) -> str:
         buf = io.BytesIO()
@@ -485,6 +490,6 @@ def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
                     time.perf_counter() - t0, notes, max_share)
 
 
-__all__ = ["ChangeEnsemble", "ChangeNet", "CnnConfig", "CnnProbe", "PairArrays", "SiamDiffNet", "choose_threshold",
-           "config_with", "date_input", "fit_cnn_probe", "fold_splits", "in_channels", "predict_arrays",
-           "predict_tiled", "train_net"]
+__all__ = ["ChangeEnsemble", "ChangeNet", "CnnConfig", "CnnProbe", "PairArrays", "SiamDiffNet", "capped_threshold",
+           "choose_threshold", "config_with", "date_input", "fit_cnn_probe", "fold_splits", "in_channels",
+           "predict_arrays", "predict_tiled", "train_net"]
