@@ -12,8 +12,9 @@ process (its `.lock`) too, so two processes on one TAG share the cities.
 
 `score SPEC ...` prints per-city and pooled F1 of each SPEC: `TAG`, `TAG1+TAG2` (mean over the tags'
 networks, inner-fold predictions averaged the same way), a trailing `^F` (the held-out map also averages
-the inner-fold networks: `CnnConfig(fold_ensemble=True)`) and then `@VARIANT` (default `plain`); threshold and share cap from `choose_threshold` on
-the inner folds, as the probe does. Session 17's table in docs/change.md was made this way:
+the inner-fold networks: `CnnConfig(fold_ensemble=True)`) and then `@VARIANT` (default `plain`);
+threshold and share cap from `choose_threshold` on the inner folds, as the probe does. Session 17's table in
+docs/change.md was made this way:
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_change_configs.py run C2-s1 '{"seed": 1}'
     PYTHONPATH=src python benchmarks/bench_change_configs.py score C2-s0 C2-s0^F C2-s0+C2-s1^F

@@ -47,6 +47,9 @@ def test_choice_follows_size_and_budget():
     assert small.params["pq_m"] == 64 and 1_000_000 * (small.params["pq_m"] // 2 + 8) <= parse_memory("40M")
     huge = choose_index(50_000_000, 512, parse_memory("4G"))  # 3.2 GB of codes: 8-bit lists faiss can memory-map
     assert huge.factory == "IVF16384,PQ64" and huge.params["pq_bits"] == 8 and "memory-mapped" in huge.reason
+    assert huge.params["train_size"] >= 39 * 16384  # k-means gets its ~39 samples per list at any size
+    assert big.params["train_size"] == 64 * 2048
+    assert choose_index(60_000, 512, kind="ivfpq").params["train_size"] == 50_000
     assert choose_index(20_000, 512, parse_memory("10M")).kind == "ivfpq"  # raw 41 MB exceeds the budget
     with pytest.raises(IndexFormatError, match="max-memory"):
         choose_index(1_000_000, 512, parse_memory("1M"))

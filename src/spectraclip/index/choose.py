@@ -65,6 +65,12 @@ def _nlist(n: int) -> int:
     return nlist
 
 
+def train_size(n: int, nlist: int) -> int:
+    """k-means training samples: 64 per list (at least 50 000), capped at 200 000 to bound the build, but never
+    below the ~39 per list k-means needs (faiss warns under that): a 50 M archive's 16 384 lists get 655 360."""
+    return min(n, max(64 * nlist, 50_000), max(200_000, 40 * nlist))
+
+
 def _code_bytes(m: int, bits: int) -> int:
     """Bytes per vector of `m` sub-quantisers of `bits` bits."""
     return (m * bits + 7) // 8
@@ -110,7 +116,7 @@ def choose_index(n: int, dim: int, max_memory: int = DEFAULT_MAX_MEMORY, kind: s
     nlist = _nlist(n)
     params = {"nlist": nlist, "pq_m": m, "pq_bits": bits, "nprobe": max(8, nlist // 16),
               "text_nprobe": max(16, nlist // 8), "refine_factor": 10,
-              "train_size": min(n, max(64 * nlist, 50_000), 200_000)}
+              "train_size": train_size(n, nlist)}
     pq = f"PQ{m}x4fs" if bits == 4 else f"PQ{m}"
     why = ("requested" if kind == "ivfpq" else
            f"{n} x {dim} is too large for a fast exact scan or exceeds the budget; {pq} codes fit "
