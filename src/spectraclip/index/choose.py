@@ -127,4 +127,4 @@ def choose_index(n: int, dim: int, max_memory: int = DEFAULT_MAX_MEMORY, kind: s
 
 
 __all__ = ["DEFAULT_MAX_MEMORY", "FASTSCAN_MAX_BYTES", "FLAT_MAX_CELLS", "IndexPlan", "Kind", "choose_index",
-           "parse_memory"]
+           "parse_memory", "train_size"]
