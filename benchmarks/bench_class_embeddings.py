@@ -1,4 +1,4 @@
-"""Zero-shot class embeddings: `evaluate.zeroshot.class_text_embeddings` (open_clip's
+"""Zero-shot class embeddings: `zeroshot.classifier.class_text_embeddings` (open_clip's
 `build_zero_shot_classifier`, one forward per group of whole classes) against the previous
 implementation (all prompts in chunks of `--batch-size`), timed in the same run, same model.
 
@@ -25,14 +25,14 @@ class _Classes:
     name, classes = "eurosat-ms", EUROSAT
 
     def class_prompt_names(self) -> list[str]:
-        from spectraclip.evaluate.templates import humanize_classname
+        from spectraclip.zeroshot.classes import humanize_classname
 
         return [humanize_classname(c) for c in EUROSAT]
 
 
 def previous_implementation(model, classnames: list[str], templates: list[str], batch_size: int) -> torch.Tensor:
     """The baseline: every prompt, in chunks of `batch_size`, normalised, averaged per class, renormalised."""
-    from spectraclip.evaluate.templates import fill_template
+    from spectraclip.zeroshot.templates import fill_template
 
     prompts = [fill_template(t, c) for c in classnames for t in templates]
     chunks = []
@@ -64,9 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from spectraclip.evaluate.templates import load_templates
-    from spectraclip.evaluate.zeroshot import class_text_embeddings
     from spectraclip.models.loading import load_model
+    from spectraclip.zeroshot.classifier import class_text_embeddings
+    from spectraclip.zeroshot.templates import load_templates
 
     model = load_model("ViT-B-16", bands="msclip").eval()
     table = Table(title=f"class embeddings, ViT-B-16 text tower, {args.threads} threads, batch {args.batch_size}")

@@ -63,7 +63,7 @@ def write_l2a_patches(out: Path, limit: int) -> tuple[list[Path], list[str]]:
 
 
 def fifty_templates() -> list[str]:
-    from spectraclip.evaluate.templates import load_templates
+    from spectraclip.zeroshot.templates import load_templates
 
     base: list[str] = []
     for name in ("msclip", "rs5m", "clip-satellite", "simple"):
@@ -176,13 +176,16 @@ def run_embed(net, files, out: Path, precision: str, workers: int) -> tuple[floa
 
 
 def run_classify(net, files, classes, templates, precision: str, workers: int) -> tuple[float, np.ndarray]:
-    from spectraclip.inference import encode_images, zero_shot_probabilities
+    from spectraclip.inference import encode_images
+    from spectraclip.zeroshot.classes import ClassSpec
+    from spectraclip.zeroshot.classifier import ZeroShotClassifier
 
     fresh(net)
     with Timer() as t:
         enc = encode_images(net, files, bands="s2-l2a", batch_size=None, num_workers=workers, precision=precision,
                             progress=False)
-        probs = zero_shot_probabilities(net, enc.vectors, classes, templates)
+        zs = ZeroShotClassifier.build(net, [ClassSpec(c, c) for c in classes], templates)
+        probs = zs.probabilities(enc.vectors)
     return t.s, probs
 
 
@@ -210,10 +213,10 @@ def main() -> None:
     modes = args.modes.split(",")
     console = Console(width=160)
 
-    from spectraclip.evaluate.zeroshot import class_text_embeddings
     from spectraclip.models.precision import default_precision, prepare_for_inference
     from spectraclip.models.registry import config_from_entry, get_entry
     from spectraclip.models.spectral_clip import SpectralCLIP
+    from spectraclip.zeroshot.classifier import class_text_embeddings
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_embed_"))
     os.environ["SPECTRACLIP_CACHE"] = str(tmp / "cache")
@@ -300,10 +303,10 @@ def main() -> None:
 
 def demo_gate(bundle: Path, tmp: Path, modes: list[str], console: Console) -> None:
     """The accuracy gate of a demo bundle on all EuroSAT-MS patches (read with its own bands)."""
-    from spectraclip.evaluate.templates import load_templates
-    from spectraclip.evaluate.zeroshot import class_text_embeddings
     from spectraclip.inference import encode_images
     from spectraclip.models.loading import load_model
+    from spectraclip.zeroshot.classifier import class_text_embeddings
+    from spectraclip.zeroshot.templates import load_templates
 
     net = load_model(checkpoint=str(bundle)).eval()
     files = sorted(EUROSAT.rglob("*.tif"))

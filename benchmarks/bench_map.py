@@ -55,9 +55,10 @@ def _child(mode: str, scene: str, out: str, tile: int, stride: int, batch: int, 
     """Runs in a child process: one mode, prints a JSON line with windows and seconds."""
     import torch
 
-    from spectraclip.apps.maps import map_scene, parse_classes
+    from spectraclip.apps.maps import map_scene
     from spectraclip.io.scene import SceneReader, open_scene, window_grid
     from spectraclip.models.loading import load_model
+    from spectraclip.zeroshot.classes import parse_classes
 
     torch.set_num_threads(2)
     model = load_model("tiny-test", bands="s2-l1c")

@@ -66,8 +66,9 @@ def main() -> None:
     if not CHIP.exists():
         raise SystemExit(f"{CHIP} not found: this benchmark needs the shared data")
     from spectraclip.apps.heatmap import heatmap_scene
-    from spectraclip.apps.maps import map_scene, parse_classes
+    from spectraclip.apps.maps import map_scene
     from spectraclip.models.loading import load_model
+    from spectraclip.zeroshot.classes import parse_classes
 
     scene = CHIP / "S2" / "Spain_7370579_S2Hand.tif"
     with rasterio.open(CHIP / "Labels" / "Spain_7370579_LabelHand.tif") as ds:

@@ -11,9 +11,10 @@ import rasterio
 from fixtures_scenes import make_multiband, make_scene_folder
 
 from spectraclip.apps.blend import StripBlender, window_weight
-from spectraclip.apps.maps import ClassSpec, MapError, map_scene, parse_classes
+from spectraclip.apps.maps import map_scene
 from spectraclip.apps.scene_job import ResumeError, _Stopped
 from spectraclip.models.loading import load_model
+from spectraclip.zeroshot.classes import ClassesError, ClassSpec, parse_classes
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLASSES = [ClassSpec("water", "a lake or a river"), ClassSpec("forest", "a dense forest"),
@@ -183,7 +184,7 @@ def test_classes_option_forms(tmp_path):
     f = tmp_path / "c.txt"
     f.write_text("# comment\nForest\nroads=a highway\n")
     assert [c.name for c in parse_classes(file=f)] == ["Forest", "roads"]
-    with pytest.raises(MapError, match="repeats"):
+    with pytest.raises(ClassesError, match="repeats"):
         parse_classes("a,a")
 
 

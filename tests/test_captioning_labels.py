@@ -77,7 +77,8 @@ def test_avoid_list_excludes_evaluation_prompts() -> None:
     out = LabelCaptioner(seed=0, n=50, stats_rate=0.0, class_name_rate=1.0,
                          avoid=[b.upper() + "!!" for b in banned]).caption(s, "SeaLake")
     assert not set(out) & set(banned)
-    from spectraclip.evaluate.templates import available_template_sets, humanize_classname, load_templates
+    from spectraclip.zeroshot.classes import humanize_classname
+    from spectraclip.zeroshot.templates import available_template_sets, load_templates
 
     prompts = {t.replace("{}", w).replace("{c}", w).lower() for w in (humanize_classname("SeaLake"), "lake or sea")
                for name in available_template_sets() for t in load_templates(name).templates}

@@ -17,9 +17,9 @@ from spectraclip.apps.change_features import feature_names
 from spectraclip.apps.change_grid import ChangeInputError
 from spectraclip.apps.change_labels import find_pairs, read_change_mask
 from spectraclip.apps.change_probe import fit_change_probe
-from spectraclip.apps.maps import ClassSpec
 from spectraclip.apps.scene_job import _Stopped
 from spectraclip.models.loading import load_model
+from spectraclip.zeroshot.classes import ClassSpec
 
 CLASSES = [ClassSpec("field", "green fields"), ClassSpec("building", "large bright roofs")]
 

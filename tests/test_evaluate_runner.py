@@ -24,8 +24,8 @@ from spectraclip.evaluate.runner import (
     pair_datasets,
     pair_models,
 )
-from spectraclip.evaluate.templates import load_templates
-from spectraclip.evaluate.zeroshot import class_text_embeddings, zero_shot_logits
+from spectraclip.zeroshot.classifier import class_text_embeddings, cosine_logits
+from spectraclip.zeroshot.templates import load_templates
 
 torch.set_num_threads(1)
 
@@ -96,7 +96,7 @@ def test_runner_outputs_and_cache(tiny, eurosat_root, tmp_path, monkeypatch):
     assert again.results["runs"][0]["prompt_names"] == rs5m.prompt_names(ds)  # RS5M's class wording
     assert rs5m.prompt_names(ds) != ds.class_prompt_names() and "sealake" in rs5m.prompt_names(ds)
     cls = class_text_embeddings(tiny, rs5m.prompt_names(ds), rs5m).numpy()
-    pred = zero_shot_logits(table.vectors, cls).argmax(1)
+    pred = cosine_logits(table.vectors, cls).argmax(1)
     truth = ds.targets()[[ds.ids.index(i) for i in table.ids]]
     assert again.results["runs"][0]["metrics"]["top1"] == pytest.approx(float(np.mean(pred == truth)), abs=1e-9)
 
@@ -123,7 +123,7 @@ def test_multilabel_run_matches_metric_functions(tmp_path):
     table = read_embeddings(tmp_path / "out" / "embeddings" / "tiny__bigearthnet.parquet")
     ds = BigEarthNet(s2)
     cls = class_text_embeddings(model, ds.class_prompt_names(), load_templates("simple")).numpy()
-    scores = zero_shot_logits(table.vectors, cls)
+    scores = cosine_logits(table.vectors, cls)
     targets = ds.targets()[[ds.ids.index(i) for i in table.ids]]
     assert m["mAP"] == pytest.approx(ML.mean_average_precision(scores, targets)[0], abs=1e-6)
     r = runs["retrieval"]["metrics"]

@@ -12,16 +12,16 @@ import pytest
 import torch
 
 from spectraclip.errors import SpectraclipError
-from spectraclip.evaluate.templates import (
+from spectraclip.models.loading import load_model
+from spectraclip.zeroshot.classes import humanize_classname
+from spectraclip.zeroshot.classifier import class_text_embeddings, cosine_logits
+from spectraclip.zeroshot.templates import (
     TemplateError,
     TemplateSet,
     available_template_sets,
     fill_template,
-    humanize_classname,
     load_templates,
 )
-from spectraclip.evaluate.zeroshot import class_text_embeddings, zero_shot_logits, zero_shot_probabilities
-from spectraclip.models.loading import load_model
 
 # The published sets, pinned: count, sha256 of the templates joined by "\n", and literal templates.
 PUBLISHED = {
@@ -203,8 +203,8 @@ def test_class_text_embeddings_is_normalised_mean_of_normalised_prompts():
 def test_zero_shot_logits_numpy_and_torch_agree():
     rng = np.random.default_rng(0)
     img, cls = rng.normal(size=(5, 4)), rng.normal(size=(3, 4))
-    a = zero_shot_logits(img, cls)
-    b = zero_shot_logits(torch.tensor(img), torch.tensor(cls)).numpy()
+    a = cosine_logits(img, cls)
+    b = cosine_logits(torch.tensor(img), torch.tensor(cls)).numpy()
     assert a.shape == (5, 3) and np.abs(a).max() <= 100 + 1e-9
     np.testing.assert_allclose(a, b, atol=1e-4)
 
@@ -230,10 +230,15 @@ def test_open_clip_builder_equals_the_previous_implementation_on_tiny_test():
     assert ours.shape == ref.shape and ours.dtype == torch.float32
     torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(ours[0], ours[1])  # the classes differ: the test could fail
-    # zero_shot_probabilities: softmax of 100 x cosine to those class embeddings
+    # probabilities: softmax of the model's logit scale x cosine to those class embeddings
+    from spectraclip.zeroshot.classes import ClassSpec
+    from spectraclip.zeroshot.classifier import ZeroShotClassifier, logit_scale
+
     img = torch.nn.functional.normalize(torch.randn(4, ref.shape[1]), dim=-1).numpy()
-    probs = zero_shot_probabilities(model, img, names, ts)
-    expected = torch.softmax(100 * torch.from_numpy(img) @ ref.T, dim=-1).numpy()
+    probs = ZeroShotClassifier.build(model, [ClassSpec(n, n) for n in names], ts).probabilities(img)
+    scale = logit_scale(model)
+    assert scale == pytest.approx(float(model.clip.logit_scale.detach().exp())) and scale < 100
+    expected = torch.softmax(scale * torch.from_numpy(img) @ ref.T, dim=-1).numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
 
@@ -245,7 +250,7 @@ L2A = Path(__file__).resolve().parents[2] / "shared" / "data" / "s2-l2a-examples
 def test_classify_defaults_to_the_published_50_and_follows_the_published_recipe(tmp_path):
     """`spectraclip classify` (no --templates) scores like Llama3-MS-CLIP's run_inference_classification:
     per class, the 50 templates filled with `str.format(c=...)`, each embedding L2-normalised, averaged,
-    renormalised; probabilities are the softmax of 100 x cosine."""
+    renormalised; probabilities are the softmax of the model's logit scale x cosine (the package's one rule)."""
     from typer.testing import CliRunner
 
     from spectraclip.cli.main import app
@@ -271,5 +276,7 @@ def test_classify_defaults_to_the_published_50_and_follows_the_published_recipe(
             e = model.encode_text(model.tokenize([t.format(c=c) for t in templates]))
             e = torch.nn.functional.normalize(e, dim=-1).mean(dim=0)
             weights.append(e / e.norm())
-        logits = 100.0 * torch.from_numpy(enc.vectors) @ torch.stack(weights, dim=1)
+        from spectraclip.zeroshot.classifier import logit_scale
+
+        logits = logit_scale(model) * torch.from_numpy(enc.vectors) @ torch.stack(weights, dim=1)
     np.testing.assert_allclose(got, logits.softmax(dim=-1).numpy(), atol=1e-5)

@@ -36,7 +36,7 @@ def test_hook_reports_the_evaluator_numbers():
 def test_evaluator_uses_the_template_sets_class_wording(monkeypatch):
     from spectraclip.evaluate import zeroshot
     from spectraclip.evaluate.metrics import classification_metrics
-    from spectraclip.evaluate.templates import load_templates
+    from spectraclip.zeroshot.templates import load_templates
 
     torch.manual_seed(1)
     model = randomize(tiny("msclip"), seed=7)
@@ -49,7 +49,7 @@ def test_evaluator_uses_the_template_sets_class_wording(monkeypatch):
     for name in ("msclip", "clip"):
         ts = load_templates(name)
         cls = build(model, ts.prompt_names(ds), ts).numpy()
-        expected = classification_metrics(zeroshot.zero_shot_logits(vectors, cls), labels, ds.classes)
+        expected = classification_metrics(zeroshot.cosine_logits(vectors, cls), labels, ds.classes)
         got = zeroshot.evaluate_zeroshot(model, ds, name)
         assert seen[-1] == ts.prompt_names(ds)
         assert got["top1"] == expected["top1"] and got["balanced_accuracy"] == expected["balanced_accuracy"]

@@ -72,7 +72,7 @@ def test_real_tables_indexed_aligned_and_fingerprinted(real, model):
     assert rec["id"] == t.ids[7] and rec["path"].endswith(".tif") and "POLYGON" in rec["geometry"]
     assert -15 < rec["lon"] < 35 and 35 < rec["lat"] < 65  # EuroSAT patches lie in Europe
     # text: exactly the brute-force ranking of the encoded text against the table vectors
-    from spectraclip.inference import encode_texts
+    from spectraclip.zeroshot.text import encode_texts
 
     hits = run_query(index, Query(text="a river", k=5), model)
     q = encode_texts(model, ["a river"])[0]

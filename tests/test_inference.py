@@ -13,15 +13,16 @@ from typer.testing import CliRunner
 
 from spectraclip.cli.main import app
 from spectraclip.embeddings import read_embeddings
-from spectraclip.evaluate.zeroshot import zero_shot_probabilities
 from spectraclip.inference import (
     embed_to_table,
     encode_images,
-    encode_texts,
     item_ids,
     text_search,
 )
 from spectraclip.models.loading import load_model
+from spectraclip.zeroshot.classes import ClassSpec
+from spectraclip.zeroshot.classifier import ZeroShotClassifier, logit_scale
+from spectraclip.zeroshot.text import encode_texts
 
 L2A = DATA / "s2-l2a-examples"
 EUROSAT = DATA / "eurosat-ms-mini"
@@ -90,14 +91,14 @@ def test_band_mismatch_is_an_error_naming_the_band(tiles):
 def test_zero_shot_is_a_template_ensemble(model, tiles):
     enc = encode_images(model, tiles, bands="s2-l2a", progress=False)
     classes, templates = ["sea", "snow field"], ["a satellite image of {}.", "{} seen from space"]
-    probs = zero_shot_probabilities(model, enc.vectors, classes, templates)
-    # reference: mean of L2-normalised prompt embeddings, renormalised; softmax of 100 x cosine
+    probs = ZeroShotClassifier.build(model, [ClassSpec(c, c) for c in classes], templates).probabilities(enc.vectors)
+    # reference: mean of L2-normalised prompt embeddings, renormalised; softmax of the logit scale x cosine
     ref = []
     for c in classes:
         t = encode_texts(model, [tp.format(c) for tp in templates])
         m = t.mean(0)
         ref.append(m / np.linalg.norm(m))
-    logits = 100 * enc.vectors @ np.stack(ref).T
+    logits = logit_scale(model) * enc.vectors @ np.stack(ref).T
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
     np.testing.assert_allclose(probs, expected, atol=1e-4)

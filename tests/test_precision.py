@@ -9,11 +9,11 @@ import pytest
 import torch
 from fixtures_models import randomize
 
-from spectraclip.evaluate.templates import load_templates
-from spectraclip.evaluate.zeroshot import class_text_embeddings
 from spectraclip.inference import embed_to_table, encode_images
 from spectraclip.models import precision as P
 from spectraclip.models.loading import load_model
+from spectraclip.zeroshot.classifier import class_text_embeddings
+from spectraclip.zeroshot.templates import load_templates
 
 EUROSAT = Path(__file__).resolve().parents[2] / "shared" / "data" / "eurosat-ms-mini"
 needs_data = pytest.mark.skipif(not EUROSAT.is_dir(), reason="needs ../shared/data/eurosat-ms-mini")
@@ -169,7 +169,8 @@ def test_map_and_heatmap_record_their_precision_and_agree_with_fp32(mode, tmp_pa
     from fixtures_scenes import make_multiband
 
     from spectraclip.apps.heatmap import heatmap_scene
-    from spectraclip.apps.maps import ClassSpec, map_scene
+    from spectraclip.apps.maps import map_scene
+    from spectraclip.zeroshot.classes import ClassSpec
 
     model = randomize(load_model("tiny-test", bands="s2-l1c"), seed=6).eval()
     scene = make_multiband(tmp_path / "scene.tif", size=64)

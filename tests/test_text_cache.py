@@ -7,10 +7,10 @@ import pytest
 import torch
 from fixtures_models import randomize
 
-from spectraclip.evaluate.zeroshot import class_text_embeddings
-from spectraclip.inference import encode_texts
 from spectraclip.models.loading import load_model
-from spectraclip.text_cache import CACHE_ENV, TextEmbeddingCache, cached_text_embeddings
+from spectraclip.zeroshot.classifier import class_text_embeddings
+from spectraclip.zeroshot.text import encode_texts
+from spectraclip.zeroshot.text_cache import CACHE_ENV, TextEmbeddingCache, cached_text_embeddings
 
 
 @pytest.fixture(autouse=True)

@@ -303,26 +303,6 @@ def _log_error(where: str, msg: str) -> None:
     log.warning("skipped %s: %s", where, msg)
 
 
-def encode_texts(model: SpectralCLIP, texts: Sequence[str], *, batch_size: int = 64,
-                 device: str | torch.device = "cpu") -> np.ndarray:
-    """L2-normalised text embeddings `[len(texts), D]`."""
-    from spectraclip.models.text_trim import encode_text_trimmed
-    from spectraclip.text_cache import cached_text_embeddings
-
-    device = torch.device(device)
-    model.eval().to(device)
-
-    def encode(texts: list[str]) -> np.ndarray:
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
-                tokens = model.tokenize(list(texts[i: i + batch_size])).to(device)
-                out.append(encode_text_trimmed(model, tokens).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-    return cached_text_embeddings(model, list(texts), encode) if len(texts) else encode([])
-
-
 @dataclass
 class SearchHit:
     rank: int
@@ -332,10 +312,12 @@ class SearchHit:
 
 
 def text_search(model: SpectralCLIP, image_vectors: np.ndarray, ids: Sequence[str], queries: Sequence[str],
-                top_k: int = 10, paths: Sequence[str | None] | None = None,
-                device: str | torch.device = "cpu") -> dict[str, list[SearchHit]]:
-    """Rank images by cosine similarity to each free-text query; returns the top-k hits per query."""
-    q = encode_texts(model, queries, device=device)
+                top_k: int = 10, paths: Sequence[str | None] | None = None) -> dict[str, list[SearchHit]]:
+    """Rank images by cosine similarity to each free-text query (encoded on the model's device by
+    `zeroshot.text.encode_texts`); returns the top-k hits per query."""
+    from spectraclip.zeroshot.text import encode_texts
+
+    q = encode_texts(model, queries)
     sims = q @ image_vectors.T
     k = min(top_k, sims.shape[1])
     out: dict[str, list[SearchHit]] = {}

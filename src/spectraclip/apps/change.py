@@ -190,7 +190,7 @@ def _records_table(path: Path, pair: PairGrid, windows, records, per_window: dic
 
 def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, output: str | Path, *,
                  classes: Sequence[Any] | None = None, queries: Sequence[str] | None = None, probe=None,
-                 threshold: float | None = None, rule: ChangeRule = DEFAULT_RULE, templates: str = "msclip",
+                 threshold: float | None = None, rule: ChangeRule = DEFAULT_RULE, templates: str | None = None,
                  tile: int | None = None, stride: int | None = None, weight: str = "hann",
                  vector: str | Path | None = "auto", quicklook: bool = True, bands: Any = None,
                  nodata: str = "fill", precision: str | None = "fp32", batch_size: int = 32,
@@ -200,8 +200,10 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
     (1 changed, 0 not), then the probe's probability (with `probe`) and each query's similarity change; a PNG
     quicklook (before / after / change) and a GeoParquet of changed windows (`vector`, default beside the map).
     Resumable: a rerun after a kill continues and writes the same file."""
-    from spectraclip.apps.maps import _class_embeddings, _job_key
+    from spectraclip.apps.maps import _job_key
     from spectraclip.models.precision import prepare_for_inference
+    from spectraclip.zeroshot.classifier import ZeroShotClassifier
+    from spectraclip.zeroshot.text import encode_texts
 
     out = Path(output)
     parts = out.with_name(out.name + ".parts")
@@ -219,13 +221,12 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
     mode = encoder.mode
     specs = list(classes or [])
     names = [getattr(c, "name", str(c)) for c in specs]
-    class_emb = _class_embeddings(model, specs, templates) if specs else None
+    zs = ZeroShotClassifier.build(model, specs, templates) if specs else None
+    class_emb = zs.class_emb if zs is not None else None
     qs = [q.strip() for q in (queries or []) if q and q.strip()]
     query_emb = None
     if qs:
-        from spectraclip.apps.heatmap import query_embeddings
-
-        query_emb = query_embeddings(model, qs)
+        query_emb = torch.from_numpy(encode_texts(model, qs))
     reader_options = {"nodata": nodata}
     probe_map = None
     if getattr(probe, "kind", None) == "cnn":  # the change network: predicted over the pair tile by tile first
@@ -238,7 +239,7 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
     key = _job_key("change", model, sc, tile, stride, {
         "after": pair.after.to_dict(), "classes": names, "prompts": [getattr(c, "prompt", str(c)) for c in specs],
         "queries": qs, "probe": probe.fingerprint() if probe is not None else None, "weight": weight,
-        "templates": templates, "precision": mode, "nodata": nodata})
+        "templates": zs.templates.templates.name if zs else None, "precision": mode, "nodata": nodata})
     raw = BlockWriter(out.with_name(out.name + ".raw"), height=sc.height, width=sc.width, count=k,
                       dtype="float32", crs=sc.crs, transform=sc.transform, nodata=float("nan"))
     resume = can_resume(parts, key)

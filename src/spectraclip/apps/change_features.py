@@ -74,12 +74,12 @@ class ChangeWindows:
                  probe=None, reader_options: dict | None = None, sampler=None,
                  probe_map: str | Path | None = None) -> None:
         from spectraclip.apps.dense import DenseEncoder, DenseUnsupportedError, patch_grid
-        from spectraclip.apps.maps import _logit_scale
+        from spectraclip.zeroshot.classifier import logit_scale
 
         self.model, self.encoder, self.device, self.stats = model, encoder, device, stats
         self.class_emb = class_emb.to(device) if class_emb is not None else None
         self.query_emb = query_emb.to(device) if query_emb is not None else None
-        self.probe, self.scale = probe, _logit_scale(model)
+        self.probe, self.scale = probe, logit_scale(model)
         opts = dict(reader_options or {})
         self.before_reader = SceneReader(before, **opts)
         self.after_reader = SceneReader(after, **opts)

@@ -43,7 +43,8 @@ def map_demo_scene(model, out_dir: str | Path, *, classes: str = "eurosat", stri
     import numpy as np
     import rasterio
 
-    from spectraclip.apps.maps import map_scene, parse_classes
+    from spectraclip.apps.maps import map_scene
+    from spectraclip.zeroshot.classes import parse_classes
 
     out = Path(out_dir) / "scene-map.tif"
     res = map_scene(model, demo_scene_path(), out, parse_classes(classes), stride=stride, batch_size=batch_size,

@@ -19,6 +19,7 @@ from spectraclip.apps.maps import MapError, _job_key, _scene_for
 from spectraclip.apps.scene_job import JobSummary, can_resume, run_windows
 from spectraclip.io.cog import BlockWriter
 from spectraclip.io.scene import Scene, SceneReader, window_grid
+from spectraclip.zeroshot.text import encode_texts
 
 
 @dataclass
@@ -42,13 +43,6 @@ class _QueryWindows:
         return up.cpu().numpy(), sim.float().mean((2, 3)).cpu().numpy()
 
 
-def query_embeddings(model, queries: Sequence[str]) -> torch.Tensor:
-    """L2-normalised text embeddings `[Q, D]` of the queries, used verbatim (no templates)."""
-    with torch.inference_mode():
-        dev = next(model.parameters()).device
-        return F.normalize(model.encode_text(model.tokenize(list(queries)).to(dev)).float(), dim=-1)
-
-
 def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries: Sequence[str], *,
                   tile: int | None = None, stride: int | None = None, cls_lambda: float = 0.0,
                   attention: str = "qq", weight: str = "hann", quicklook: bool = True, bands: Any = None,
@@ -70,7 +64,7 @@ def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries:
     from spectraclip.apps.dense import prepare_dense
 
     dense = prepare_dense(model, precision, dev, attention, batch_size)
-    fn = _QueryWindows(dense, query_embeddings(model, queries), cls_lambda)
+    fn = _QueryWindows(dense, torch.from_numpy(encode_texts(model, list(queries))), cls_lambda)
     out = Path(output)
     parts = out.with_name(out.name + ".parts")
     key = _job_key("heatmap", model, sc, tile, stride, {"queries": queries, "cls_lambda": cls_lambda,
@@ -108,4 +102,4 @@ def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries:
     return HeatmapResult(out, queries, summary, ql)
 
 
-__all__ = ["HeatmapResult", "heatmap_scene", "query_embeddings"]
+__all__ = ["HeatmapResult", "heatmap_scene"]

@@ -23,16 +23,11 @@ from spectraclip.apps.scene_job import JobSummary, can_resume, run_windows
 from spectraclip.errors import SpectraclipError
 from spectraclip.io.cog import BlockWriter
 from spectraclip.io.scene import Scene, SceneError, SceneReader, open_scene, window_grid
+from spectraclip.zeroshot.classes import ClassSpec
+from spectraclip.zeroshot.classifier import MAX_LOGIT_SCALE, ZeroShotClassifier
 
 NODATA_CLASS = 255
 PROBABILITY_TYPES: tuple[str, ...] = ("uint8", "float32")
-# class preset: EuroSAT's classes with the wording OpenAI CLIP used for its prompts
-EUROSAT_CLASSES: dict[str, str] = {
-    "AnnualCrop": "annual crop land", "Forest": "forest", "HerbaceousVegetation": "brushland or shrubland",
-    "Highway": "highway or road", "Industrial": "industrial buildings or commercial buildings",
-    "Pasture": "pasture land", "PermanentCrop": "permanent crop land",
-    "Residential": "residential buildings or homes or apartments", "River": "river", "SeaLake": "lake or sea",
-}
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (31, 119, 180), (44, 160, 44), (214, 39, 40), (148, 103, 189), (255, 127, 14), (140, 86, 75),
     (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (174, 199, 232), (152, 223, 138),
@@ -46,46 +41,6 @@ _NAMED_COLOURS = {"SeaLake": (31, 78, 180), "River": (23, 190, 230), "Forest": (
 
 class MapError(SpectraclipError, ValueError):
     """A map request that cannot run (no classes, too many classes, a probe of another model ...)."""
-
-
-@dataclass(frozen=True)
-class ClassSpec:
-    """A map class: the name written in the map, and the words used in its prompts."""
-
-    name: str
-    prompt: str
-
-
-def parse_classes(spec: str | Sequence[str] | None = None, file: str | Path | None = None) -> list[ClassSpec]:
-    """Classes from `--classes A,B=words,...` (or the preset `eurosat`) or a file with one per line
-    (`Name` or `Name=prompt words`; `#` comments)."""
-    from spectraclip.evaluate.templates import humanize_classname
-
-    if file is not None:
-        p = Path(file)
-        if not p.is_file():
-            raise MapError(f"--classes-file {p}: no such file")
-        items = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
-        items = [ln for ln in items if ln and not ln.startswith("#")]
-    elif isinstance(spec, str):
-        if spec.strip().lower() == "eurosat":
-            return [ClassSpec(k, v) for k, v in EUROSAT_CLASSES.items()]
-        items = [s.strip() for s in spec.split(",") if s.strip()]
-    else:
-        items = [str(s).strip() for s in (spec or []) if str(s).strip()]
-    out = []
-    for it in items:
-        name, _, prompt = it.partition("=")
-        name = name.strip()
-        out.append(ClassSpec(name, prompt.strip() or EUROSAT_CLASSES.get(name) or humanize_classname(name)))
-    if not out:
-        raise MapError("give the map's classes: --classes A,B,... (or eurosat) or --classes-file FILE")
-    names = [c.name for c in out]
-    if len(set(names)) != len(names):
-        raise MapError(f"--classes repeats a class: {', '.join(names)}")
-    if len(out) > 254:
-        raise MapError(f"{len(out)} classes: a uint8 class band holds at most 254 (255 is nodata)")
-    return out
 
 
 def colour_table(names: Sequence[str]) -> dict[int, tuple[int, int, int, int]]:
@@ -107,19 +62,13 @@ class MapResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _logit_scale(model) -> float:
-    scale = getattr(model.clip, "logit_scale", None)
-    return float(min(100.0, scale.exp().item())) if scale is not None else 100.0
-
-
 class _ZeroShotWindows:
     """Window-level class probabilities: softmax(scale x cosine) to the class text embeddings, or a probe."""
 
-    def __init__(self, encoder: Any, class_emb: torch.Tensor | None, probe: Any) -> None:
+    def __init__(self, encoder: Any, classifier: ZeroShotClassifier | None, probe: Any) -> None:
         self.encoder, self.probe, self.device = encoder, probe, encoder.device
-        model = encoder.model  # int8: a view whose trunk is the ONNX Runtime session
-        self.class_emb = class_emb.to(self.device) if class_emb is not None else None
-        self.scale = _logit_scale(model)
+        self.class_emb = classifier.class_emb.to(self.device) if classifier is not None else None
+        self.scale = classifier.scale if classifier is not None else MAX_LOGIT_SCALE
 
     def __call__(self, x, present, windows):
         x = {g: t.to(self.device) for g, t in x.items()}
@@ -135,9 +84,9 @@ class _ZeroShotWindows:
 class _DenseWindows:
     """Per-patch class probabilities from dense patch features, upsampled bilinearly to the window."""
 
-    def __init__(self, dense: Any, class_emb: torch.Tensor, cls_lambda: float) -> None:
-        self.dense, self.class_emb = dense, class_emb.to(dense.device)
-        self.scale, self.cls_lambda = _logit_scale(dense.model), cls_lambda
+    def __init__(self, dense: Any, classifier: ZeroShotClassifier, cls_lambda: float) -> None:
+        self.dense, self.class_emb = dense, classifier.class_emb.to(dense.device)
+        self.scale, self.cls_lambda = classifier.scale, cls_lambda
 
     def __call__(self, x, present, windows):
         sim = self.dense.window_similarity(x, present, self.class_emb, cls_lambda=self.cls_lambda)
@@ -145,13 +94,6 @@ class _DenseWindows:
         logits = F.interpolate(sim.float() * self.scale, size=(h, w), mode="bilinear", align_corners=False)
         probs = logits.softmax(1)
         return probs.cpu().numpy(), probs.mean((2, 3)).cpu().numpy()
-
-
-def _class_embeddings(model, classes: Sequence[ClassSpec], templates: str) -> torch.Tensor:
-    from spectraclip.evaluate.templates import load_templates
-    from spectraclip.evaluate.zeroshot import class_text_embeddings
-
-    return class_text_embeddings(model, [c.prompt for c in classes], load_templates(templates)).float()
 
 
 def _probability_strip(values: np.ndarray, wsum: np.ndarray, probabilities: str) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +125,7 @@ def _scene_for(model, scene: str | Path | Scene, bands: Any, scl: Any) -> Scene:
 
 
 def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Sequence[ClassSpec] | None = None, *,
-              probe: str | Path | None = None, templates: str = "msclip", tile: int | None = None,
+              probe: str | Path | None = None, templates: str | None = None, tile: int | None = None,
               stride: int | None = None, dense: bool = False, probabilities: str = "uint8",
               vector: str | Path | None = None, quicklook: bool = True, weight: str = "hann",
               bands: Any = None, scl: str | Path | None = None, nodata: str = "fill", max_cloud: float = 0.5,
@@ -193,6 +135,8 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
     """Map `scene` into `output` (COG): the class index band then per-class probabilities, blended over
     overlapping windows of `tile` pixels (default the model input) every `stride` (default half a tile).
     `probe` (a saved window probe) replaces the text prompts; resumable (a rerun continues a killed run).
+    `templates` None uses the model's declared template set (`zeroshot.default_templates`); the map's tags
+    record the templates and the logit scale of its probabilities.
     `precision` is the image encoding's (`models.precision`; auto = the device's fastest that passes the gate)."""
     from spectraclip.apps.probe_head import load_probe
 
@@ -215,29 +159,35 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
     windows = window_grid(sc.height, sc.width, tile, stride)
     if tile > 2 * model.image_size:
         model.set_input_options(allow_resize=True)
-    class_emb = None if head is not None else _class_embeddings(model, classes, templates)
+    zs = None if head is not None else ZeroShotClassifier.build(model, classes, templates)
     if dense:
         from spectraclip.apps.dense import prepare_dense
 
         enc: Any = prepare_dense(model, precision, dev, attention, batch_size)
-        fn: Any = _DenseWindows(enc, class_emb, cls_lambda)
+        fn: Any = _DenseWindows(enc, zs, cls_lambda)
     else:
         from spectraclip.models.precision import prepare_for_inference
 
         enc = prepare_for_inference(model, precision, dev, batch_size)
-        fn = _ZeroShotWindows(enc, class_emb, head)
+        fn = _ZeroShotWindows(enc, zs, head)
     names = [c.name for c in classes]
+    zs_meta = zs.metadata() if zs is not None else {"templates": None, "logit_scale": None}
     out = Path(output)
     parts = out.with_name(out.name + ".parts")
     key = _job_key("map", model, sc, tile, stride, {"classes": [c.__dict__ for c in classes], "dense": dense,
-                                                   "probe": str(probe) if probe else None, "templates": templates,
+                                                   "probe": str(probe) if probe else None,
+                                                   "templates": zs_meta["templates"],
+                                                   "templates_sha256": zs_meta.get("templates_sha256"),
                                                    "probabilities": probabilities, "weight": weight,
                                                    "cls_lambda": cls_lambda, "attention": attention,
                                                    "nodata": nodata, "max_cloud": max_cloud,
                                                    "precision": enc.mode})
     tags = {"classes": json.dumps(names), "prompts": json.dumps([c.prompt for c in classes]),
             "spectraclip_map": json.dumps({"tile": tile, "stride": stride, "weight": weight, "dense": dense,
-                                           "probe": str(probe) if probe else None, "templates": templates,
+                                           "probe": str(probe) if probe else None,
+                                           "templates": zs_meta["templates"],
+                                           "templates_origin": zs_meta.get("templates_origin"),
+                                           "logit_scale": zs_meta["logit_scale"],
                                            "model": model.config.arch, "precision": enc.mode}),
             "probability_scale": "255" if probabilities == "uint8" else "1"}
     descriptions = ["class", *[f"p_{n}" for n in names]]
@@ -273,7 +223,7 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
             bg = natural_colour(reader)
         ql = class_quicklook(out, out.with_suffix(".png"), title=f"{sc.id}: {model.config.arch}"
                              f"{' (probe)' if probe else ' (dense)' if dense else ''}", background=bg)
-    return MapResult(out, names, summary, ql, vec_path)
+    return MapResult(out, names, summary, ql, vec_path, extra={"zeroshot": zs_meta})
 
 
 def write_window_vectors(path: str | Path, scene: Scene, windows: Sequence[Any], records: tuple[np.ndarray, np.ndarray],
@@ -304,5 +254,5 @@ def write_window_vectors(path: str | Path, scene: Scene, windows: Sequence[Any],
     return out
 
 
-__all__ = ["EUROSAT_CLASSES", "NODATA_CLASS", "PROBABILITY_TYPES", "ClassSpec", "MapError", "MapResult",
-           "colour_table", "map_scene", "parse_classes", "write_window_vectors"]
+__all__ = ["NODATA_CLASS", "PROBABILITY_TYPES", "MapError", "MapResult", "colour_table", "map_scene",
+           "write_window_vectors"]

@@ -10,9 +10,12 @@ import typer
 from spectraclip.cli.common import (
     BatchOpt,
     CheckpointOpt,
+    ClassesFileOpt,
+    ClassesOpt,
     DeviceOpt,
     ModelOpt,
     PrecisionOpt,
+    TemplatesOpt,
     WorkersOpt,
     console,
     fail,
@@ -54,15 +57,13 @@ def map_command(
     scene: SceneArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output COG (map.tif); a PNG quicklook goes beside "
                                          "it.")],
-    classes: Annotated[str | None, typer.Option("--classes", help="Comma list of classes, each `Name` or "
-                                                "`Name=prompt words`; `eurosat` for EuroSAT's ten.")] = None,
-    classes_file: Annotated[Path | None, typer.Option("--classes-file", help="One class per line (Name or "
-                                                      "Name=prompt words).")] = None,
+    classes: ClassesOpt = None,
+    classes_file: ClassesFileOpt = None,
     probe: Annotated[Path | None, typer.Option("--probe", help="A window probe (spectraclip fit-window-probe) "
                                                "instead of text prompts.")] = None,
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
-    templates: Annotated[str, typer.Option("--templates", "-t", help="Prompt template set.")] = "msclip",
+    templates: TemplatesOpt = None,
     tile: TileOpt = None,
     stride: StrideOpt = None,
     dense: Annotated[bool, typer.Option("--dense", help="Per-patch classes from dense patch features "
@@ -82,14 +83,18 @@ def map_command(
     precision: PrecisionOpt = "auto",
 ) -> None:
     """Thematic map of a whole scene: sliding-window zero-shot classes blended without seams, as a COG."""
-    from spectraclip.apps.maps import map_scene, parse_classes
+    from spectraclip.apps.maps import map_scene
+    from spectraclip.zeroshot.classes import parse_classes
 
-    m = load_model_or_exit(model, checkpoint, device)
     specs = None if probe and not (classes or classes_file) else parse_classes(classes, classes_file)
+    m = load_model_or_exit(model, checkpoint, device)
     res = map_scene(m, scene, output, specs, probe=probe, templates=templates, tile=tile, stride=stride, dense=dense,
                     probabilities=probabilities, vector=vector, weight=weight, cls_lambda=cls_lambda, bands=bands,
                     scl=scl, nodata=nodata, batch_size=batch_size, num_workers=workers,
                     device=resolve_device(device), precision=precision)
+    zs = res.extra.get("zeroshot") or {}
+    if zs.get("templates"):
+        console.print(f"templates {zs['templates']} ({zs['templates_origin']}); logit scale {zs['logit_scale']:.1f}")
     _summary(res, "map")
     if res.vector:
         console.print(f"windows: {res.vector}")

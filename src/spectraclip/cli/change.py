@@ -12,10 +12,13 @@ from spectraclip.cli.apps import SceneBandsOpt, SceneNodataOpt, StrideOpt, TileO
 from spectraclip.cli.common import (
     BatchOpt,
     CheckpointOpt,
+    ClassesFileOpt,
+    ClassesOpt,
     DeviceOpt,
     ModelBandsOpt,
     ModelOpt,
     PrecisionOpt,
+    TemplatesOpt,
     WorkersOpt,
     console,
     load_model_or_exit,
@@ -34,9 +37,8 @@ def change_command(
                                          "flag, ...; a PNG and a GeoParquet of changed windows go beside it.")],
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
-    classes: Annotated[str | None, typer.Option("--classes", help="Comma list of classes (`Name` or `Name=prompt "
-                                                "words`; `eurosat`): each changed window gets `from → to`.")] = None,
-    classes_file: Annotated[Path | None, typer.Option("--classes-file", help="One class per line.")] = None,
+    classes: ClassesOpt = None,
+    classes_file: ClassesFileOpt = None,
     query: Annotated[list[str] | None, typer.Option("--query", "-q", help="Score change towards a description: "
                                                     "its similarity AFTER minus BEFORE (repeatable; one band "
                                                     "each).")] = None,
@@ -63,7 +65,7 @@ def change_command(
     threshold_method: Annotated[str | None, typer.Option("--threshold-method", help="otsu, or otsu2 (Otsu again "
                                                          "above the first threshold: rare change). Default: the "
                                                          "documented rule's.")] = None,
-    templates: Annotated[str, typer.Option("--templates", "-t", help="Prompt template set of --classes.")] = "msclip",
+    templates: TemplatesOpt = None,
     tile: TileOpt = None,
     stride: StrideOpt = None,
     weight: Annotated[str, typer.Option("--weight", help="Window blending weight: hann or uniform.")] = "hann",
@@ -96,13 +98,13 @@ def change_command(
     from spectraclip.apps.change_probe_io import DEFAULT_PROBE, PROBES
     from spectraclip.apps.change_probe_io import load_probe as load_saved_probe
     from spectraclip.apps.change_probe_io import save_probe as save_probe_file
-    from spectraclip.apps.maps import parse_classes
+    from spectraclip.zeroshot.classes import parse_classes
 
     rule = ChangeRule(DEFAULT_RULE.embedding_weight if embedding_weight is None else embedding_weight,
                       threshold_method or DEFAULT_RULE.method)
+    specs = parse_classes(classes, classes_file) if (classes or classes_file) else None
     m = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands)
     dev = resolve_device(device)
-    specs = parse_classes(classes, classes_file) if (classes or classes_file) else None
     bs = batch_size or 32
     kind = probe_kind or DEFAULT_PROBE
     if kind not in PROBES:

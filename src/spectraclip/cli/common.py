@@ -39,7 +39,16 @@ ModelBandsOpt = Annotated[
                  "test model to them by name, new bands zero-initialised). Default: the model's own."),
 ]
 TemplatesOpt = Annotated[
-    str, typer.Option("--templates", "-t", help="A named template set or a JSON file of templates.")
+    str | None, typer.Option("--templates", "-t", help="A named template set or a JSON file of templates. Default: "
+                             "the set the model declares (msclip for a model that declares none).")
+]
+ClassesOpt = Annotated[
+    list[str] | None,
+    typer.Option("--classes", help="Classes: repeat or comma list; `Name=prompt words` to word a class; a preset "
+                 "(eurosat); @FILE for a file. Names without words are worded by a preset or de-CamelCased."),
+]
+ClassesFileOpt = Annotated[
+    Path | None, typer.Option("--classes-file", help="One class per line (Name or Name=prompt words; # comments).")
 ]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per forward pass (default: "
                     "fitted to the model and the free memory of the device).")]

@@ -35,7 +35,8 @@ def evaluate_cmd(
         "split on commas).")] = None,
     split: Annotated[str, typer.Option("--split", help="train, val, test or all.")] = "test",
     templates: Annotated[list[str] | None, typer.Option(
-        "--templates", "-t", help="Template set name or JSON file (repeat or comma list).")] = None,
+        "--templates", "-t", help="Template set name or JSON file (repeat or comma list). Default: each model's "
+        "declared set (msclip for a model that declares none).")] = None,
     task: Annotated[list[str] | None, typer.Option(
         "--task", help="zeroshot, multilabel, retrieval (repeat or comma list; default per dataset).")] = None,
     output_dir: Annotated[Path, typer.Option("--output", "-o", help="Output folder: reports, plots and the "
@@ -75,14 +76,13 @@ def evaluate_cmd(
     from spectraclip.data.errors import DatasetError, DatasetNotFoundError
     from spectraclip.errors import SpectraclipError
     from spectraclip.evaluate.runner import (
-        DEFAULT_TEMPLATES,
         EvaluationError,
         evaluate,
         headline_rows,
         pair_datasets,
         pair_models,
     )
-    from spectraclip.evaluate.templates import TemplateError
+    from spectraclip.zeroshot.templates import TemplateError
 
     template_specs = split_list(templates)
     tasks = split_list(task) or None
@@ -100,7 +100,7 @@ def evaluate_cmd(
     try:
         models = pair_models(split_list(model), checkpoint or [], model_bands)
         datasets = pair_datasets(split_list(dataset), root or [], split)
-        result = evaluate(models, datasets, template_specs or list(DEFAULT_TEMPLATES), tasks, output_dir,
+        result = evaluate(models, datasets, template_specs or None, tasks, output_dir,
                           batch_size=batch_size, num_workers=workers, device=resolve_device(device),
                           retrieval_k=k, empty=empty, negative_prompt=negative_prompt, plots=plots,
                           embedding_map=embedding_map, command=shlex.join(["spectraclip", *sys.argv[1:]]),

@@ -12,6 +12,8 @@ from spectraclip.cli.common import (
     BandsOpt,
     BatchOpt,
     CheckpointOpt,
+    ClassesFileOpt,
+    ClassesOpt,
     DeviceOpt,
     ModelBandsOpt,
     ModelOpt,
@@ -65,38 +67,15 @@ def _items(paths: list[Path]) -> list[Path]:
         raise  # unreachable
 
 
-def _classes(classes: list[str] | None, classes_file: Path | None) -> list[str]:
-    names: list[str] = []
-    for c in classes or []:
-        names += split_list(c)
-    if classes_file:
-        if not classes_file.is_file():
-            fail(f"{classes_file}: classes file not found")
-        names += [ln.strip() for ln in classes_file.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    if len(names) < 2:
-        fail("give at least two classes with --classes A,B or --classes-file FILE (one per line)")
-    return names
-
-
-def _templates(spec: str) -> list[str]:
-    from spectraclip.evaluate.templates import TemplateError, load_templates
-
-    try:
-        return load_templates(spec).templates
-    except TemplateError as exc:
-        fail(str(exc))
-        raise
-
-
 def classify(
     paths: PathsArg,
-    classes: Annotated[list[str] | None, typer.Option("--classes", help="Class names: A,B,C or repeat.")] = None,
-    classes_file: Annotated[Path | None, typer.Option("--classes-file", help="One class name per line.")] = None,
+    classes: ClassesOpt = None,
+    classes_file: ClassesFileOpt = None,
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
     model_bands: ModelBandsOpt = None,
     bands: BandsOpt = None,
-    templates: TemplatesOpt = "msclip",
+    templates: TemplatesOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write all scores to .csv or .parquet.")] = None,
     batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
@@ -108,15 +87,19 @@ def classify(
     show: Annotated[int, typer.Option("--show", help="Rows to print (0: all).")] = 50,
     precision: PrecisionOpt = "auto",
 ) -> None:
-    """Zero-shot classify rasters into the given classes (template-ensemble prompts)."""
+    """Zero-shot classify rasters into the given classes (template-ensemble prompts; the model's declared
+    templates unless --templates; probabilities under the model's logit scale)."""
     from rich.table import Table
 
-    from spectraclip.evaluate.zeroshot import zero_shot_probabilities
     from spectraclip.inference import encode_images
     from spectraclip.results import write_table
+    from spectraclip.zeroshot.classes import describe_classes, parse_classes
+    from spectraclip.zeroshot.classifier import ZeroShotClassifier
+    from spectraclip.zeroshot.templates import load_templates
 
-    names = _classes(classes, classes_file)
-    tmpl = _templates(templates)
+    specs = parse_classes(classes, classes_file)
+    if templates is not None:
+        load_templates(templates)  # a bad set is reported before the model loads
     items = _items(paths)
     net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     enc = encode_images(net, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
@@ -127,10 +110,14 @@ def classify(
         fail(f"no raster could be read (first: {enc.failed[0][0]}: {enc.failed[0][1]})" if enc.failed
              else "no raster could be read")
     _filled_note(enc.samples_meta)
-    probs = zero_shot_probabilities(net, enc.vectors, names, tmpl, device=resolve_device(device))
+    zs = ZeroShotClassifier.build(net, specs, templates)
+    names = zs.names
+    console.print(f"classes: {describe_classes(specs)}")
+    console.print(zs.describe())
+    probs = zs.probabilities(enc.vectors)
     top = probs.argmax(1)
     shown = names if len(names) <= 8 else None
-    table = Table(title=f"zero-shot classes ({len(tmpl)} templates)")
+    table = Table(title=f"zero-shot classes ({len(zs.templates.templates.templates)} templates)")
     table.add_column("id")
     table.add_column("top class", style="bold green")
     table.add_column("p", justify="right")
@@ -155,6 +142,8 @@ def classify(
                 "top_class": [names[t] for t in top], "top_probability": probs[range(len(top)), top].tolist()}
         cols["filled_bands"] = [m.get("filled_bands") or "" for m in enc.samples_meta]
         cols.update({f"p_{c}": probs[:, j].tolist() for j, c in enumerate(names)})
+        cols["templates"] = [zs.templates.templates.name] * len(top)  # what made these probabilities, per row
+        cols["logit_scale"] = [zs.scale] * len(top)
         write_table(output, cols)
         console.print(f"wrote {output}")
 
@@ -240,7 +229,7 @@ def search(
         fail("nothing to search")
     if vectors.shape[1] != net.config.arch_config.get("embed_dim", vectors.shape[1]):
         fail(f"embeddings have dimension {vectors.shape[1]}, which this model does not produce")
-    hits = text_search(net, vectors, ids, query, top_k=top_k, paths=src, device=resolve_device(device))
+    hits = text_search(net, vectors, ids, query, top_k=top_k, paths=src)
     rows: dict[str, list] = {"query": [], "rank": [], "id": [], "score": [], "path": []}
     for q, qhits in hits.items():
         table = Table(title=f"\u201c{q}\u201d")

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spectraclip.bands import BandSet
-from spectraclip.evaluate.templates import humanize_classname
 from spectraclip.io.sample import Sample
+from spectraclip.zeroshot.classes import humanize_classname
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from spectraclip.bands import PRESETS, BandSet
 from spectraclip.data.base import Item, LabelledDataset, sorted_files
 from spectraclip.data.errors import DatasetNotFoundError
+from spectraclip.zeroshot.classes import EUROSAT_WORDING
 
 CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
            "PermanentCrop", "Residential", "River", "SeaLake")
@@ -52,13 +53,7 @@ class EuroSATMS(LabelledDataset):
     name = "eurosat-ms"
     all_bands = PRESETS["eurosat-ms"]
     multilabel = False
-    # The class wording OpenAI CLIP used for EuroSAT prompts.
-    prompt_names = {
-        "AnnualCrop": "annual crop land", "Forest": "forest", "HerbaceousVegetation": "brushland or shrubland",
-        "Highway": "highway or road", "Industrial": "industrial buildings or commercial buildings",
-        "Pasture": "pasture land", "PermanentCrop": "permanent crop land",
-        "Residential": "residential buildings or homes or apartments", "River": "river", "SeaLake": "lake or sea",
-    }
+    prompt_names = EUROSAT_WORDING  # the class wording OpenAI CLIP used for EuroSAT prompts
     citation = "Helber et al., EuroSAT, IEEE JSTARS 2019 (MIT licence)"
 
     def __init__(self, root: str | Path, split: str = "test",

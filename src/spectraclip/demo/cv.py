@@ -46,15 +46,16 @@ def zero_shot_scores(model, dataset, templates: list[str], device: str = "cpu") 
     """Top-1 and balanced accuracy averaged over the template sets, as the demo's headline averages them,
     and each image's correctness averaged the same way (`correct`: id -> 0..1). Images are encoded once."""
     from spectraclip.evaluate.metrics import classification_metrics
-    from spectraclip.evaluate.templates import load_templates
-    from spectraclip.evaluate.zeroshot import class_text_embeddings, encode_labelled, zero_shot_logits
+    from spectraclip.evaluate.zeroshot import encode_labelled
+    from spectraclip.zeroshot.classifier import class_text_embeddings, cosine_logits
+    from spectraclip.zeroshot.templates import load_templates
 
     ids, vectors, labels = encode_labelled(model, dataset, device=device)
     runs, correct = [], np.zeros(len(ids))
     for t in templates:
         ts = load_templates(t)  # the set's class wording for this dataset, as the evaluator uses it
         class_emb = class_text_embeddings(model, ts.prompt_names(dataset), ts).cpu().numpy()
-        logits = zero_shot_logits(vectors, class_emb)
+        logits = cosine_logits(vectors, class_emb)
         runs.append(classification_metrics(logits, labels, dataset.classes))
         correct += logits.argmax(axis=1) == labels
     out: dict[str, Any] = {k: float(np.mean([r[k] for r in runs])) for k in ("top1", "balanced_accuracy")}

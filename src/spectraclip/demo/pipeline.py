@@ -72,7 +72,7 @@ def write_captions(out: Path, train_ds, templates: Sequence[str], say: Say) -> P
 def _evaluation_prompts(templates: Sequence[str], dataset) -> list[str]:
     """Every filled evaluation prompt (each set's class wording for `dataset`, as the evaluator uses it):
     the captioner must never emit one of these as a training caption."""
-    from spectraclip.evaluate.templates import load_templates
+    from spectraclip.zeroshot.templates import load_templates
 
     sets = [load_templates(t) for t in templates]
     return [p for ts in sets for c in ts.prompt_names(dataset) for p in ts.fill(c)]
@@ -187,7 +187,7 @@ def _search(results: dict[str, Any], label: str, model: Any, opts: DemoOptions, 
     run = next(r for r in results["runs"] if r["model"] == label)
     table = read_embeddings(run["embeddings"])
     hits = text_search(model, table.vectors, table.ids, list(opts.queries), top_k=opts.top_k,
-                       paths=table.columns.get("path"), device=opts.device)
+                       paths=table.columns.get("path"))
     labels = dict(zip(table.ids, table.columns.get("labels") or [None] * len(table), strict=True))
     found = []
     for q, qh in hits.items():

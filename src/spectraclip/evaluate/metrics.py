@@ -107,6 +107,30 @@ def classification_metrics(scores: np.ndarray, labels: Sequence[int] | np.ndarra
 PREDICTION_COLUMNS = ("id", "label", "predicted", "correct", "score")
 
 
+def expected_calibration_error(probs: np.ndarray, labels: Sequence[int] | np.ndarray, bins: int = 15
+                               ) -> dict[str, Any]:
+    """Expected calibration error of top-1 probabilities (Guo et al., 2017): images binned by their top-1
+    probability into `bins` equal-width bins over [0, 1]; ECE = sum over bins of (bin share) x |accuracy of the
+    bin - mean top-1 probability of the bin|. Also the mean top-1 probability (confidence) and accuracy, so a
+    reader sees the direction: confidence > accuracy is over-confidence."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = _as_labels(labels)
+    if probs.ndim != 2 or len(probs) != len(labels):
+        raise ValueError(f"probabilities of shape {probs.shape} for {len(labels)} labels")
+    if len(labels) == 0:
+        return {"ece": None, "bins": bins, "confidence": None, "accuracy": None}
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return {"ece": float(ece), "bins": bins, "confidence": float(conf.mean()), "accuracy": float(correct.mean())}
+
+
 def write_predictions(path: str | Path, ids: Sequence[str], scores: np.ndarray, labels: Sequence[int] | np.ndarray,
                       classes: Sequence[str]) -> Path:
     """One CSV row per image (id, true class, top-1 class, correct 0/1, top-1 score), written atomically, so

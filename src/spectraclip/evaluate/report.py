@@ -16,6 +16,7 @@ from spectraclip.io.atomic import atomic_open
 HEADLINES: list[tuple[str, str, str]] = [
     ("zeroshot", "top1", "Zero-shot top-1 accuracy (%)"),
     ("zeroshot", "balanced_accuracy", "Zero-shot balanced accuracy (%)"),
+    ("zeroshot", "calibration.ece", "Zero-shot expected calibration error (%, lower is better)"),
     ("multilabel", "mAP", "Multi-label mAP (%)"),
     ("multilabel", "mean_of_others.macro.f1", "Multi-label macro F1, mean-of-other-classes threshold (%)"),
     ("multilabel", "negative_class.macro.f1", "Multi-label macro F1, negative-class threshold (%)"),

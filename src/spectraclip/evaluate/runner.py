@@ -22,13 +22,19 @@ from spectraclip.errors import SpectraclipError
 from spectraclip.evaluate import metrics as single
 from spectraclip.evaluate import multilabel as multi
 from spectraclip.evaluate import retrieval as retr
-from spectraclip.evaluate.templates import TemplateSet, load_templates
 from spectraclip.identity import Fingerprints, check_fingerprints
+from spectraclip.zeroshot.classifier import (
+    class_text_embeddings,
+    cosine_logits,
+    default_templates,
+    logit_scale,
+    softmax,
+)
+from spectraclip.zeroshot.templates import TemplateSet, load_templates
 
 log = logging.getLogger(__name__)
 
 TASKS = ("zeroshot", "multilabel", "retrieval")
-DEFAULT_TEMPLATES = ("msclip",)
 NEGATIVE_PROMPT = "other features"
 
 
@@ -195,15 +201,12 @@ def _tasks_for(dataset: LabelledDataset, tasks: Sequence[str] | None) -> list[st
     return out
 
 
-def _text_embeddings(model: Any, names: list[str], ts: TemplateSet, device: str) -> np.ndarray:
-    from spectraclip.evaluate.zeroshot import class_text_embeddings
-
-    model.to(device)
+def _text_embeddings(model: Any, names: list[str], ts: TemplateSet) -> np.ndarray:
     return class_text_embeddings(model, names, ts).numpy().astype(np.float64)
 
 
 def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
-             templates: Sequence[str | TemplateSet] = DEFAULT_TEMPLATES, tasks: Sequence[str] | None = None,
+             templates: Sequence[str | TemplateSet] | None = None, tasks: Sequence[str] | None = None,
              output_dir: str | Path = "evaluation", *, batch_size: int = 32, num_workers: int = 0,
              device: str = "cpu", progress: bool = True, retrieval_k: int = 100, empty: str = "skip",
              negative_prompt: str = NEGATIVE_PROMPT, plots: bool = True, embedding_map: str = "auto",
@@ -214,7 +217,10 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
 
     With `embeddings` (an existing table), its vectors stand for the images of the one dataset and the one
     model encodes only text; the table's fingerprints must match that model unless `force`. `precision`
-    is the image encoder's mode (part of the embedding cache key).
+    is the image encoder's mode (part of the embedding cache key). `templates` None (the default) gives each
+    model the template set it declares (`zeroshot.default_templates`); the results record which, and why.
+    Scores are `logit_scale(model) x cosine` (the package's one logit-scale rule; ranks and accuracy do not
+    depend on it), and each zero-shot run reports the expected calibration error of their softmax.
     """
     from spectraclip.evaluate import report
     from spectraclip.models.precision import resolve_precision
@@ -226,7 +232,7 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
         raise EvaluationError("no dataset to evaluate on")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    template_sets = [load_templates(t) for t in templates]
+    given_sets = [load_templates(t) for t in templates] if templates else None
     if empty not in retr.EMPTY_DEFINITION:
         raise EvaluationError(f"--empty must be one of {', '.join(retr.EMPTY_DEFINITION)}")
     if embeddings is not None and (len(models) != 1 or len(datasets) != 1):
@@ -255,8 +261,6 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
     embeddings_for_plots: list[dict[str, Any]] = []
     caches: list[Path] = []
     prediction_files: list[Path] = []
-    for ts in template_sets:
-        provenance["templates"][ts.name] = ts.to_dict()
     for dlabel, ds in opened:
         provenance["datasets"][dlabel] = ds.describe()
     seen_labels: dict[str, int] = {}
@@ -268,6 +272,16 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
         else:
             seen_labels[mlabel] = 0
         provenance["models"][mlabel] = _model_provenance(spec, model, Fingerprints.of(model))
+        if given_sets is not None:
+            choices = [(ts, "given") for ts in given_sets]
+        else:
+            choice = default_templates(model)
+            choices = [(choice.templates, choice.origin)]
+            say(f"{mlabel}: templates {choice.describe()}")
+        for ts, origin in choices:
+            provenance["templates"][ts.name] = {**ts.to_dict(), "origin": origin}
+        scale = logit_scale(model)
+        provenance["models"][mlabel]["logit_scale"] = scale
         for dlabel, ds in opened:
             if embeddings is not None:
                 cache = Path(embeddings)
@@ -299,27 +313,27 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
                 onehot[n, [cls_index[c] for c in by_id[x].labels]] = 1
             embeddings_for_plots.append({"model": mlabel, "dataset": dlabel, "vectors": vectors,
                                          "labels": [by_id[x].labels[0] for x in ids], "classes": ds.classes})
-            for ts in template_sets:
+            for ts, origin in choices:
                 names = ts.prompt_names(ds)  # the set's class wording for this dataset, else the dataset's
-                class_emb = _text_embeddings(model, names, ts, device)
-                from spectraclip.evaluate.zeroshot import zero_shot_logits
-
-                scores = zero_shot_logits(vectors, class_emb)
+                class_emb = _text_embeddings(model, names, ts)
+                scores = cosine_logits(vectors, class_emb, scale)
                 for task in _tasks_for(ds, tasks):
                     base = {"model": mlabel, "dataset": dlabel, "templates": ts.name, "task": task,
                             "n_images": len(ids), "n_failed": len(failed), "embeddings": str(cache),
                             "embeddings_cached": hit, "embeddings_given": embeddings is not None,
+                            "templates_origin": origin, "logit_scale": scale,
                             "failed": [list(f) for f in failed[:100]], "prompt_names": names}
                     if task == "zeroshot":
                         truth = onehot.argmax(1)
                         base["metrics"] = single.classification_metrics(scores, truth, ds.classes)
+                        base["metrics"]["calibration"] = single.expected_calibration_error(softmax(scores), truth)
                         pred_file = out / "predictions" / f"{_slug(mlabel)}__{_slug(dlabel)}__{_slug(ts.name)}.csv"
                         single.write_predictions(pred_file, ids, scores, truth, ds.classes)
                         base["predictions"] = str(pred_file)
                         prediction_files.append(pred_file)
                     elif task == "multilabel":
-                        neg = _text_embeddings(model, [negative_prompt], ts, device)
-                        neg_scores = zero_shot_logits(vectors, neg)[:, 0]
+                        neg = _text_embeddings(model, [negative_prompt], ts)
+                        neg_scores = cosine_logits(vectors, neg, scale)[:, 0]
                         base["metrics"] = multi.multilabel_metrics(scores, onehot, ds.classes, neg_scores)
                         base["negative_prompt"] = negative_prompt
                     else:
@@ -335,7 +349,11 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
             "zeroshot": {**single.DEFINITIONS, "class_embedding": "mean of the L2-normalised embeddings of "
                          "every template filled with the class's wording (run's prompt_names: the template set's for "
                          "this dataset if it has some, else the dataset's), renormalised; scores are "
-                         "100 x cosine(image, class)"},
+                         "s x cosine(image, class) with s the model's logit scale (exp of its learned logit_scale, "
+                         "at most 100; 100 without one): the run's logit_scale",
+                         "calibration": "expected calibration error of softmax(scores): 15 equal-width bins of the "
+                         "top-1 probability, sum of bin share x |bin accuracy - bin mean probability| (Guo et al. "
+                         "2017)"},
             "multilabel": multi.DEFINITIONS,
             "retrieval": {**retr.AP_DEFINITIONS, "recall": retr.RECALL_DEFINITION,
                           "queries": "each class's template-ensemble embedding queries all images; an image "

@@ -79,7 +79,7 @@ def query_vector(index: SearchIndex, query: Query, model: Any = None, *, force: 
     if text:
         if model is None:
             raise QueryError("this index was opened without a model, so text queries cannot be encoded")
-        from spectraclip.inference import encode_texts
+        from spectraclip.zeroshot.text import encode_texts
 
         index.check_model(model, force=force)
         positives.append(encode_texts(model, [text])[0])

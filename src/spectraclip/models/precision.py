@@ -183,8 +183,8 @@ def int8_trunk_path(model: SpectralCLIP, tag: str = "visual") -> Path | None:
     """Where the quantised trunk `tag` of this model is cached (None when the cache is disabled)."""
     import onnxruntime as ort
 
+    from spectraclip.cache import cache_root
     from spectraclip.identity import model_fingerprint
-    from spectraclip.text_cache import cache_root
 
     root = cache_root()
     kind = "int8mm-pc" if INT8_PER_CHANNEL else "int8mm"

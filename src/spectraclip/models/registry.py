@@ -43,6 +43,7 @@ class RegistryEntry:
     seed: int | None = None
     description: str = ""
     license: str | None = None
+    zeroshot: dict[str, Any] = field(default_factory=dict)  # declared zero-shot defaults (templates)
 
 
 @lru_cache(maxsize=1)
@@ -116,7 +117,8 @@ def config_from_entry(entry: RegistryEntry, bands: BandSet | str | list[str] | N
         provenance["license"] = entry.license
     return ModelConfig(arch=entry.arch, arch_config=json.loads(json.dumps(arch_config)), bands=list(bandset.names),
                        mean=mean, std=std, image_size=int(image_size), resize=entry.resize,
-                       crop=entry.crop, text=dict(entry.text), provenance=provenance)
+                       crop=entry.crop, text=dict(entry.text), provenance=provenance,
+                       zeroshot=dict(entry.zeroshot))
 
 
 def tiny_group_config(groups: dict[str, str | list[str]] | None = None, stats: dict[str, BandStats] | None = None,

@@ -40,7 +40,7 @@ CONFIG_FORMAT = "spectraclip.model"
 CONFIG_VERSION = 2
 FUSIONS: tuple[str, ...] = ("mean",)
 _FIELDS = ("arch", "arch_config", "inputs", "image_size", "resize", "crop", "fusion", "missing_bands",
-           "modality_dropout", "channel_dropout", "text", "provenance")
+           "modality_dropout", "channel_dropout", "text", "provenance", "zeroshot")
 
 
 class ModelConfigError(SpectraclipError, ValueError):
@@ -59,6 +59,9 @@ class ModelConfig:
     named after the sensor). `arch_config` is the full open_clip model cfg; `text` says which tokenizer
     to use; `missing_bands` is the declared policy (`error` | `fill`); `fusion` how groups combine;
     `modality_dropout` / `channel_dropout` are training-time input corruption of multi-group models.
+    `zeroshot` holds the zero-shot defaults the model was made for: `templates` (a shipped template set's name
+    or a list of templates), the default of every command that classifies from text (`spectraclip.zeroshot`).
+    Bundles written before it existed have none and load unchanged.
     """
 
     def __init__(self, arch: str, arch_config: dict[str, Any], inputs: Sequence[InputGroup | dict] | None = None,
@@ -66,7 +69,7 @@ class ModelConfig:
                  missing_bands: str = "error", modality_dropout: float = 0.0, channel_dropout: float = 0.0,
                  text: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None, *,
                  bands: Sequence[str] | str | None = None, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None) -> None:
+                 std: Sequence[float] | None = None, zeroshot: Mapping[str, Any] | None = None) -> None:
         self.arch = arch
         self.arch_config = arch_config
         if inputs is None:
@@ -84,6 +87,7 @@ class ModelConfig:
         self.modality_dropout, self.channel_dropout = float(modality_dropout), float(channel_dropout)
         self.text = dict(text or {"tokenizer": "open_clip"})
         self.provenance = dict(provenance or {})
+        self.zeroshot = dict(zeroshot or {})
         self._validate()
 
     def _validate(self) -> None:
@@ -110,6 +114,13 @@ class ModelConfig:
         for key in ("modality_dropout", "channel_dropout"):
             if not 0 <= getattr(self, key) < 1:
                 raise ModelConfigError(f"{where}: {key} must be in [0, 1), got {getattr(self, key)}")
+        unknown = sorted(set(self.zeroshot) - {"templates"})
+        if unknown:
+            raise ModelConfigError(f"{where}: zeroshot has unknown key(s) {', '.join(unknown)} (known: templates)")
+        tmpl = self.zeroshot.get("templates")
+        if tmpl is not None and not (isinstance(tmpl, str) and tmpl.strip()) and not (
+                isinstance(tmpl, list) and tmpl and all(isinstance(t, str) for t in tmpl)):
+            raise ModelConfigError(f"{where}: zeroshot.templates must be a template set name or a list of templates")
         for key in ("embed_dim", "vision_cfg", "text_cfg"):
             if key not in self.arch_config:
                 raise ModelConfigError(f"{where}: arch_config lacks {key!r}")
@@ -175,6 +186,8 @@ class ModelConfig:
         for key in _FIELDS:
             value = getattr(self, key)
             out[key] = [g.to_dict() for g in value] if key == "inputs" else deepcopy(value)
+        if not out["zeroshot"]:
+            del out["zeroshot"]  # a model that declares nothing writes the config it always wrote
         return out
 
     @classmethod

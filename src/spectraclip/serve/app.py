@@ -142,7 +142,7 @@ def warm_up(index: SearchIndex, model: Any = None) -> float:
     index.search(q, 1)
     exact_search(index.vectors, q, 1, np.arange(min(len(index), 8)))
     if model is not None:
-        from spectraclip.inference import encode_texts
+        from spectraclip.zeroshot.text import encode_texts
 
         encode_texts(model, ["warm-up"])
     return time.perf_counter() - t0

@@ -62,6 +62,9 @@ class ModelRecipe(_Section):
     modalities: dict[str, str | list[str]] | None = None  # multisensor: {s2: s2-l2a, s1: s1}; None: from data
     modality_dropout: Float = 0.3  # multisensor: chance to drop each present modality of a sample
     channel_dropout: Float = 0.1  # multisensor: chance to zero each band of a kept modality
+    # the prompt templates the trained model is declared for (its zero-shot default everywhere: a shipped set's
+    # name or a list); None keeps the base model's declaration
+    zeroshot_templates: str | list[str] | None = None
 
 
 class DataRecipe(_Section):

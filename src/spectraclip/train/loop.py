@@ -483,6 +483,8 @@ def train(recipe: Recipe, *, resume: bool = False, hooks: Sequence[Callable] | N
             from spectraclip.models.checkpoints import save_bundle
 
             final.eval()
+            if recipe.model.zeroshot_templates is not None:
+                final.config.zeroshot["templates"] = recipe.model.zeroshot_templates
             bundle = save_bundle(final, out / "model", provenance=provenance)
             if run.plot and mlog.path.exists():
                 plot = plot_curves(mlog.path, out / "training_curves.png")

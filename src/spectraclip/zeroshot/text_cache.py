@@ -19,24 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from spectraclip.cache import CACHE_ENV, cache_root
 from spectraclip.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "SPECTRACLIP_CACHE"
-_OFF = {"off", "none", "0", "false", "no"}
 FORMAT = 1
-
-
-def cache_root() -> Path | None:
-    """The spectraclip cache folder (`$SPECTRACLIP_CACHE` or `~/.cache/spectraclip`); None when disabled."""
-    env = os.environ.get(CACHE_ENV)
-    if env is not None and env.strip().lower() in _OFF:
-        return None
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "spectraclip"
 
 
 def tokenizer_id(model: Any) -> str:

@@ -1,4 +1,4 @@
-"""Prompt template sets for zero-shot evaluation, stored as JSON data files in `evaluate/templates/`.
+"""Prompt template sets for zero-shot evaluation, stored as JSON data files in `zeroshot/templates/`.
 
 A template holds `{}` or `{c}` where the class wording goes. A set is named by its file stem or given
 as a path to a user JSON file holding either a list of templates or an object
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,15 +111,6 @@ class TemplateSet:
 def fill_template(template: str, classname: str) -> str:
     """Put `classname` where the template's `{}` / `{c}` is (plain replace, so other braces are kept)."""
     return template.replace("{c}", classname).replace("{}", classname)
-
-
-def humanize_classname(name: str) -> str:
-    """`HerbaceousVegetation` -> "herbaceous vegetation", `sea_lake` -> "sea lake": prompt-friendly words."""
-    text = re.sub(r"[_\-]+", " ", str(name))
-    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", text)
-    text = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z])", " ", text)
-    words = [w if (w.isupper() and len(w) > 1) else w.lower() for w in text.split()]
-    return " ".join(words)
 
 
 def available_template_sets() -> list[str]:
