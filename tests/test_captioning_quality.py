@@ -238,7 +238,7 @@ def test_cli_caption_quality_with_caps_files(tmp_path):
     assert data[0]["distinct_sample_size"] == 2 and data[0]["distinct_sample_draws"] == 3
     assert set(data[0]["diversity_definitions"]) == {"distinct", "distinct_sampled", "per_image"}
     md = (tmp_path / "q" / "quality.md").read_text()
-    assert "| … samples: draws × K captions | 3 × 2 (seed 0) | 3 × 2 (seed 0) |" in md
+    assert "| … samples: draws × K captions (one per image) | 3 × 2 (seed 0) | 3 × 2 (seed 0) |" in md
 
 
 _UCM = Path("/work/shared/data/rs-captions/ucm")
@@ -286,6 +286,20 @@ def test_sampled_distinct_is_stable_across_set_sizes_while_whole_set_falls():
     assert sampled_distinct_n(["a b a b", "a b c"], 1, sample_size=2, draws=3) == pytest.approx(3 / 7)
 
 
+def test_sampled_distinct_with_ids_takes_one_caption_per_image():
+    """Five captions per image (here five copies): caption samples meet copies, image samples never do."""
+    from spectraclip.captioning.quality import sampled_distinct_n
+
+    per_image = _template_captions(60, seed=4)
+    caps = [c for c in per_image for _ in range(5)]
+    ids = [f"img{i}" for i in range(60) for _ in range(5)]
+    by_caption = sampled_distinct_n(caps, 3, sample_size=50, draws=10)
+    by_image = sampled_distinct_n(caps, 3, sample_size=50, draws=10, ids=ids)
+    one_each = sampled_distinct_n(per_image, 3, sample_size=50, draws=10)
+    assert by_image == pytest.approx(one_each, abs=0.02) and by_caption < by_image - 0.05
+    assert sampled_distinct_n(caps, 3, sample_size=61, ids=ids) is None  # 60 images < K
+
+
 def test_report_states_each_diversity_definition(tmp_path):
     from spectraclip.captioning.quality import per_image_diversity
 
@@ -295,6 +309,6 @@ def test_report_states_each_diversity_definition(tmp_path):
     assert rep.distinct_sampled == {} and rep.per_image_diversity["images"] == 2
     md = markdown_summary([rep])
     assert "| … whole set: captions | 3 |" in md
-    assert "| … samples: draws × K captions | none: 3 < K = 5 captions |" in md
+    assert "| … samples: draws × K captions (one per image) | none: 2 < K = 5 images |" in md
     assert "| … per image: images / captions | 2 / 3 |" in md
     assert "Li et al., 2016" in md and "falls as the set grows" in md and "does not depend on the size" in md

@@ -23,9 +23,10 @@ Figures:
   - distinct-n, whole set, n = 1..4 and their mean: unique n-grams / all n-grams over every caption
     (Li et al., 2016). It falls as a set grows (common n-grams repeat, rare ones run out), so it only
     compares sets of about the same number of captions;
-  - distinct-n on K-caption samples: the same ratio on `draws` random samples of K captions (without
-    replacement, seeded), averaged: an estimate of the expected distinct-n of K captions, which does not
-    depend on how many captions the set has (sets of fewer than K captions get none);
+  - distinct-n on K-caption samples: the same ratio on `draws` random samples of K captions of K
+    different images (one random caption of each; seeded), averaged: an estimate of the expected
+    distinct-n of K captions of different images, which depends neither on how many captions the set has
+    nor on how many each image has (sets of fewer than K images get none);
   - per-image n-gram diversity: distinct-n (mean over n = 1..4) within the captions of each image, then
     the mean and the lowest over images (per caption where an image has one caption).
   docs/captions.md measures all three on the human-written RS caption sets and compares them with the
@@ -61,8 +62,9 @@ NGRAM_ORDERS: tuple[int, ...] = (1, 2, 3, 4)
 DIVERSITY_DEFINITIONS: dict[str, str] = {
     "distinct": "distinct-n over the whole set: unique n-grams / all n-grams over every caption (Li et al., "
                 "2016); falls as the set grows, so compare sets of about the same size only",
-    "distinct_sampled": "distinct-n on random samples of K captions (without replacement, seeded), averaged "
-                        "over the draws: does not depend on the size of the set; none for fewer than K captions",
+    "distinct_sampled": "distinct-n on random samples of K captions of K different images (one random caption "
+                        "per image; seeded), averaged over the draws: does not depend on the size of the set or "
+                        "on the captions per image; none for fewer than K images",
     "per_image": "distinct-n (mean over n = 1..4) within the captions of each image, then the mean and the "
                  "lowest over images (per caption where an image has one caption)",
 }
@@ -126,27 +128,44 @@ def distinct_n(captions: Sequence[str], n: int) -> float:
     return _distinct((tokenize(c) for c in captions), n)
 
 
-def _sampled_distinct(tokens: Sequence[Sequence[str]], orders: Sequence[int], sample_size: int, draws: int,
-                      seed: int) -> dict[int, float] | None:
+def _sampled_distinct(groups: Sequence[Sequence[Sequence[str]]], orders: Sequence[int], sample_size: int,
+                      draws: int, seed: int) -> dict[int, float] | None:
+    """Mean distinct-n over `draws` samples of `sample_size` groups (images), one random token list of each."""
     if sample_size < 1 or draws < 1:
         raise ValueError(f"sample_size and draws must be at least 1, got {sample_size} and {draws}")
-    if len(tokens) < sample_size:
+    groups = [g for g in groups if g]
+    if len(groups) < sample_size:
         return None
     rng = np.random.default_rng(seed)
-    samples = [rng.choice(len(tokens), sample_size, replace=False) for _ in range(draws)]
-    return {k: float(np.mean([_distinct((tokens[i] for i in idx), k) for idx in samples])) for k in orders}
+    samples = []
+    for _ in range(draws):
+        picked = rng.choice(len(groups), sample_size, replace=False)
+        samples.append([groups[i][int(rng.integers(len(groups[i])))] for i in picked])
+    return {k: float(np.mean([_distinct(sample, k) for sample in samples])) for k in orders}
 
 
-def sampled_distinct_n(captions: Sequence[str], n: int, sample_size: int = 100, draws: int = 20,
-                       seed: int = 0) -> float | None:
-    """distinct-n on random samples of `sample_size` captions (without replacement), averaged over `draws`
-    samples drawn with `seed`; None when the set has fewer than `sample_size` captions.
+def sampled_distinct_n(captions: Sequence[str], n: int, sample_size: int = 100, draws: int = 20, seed: int = 0,
+                       ids: Sequence[str] | None = None) -> float | None:
+    """distinct-n on random samples of `sample_size` captions, averaged over `draws` samples drawn with
+    `seed`; None when there are fewer than `sample_size` captions (images, with `ids`).
 
     Whole-set distinct-n falls as a set grows; its expectation over K-caption samples does not depend on
     how many captions the set has, so sets of different sizes compare at the same K (and seed: the figure
-    is deterministic).
+    is deterministic). With `ids` (the image id of each caption) a sample takes K different images and
+    one random caption of each, so that a set with five captions per image compares with a set with one:
+    captions of the same image, which share n-grams, never meet in a sample.
     """
-    out = _sampled_distinct([tokenize(c) for c in captions], (n,), sample_size, draws, seed)
+    tokens = [tokenize(c) for c in captions]
+    if ids is None:
+        groups = [[t] for t in tokens]
+    else:
+        if len(ids) != len(tokens):
+            raise ValueError(f"{len(ids)} ids for {len(tokens)} captions")
+        by_id: dict[str, list[list[str]]] = {}
+        for i, t in zip(ids, tokens, strict=True):
+            by_id.setdefault(i, []).append(t)
+        groups = list(by_id.values())
+    out = _sampled_distinct(groups, (n,), sample_size, draws, seed)
     return None if out is None else out[n]
 
 
@@ -187,7 +206,8 @@ class QualityReport:
     """Quality figures of one manifest (see the module docstring for how each is computed).
 
     `distinct` is whole-set distinct-n over `captions` captions; `distinct_sampled` the same on
-    `distinct_sample_draws` samples of `distinct_sample_size` captions (empty when the set is smaller);
+    `distinct_sample_draws` samples of `distinct_sample_size` captions, one per image (empty when the set
+    has fewer images);
     `per_image_diversity` the mean and lowest per-image figure over `ok` images. METEOR is the mean over the
     `meteor_pairs` captions whose id has references; `meteor_no_reference` captions (of
     `meteor_unmatched_ids` ids, examples in `meteor_unmatched_examples`) had none and are not in it.
@@ -345,15 +365,15 @@ def caption_quality(manifest: str | Path, references: str | Path | None = None, 
     rep.vocabulary = len({t for ts in tokens for t in ts})
     rep.distinct = {f"distinct-{n}": _distinct(tokens, n) for n in NGRAM_ORDERS}
     rep.distinct["mean"] = float(np.mean(list(rep.distinct.values())))
-    rep.distinct_sample_size, rep.distinct_sample_draws, rep.distinct_seed = sample_size, draws, seed
-    sampled = _sampled_distinct(tokens, NGRAM_ORDERS, sample_size, draws, seed)
-    if sampled is not None:
-        rep.distinct_sampled = {f"distinct-{n}": v for n, v in sampled.items()}
-        rep.distinct_sampled["mean"] = float(np.mean(list(sampled.values())))
     start, groups = 0, []
     for cs in by_id.values():
         groups.append(tokens[start:start + len(cs)])
         start += len(cs)
+    rep.distinct_sample_size, rep.distinct_sample_draws, rep.distinct_seed = sample_size, draws, seed
+    sampled = _sampled_distinct(groups, NGRAM_ORDERS, sample_size, draws, seed)
+    if sampled is not None:
+        rep.distinct_sampled = {f"distinct-{n}": v for n, v in sampled.items()}
+        rep.distinct_sampled["mean"] = float(np.mean(list(sampled.values())))
     per_image = _per_image(groups, NGRAM_ORDERS)
     if per_image:
         rep.per_image_diversity = {"mean": float(np.mean(per_image)), "min": float(np.min(per_image)),
@@ -414,9 +434,9 @@ def markdown_summary(reports: Sequence[QualityReport]) -> str:
     for n in NGRAM_ORDERS:
         row(f"distinct-{n}, K-caption samples", [r.distinct_sampled.get(f"distinct-{n}") for r in reports])
     row("distinct mean (1-4), K-caption samples", [r.distinct_sampled.get("mean") for r in reports])
-    row("… samples: draws × K captions", [
+    row("… samples: draws × K captions (one per image)", [
         f"{r.distinct_sample_draws} × {r.distinct_sample_size} (seed {r.distinct_seed})" if r.distinct_sampled
-        else f"none: {r.captions} < K = {r.distinct_sample_size} captions" for r in reports])
+        else f"none: {r.ok} < K = {r.distinct_sample_size} images" for r in reports])
     row("per-image n-gram diversity, mean", [r.per_image_diversity.get("mean") for r in reports])
     row("per-image n-gram diversity, lowest", [r.per_image_diversity.get("min") for r in reports])
     row("… per image: images / captions", [f"{int(r.per_image_diversity.get('images', 0))} / {r.captions}"

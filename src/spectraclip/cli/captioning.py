@@ -161,8 +161,8 @@ def caption_quality_cmd(
     out: Annotated[Path, typer.Option("--output", "-o", help="Folder for quality.md, quality.json, the plot.")] = Path(
         "caption-quality"),
     sample_size: Annotated[int, typer.Option(
-        "--sample-size", min=1, help="K: captions per random sample for the size-independent distinct-n "
-        "(sets of fewer than K captions get none).")] = 100,
+        "--sample-size", min=1, help="K: captions per random sample (K different images, one caption each) for "
+        "the size-independent distinct-n (sets of fewer than K images get none).")] = 100,
     draws: Annotated[int, typer.Option("--draws", min=1, help="Random K-caption samples averaged.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the K-caption samples.")] = 0,
 ) -> None:
