@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from spectraclip.cli.common import BandsOpt, console, err_console, fail, report_failures
 
@@ -148,28 +149,48 @@ def caption_cmd(
 
 
 def caption_quality_cmd(
-    manifests: Annotated[list[Path], typer.Argument(help="One or more caption manifests (compared side by side).")],
+    manifests: Annotated[list[Path], typer.Argument(
+        help="One or more caption sets, compared side by side: caption manifests (.jsonl/.csv/.parquet...) or "
+        "human-caption files SPLIT_caps.txt (one caption per line) with SPLIT_filename.txt beside them (image "
+        "name per caption line, or per block of k lines); give the _caps.txt file, the DIR/SPLIT prefix, or a "
+        "folder holding one *_caps.txt.")],
     references: Annotated[Path | None, typer.Option(
-        "--references", help="Manifest of reference captions (same ids) for METEOR.")] = None,
+        "--references", help="Reference captions for METEOR, with the same ids (image names): a manifest or a "
+        "_caps.txt/_filename.txt pair as above. Captions whose id has no reference are counted, not scored; no "
+        "id in common is an error.")] = None,
     out: Annotated[Path, typer.Option("--output", "-o", help="Folder for quality.md, quality.json, the plot.")] = Path(
         "caption-quality"),
+    sample_size: Annotated[int, typer.Option(
+        "--sample-size", min=1, help="K: captions per random sample (K different images, one caption each) for "
+        "the size-independent distinct-n (sets of fewer than K images get none).")] = 100,
+    draws: Annotated[int, typer.Option("--draws", min=1, help="Random K-caption samples averaged.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the K-caption samples.")] = 0,
 ) -> None:
-    """Caption quality: METEOR vs references, distinct-n, pairwise similarity, vocabulary, lengths, plot."""
+    """Caption quality: METEOR vs references, n-gram diversity (distinct-n over the whole set, on K-caption
+    samples, per image), pairwise similarity, vocabulary, lengths, plot."""
     from rich.markdown import Markdown
 
     from spectraclip.captioning.quality import caption_quality, markdown_summary, write_quality
-    from spectraclip.io.manifest import ManifestError
+    from spectraclip.errors import SpectraclipError
 
     names = [m.stem for m in manifests]
     if len(set(names)) < len(names):
         names = [f"{m.parent.name}/{m.stem}" for m in manifests]
     try:
-        reports = [caption_quality(m, references, name=n) for m, n in zip(manifests, names, strict=True)]
-    except ManifestError as exc:
+        reports = [caption_quality(m, references, name=n, sample_size=sample_size, draws=draws, seed=seed)
+                   for m, n in zip(manifests, names, strict=True)]
+    except SpectraclipError as exc:
         fail(str(exc))
         return
     paths = write_quality(reports, out)
     console.print(Markdown(markdown_summary(reports)))
+    for r in reports:
+        if r.meteor_no_reference:
+            ids = f"{r.meteor_unmatched_ids} id" + ("" if r.meteor_unmatched_ids == 1 else "s")
+            err_console.print(
+                f"[yellow]warning:[/] {escape(r.path)}: {r.meteor_no_reference} of {r.captions} captions ({ids}, "
+                f"e.g. {escape(', '.join(r.meteor_unmatched_examples[:3]))}) have no reference in "
+                f"{escape(str(r.references))}; METEOR is over the other {r.meteor_pairs}", highlight=False)
     err_console.print(f"wrote {paths['markdown']}, {paths['json']}, {paths['plot']}")
 
 
