@@ -148,6 +148,32 @@ def test_classify_accepts_presets_and_uses_the_declared_templates_and_the_learne
     np.testing.assert_allclose(got, probs, atol=1e-5)
 
 
+def test_classify_words_a_preset_as_the_template_set_does_for_evaluate():
+    """`msclip` carries the Llama3-MS-CLIP code's wording of EuroSAT ("annualcrop"): classify and evaluate prompt
+    the same words; an explicit `Name=words` is kept."""
+    from spectraclip.zeroshot.templates import load_templates
+
+    model = load_model("tiny-test")
+    zs = ZeroShotClassifier.build(model, parse_classes("eurosat"), "msclip")
+    ds_words = load_templates("msclip").classnames["eurosat-ms"]
+    assert [c.prompt for c in zs.classes] == [ds_words[c.name] for c in zs.classes]
+    assert ZeroShotClassifier.build(model, parse_classes("eurosat"), "clip-satellite").classes[0].prompt == \
+        "annual crop land"  # a set without wording keeps the preset's
+    mixed = ZeroShotClassifier.build(model, parse_classes("AnnualCrop=farmland,Forest"), "msclip").classes
+    assert [c.prompt for c in mixed] == ["farmland", "forest"]
+
+
+def test_a_bundle_may_declare_a_whole_set_with_its_class_wording(tmp_path):
+    model = load_model("tiny-test")
+    model.config.zeroshot["templates"] = {"name": "mine", "templates": ["an image of {}."],
+                                          "classnames": {"x": {"River": "flowing water"}}}
+    loaded = load_model(checkpoint=str(save_bundle(model, tmp_path / "b")))
+    zs = ZeroShotClassifier.build(loaded, parse_classes("River,Forest"))
+    assert zs.templates.templates.name == "mine" and zs.templates.origin == "declared"
+    assert [c.prompt for c in zs.classes] == ["river", "forest"]  # all or nothing: "Forest" has no wording
+    assert ZeroShotClassifier.build(loaded, parse_classes("River,Lake=a lake")).classes[0].prompt == "flowing water"
+
+
 def test_classifier_probabilities_are_the_same_for_numpy_and_torch():
     model = load_model("tiny-test")
     zs = ZeroShotClassifier.build(model, [ClassSpec("a", "sea"), ClassSpec("b", "snow")], "simple")

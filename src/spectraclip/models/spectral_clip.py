@@ -59,8 +59,9 @@ class ModelConfig:
     named after the sensor). `arch_config` is the full open_clip model cfg; `text` says which tokenizer
     to use; `missing_bands` is the declared policy (`error` | `fill`); `fusion` how groups combine;
     `modality_dropout` / `channel_dropout` are training-time input corruption of multi-group models.
-    `zeroshot` holds the zero-shot defaults the model was made for: `templates` (a shipped template set's name
-    or a list of templates), the default of every command that classifies from text (`spectraclip.zeroshot`).
+    `zeroshot` holds the zero-shot defaults the model was made for: `templates` (a shipped template set's name,
+    a list of templates, or a whole set `{"name", "templates", "classnames"}` whose `classnames` declare the class
+    wording per dataset), the default of every command that classifies from text (`spectraclip.zeroshot`).
     Bundles written before it existed have none and load unchanged.
     """
 
@@ -119,8 +120,10 @@ class ModelConfig:
             raise ModelConfigError(f"{where}: zeroshot has unknown key(s) {', '.join(unknown)} (known: templates)")
         tmpl = self.zeroshot.get("templates")
         if tmpl is not None and not (isinstance(tmpl, str) and tmpl.strip()) and not (
-                isinstance(tmpl, list) and tmpl and all(isinstance(t, str) for t in tmpl)):
-            raise ModelConfigError(f"{where}: zeroshot.templates must be a template set name or a list of templates")
+                isinstance(tmpl, list) and tmpl and all(isinstance(t, str) for t in tmpl)) and not (
+                isinstance(tmpl, dict) and isinstance(tmpl.get("templates"), list)):
+            raise ModelConfigError(f"{where}: zeroshot.templates must be a template set name, a list of templates "
+                                   "or an object with a 'templates' list (and optional 'classnames')")
         for key in ("embed_dim", "vision_cfg", "text_cfg"):
             if key not in self.arch_config:
                 raise ModelConfigError(f"{where}: arch_config lacks {key!r}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from spectraclip.errors import SpectraclipError
@@ -38,10 +38,16 @@ class ClassesError(SpectraclipError, ValueError):
 
 @dataclass(frozen=True)
 class ClassSpec:
-    """One class: the `name` shown in outputs and the `prompt` words put into the templates."""
+    """One class: the `name` shown in outputs and the `prompt` words put into the templates.
+
+    `worded` is False when the prompt was not given but derived from the name (a preset or de-CamelCasing); then
+    a template set with its own wording for the class (a paper's, e.g. `msclip`) may replace it
+    (`reword_for`), as `evaluate` does for a dataset's classes.
+    """
 
     name: str
     prompt: str
+    worded: bool = field(default=True, compare=False)
 
 
 def humanize_classname(name: str) -> str:
@@ -97,13 +103,13 @@ def parse_classes(values: str | Sequence[str] | None = None, file: str | Path | 
     for entry in entries:
         preset = CLASS_PRESETS.get(entry.lower())
         if preset is not None and "=" not in entry:
-            out += [ClassSpec(k, v) for k, v in preset.items()]
+            out += [ClassSpec(k, v, worded=False) for k, v in preset.items()]
             continue
         name, _, prompt = entry.partition("=")
         name = name.strip()
         if not name:
             raise ClassesError(f"--classes {entry!r}: a class needs a name before '='")
-        out.append(ClassSpec(name, prompt.strip() or default_wording(name)))
+        out.append(ClassSpec(name, prompt.strip() or default_wording(name), worded=bool(prompt.strip())))
     if len(out) < min_classes:
         got = ", ".join(c.name for c in out) or "none"
         raise ClassesError(f"give at least {'two' if min_classes == 2 else min_classes} classes (got {got}): "
@@ -118,6 +124,19 @@ def parse_classes(values: str | Sequence[str] | None = None, file: str | Path | 
     return out
 
 
+def reword_for(classes: Sequence[ClassSpec], wordings: dict[str, dict[str, str]]) -> list[ClassSpec]:
+    """The classes with a template set's wording (`TemplateSet.classnames`: dataset -> {class: words}) for those
+    whose prompt was derived from the name, when one dataset's wording names all of them (all or nothing, as
+    `TemplateSet.prompt_names` chooses for a dataset); explicit `Name=words` are kept."""
+    derived = [c.name for c in classes if not c.worded]
+    if not derived:
+        return list(classes)
+    for mapping in wordings.values():
+        if all(n in mapping for n in derived):
+            return [c if c.worded else replace(c, prompt=mapping[c.name]) for c in classes]
+    return list(classes)
+
+
 def describe_classes(classes: Sequence[ClassSpec]) -> str:
     """`Name ("prompt words"), ...` for the classes whose prompt differs from their name: what a run reports."""
     parts = [c.name if c.prompt == c.name else f'{c.name} ("{c.prompt}")' for c in classes]
@@ -125,4 +144,4 @@ def describe_classes(classes: Sequence[ClassSpec]) -> str:
 
 
 __all__ = ["CLASS_PRESETS", "EUROSAT_WORDING", "MAX_CLASSES", "ClassSpec", "ClassesError", "default_wording",
-           "describe_classes", "humanize_classname", "parse_classes"]
+           "describe_classes", "humanize_classname", "parse_classes", "reword_for"]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spectraclip.zeroshot.classes import ClassSpec
+from spectraclip.zeroshot.classes import ClassSpec, reword_for
 from spectraclip.zeroshot.templates import TemplateError, TemplateSet, fill_template, load_templates
 from spectraclip.zeroshot.text import encode_texts, eval_mode, model_device
 
@@ -71,7 +71,7 @@ def default_templates(model: Any, given: str | TemplateSet | Sequence[str] | Non
     declared = declared_templates(model)
     if declared is not None:
         ts = load_templates(declared)
-        if not isinstance(declared, str):
+        if isinstance(declared, list):
             ts = TemplateSet("declared", ts.templates, source="the model bundle's zeroshot.templates")
         return TemplateChoice(ts, "declared")
     return TemplateChoice(load_templates(FALLBACK_TEMPLATES), "fallback")
@@ -141,7 +141,11 @@ class ZeroShotClassifier:
     @classmethod
     def build(cls, model: Any, classes: Sequence[ClassSpec], templates: str | TemplateSet | Sequence[str] | None
               = None) -> ZeroShotClassifier:
+        """The classifier of `model` for `classes` under `templates` (None: the model's declared set). Classes
+        whose prompt was derived from their name take the set's own wording when it has one for all of them
+        (`classes.reword_for`), as `evaluate` does, so `classify --classes eurosat` and `evaluate` prompt alike."""
         choice = default_templates(model, templates)
+        classes = reword_for(classes, choice.templates.classnames)
         emb = class_text_embeddings(model, [c.prompt for c in classes], choice.templates).float()
         return cls(list(classes), emb, choice, logit_scale(model))
 

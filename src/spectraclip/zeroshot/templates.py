@@ -136,10 +136,13 @@ def _from_json(data: object, default_name: str, where: str) -> TemplateSet:
     raise TemplateError(f"{where}: expected a JSON list of templates or an object with a 'templates' list")
 
 
-def load_templates(spec: str | Path | TemplateSet | Sequence[str]) -> TemplateSet:
-    """A shipped set by name, a user JSON file (list of templates or an object), or a list of templates."""
+def load_templates(spec: str | Path | TemplateSet | Sequence[str] | Mapping[str, Any]) -> TemplateSet:
+    """A shipped set by name, a user JSON file (list of templates or an object), a list of templates, or an
+    object `{"name", "templates", "classnames"}` given inline."""
     if isinstance(spec, TemplateSet):
         return spec
+    if isinstance(spec, Mapping):  # a whole set inline (a bundle's declared `zeroshot.templates`)
+        return _from_json(dict(spec), str(spec.get("name") or "inline"), "an inline template set")
     if isinstance(spec, Sequence) and not isinstance(spec, str):
         return TemplateSet("custom", [str(t) for t in spec], source="given templates")
     text = str(spec)
