@@ -171,17 +171,12 @@ def caption_quality_cmd(
     from rich.markdown import Markdown
 
     from spectraclip.captioning.quality import caption_quality, markdown_summary, write_quality
-    from spectraclip.errors import SpectraclipError
 
     names = [m.stem for m in manifests]
     if len(set(names)) < len(names):
         names = [f"{m.parent.name}/{m.stem}" for m in manifests]
-    try:
-        reports = [caption_quality(m, references, name=n, sample_size=sample_size, draws=draws, seed=seed)
-                   for m, n in zip(manifests, names, strict=True)]
-    except SpectraclipError as exc:
-        fail(str(exc))
-        return
+    reports = [caption_quality(m, references, name=n, sample_size=sample_size, draws=draws, seed=seed)
+               for m, n in zip(manifests, names, strict=True)]
     paths = write_quality(reports, out)
     console.print(Markdown(markdown_summary(reports)))
     for r in reports:
