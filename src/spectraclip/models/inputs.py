@@ -33,10 +33,10 @@ from spectraclip.bands import (
     group_of_band,
     split_by_group,
 )
-from spectraclip.data.transforms import SpectralTransform
 from spectraclip.errors import InputError
 from spectraclip.io.radiometry import Radiometry, convert
 from spectraclip.io.sample import Sample
+from spectraclip.models.transforms import SpectralTransform
 
 MISSING_POLICIES: tuple[str, ...] = ("error", "fill")
 SCENE_FACTOR = 2  # a raster more than this many model inputs on a side is a scene, not a chip

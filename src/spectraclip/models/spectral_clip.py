@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from spectraclip.bands import BandError, BandSet
-from spectraclip.data.transforms import CROP_MODES, RESIZE_MODES, SpectralTransform
 from spectraclip.errors import SpectraclipError
 from spectraclip.io.sample import Sample
 from spectraclip.models.channels import get_patch_embed, set_in_channels
@@ -35,6 +34,7 @@ from spectraclip.models.inputs import (
     check_group,
     split_by_group,
 )
+from spectraclip.models.transforms import CROP_MODES, RESIZE_MODES, SpectralTransform
 
 CONFIG_FORMAT = "spectraclip.model"
 CONFIG_VERSION = 2
