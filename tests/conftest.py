@@ -17,3 +17,26 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("SPECTRACLIP_CACHE", None)
     else:
         os.environ["SPECTRACLIP_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """Factory of the registry's tiny test model (32 px, deterministic weights, eval mode), one new model a call:
+
+    `tiny_model(bands="msclip", *, seed=None, name="tiny-test", allow_resize=False)`. `seed` overwrites every
+    parameter with seeded noise (`fixtures_models.randomize`), so zero-initialised tensors are not special;
+    `allow_resize` lets the 32-px model take the 224-px example tiles. Test modules wrap it in their own
+    `model` fixture with the scope they need."""
+
+    def make(bands: str = "msclip", *, seed: int | None = None, name: str = "tiny-test",
+             allow_resize: bool = False):
+        from fixtures_models import randomize, tiny  # torch and the model code: only for tests that use a model
+
+        model = tiny(bands, name=name)
+        if seed is not None:
+            model = randomize(model, seed=seed)
+        if allow_resize:
+            model.set_input_options(allow_resize=True)
+        return model.eval()
+
+    return make

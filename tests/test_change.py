@@ -207,6 +207,7 @@ def test_cli_change_writes_the_map_and_reports_bad_input(pair, tmp_path):
     assert r.exit_code == 2 and "do not overlap" in r.output
 
 
+@pytest.mark.slow
 def test_cli_evaluate_oscd_runs_cva_unsupervised_and_leave_one_out_probe(tmp_path):
     import json
 

@@ -197,6 +197,7 @@ def test_change_scene_maps_with_the_change_network(tmp_path):
     assert np.abs(prob - probe.predict_arrays(with_mask.za, with_mask.zb)).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_cli_change_trains_saves_and_reloads_the_change_network(tmp_path):
     from typer.testing import CliRunner
 

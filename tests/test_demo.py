@@ -1,5 +1,5 @@
-"""`spectraclip demo`: the pretrained-model path with a tiny Llama3-MS-CLIP-format checkpoint, the offline
-error, and (slow) the full trained path with a shortened recipe."""
+"""`spectraclip demo`: the offline error, and (slow) the pretrained-model path with a tiny
+Llama3-MS-CLIP-format checkpoint, cross-validation and the full trained path with a shortened recipe."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def published_format_checkpoint(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_pretrained_path_with_published_format_checkpoint(tmp_path, published_format_checkpoint):
     rgb = save_bundle(tiny("rgb"), tmp_path / "rgb-bundle")
     out = tmp_path / "demo"
@@ -109,6 +110,7 @@ def test_trained_path_end_to_end_with_a_short_recipe(tmp_path):
     assert (out / "report.html").is_file() and json.loads((out / "results.json").read_text())["mode"] == "trained"
 
 
+@pytest.mark.slow
 def test_cross_validation_uses_training_folds_only(tmp_path):
     """`demo --cv 2`: each fold trains on half the training patches, scores the other half, never reads test."""
     out = tmp_path / "cv"

@@ -31,10 +31,8 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    from spectraclip.models.loading import load_model
-
-    return load_model("tiny-test", bands="eurosat-ms")
+def tiny(tiny_model):
+    return tiny_model("eurosat-ms")
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,19 @@ import json
 import numpy as np
 import pytest
 import torch
-from fixtures_models import images, randomize
+from fixtures_models import images
 from typer.testing import CliRunner
 
 from spectraclip.cli.main import app
 from spectraclip.models.export import ExportError, export_model, verify_onnx
-from spectraclip.models.loading import load_model
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 
 @pytest.fixture(scope="module")
-def model():
-    return randomize(load_model("tiny-test", bands="msclip"), seed=5).eval()
+def model(tiny_model):
+    return tiny_model("msclip", seed=5)
 
 
 def test_onnx_runtime_matches_fp32_at_any_batch_size(model, tmp_path):

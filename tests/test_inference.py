@@ -30,10 +30,10 @@ pytestmark = pytest.mark.skipif(not L2A.is_dir(), reason="needs ../shared/data")
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(tiny_model):
     torch.manual_seed(0)
     # a 32-pixel test model on the 224-pixel example tiles: resizing them into one input is asked for
-    return load_model("tiny-test", bands="s2-l2a").eval().set_input_options(allow_resize=True)
+    return tiny_model("s2-l2a", allow_resize=True)
 
 
 @pytest.fixture()

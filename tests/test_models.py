@@ -31,9 +31,9 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
-def model() -> SpectralCLIP:
+def model(tiny_model) -> SpectralCLIP:
     torch.set_num_threads(1)
-    return tiny()
+    return tiny_model()
 
 
 def _sample(bands: str | list[str], h: int = 40, w: int = 56, seed: int = 0) -> Sample:

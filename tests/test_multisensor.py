@@ -255,13 +255,15 @@ def test_model_inference_with_each_subset_and_the_fusion_rule():
 def test_modality_and_channel_dropout_at_training():
     import torch
 
+    from spectraclip.models.inputs import drop_batch
+
     model = _model(modality_dropout=0.5, channel_dropout=0.5)
     b = 64
     x = {m: torch.ones(b, len(model.config.group(m).bands), 32, 32) for m in model.groups}
     present = {m: torch.ones(b, dtype=torch.bool) for m in model.groups}
     present["coherence"][:16] = False  # some samples lack coherence to begin with
     g = torch.Generator().manual_seed(0)
-    pres, xs = model._dropout(present, x, g)
+    pres, xs = drop_batch(x, present, model.config.modality_dropout, model.config.channel_dropout, g)
     kept = torch.stack([pres[m] for m in model.groups], 1)
     assert (kept.sum(1) >= 1).all()  # never drops everything
     assert kept.sum() < sum(int(p.sum()) for p in present.values())  # but does drop

@@ -26,8 +26,8 @@ def _cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def model():
-    return randomize(load_model("tiny-test", bands="msclip"), seed=3).eval()
+def model(tiny_model):
+    return tiny_model("msclip", seed=3)
 
 
 @pytest.fixture(scope="module")

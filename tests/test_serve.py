@@ -17,10 +17,8 @@ if not real_rasters():
 
 
 @pytest.fixture(scope="module")
-def model():
-    from spectraclip.models.loading import load_model
-
-    return load_model("tiny-test", bands="s2-l2a").set_input_options(allow_resize=True)  # 32-px model, 224-px tiles
+def model(tiny_model):
+    return tiny_model("s2-l2a", allow_resize=True)  # 32-px model, 224-px tiles
 
 
 @pytest.fixture(scope="module")

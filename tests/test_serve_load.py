@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_serve_load import run_load, start_server  # noqa: E402
 
 pytest.importorskip("httpx")
+pytestmark = pytest.mark.slow  # a 10,000-item IVF-PQ index under 400 requests; two worker processes
 
 
 def test_concurrent_mixed_requests_never_5xx(tmp_path):

@@ -20,8 +20,8 @@ def cache_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture()
-def model():
-    return randomize(load_model("tiny-test", bands="msclip"), seed=2).eval()
+def model(tiny_model):
+    return tiny_model("msclip", seed=2)
 
 
 def counting(model):

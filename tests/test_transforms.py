@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spectraclip.data.transforms import (
+from spectraclip.models.transforms import (
     SpectralTransform,
     TransformError,
     center_crop,

@@ -1,2 +1,3 @@
-"""Datasets (one module per dataset), the image transforms that turn Samples into model inputs, and the
-per-band normalisation statistics of a dataset (`data.stats`)."""
+"""Datasets (one module per dataset), caption manifests and archives, and the per-band normalisation
+statistics of a dataset (`data.stats`). The transforms that turn Samples into model inputs are model
+preprocessing: `models.transforms`."""

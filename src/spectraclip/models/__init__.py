@@ -1,5 +1,5 @@
 """Models: `SpectralCLIP` (open_clip CLIP with named spectral bands), the registry of named models,
-checkpoint formats, channel extension and text towers.
+checkpoint formats, channel extension, text towers and the preprocessing transforms (`models.transforms`).
 
 Import-light: open_clip/transformers load only when a model is built; names resolve lazily.
 """

@@ -33,10 +33,10 @@ from spectraclip.bands import (
     group_of_band,
     split_by_group,
 )
-from spectraclip.data.transforms import SpectralTransform
 from spectraclip.errors import InputError
 from spectraclip.io.radiometry import Radiometry, convert
 from spectraclip.io.sample import Sample
+from spectraclip.models.transforms import SpectralTransform
 
 MISSING_POLICIES: tuple[str, ...] = ("error", "fill")
 SCENE_FACTOR = 2  # a raster more than this many model inputs on a side is a scene, not a chip
@@ -187,7 +187,7 @@ class Preprocessor:
 
 
 def drop_inputs(x: dict[str, torch.Tensor], group_p: float, channel_p: float,
-                generator: torch.Generator) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None) -> dict[str, torch.Tensor]:
     """Training-time corruption of one item's prepared input: each group is dropped with `group_p` (one is
     always kept) and each band of a kept group zeroed (its mean after normalisation) with `channel_p` (one
     band always kept). Deterministic for a given generator, so resumed and multi-process runs match."""
@@ -205,9 +205,32 @@ def drop_inputs(x: dict[str, torch.Tensor], group_p: float, channel_p: float,
             mask = torch.rand(t.shape[0], generator=generator) >= channel_p
             if not mask.any():
                 mask[int(torch.randint(t.shape[0], (), generator=generator))] = True
-            t = t * mask[:, None, None].to(t.dtype)
+            t = t * mask[:, None, None].to(device=t.device, dtype=t.dtype)
         out[g] = t
     return out
+
+
+def drop_batch(x: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor], group_p: float,
+               channel_p: float, generator: torch.Generator | None = None
+               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """`drop_inputs` on each sample of a batch (`x[g]` `[B, C_g, S, S]`, `present[g]` bool `[B]`).
+
+    Returns the presence masks after dropout and the inputs with dropped bands zeroed; a group absent from a
+    sample is never made present, and each sample keeps at least one of its groups and one band of each."""
+    names = list(present)
+    pres = {g: present[g].clone() for g in names}
+    out = {g: x[g].clone() for g in names}
+    for i in range(len(next(iter(pres.values())))):
+        item = {g: x[g][i] for g in names if bool(present[g][i])}
+        if not item:
+            continue
+        kept = drop_inputs(item, group_p, channel_p, generator)
+        for g in item:
+            if g in kept:
+                out[g][i] = kept[g]
+            else:
+                pres[g][i] = False
+    return pres, out
 
 
 def collate_inputs(items: Sequence[PreparedInput], groups: Sequence[str]
@@ -225,5 +248,5 @@ def collate_inputs(items: Sequence[PreparedInput], groups: Sequence[str]
 
 
 __all__ = ["GROUP_ORDER", "MISSING_POLICIES", "InputGroup", "InputGroupError", "PreparedInput", "Preprocessor",
-           "SceneNotChipError", "check_group", "collate_inputs", "default_radiometry", "drop_inputs", "group_of_band",
-           "split_by_group"]
+           "SceneNotChipError", "check_group", "collate_inputs", "default_radiometry", "drop_batch", "drop_inputs",
+           "group_of_band", "split_by_group"]

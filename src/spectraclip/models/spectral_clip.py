@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from spectraclip.bands import BandError, BandSet
-from spectraclip.data.transforms import CROP_MODES, RESIZE_MODES, SpectralTransform
 from spectraclip.errors import SpectraclipError
 from spectraclip.io.sample import Sample
 from spectraclip.models.channels import get_patch_embed, set_in_channels
@@ -33,8 +32,10 @@ from spectraclip.models.inputs import (
     PreparedInput,
     Preprocessor,
     check_group,
+    drop_batch,
     split_by_group,
 )
+from spectraclip.models.transforms import CROP_MODES, RESIZE_MODES, SpectralTransform
 
 CONFIG_FORMAT = "spectraclip.model"
 CONFIG_VERSION = 2
@@ -400,41 +401,15 @@ class SpectralCLIP(nn.Module):
         feats = self.clip.visual(self.patch_embeds[name](x))
         return F.normalize(feats, dim=-1) if normalize else feats
 
-    def _dropout(self, present: dict[str, torch.Tensor], x: dict[str, torch.Tensor],
-                 generator: torch.Generator | None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Random group dropout (keeping >= 1 group per sample) and channel dropout (keeping >= 1 band)."""
-        names = list(present)
-        keep = torch.stack([present[g] for g in names], 1).clone()  # [B, G]
-        p = self.config.modality_dropout
-        if p > 0 and len(names) > 1:
-            new = keep & ~(torch.rand(keep.shape, generator=generator) < p)
-            lost = new.sum(1) == 0  # every present group dropped: restore one of them at random
-            if lost.any():
-                pick = (torch.rand(keep.shape, generator=generator) * keep).argmax(1)
-                new[lost, pick[lost]] = True
-            keep = new
-        out = {}
-        pc = self.config.channel_dropout
-        for g in names:
-            xg = x[g]
-            if pc > 0 and xg.shape[1] > 1:
-                mask = torch.rand(xg.shape[:2], generator=generator) >= pc
-                none = mask.sum(1) == 0
-                if none.any():
-                    mask[none, torch.randint(xg.shape[1], (int(none.sum()),), generator=generator)] = True
-                xg = xg * mask[:, :, None, None].to(device=xg.device, dtype=xg.dtype)
-            out[g] = xg
-        return {g: keep[:, j].to(present[g].device) for j, g in enumerate(names)}, out
-
     def encode_groups(self, x: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor] | None = None, *,
                       dropout: bool | None = None, generator: torch.Generator | None = None
                       ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
         """Embed a batch of groups: `x[g]` `[B, C_g, S, S]`, `present[g]` bool `[B]` (default all True).
 
         Returns (`emb[g]` `[B, D]` normalised, zero rows where absent; the presence masks after dropout;
-        the fused `[B, D]` embedding). Group/channel dropout runs only when asked (`dropout=True`); the trainer
-        drops inputs per item in its data instead (`models.inputs.drop_inputs`), so that accumulation and DDP
-        see the same inputs as one process.
+        the fused `[B, D]` embedding). Group/channel dropout runs only when asked (`dropout=True`): it is
+        `models.inputs.drop_inputs` on each sample, the one rule, which the trainer applies per item in its data
+        instead, so that accumulation and DDP see the same inputs as one process.
         """
         names = [g for g in GROUP_ORDER + tuple(self.groups) if g in x]
         names = list(dict.fromkeys(names))
@@ -449,7 +424,7 @@ class SpectralCLIP(nn.Module):
                     else torch.ones(b, dtype=torch.bool, device=dev)) for g in names}
         xs = {g: x[g] for g in names}
         if self.config.multi and dropout:
-            pres, xs = self._dropout(pres, xs, generator)
+            pres, xs = drop_batch(xs, pres, self.config.modality_dropout, self.config.channel_dropout, generator)
         emb: dict[str, torch.Tensor] = {}
         for g in names:
             rows = pres[g].nonzero().flatten()
