@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spectraclip.captioning.quality import (
-    _NoSynonyms,
+    NoSynonyms,
     caption_quality,
     distinct_n,
     markdown_summary,
@@ -33,7 +33,7 @@ def test_meteor_exact_match_by_hand():
     # m=3 matches, P=1, R=3/6, Fmean=P*R/(0.9P+0.1R), one chunk: penalty=0.5*(1/3)^3
     fmean = 0.5 / (0.9 + 0.05)
     expected = fmean * (1 - 0.5 * (1 / 3) ** 3)
-    assert meteor(["the cat sat on a mat"], "the cat sat", wordnet=_NoSynonyms()) == pytest.approx(expected)
+    assert meteor(["the cat sat on a mat"], "the cat sat", wordnet=NoSynonyms()) == pytest.approx(expected)
 
 
 def test_meteor_agrees_with_nltk():

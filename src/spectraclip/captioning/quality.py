@@ -84,7 +84,7 @@ def tokenize(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-class _NoSynonyms:
+class NoSynonyms:
     """Stands in for the WordNet reader when the corpus is absent: no synonyms, so METEOR uses exact and
     stem matches only."""
 
@@ -100,7 +100,7 @@ def wordnet_reader() -> tuple[Any, bool]:
         wordnet.ensure_loaded()
         return wordnet, True
     except LookupError:
-        return _NoSynonyms(), False
+        return NoSynonyms(), False
 
 
 def meteor(references: Sequence[str], hypothesis: str, wordnet: Any = None) -> float:
