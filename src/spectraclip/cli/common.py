@@ -165,10 +165,10 @@ WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="DataLoader wo
                                          "(0: read in the main process).")]
 def _check_precision(value: str) -> str:
     """Refuse an unknown mode, or one this machine cannot run, before anything is loaded."""
-    from spectraclip.models.precision import AUTO, PRECISIONS, PrecisionError, resolve_precision
-
-    if value == AUTO:
+    if value == "auto":  # the default: nothing to check, and no torch import while parsing
         return value
+    from spectraclip.models.precision import PRECISIONS, PrecisionError, resolve_precision
+
     if value not in PRECISIONS:
         raise OptionError(f"--precision {value!r}: expected auto, {', '.join(PRECISIONS)}")
     import torch
@@ -263,9 +263,13 @@ def load_model_or_exit(model: str | None, checkpoint: str | None, device: str, m
     Loading errors (`SpectraclipError`: unknown name, bad bundle, weights not downloaded, a bad policy) reach
     the CLI handler, which prints their message (with the traceback under --debug) and exits with 2.
     """
-    from spectraclip.models.loading import load_model
-
     if not model and not checkpoint:
         fail("give --model NAME or --checkpoint PATH (see `spectraclip models`)")
+    if checkpoint is None and model is not None:
+        from spectraclip.models.registry import check_weights_available
+
+        check_weights_available(model)  # before torch loads: weights not cached and no Hub fail in a second
+    from spectraclip.models.loading import load_model
+
     net = load_model(model, checkpoint, device=resolve_device(device), bands=model_bands)
     return net.set_input_options(missing_bands=missing_bands, allow_resize=resize or None)

@@ -83,19 +83,17 @@ def classify(
 ) -> None:
     """Zero-shot classify rasters into the given classes (template-ensemble prompts; the model's declared
     templates unless --templates; probabilities under the model's logit scale)."""
-    from rich.table import Table
+    from spectraclip.zeroshot.classes import describe_classes, parse_classes
+
+    specs = parse_classes(classes, classes_file)  # --templates and the other options were checked while parsing
+    items = _items(paths)
+    net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
+    from rich.table import Table  # the heavy imports after the cheap checks
 
     from spectraclip.inference import encode_images
     from spectraclip.results import write_table
-    from spectraclip.zeroshot.classes import describe_classes, parse_classes
     from spectraclip.zeroshot.classifier import ZeroShotClassifier
-    from spectraclip.zeroshot.templates import load_templates
 
-    specs = parse_classes(classes, classes_file)
-    if templates is not None:
-        load_templates(templates)  # a bad set is reported before the model loads
-    items = _items(paths)
-    net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     enc = encode_images(net, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
                         device=resolve_device(device), on_error=lambda *_: None, radiometry=radiometry,
                         precision=precision)
@@ -183,13 +181,13 @@ def search(
                             precision=precision)
     if not query:
         fail("give --query TEXT (--like, --like-file and --unlike need an index folder)")
+    net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     from rich.table import Table
 
     from spectraclip.embeddings import is_embeddings_table, read_embeddings
     from spectraclip.inference import encode_images, text_search
     from spectraclip.results import write_table
 
-    net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     tables = [p for p in paths if is_embeddings_table(p)]
     if tables and len(tables) != len(paths):
         fail("give either rasters/folders or embeddings tables, not both")
