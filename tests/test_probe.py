@@ -139,7 +139,7 @@ def test_labels_from_paths_and_parse_ks():
     lab = labels_from_paths(["a", "b"], ["/d/train/Forest/a.tif", "/d/test/River/b.tif"])
     assert lab.classes == ["Forest", "River"] and lab.split == ["train", "test"]
     assert parse_ks("10, 25,all") == [10, 25, None]
-    with pytest.raises(ProbeError, match="--k 1"):
+    with pytest.raises(ProbeError, match="--train-sizes 1"):
         parse_ks("1")
 
 
@@ -184,9 +184,9 @@ def test_cli_probe_with_baseline_stats_on_eurosat(tmp_path):
     out = tmp_path / "probe"
     opts = [a for path in paths for a in ("--baseline-stats", path)]
     result = CliRunner().invoke(app, ["probe", *opts,
-                                      "--bands", "eurosat-ms", "--labels-from-path", "--k", "5,10", "--k", "all",
-                                      "--draws", "2", "--classifier", "logistic", "--classifier", "knn",
-                                      "-o", str(out)])
+                                      "--bands", "eurosat-ms", "--labels-from-path", "--train-sizes", "5,10",
+                                      "--train-sizes", "all", "--draws", "2", "--classifier", "logistic",
+                                      "--classifier", "knn", "-o", str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads((out / "probe.json").read_text())
     assert data["n_test"] == sum(len(list((root / "test" / c).glob("*.tif"))) for c in classes)
@@ -232,7 +232,7 @@ def _probe_cli(*args):
 
     from spectraclip.cli.main import app
 
-    result = CliRunner().invoke(app, ["probe", *map(str, args), "--k", "6,all", "--draws", "1"])
+    result = CliRunner().invoke(app, ["probe", *map(str, args), "--train-sizes", "6,all", "--draws", "1"])
     return result, " ".join(result.output.split())
 
 

@@ -36,4 +36,9 @@ class CheckpointError(SpectraclipError, ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
-__all__ = ["CheckpointError", "FingerprintMismatchError", "InputError", "ManifestError", "SpectraclipError"]
+class ModelNotAvailableError(SpectraclipError, RuntimeError):
+    """Weights that are neither local nor in the Hugging Face cache (e.g. offline); says what to download."""
+
+
+__all__ = ["CheckpointError", "FingerprintMismatchError", "InputError", "ManifestError", "ModelNotAvailableError",
+           "SpectraclipError"]

@@ -7,18 +7,122 @@ Option conventions (checked by tests/test_cli_options.py): `-o/--output` for eve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import errno
+import os
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from spectraclip.errors import SpectraclipError
+
 # soft_wrap: a message is never broken into lines at the terminal width (80 columns without a terminal), so a
 # path it names stays whole for copy and paste and for logs (tables keep their own layout)
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+class OptionError(SpectraclipError):
+    """A command-line option value that cannot work (unknown band, device not on this machine, ...), found
+    while the options are parsed, before any model loads; the CLI handler prints it as `error: ...`, exit 2."""
+
+
+def _checked(check: Callable[[Any], object]) -> Callable[[Any], Any]:
+    """A typer callback running `check` on a given value (not on None); a library error is prefixed with the
+    option it came from when its message does not name it already."""
+    def callback(param: typer.CallbackParam, value: Any) -> Any:
+        if value is None or value == []:
+            return value
+        try:
+            check(value)
+        except SpectraclipError as exc:
+            name = next((o for o in param.opts if o.startswith("--")), param.name or "")
+            if str(exc).startswith(name):
+                raise
+            raise OptionError(f"{name}: {exc}") from exc
+        return value
+
+    return callback
+
+
+def _check_bands(value: str) -> None:
+    from spectraclip.bands import BandSet
+
+    BandSet.parse(value)  # BandError (a SpectraclipError) names the unknown band or preset
+
+
+def _check_nodata(value: str) -> None:
+    from spectraclip.io.nodata import check_policy
+
+    check_policy(value)
+
+
+def _check_radiometry(value: str) -> None:
+    from spectraclip.io.radiometry import parse_radiometry
+
+    parse_radiometry(value)
+
+
+def _check_templates(value: str | list[str]) -> None:
+    from spectraclip.zeroshot.templates import load_templates
+
+    for spec in split_list(value):
+        load_templates(spec)
+
+
+def _check_classes(values: list[str]) -> None:
+    from spectraclip.zeroshot.classes import parse_classes
+
+    parse_classes(values, min_classes=1)  # the grammar; the count is checked with --classes-file by the command
+
+
+def _check_paths(paths: list[Path]) -> None:
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(p))  # the handler names it
+
+
+check_templates = _checked(_check_templates)  # callback of a --templates option (one value or a list)
+existing_paths = _checked(_check_paths)  # callback of path arguments: a missing one is named before any load
+
+_CUDA = re.compile(r"cuda(:\d+)?")
+
+
+def _devices_here() -> list[str]:
+    import torch
+
+    found = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
+    mps = getattr(torch.backends, "mps", None)
+    return found + (["mps"] if mps is not None and mps.is_available() else [])
+
+
+def check_device(value: str) -> str:
+    """`--device`: auto, cpu, cuda, cuda:N or mps, and present on this machine (checked before any load)."""
+    if value in ("auto", "cpu"):
+        return value
+    if not _CUDA.fullmatch(value) and value != "mps":
+        raise OptionError(f"--device {value!r}: expected auto, cpu, cuda, cuda:N or mps")
+    here = _devices_here()
+    if value == "mps" and "mps" not in here:
+        raise OptionError(f"--device mps: MPS (Apple GPU) is not available here; devices here: {', '.join(here)}")
+    if value.startswith("cuda"):
+        gpus = [d for d in here if d.startswith("cuda")]
+        if not gpus:
+            raise OptionError(f"--device {value}: CUDA is not available here (no CUDA GPU or driver visible to "
+                              f"torch); devices here: {', '.join(here)} (or --device auto)")
+        if value != "cuda" and value not in gpus:
+            raise OptionError(f"--device {value}: no such GPU; devices here: {', '.join(here)}")
+    return value
+
+
+# Defaults of the reading options, the same for every command (the library's chip readers skip a raster with
+# nodata pixels by default; one DataLoader reader overlaps reading with encoding: docs/benchmarks.md).
+NODATA_DEFAULT = "error"
+WORKERS_DEFAULT = 1
 
 ModelOpt = Annotated[
     str | None,
@@ -30,44 +134,49 @@ CheckpointOpt = Annotated[
 ]
 BandsOpt = Annotated[
     str | None,
-    typer.Option("--bands", "-b", help="Band order of the input files: a preset (s2-l2a, eurosat-ms, ...) "
-                 "or a comma list (B04,B03,B02). Default: the files' band descriptions."),
+    typer.Option("--bands", "-b", callback=_checked(_check_bands), help="Band order of the input files: a preset "
+                 "(s2-l2a, eurosat-ms, ...) or a comma list (B04,B03,B02). Default: the files' band descriptions."),
 ]
 ModelBandsOpt = Annotated[
     str | None,
-    typer.Option("--model-bands", help="Bands the model should take (extends an RGB open_clip model or a "
-                 "test model to them by name, new bands zero-initialised). Default: the model's own."),
+    typer.Option("--model-bands", callback=_checked(_check_bands), help="Bands the model should take (extends an "
+                 "RGB open_clip model or a test model to them by name, new bands zero-initialised). Default: the "
+                 "model's own."),
 ]
 TemplatesOpt = Annotated[
-    str | None, typer.Option("--templates", "-t", help="A named template set or a JSON file of templates. Default: "
-                             "the set the model declares (msclip for a model that declares none).")
+    str | None, typer.Option("--templates", "-t", callback=check_templates, help="A named template set "
+                             "or a JSON file of templates. Default: the set the model declares (msclip for a model "
+                             "that declares none).")
 ]
 ClassesOpt = Annotated[
     list[str] | None,
-    typer.Option("--classes", help="Classes: repeat or comma list; `Name=prompt words` to word a class; a preset "
-                 "(eurosat); @FILE for a file. Names without words are worded by a preset or de-CamelCased."),
+    typer.Option("--classes", callback=_checked(_check_classes), help="Classes: repeat or comma list; `Name=prompt "
+                 "words` to word a class; a preset (eurosat); @FILE for a file. Names without words are worded by a "
+                 "preset or de-CamelCased."),
 ]
 ClassesFileOpt = Annotated[
     Path | None, typer.Option("--classes-file", help="One class per line (Name or Name=prompt words; # comments).")
 ]
-BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per forward pass (default: "
-                    "fitted to the model and the free memory of the device).")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:1.")]
-WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="DataLoader worker processes for reading.")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, show_default=False, help="Images per forward "
+                    "pass. Default: fitted to the model and the free memory of the device.")]
+DeviceOpt = Annotated[str, typer.Option("--device", callback=check_device, help="auto (CUDA when present), cpu, "
+                                        "cuda, cuda:N or mps; checked against this machine before anything loads.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="DataLoader worker processes reading inputs "
+                                         "(0: read in the main process).")]
 def _check_precision(value: str) -> str:
     """Refuse an unknown mode, or one this machine cannot run, before anything is loaded."""
-    from spectraclip.models.precision import AUTO, PRECISIONS, PrecisionError, resolve_precision
-
-    if value == AUTO:
+    if value == "auto":  # the default: nothing to check, and no torch import while parsing
         return value
+    from spectraclip.models.precision import PRECISIONS, PrecisionError, resolve_precision
+
     if value not in PRECISIONS:
-        raise typer.BadParameter(f"{value!r}: expected auto, {', '.join(PRECISIONS)}")
+        raise OptionError(f"--precision {value!r}: expected auto, {', '.join(PRECISIONS)}")
     import torch
 
     try:
         resolve_precision(value, "cuda" if value == "fp16" and torch.cuda.is_available() else "cpu")
     except PrecisionError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise OptionError(f"--precision {value}: {exc}") from exc
     return value
 
 
@@ -77,16 +186,18 @@ PrecisionOpt = Annotated[
                       "on GPU), fp32, bf16, fp16 (GPU) or int8 (CPU). Recorded in embeddings tables.")
 ]
 NodataOpt = Annotated[
-    str, typer.Option("--nodata", help="NaN/nodata pixels: error (skip the file), fill (band mean), ignore.")
+    str, typer.Option("--nodata", callback=_checked(_check_nodata), help="NaN/nodata pixels: error (skip the "
+                      "input and report it), fill (band mean), ignore (keep the values).")
 ]
 RadiometryOpt = Annotated[
     str | None,
-    typer.Option("--radiometry", help="What the input pixel values are: dn / l2a / l1c (reflectance x 10000), "
-                 "l2a-offset / baseline-04 / offset-1000 (Sentinel-2 from baseline 04.00, 25 Jan 2022: DN - 1000 "
-                 "first), reflectance (0-1), or scale=S,offset=O (reflectance = raw * S + O). Overrides the files' "
-                 "tags. Default: what the files' tags or metadata say."),
+    typer.Option("--radiometry", callback=_checked(_check_radiometry), help="What the input pixel values are: dn / "
+                 "l2a / l1c (reflectance x 10000), l2a-offset / baseline-04 / offset-1000 (Sentinel-2 from baseline "
+                 "04.00, 25 Jan 2022: DN - 1000 first), reflectance (0-1), or scale=S,offset=O (reflectance = raw * "
+                 "S + O). Overrides the files' tags. Default: what the files' tags or metadata say."),
 ]
-PathsArg = Annotated[list[Path], typer.Argument(help="Raster files or folders (searched recursively).")]
+PathsArg = Annotated[list[Path], typer.Argument(callback=existing_paths,
+                                                help="Raster files or folders (searched recursively).")]
 
 
 def split_list(values: Sequence[str] | str | None) -> list[str]:
@@ -114,6 +225,25 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def print_table(table: Any, out: Console | None = None) -> None:
+    """Print a rich Table whole: in a terminal its `no_wrap` columns (names, ids, paths: what users copy) stay
+    on one line and the others wrap; into a pipe or file (where rich would assume 80 columns) nothing is cut or
+    wrapped, the table takes the width it needs."""
+    from rich.measure import Measurement
+
+    out = out or console
+    if out.is_terminal:
+        out.print(table)
+        return
+    width = Measurement.get(out, out.options.update(max_width=100_000), table).maximum
+    saved = out.width
+    out.width = max(saved, width)
+    try:
+        out.print(table)
+    finally:
+        out.width = saved
+
+
 def report_failures(failed: list[tuple[str, str]], what: str = "items") -> None:
     """List skipped inputs and why, on stderr."""
     if not failed:
@@ -133,9 +263,13 @@ def load_model_or_exit(model: str | None, checkpoint: str | None, device: str, m
     Loading errors (`SpectraclipError`: unknown name, bad bundle, weights not downloaded, a bad policy) reach
     the CLI handler, which prints their message (with the traceback under --debug) and exits with 2.
     """
-    from spectraclip.models.loading import load_model
-
     if not model and not checkpoint:
         fail("give --model NAME or --checkpoint PATH (see `spectraclip models`)")
+    if checkpoint is None and model is not None:
+        from spectraclip.models.registry import check_weights_available
+
+        check_weights_available(model)  # before torch loads: weights not cached and no Hub fail in a second
+    from spectraclip.models.loading import load_model
+
     net = load_model(model, checkpoint, device=resolve_device(device), bands=model_bands)
     return net.set_input_options(missing_bands=missing_bands, allow_resize=resize or None)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import console, fail, resolve_device
+from spectraclip.cli.common import DeviceOpt, console, resolve_device
 
 
 def demo(
@@ -23,7 +23,7 @@ def demo(
         "--config", help="Training recipe YAML (default: the shipped one).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Recipe override key=value (repeatable).")
                          ] = None,
-    device: Annotated[str, typer.Option("--device")] = "auto",
+    device: DeviceOpt = "auto",
     cv: Annotated[int, typer.Option("--cv", min=0, help="Instead of the demo: K-fold cross-validation of the "
                                     "recipe on the training split only (how a recipe is chosen).")] = 0,
     gap_threshold: Annotated[float, typer.Option(
@@ -34,8 +34,7 @@ def demo(
     from rich.table import Table
 
     from spectraclip.demo.claim import gap_sentence
-    from spectraclip.demo.pipeline import RECIPE, DemoError, DemoOptions, run_demo
-    from spectraclip.models.checkpoints import ModelNotAvailableError
+    from spectraclip.demo.pipeline import RECIPE, DemoOptions, run_demo
 
     opts = DemoOptions(output_dir=output_dir, seeds=seeds, model=model, checkpoint=checkpoint,
                        baseline_model=baseline_model if not baseline_checkpoint else None,
@@ -44,11 +43,7 @@ def demo(
     if cv:
         _cross_validate(opts, cv, gap_threshold)
         return
-    try:
-        res = run_demo(opts, say=console.print)
-    except (ModelNotAvailableError, DemoError) as exc:
-        fail(str(exc))
-        return
+    res = run_demo(opts, say=console.print)  # ModelNotAvailableError, DemoError: the CLI handler
     table = Table(title="zero-shot on the EuroSAT-MS test split (%)" + (
         f", mean ± std over {seeds} seeds" if res["mode"] == "trained" and seeds > 1 else ""))
     for col in ("model", "top-1", "balanced acc.", "mAP@100"):

@@ -10,12 +10,15 @@ from typing import Annotated
 import typer
 
 from spectraclip.cli.common import (
+    WORKERS_DEFAULT,
+    BatchOpt,
     DeviceOpt,
     ModelBandsOpt,
     PrecisionOpt,
     WorkersOpt,
+    check_templates,
     console,
-    fail,
+    print_table,
     resolve_device,
     split_list,
 )
@@ -35,17 +38,18 @@ def evaluate_cmd(
         "split on commas).")] = None,
     split: Annotated[str, typer.Option("--split", help="train, val, test or all.")] = "test",
     templates: Annotated[list[str] | None, typer.Option(
-        "--templates", "-t", help="Template set name or JSON file (repeat or comma list). Default: each model's "
-        "declared set (msclip for a model that declares none).")] = None,
+        "--templates", "-t", callback=check_templates, help="Template set name or JSON file (repeat or comma "
+        "list). Default: each model's declared set (msclip for a model that declares none).")] = None,
     task: Annotated[list[str] | None, typer.Option(
         "--task", help="zeroshot, multilabel, retrieval (repeat or comma list; default per dataset).")] = None,
     output_dir: Annotated[Path, typer.Option("--output", "-o", help="Output folder: reports, plots and the "
                                              "embedding cache.")] = Path("evaluation"),
     model_bands: ModelBandsOpt = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    workers: WorkersOpt = 0,
+    batch_size: BatchOpt = None,
+    workers: WorkersOpt = WORKERS_DEFAULT,
     device: DeviceOpt = "auto",
-    k: Annotated[int, typer.Option("--k", min=1, help="Cut-off of retrieval mAP@k.")] = 100,
+    retrieval_k: Annotated[int, typer.Option("--retrieval-k", min=1, help="Cut-off k of the retrieval "
+                                             "mAP@k.")] = 100,
     empty: Annotated[str, typer.Option("--empty", help="Classes without relevant images in retrieval means: "
                                        "skip or zero.")] = "skip",
     negative_prompt: Annotated[str, typer.Option("--negative-prompt", help="Extra negative class of the "
@@ -72,50 +76,31 @@ def evaluate_cmd(
     and plots to the --output folder."""
     from rich.table import Table
 
-    from spectraclip.bands import BandError
-    from spectraclip.data.errors import DatasetError, DatasetNotFoundError
-    from spectraclip.errors import SpectraclipError
-    from spectraclip.evaluate.runner import (
-        EvaluationError,
-        evaluate,
-        headline_rows,
-        pair_datasets,
-        pair_models,
-    )
-    from spectraclip.zeroshot.templates import TemplateError
+    from spectraclip.evaluate.runner import evaluate, headline_rows, pair_datasets, pair_models
 
-    template_specs = split_list(templates)
     tasks = split_list(task) or None
     if split_list(dataset) == ["oscd"]:  # change detection: its own evaluation (evaluate/oscd.py)
         from spectraclip.evaluate.oscd import evaluate_oscd_cli
 
-        try:
-            evaluate_oscd_cli(split_list(model), checkpoint or [], root or [], output_dir, model_bands=model_bands,
-                              precision=precision, batch_size=batch_size, device=resolve_device(device),
-                              probes=[p for p in split_list(probe) if p != "none"], probe_steps=probe_steps,
-                              probe_seeds=probe_seeds)
-        except (SpectraclipError, EvaluationError) as exc:
-            fail(str(exc))
+        evaluate_oscd_cli(split_list(model), checkpoint or [], root or [], output_dir, model_bands=model_bands,
+                          precision=precision, batch_size=batch_size or 32,  # the scene path needs a number
+                          device=resolve_device(device), probes=[p for p in split_list(probe) if p != "none"],
+                          probe_steps=probe_steps, probe_seeds=probe_seeds)
         return
-    try:
-        models = pair_models(split_list(model), checkpoint or [], model_bands)
-        datasets = pair_datasets(split_list(dataset), root or [], split)
-        result = evaluate(models, datasets, template_specs or None, tasks, output_dir,
-                          batch_size=batch_size, num_workers=workers, device=resolve_device(device),
-                          retrieval_k=k, empty=empty, negative_prompt=negative_prompt, plots=plots,
-                          embedding_map=embedding_map, command=shlex.join(["spectraclip", *sys.argv[1:]]),
-                          log_fn=console.print, embeddings=embeddings, force=force,
-                          precision=precision)
-    except (SpectraclipError, EvaluationError, DatasetNotFoundError, DatasetError, TemplateError, BandError,
-            FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-        return
+    # library errors (EvaluationError, DatasetError, TemplateError, BandError, ...) reach the CLI handler
+    models = pair_models(split_list(model), checkpoint or [], model_bands)
+    datasets = pair_datasets(split_list(dataset), root or [], split)
+    result = evaluate(models, datasets, split_list(templates) or None, tasks, output_dir,
+                      batch_size=batch_size, num_workers=workers, device=resolve_device(device),
+                      retrieval_k=retrieval_k, empty=empty, negative_prompt=negative_prompt, plots=plots,
+                      embedding_map=embedding_map, command=shlex.join(["spectraclip", *sys.argv[1:]]),
+                      log_fn=console.print, embeddings=embeddings, force=force, precision=precision)
     table = Table(title="headline results")
     for col in ("model", "dataset", "templates", "task", "metric", "value"):
-        table.add_column(col, justify="right" if col == "value" else "left")
+        table.add_column(col, justify="right" if col == "value" else "left", no_wrap=col != "value")
     for m, d, t, tk, metric, v in headline_rows(result.results):
         table.add_row(m, d, t, tk, metric, "–" if v is None else f"{100 * v:.1f}%")
-    console.print(table)
+    print_table(table)
     for note in result.results.get("notes", []):
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"wrote {len(result.files)} files to {result.output_dir}:")

@@ -22,20 +22,17 @@ def export_cmd(
 ) -> None:
     """Export the image tower (normalised pixels in, L2-normalised embeddings out; batch size dynamic). The
     preprocessing (bands, mean, std, input size) and the model fingerprints go into the file's metadata."""
-    from spectraclip.models.export import ExportError, export_model, verify_onnx
+    from spectraclip.models.export import export_model, verify_onnx
 
     net = load_model_or_exit(model, checkpoint, "cpu", model_bands)
-    try:
-        path = export_model(net, output, fmt, opset=opset)
-        console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; inputs "
-                      f"{', '.join('pixels_' + g for g in net.groups)}, normalised, {net.image_size} px)")
-        if verify:
-            cos = verify_onnx(net, path)
-            console.print(f"ONNX Runtime vs fp32 model: minimum cosine {cos:.6f}")
-            if cos < 0.9999:
-                fail(f"{path}: ONNX Runtime embeddings differ from the model's (minimum cosine {cos:.6f} < 0.9999)")
-    except ExportError as exc:
-        fail(str(exc))
+    path = export_model(net, output, fmt, opset=opset)  # an ExportError reaches the CLI handler
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; inputs "
+                  f"{', '.join('pixels_' + g for g in net.groups)}, normalised, {net.image_size} px)")
+    if verify:
+        cos = verify_onnx(net, path)
+        console.print(f"ONNX Runtime vs fp32 model: minimum cosine {cos:.6f}")
+        if cos < 0.9999:
+            fail(f"{path}: ONNX Runtime embeddings differ from the model's (minimum cosine {cos:.6f} < 0.9999)")
 
 
 def register(app: typer.Typer) -> None:

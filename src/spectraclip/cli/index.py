@@ -12,6 +12,7 @@ from spectraclip.cli.common import (
     err_console,
     fail,
     load_model_or_exit,
+    print_table,
 )
 
 index_app = typer.Typer(help="Vector indexes over embeddings tables (faiss): build, append.", no_args_is_help=True)
@@ -41,15 +42,10 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Mix tables of different (or no) fingerprints.")] = False,
 ) -> None:
     """Build an index from embeddings tables; the chosen kind, its parameters and build time go to info.json."""
-    from spectraclip.errors import SpectraclipError
     from spectraclip.index.build import build_index
     from spectraclip.index.choose import parse_memory
 
-    try:
-        report = build_index(tables, output, max_memory=parse_memory(max_memory), kind=kind, force=force)
-    except SpectraclipError as exc:
-        fail(str(exc))
-        return
+    report = build_index(tables, output, max_memory=parse_memory(max_memory), kind=kind, force=force)
     _report(report, "indexed")
 
 
@@ -60,14 +56,9 @@ def add(
     force: Annotated[bool, typer.Option("--force", help="Accept tables without matching fingerprints.")] = False,
 ) -> None:
     """Append tables to an index without a rebuild (ids already indexed are skipped, so re-running is safe)."""
-    from spectraclip.errors import SpectraclipError
     from spectraclip.index.build import add_to_index
 
-    try:
-        report = add_to_index(index_dir, tables, force=force)
-    except SpectraclipError as exc:
-        fail(str(exc))
-        return
+    report = add_to_index(index_dir, tables, force=force)
     _report(report, "appended")
 
 
@@ -100,7 +91,6 @@ def search_index(index_dir: Path, *, query: list[str] | None, like: list[str] | 
     """`spectraclip search INDEX_DIR`: one ranked table per text query (or one for examples alone)."""
     from rich.table import Table
 
-    from spectraclip.errors import SpectraclipError
     from spectraclip.index.query import Query, encode_raster, run_query
     from spectraclip.index.store import open_index
     from spectraclip.results import write_table
@@ -112,30 +102,26 @@ def search_index(index_dir: Path, *, query: list[str] | None, like: list[str] | 
                              resize=resize) if (texts or like_file) else None
     rows: dict[str, list] = {"query": [], "rank": [], "id": [], "score": [], "path": [], "timestamp": [],
                              "lon": [], "lat": []}
-    try:
-        index = open_index(index_dir)
-        if net is not None and not force:
-            index.check_model(net)
-        like_vectors = [encode_raster(net, f, bands, precision) for f in like_file or []]
-        f = parse_filters(filters)
-        for text in texts or [None]:
-            q = Query(text=text, like=list(like or []), unlike=list(unlike or []), like_vectors=like_vectors,
-                      k=top_k, filters=f)
-            hits = run_query(index, q, net)
-            label = text or "examples " + " ".join([*(like or []), *map(str, like_file or [])])
-            table = Table(title=f"\u201c{label}\u201d ({index.kind} index, {len(index)} items)")
-            for col, just in (("rank", "right"), ("id", "left"), ("similarity", "right"), ("date", "left")):
-                table.add_column(col, justify=just)  # type: ignore[arg-type]
-            recs = index.records([h.row for h in hits])
-            for r, (h, rec) in enumerate(zip(hits, recs, strict=True), start=1):
-                table.add_row(str(r), h.id, f"{h.score:.4f}", (rec.get("timestamp") or "")[:10])
-                for key, v in zip(rows, (label, r, h.id, h.score, rec.get("path"), rec.get("timestamp"),
-                                         rec.get("lon"), rec.get("lat")), strict=True):
-                    rows[key].append(v)
-            console.print(table)
-    except SpectraclipError as exc:
-        fail(str(exc))
-        return
+    index = open_index(index_dir)
+    if net is not None and not force:
+        index.check_model(net)
+    like_vectors = [encode_raster(net, f, bands, precision) for f in like_file or []]
+    f = parse_filters(filters)
+    for text in texts or [None]:
+        q = Query(text=text, like=list(like or []), unlike=list(unlike or []), like_vectors=like_vectors,
+                  k=top_k, filters=f)
+        hits = run_query(index, q, net)
+        label = text or "examples " + " ".join([*(like or []), *map(str, like_file or [])])
+        table = Table(title=f"\u201c{label}\u201d ({index.kind} index, {len(index)} items)")
+        for col, just in (("rank", "right"), ("id", "left"), ("similarity", "right"), ("date", "left")):
+            table.add_column(col, justify=just, no_wrap=col == "id")  # type: ignore[arg-type]
+        recs = index.records([h.row for h in hits])
+        for r, (h, rec) in enumerate(zip(hits, recs, strict=True), start=1):
+            table.add_row(str(r), h.id, f"{h.score:.4f}", (rec.get("timestamp") or "")[:10])
+            for key, v in zip(rows, (label, r, h.id, h.score, rec.get("path"), rec.get("timestamp"),
+                                     rec.get("lon"), rec.get("lat")), strict=True):
+                rows[key].append(v)
+        print_table(table)
     if output:
         write_table(output, rows)
         console.print(f"wrote {output}")

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from spectraclip.cli.common import (
+    NODATA_DEFAULT,
+    WORKERS_DEFAULT,
     BandsOpt,
     BatchOpt,
     CheckpointOpt,
@@ -20,11 +22,14 @@ from spectraclip.cli.common import (
     NodataOpt,
     PathsArg,
     PrecisionOpt,
+    RadiometryOpt,
     TemplatesOpt,
     WorkersOpt,
     console,
+    existing_paths,
     fail,
     load_model_or_exit,
+    print_table,
     report_failures,
     resolve_device,
     split_list,
@@ -40,12 +45,6 @@ ResizeOpt = Annotated[
     bool, typer.Option("--resize", help="Squeeze rasters larger than twice the model input into one input "
                        "(default: such a scene is an error; cut it into windows instead).")
 ]
-RadiometryArg = Annotated[
-    str | None,
-    typer.Option("--radiometry", help="What the files' values are, when their tags do not say: l2a/l1c/dn "
-                 "(reflectance x 10000), baseline-04 (x 10000 with the -1000 offset of products since "
-                 "25 Jan 2022), reflectance (0-1), or scale=S,offset=O."),
-]
 
 
 def _filled_note(metas: list[dict]) -> None:
@@ -58,13 +57,8 @@ def _filled_note(metas: list[dict]) -> None:
 
 def _items(paths: list[Path]) -> list[Path]:
     from spectraclip.io.readers import find_items
-    from spectraclip.io.sample import RasterError
 
-    try:
-        return find_items(paths)
-    except RasterError as exc:
-        fail(str(exc))
-        raise  # unreachable
+    return find_items(paths)  # a RasterError (nothing found) reaches the CLI handler
 
 
 def classify(
@@ -79,29 +73,27 @@ def classify(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write all scores to .csv or .parquet.")] = None,
     batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
-    workers: WorkersOpt = 1,
-    nodata: NodataOpt = "error",
+    workers: WorkersOpt = WORKERS_DEFAULT,
+    nodata: NodataOpt = NODATA_DEFAULT,
     missing_bands: MissingBandsOpt = None,
     resize: ResizeOpt = False,
-    radiometry: RadiometryArg = None,
+    radiometry: RadiometryOpt = None,
     show: Annotated[int, typer.Option("--show", help="Rows to print (0: all).")] = 50,
     precision: PrecisionOpt = "auto",
 ) -> None:
     """Zero-shot classify rasters into the given classes (template-ensemble prompts; the model's declared
     templates unless --templates; probabilities under the model's logit scale)."""
-    from rich.table import Table
+    from spectraclip.zeroshot.classes import describe_classes, parse_classes
+
+    specs = parse_classes(classes, classes_file)  # --templates and the other options were checked while parsing
+    items = _items(paths)
+    net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
+    from rich.table import Table  # the heavy imports after the cheap checks
 
     from spectraclip.inference import encode_images
     from spectraclip.results import write_table
-    from spectraclip.zeroshot.classes import describe_classes, parse_classes
     from spectraclip.zeroshot.classifier import ZeroShotClassifier
-    from spectraclip.zeroshot.templates import load_templates
 
-    specs = parse_classes(classes, classes_file)
-    if templates is not None:
-        load_templates(templates)  # a bad set is reported before the model loads
-    items = _items(paths)
-    net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     enc = encode_images(net, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
                         device=resolve_device(device), on_error=lambda *_: None, radiometry=radiometry,
                         precision=precision)
@@ -118,8 +110,8 @@ def classify(
     top = probs.argmax(1)
     shown = names if len(names) <= 8 else None
     table = Table(title=f"zero-shot classes ({len(zs.templates.templates.templates)} templates)")
-    table.add_column("id")
-    table.add_column("top class", style="bold green")
+    table.add_column("id", no_wrap=True, overflow="fold")
+    table.add_column("top class", style="bold green", no_wrap=True)
     table.add_column("p", justify="right")
     for c in shown or []:
         table.add_column(c, justify="right")
@@ -134,7 +126,7 @@ def classify(
             order = probs[i].argsort()[::-1][1:4]
             row.append(", ".join(f"{names[j]} {probs[i, j]:.2f}" for j in order))
         table.add_row(*row)
-    console.print(table)
+    print_table(table)
     if len(enc.ids) > limit:
         console.print(f"... {len(enc.ids) - limit} more rows (use --output or --show 0)")
     if output:
@@ -149,8 +141,9 @@ def classify(
 
 
 def search(
-    paths: Annotated[list[Path], typer.Argument(help="Rasters/folders, an embeddings table (.parquet), or an "
-                                                "index folder (spectraclip index build).")],
+    paths: Annotated[list[Path], typer.Argument(callback=existing_paths, help="Rasters/folders, an "
+                                                "embeddings table (.parquet), or an index folder (spectraclip index "
+                                                "build).")],
     query: Annotated[list[str] | None, typer.Option("--query", "-q", help="Free-text query (repeat for more).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 10,
     model: ModelOpt = None,
@@ -160,11 +153,11 @@ def search(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write hits to .csv or .parquet.")] = None,
     batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
-    workers: WorkersOpt = 1,
-    nodata: NodataOpt = "error",
+    workers: WorkersOpt = WORKERS_DEFAULT,
+    nodata: NodataOpt = NODATA_DEFAULT,
     missing_bands: MissingBandsOpt = None,
     resize: ResizeOpt = False,
-    radiometry: RadiometryArg = None,
+    radiometry: RadiometryOpt = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Search embeddings tables even when their fingerprints say another model or "
         "preprocessing made them (or they record none).")] = False,
@@ -188,13 +181,13 @@ def search(
                             precision=precision)
     if not query:
         fail("give --query TEXT (--like, --like-file and --unlike need an index folder)")
+    net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     from rich.table import Table
 
     from spectraclip.embeddings import is_embeddings_table, read_embeddings
     from spectraclip.inference import encode_images, text_search
     from spectraclip.results import write_table
 
-    net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     tables = [p for p in paths if is_embeddings_table(p)]
     if tables and len(tables) != len(paths):
         fail("give either rasters/folders or embeddings tables, not both")
@@ -202,19 +195,13 @@ def search(
         ids, vecs, src = [], [], []
         import numpy as np
 
-        from spectraclip.errors import SpectraclipError
         from spectraclip.identity import check_fingerprints
 
         for t in tables:
-            try:
-                emb = read_embeddings(t)
-                if not force and emb.metadata.get("bands") and emb.metadata["bands"] != ",".join(net.bands.names):
-                    fail(f"{t}: embedded with bands {emb.metadata['bands']}, the model uses "
-                         f"{','.join(net.bands.names)}")
-                check_fingerprints(emb.fingerprints, net, str(t), force=force, model_label=str(checkpoint or model))
-            except SpectraclipError as exc:
-                fail(str(exc))
-                raise
+            emb = read_embeddings(t)
+            if not force and emb.metadata.get("bands") and emb.metadata["bands"] != ",".join(net.bands.names):
+                fail(f"{t}: embedded with bands {emb.metadata['bands']}, the model uses {','.join(net.bands.names)}")
+            check_fingerprints(emb.fingerprints, net, str(t), force=force, model_label=str(checkpoint or model))
             ids += emb.ids
             vecs.append(emb.vectors)
             src += emb.columns.get("path", [None] * len(emb))
@@ -234,13 +221,13 @@ def search(
     for q, qhits in hits.items():
         table = Table(title=f"\u201c{q}\u201d")
         table.add_column("rank", justify="right")
-        table.add_column("id")
+        table.add_column("id", no_wrap=True, overflow="fold")
         table.add_column("similarity", justify="right")
         for h in qhits:
             table.add_row(str(h.rank), h.id, f"{h.score:.4f}")
             for k, v in zip(rows, (q, h.rank, h.id, h.score, h.path), strict=True):
                 rows[k].append(v)
-        console.print(table)
+        print_table(table)
     if output:
         write_table(output, rows)
         console.print(f"wrote {output}")
@@ -255,11 +242,11 @@ def embed(
     bands: BandsOpt = None,
     batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
-    workers: WorkersOpt = 1,
-    nodata: NodataOpt = "error",
+    workers: WorkersOpt = WORKERS_DEFAULT,
+    nodata: NodataOpt = NODATA_DEFAULT,
     missing_bands: MissingBandsOpt = None,
     resize: ResizeOpt = False,
-    radiometry: RadiometryArg = None,
+    radiometry: RadiometryOpt = None,
     layout: Annotated[str | None, typer.Option(
         "--layout", help="Read multi-file items (auto, ssl4eo, bigearthnet-s1s2, manifest): each item's modalities "
         "are co-registered into one sample; a model with several input groups fuses those present.")] = None,
@@ -293,7 +280,6 @@ def embed(
 ) -> None:
     """Write the embeddings table of rasters, scene windows or multi-file items (resumable: rerun the same
     command after an interruption)."""
-    from spectraclip.embeddings import EmbeddingsTableError
     from spectraclip.inference import embed_to_table
 
     if engine not in ("local", "ray"):
@@ -330,24 +316,19 @@ def embed(
         skip = set(ids) - set(mine)
         meta.update(shard_metadata(spec, ids, mine))
         console.print(f"shard {spec}: {len(mine)} of {len(ids)} items")
-    try:
-        if engine == "ray":
-            from spectraclip.distributed.ray_engine import embed_with_ray
+    if engine == "ray":
+        from spectraclip.distributed.ray_engine import embed_with_ray
 
-            table, failed, resumed = embed_with_ray(
-                net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, workers=max(1, workers),
-                num_gpus_per_worker=num_gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                device=device, address=address,
-                metadata=meta, radiometry=radiometry, precision=precision, skip_ids=skip)
-        else:
-            table, failed, resumed = embed_to_table(
-                net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
-                device=resolve_device(device), metadata=meta, on_error=lambda *_: None, radiometry=radiometry,
-                precision=precision, skip_ids=skip,
-            )
-    except EmbeddingsTableError as exc:  # e.g. unfinished parts of a run with another model
-        fail(str(exc))
-        raise
+        table, failed, resumed = embed_with_ray(
+            net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, workers=max(1, workers),
+            num_gpus_per_worker=num_gpus_per_worker, cpus_per_worker=cpus_per_worker, device=device,
+            address=address, metadata=meta, radiometry=radiometry, precision=precision, skip_ids=skip)
+    else:  # an EmbeddingsTableError (e.g. unfinished parts of a run with another model) reaches the handler
+        table, failed, resumed = embed_to_table(
+            net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
+            device=resolve_device(device), metadata=meta, on_error=lambda *_: None, radiometry=radiometry,
+            precision=precision, skip_ids=skip,
+        )
     report_failures(failed, "items")
     if not len(table) and failed:
         fail(f"nothing could be embedded: all {len(failed)} items failed (first: {failed[0][0]}: {failed[0][1]})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from spectraclip.cli.common import console
+from spectraclip.cli.common import print_table
 
 
 def models() -> None:
@@ -14,8 +14,8 @@ def models() -> None:
     from spectraclip.models.registry import get_entry, list_models
 
     table = Table(title="registered models (any open_clip architecture name works too)")
-    for col in ("name", "architecture", "bands", "weights", "description"):
-        table.add_column(col)
+    for col in ("name", "architecture", "bands", "weights", "description"):  # what users copy is never cut
+        table.add_column(col, no_wrap=col != "description", overflow="fold")
     for name in list_models():
         e = get_entry(name)
         if e.hub:
@@ -25,7 +25,7 @@ def models() -> None:
         else:
             weights = "random init" + (" + pretrained text tower" if e.pretrained_text else "")
         table.add_row(name, e.arch, e.bands, weights, e.description)
-    console.print(table)
+    print_table(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -29,8 +29,9 @@ def probe(
     classifiers: Annotated[list[str] | None, typer.Option(
         "--classifier", help="logistic, random-forest, knn, ridge: repeat or comma list (default: logistic).")
     ] = None,
-    k: Annotated[list[str] | None, typer.Option(
-        "--k", help="Training sizes, repeat or comma list; 'all' = every training label "
+    train_sizes: Annotated[list[str] | None, typer.Option(
+        "--train-sizes", help="Training examples per draw (k of the curve), repeat or comma list; 'all' = every "
+        "training label "
         f"(default: {_DEFAULT_KS}).")] = None,
     draws: Annotated[int, typer.Option("--draws", min=1, help="Random draws per training size.")] = 5,
     test_size: Annotated[float, typer.Option(
@@ -56,7 +57,6 @@ def probe(
         "(when merged under one --name), or that record none.")] = False,
 ) -> None:
     """Train classical models on k labelled embeddings (k in a list, several draws) and plot the curves."""
-    from spectraclip.errors import SpectraclipError
     from spectraclip.probe.baseline import baseline_stats_table
     from spectraclip.probe.curves import parse_ks, run_probe
     from spectraclip.probe.labels import labels_from_paths, read_labels
@@ -71,34 +71,31 @@ def probe(
         fail(f"--name given {len(names)} times for {len(tables)} tables")
     if labels is None and not labels_from_path:
         fail("give --labels FILE or --labels-from-path")
-    try:
-        sets = [load_embeddings(t, names[n] if names else None) for n, t in enumerate(tables)]
-        if clip_model or clip_checkpoint:
-            net = load_model_or_exit(clip_model, clip_checkpoint, "cpu")
-            check_sets_against(sets, net, str(clip_checkpoint or clip_model), force=force)
-        sets = group_by_name(sets, force=force)
-        if baseline_stats:
-            skipped: list[str] = []
-            base = baseline_stats_table(baseline_stats, out / "baseline_band_stats.parquet", bands,
-                                        on_error=lambda p, e: skipped.append(f"{p}: {e}"))
-            for msg in skipped:
-                err_console.print(f"[yellow]skipped[/] {msg}")
-            sets.append(load_embeddings(base, "per-band stats"))
-        if labels is not None:
-            lab = read_labels(labels, id_column=id_column, label_column=label_column,
-                              split_column=split_column, task=task, sep=sep)
-        else:
-            first = sets[0]
-            if first.paths is None:
-                fail(f"--labels-from-path: table {first.path} has no path column")
-            lab = labels_from_paths(first.ids, first.paths, source=f"folders of {first.path}")
-        models = split_list(classifiers) or ["logistic"]
-        with console.status("probing...") as status:
-            result = run_probe(sets, lab, models=models, ks=parse_ks(split_list(k) or _DEFAULT_KS), draws=draws,
-                               test_size=test_size, seed=seed, progress=lambda msg: status.update(msg))
-    except SpectraclipError as exc:  # ProbeError, FingerprintMismatchError, unreadable tables
-        fail(str(exc))
-        return
+    # library errors (ProbeError, FingerprintMismatchError, unreadable tables) reach the CLI handler
+    sets = [load_embeddings(t, names[n] if names else None) for n, t in enumerate(tables)]
+    if clip_model or clip_checkpoint:
+        net = load_model_or_exit(clip_model, clip_checkpoint, "cpu")
+        check_sets_against(sets, net, str(clip_checkpoint or clip_model), force=force)
+    sets = group_by_name(sets, force=force)
+    if baseline_stats:
+        skipped: list[str] = []
+        base = baseline_stats_table(baseline_stats, out / "baseline_band_stats.parquet", bands,
+                                    on_error=lambda p, e: skipped.append(f"{p}: {e}"))
+        for msg in skipped:
+            err_console.print(f"[yellow]skipped[/] {msg}")
+        sets.append(load_embeddings(base, "per-band stats"))
+    if labels is not None:
+        lab = read_labels(labels, id_column=id_column, label_column=label_column,
+                          split_column=split_column, task=task, sep=sep)
+    else:
+        first = sets[0]
+        if first.paths is None:
+            fail(f"--labels-from-path: table {first.path} has no path column")
+        lab = labels_from_paths(first.ids, first.paths, source=f"folders of {first.path}")
+    models = split_list(classifiers) or ["logistic"]
+    with console.status("probing...") as status:
+        result = run_probe(sets, lab, models=models, ks=parse_ks(split_list(train_sizes) or _DEFAULT_KS),
+                           draws=draws, test_size=test_size, seed=seed, progress=lambda msg: status.update(msg))
     paths = write_report(result, out, with_indices=with_indices)
     for w in result.warnings:
         err_console.print(f"[yellow]note:[/] {w}")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import CheckpointOpt, DeviceOpt, ModelBandsOpt, ModelOpt, console, fail, load_model_or_exit
+from spectraclip.cli.common import CheckpointOpt, DeviceOpt, ModelBandsOpt, ModelOpt, console, load_model_or_exit
 
 
 def serve(
@@ -26,21 +26,16 @@ def serve(
     """Serve `POST /search`, `/items/{id}`, thumbnails and the search page at http://HOST:PORT/."""
     import uvicorn
 
-    from spectraclip.errors import SpectraclipError
     from spectraclip.index.store import open_index
     from spectraclip.serve.app import create_app, settle_heap
 
     net = load_model_or_exit(model, checkpoint, device, model_bands) if (model or checkpoint) else None
-    try:
-        if workers == 1:
-            app = create_app(index_dir, net, force=force)  # checks index and model now
-        else:  # each worker builds its own app: here only the check, not the app's columns and warm-up
-            index = open_index(index_dir)
-            if net is not None:
-                index.check_model(net, force=force)
-    except SpectraclipError as exc:
-        fail(str(exc))
-        return
+    if workers == 1:
+        app = create_app(index_dir, net, force=force)  # checks index and model now
+    else:  # each worker builds its own app: here only the check, not the app's columns and warm-up
+        index = open_index(index_dir)
+        if net is not None:
+            index.check_model(net, force=force)
     console.print(f"serving {index_dir} on http://{host}:{port}/ (API: /docs)"
                   f"{f' with {workers} worker processes' if workers > 1 else ''}")
     if workers == 1:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import BandsOpt, RadiometryOpt, console, err_console, fail, split_list
+from spectraclip.cli.common import BandsOpt, RadiometryOpt, console, err_console, split_list
 
 
 def stats(
@@ -33,16 +33,12 @@ def stats(
     metadata, --radiometry) are first put in reflectance x 10000 without the baseline-04.00 offset."""
     from rich.table import Table
 
-    from spectraclip.data.stats import StatsError, compute_stats, write_recipe_normalization, write_stats
+    from spectraclip.data.stats import compute_stats, write_recipe_normalization, write_stats
 
     failed: list[tuple[str, str]] = []
-    try:
-        result = compute_stats(sources, modalities=split_list(modality) or None, bands=bands, max_items=max_items,
-                               reservoir=reservoir, seed=seed, radiometry=radiometry,
-                               on_error=lambda p, e: failed.append((str(p), str(e))))
-    except StatsError as exc:
-        fail(str(exc))
-        return
+    result = compute_stats(sources, modalities=split_list(modality) or None, bands=bands, max_items=max_items,
+                           reservoir=reservoir, seed=seed, radiometry=radiometry,
+                           on_error=lambda p, e: failed.append((str(p), str(e))))  # StatsError: the handler
     for where, msg in failed[:50]:
         err_console.print(f"[yellow]skipped[/] {where}: {msg}")
     write_stats(result, out)

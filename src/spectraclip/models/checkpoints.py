@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from spectraclip.errors import CheckpointError, SpectraclipError
+from spectraclip.errors import CheckpointError, ModelNotAvailableError
 from spectraclip.io.atomic import current_umask
 from spectraclip.models.spectral_clip import ModelConfig, ModelConfigError, SpectralCLIP
 
@@ -35,10 +35,6 @@ BUNDLE_CONFIG = "spectraclip.json"
 BUNDLE_WEIGHTS = "model.safetensors"
 HF_PREFIX = "hf-hub:"
 LLAMA3_PREFIXES = ("clip_base_model.model.", "image_encoder.model.", "text_encoder.model.")
-
-
-class ModelNotAvailableError(SpectraclipError, RuntimeError):
-    """Weights that are neither local nor in the Hugging Face cache (e.g. offline); says what to download."""
 
 
 # -- Hugging Face Hub ---------------------------------------------------------------------------------

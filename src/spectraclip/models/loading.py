@@ -38,6 +38,7 @@ from spectraclip.models.checkpoints import (
 from spectraclip.models.registry import (
     RegistryEntry,
     UnknownModelError,
+    check_weights_available,
     config_from_entry,
     get_entry,
     list_models,
@@ -90,6 +91,7 @@ def _from_name(name: str, bands: BandsArg) -> SpectralCLIP:
 
 def _from_entry(entry: RegistryEntry, bands: BandsArg) -> SpectralCLIP:
     if entry.hub:
+        check_weights_available(entry.name)  # not cached and no Hub: fail now, not after the download's retries
         path = hub_file(entry.hub["repo_id"], entry.hub["filename"], entry.hub.get("revision"))
         return _from_file(path, entry, None)
     if entry.openclip_pretrained:

@@ -8,12 +8,15 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spectraclip.bands import MSCLIP_STATS, BandSet, BandStats
 from spectraclip.errors import SpectraclipError
-from spectraclip.models.channels import default_band_stats, rgb_band_stats
-from spectraclip.models.spectral_clip import ModelConfig
+
+if TYPE_CHECKING:
+    from spectraclip.models.spectral_clip import ModelConfig
+
+# Import-light (no torch): `get_entry` and `check_weights_available` run before a command loads anything.
 
 
 class UnknownModelError(SpectraclipError, LookupError, ValueError):
@@ -65,8 +68,24 @@ def get_entry(name: str) -> RegistryEntry:
     return RegistryEntry(name=key, **models[key])
 
 
+def check_weights_available(name: str) -> None:
+    """For a registry model whose weights come from a Hub file: return when the file is in the local HF cache
+    or the Hub is reachable, else raise ModelNotAvailableError at once (naming the model, repo, file and the
+    download command) instead of letting the download retry for half a minute. Other names: nothing to check."""
+    from spectraclip.models.hub import check_hub_file
+
+    try:
+        entry = get_entry(name)
+    except UnknownModelError:
+        return
+    if entry.hub:
+        check_hub_file(entry.hub["repo_id"], entry.hub["filename"], entry.hub.get("revision"), model=entry.name)
+
+
 def stats_for(spec: str | dict[str, Any], bands: BandSet) -> BandStats:
     """Resolve an entry's `stats` spec: `msclip`, `openclip-rgb`, `default` or {"mean":{..},"std":{..}}."""
+    from spectraclip.models.channels import default_band_stats, rgb_band_stats
+
     if isinstance(spec, dict):
         base = BandStats(dict(spec["mean"]), dict(spec["std"]), source="registry entry")
     elif spec == "msclip":
@@ -102,6 +121,8 @@ def model_config(name: str, bands: BandSet | str | list[str] | None = None) -> M
 
 def config_from_entry(entry: RegistryEntry, bands: BandSet | str | list[str] | None = None) -> ModelConfig:
     """Build the ModelConfig of a registry entry (arch cfg from open_clip when not inline)."""
+    from spectraclip.models.spectral_clip import ModelConfig
+
     arch_config = entry.arch_config if entry.arch_config is not None else openclip_arch_config(entry.arch)
     bandset = BandSet.parse(bands if bands is not None else entry.bands)
     stats = stats_for(entry.stats, bandset)
@@ -130,6 +151,7 @@ def tiny_group_config(groups: dict[str, str | list[str]] | None = None, stats: d
     """
     from spectraclip.bands import check_group
     from spectraclip.models.inputs import InputGroup
+    from spectraclip.models.spectral_clip import ModelConfig
 
     groups = groups or {"s2": "s2-l2a", "s1": "s1"}
     default = {"s2": (1500.0, 1200.0), "s1": (-12.0, 5.0), "coherence": (0.5, 0.25)}

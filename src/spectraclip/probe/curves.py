@@ -120,9 +120,9 @@ def parse_ks(spec: str | Sequence[int | str | None]) -> list[int | None]:
         try:
             k = int(it)
         except (TypeError, ValueError) as exc:
-            raise ProbeError(f"--k {it!r}: expected an integer or 'all'") from exc
+            raise ProbeError(f"--train-sizes {it!r}: expected an integer or 'all'") from exc
         if k < 2:
-            raise ProbeError(f"--k {k}: a probe needs at least 2 training examples")
+            raise ProbeError(f"--train-sizes {k}: a probe needs at least 2 training examples")
         out.append(k)
     return out
 
