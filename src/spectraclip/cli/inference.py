@@ -15,11 +15,13 @@ from spectraclip.cli.common import (
     ClassesFileOpt,
     ClassesOpt,
     DeviceOpt,
+    MissingBandsOpt,
     ModelBandsOpt,
     ModelOpt,
     NodataOpt,
     PathsArg,
     PrecisionOpt,
+    RadiometryOpt,
     TemplatesOpt,
     WorkersOpt,
     console,
@@ -30,21 +32,9 @@ from spectraclip.cli.common import (
     split_list,
 )
 
-MissingBandsOpt = Annotated[
-    str | None,
-    typer.Option("--missing-bands", help="Bands the model needs that the data lacks: error (name them) or fill "
-                 "(the band's training mean, zero after normalisation; recorded per item). Default: the "
-                 "model's declared policy."),
-]
 ResizeOpt = Annotated[
     bool, typer.Option("--resize", help="Squeeze rasters larger than twice the model input into one input "
                        "(default: such a scene is an error; cut it into windows instead).")
-]
-RadiometryArg = Annotated[
-    str | None,
-    typer.Option("--radiometry", help="What the files' values are, when their tags do not say: l2a/l1c/dn "
-                 "(reflectance x 10000), baseline-04 (x 10000 with the -1000 offset of products since "
-                 "25 Jan 2022), reflectance (0-1), or scale=S,offset=O."),
 ]
 
 
@@ -83,7 +73,7 @@ def classify(
     nodata: NodataOpt = "error",
     missing_bands: MissingBandsOpt = None,
     resize: ResizeOpt = False,
-    radiometry: RadiometryArg = None,
+    radiometry: RadiometryOpt = None,
     show: Annotated[int, typer.Option("--show", help="Rows to print (0: all).")] = 50,
     precision: PrecisionOpt = "auto",
 ) -> None:
@@ -164,7 +154,7 @@ def search(
     nodata: NodataOpt = "error",
     missing_bands: MissingBandsOpt = None,
     resize: ResizeOpt = False,
-    radiometry: RadiometryArg = None,
+    radiometry: RadiometryOpt = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Search embeddings tables even when their fingerprints say another model or "
         "preprocessing made them (or they record none).")] = False,
@@ -259,7 +249,7 @@ def embed(
     nodata: NodataOpt = "error",
     missing_bands: MissingBandsOpt = None,
     resize: ResizeOpt = False,
-    radiometry: RadiometryArg = None,
+    radiometry: RadiometryOpt = None,
     layout: Annotated[str | None, typer.Option(
         "--layout", help="Read multi-file items (auto, ssl4eo, bigearthnet-s1s2, manifest): each item's modalities "
         "are co-registered into one sample; a model with several input groups fuses those present.")] = None,
