@@ -254,11 +254,15 @@ def check_skipped(summary: JobSummary, max_skipped: float, where: str, output: P
     example = _common_message(summary.skipped_windows)
     what = "no window was encoded" if summary.encoded == 0 else (
         f"more than --max-skipped {max_skipped:g} of the windows were skipped")
-    advice = {"nodata": "the windows hold no data: check the scene's extent and nodata value (--nodata)",
-              "cloud": "the windows are cloudy: raise --max-cloud or drop --scl",
-              }.get(reason, "fix the input as the message says (bands the model takes but the scene lacks: "
-                            "--missing-bands fill, or a model of the scene's bands; --radiometry for values the "
-                            "files do not describe)")
+    if reason == "nodata":
+        advice = "the windows hold no data: check the scene's extent and nodata value"
+    elif reason == "cloud":
+        advice = "the windows are cloudy: raise --max-cloud or drop --scl"
+    elif "missing band" in example:
+        advice = ("pass --missing-bands fill (the missing bands get the model's training mean), or use a model "
+                  "of the scene's bands")
+    else:
+        advice = "fix the input as the message says (e.g. --nodata fill, --radiometry for undescribed values)"
     tail = "" if summary.encoded == 0 else "; or accept it with a larger --max-skipped (1 accepts any share)"
     kept = f"; no output written to {output} (its partial file and resume state are kept)" if output else ""
     raise SkippedWindowsError(
