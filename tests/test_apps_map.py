@@ -232,3 +232,87 @@ def test_cli_map_and_heatmap_write_outputs_and_name_bad_input(scene, tmp_path):
     r = runner.invoke(app, ["map", str(tmp_path / "nope.tif"), "-m", "tiny-test", "--classes", "a,b", "-o",
                             str(tmp_path / "x.tif")])
     assert r.exit_code == 2 and "nope.tif" in "".join(r.output.split())
+
+
+L2A_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")  # no B10
+
+
+def _cli():
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+
+    return CliRunner(), app
+
+
+@pytest.mark.parametrize("command", ["map", "heatmap"])
+def test_l1c_model_on_an_l2a_scene_fails_naming_the_band_and_fill_maps_it(command, tmp_path):
+    """Every window lacks B10: no empty map with exit 0 (D2), but exit 2 naming the band and the fix, and
+    `--missing-bands fill` (which map and heatmap now take) maps it."""
+    scene = make_multiband(tmp_path / "l2a.tif", bands=L2A_BANDS, size=64)
+    runner, app = _cli()
+    what = ["--classes", "water,forest"] if command == "map" else ["-q", "water"]
+    base = [command, str(scene), "-m", "tiny-test", "--model-bands", "s2-l1c", *what, "--device", "cpu",
+            "--precision", "fp32", "-o", str(tmp_path / "out.tif")]
+    r = runner.invoke(app, base)
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert "B10" in text and "--missing-bands fill" in text and "no window was encoded" in text
+    assert not (tmp_path / "out.tif").exists()  # nothing that looks like a good map
+    assert (tmp_path / "out.tif.partial.tif").exists() and (tmp_path / "out.tif.parts").is_dir()
+    r = runner.invoke(app, [*base, "--missing-bands", "fill"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out.tif").exists() and not (tmp_path / "out.tif.parts").exists()
+
+
+def test_more_skipped_windows_than_max_skipped_fail_and_a_larger_share_resumes(model, tmp_path):
+    from spectraclip.apps.runner import SkippedWindowsError
+
+    arr = np.stack([np.full((96, 96), 1200 + 50 * i, np.float32) for i in range(13)])
+    arr[:, :48, :48] = np.nan  # windows (0,0), (0,32)... at stride 32: 1 all-nodata, 3 partly nodata
+    from fixtures_scenes import RES
+
+    path = tmp_path / "nan.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=96, height=96, count=13, dtype="float32", crs="EPSG:32633",
+                       transform=rasterio.transform.from_origin(500000, 5000000, 10, 10)) as dst:
+        dst.write(arr)
+        for i, b in enumerate(RES, start=1):
+            dst.set_band_description(i, b)
+    out = tmp_path / "m.tif"
+    kw = dict(nodata="error", stride=32, progress=False, quicklook=False)
+    with pytest.raises(SkippedWindowsError, match=r"--max-skipped 0\.3.*4 of 9 windows skipped.*--nodata fill"):
+        map_scene(model, path, out, CLASSES, max_skipped=0.3, **kw)
+    assert not out.exists() and (tmp_path / "m.tif.partial.tif").exists()
+    res = map_scene(model, path, out, CLASSES, max_skipped=0.5, **kw)  # same job: resumes at its end
+    assert res.summary.encoded == 5 and out.exists()
+
+
+def test_map_scene_leaves_the_callers_model_as_it_was(tmp_path):
+    """Windows larger than twice the model input are resized by the run's own preprocessor: the model's input
+    options, device and train/eval mode are the caller's before and after."""
+    m = load_model("tiny-test", bands="s2-l1c")
+    m.train()
+    scene = make_multiband(tmp_path / "s.tif", size=96)
+    before = (dict(m.input_options), next(m.parameters()).device)
+    res = map_scene(m, scene, tmp_path / "m.tif", CLASSES, tile=80, stride=16, progress=False, quicklook=False)
+    assert res.summary.encoded == 4
+    assert (dict(m.input_options), next(m.parameters()).device) == before and m.training
+    assert not m.preprocessor().allow_resize
+
+
+def test_radiometry_reaches_the_scene_reader_and_changes_the_map(model, scene, tmp_path):
+    from spectraclip.io.radiometry import Radiometry
+    from spectraclip.io.scene import SceneReader, open_scene, window_grid
+
+    sc = open_scene(scene)
+    with SceneReader(sc, radiometry="reflectance") as reader:
+        got = reader.read(window_grid(sc.height, sc.width, 32)[0])
+    assert isinstance(got.sample.meta["radiometry"], Radiometry)
+    kw = dict(progress=False, quicklook=False, probabilities="float32")
+    a = map_scene(model, scene, tmp_path / "a.tif", CLASSES, **kw)
+    b = map_scene(model, scene, tmp_path / "b.tif", CLASSES, radiometry="l1c", **kw)  # same units as trained
+    c = map_scene(model, scene, tmp_path / "c.tif", CLASSES, radiometry="scale=0.00005,offset=0", **kw)
+    np.testing.assert_allclose(_read(b.path), _read(a.path), atol=1e-5)
+    assert not np.allclose(_read(c.path)[1:], _read(a.path)[1:], atol=1e-4)
+    with rasterio.open(c.path) as ds:
+        assert '"radiometry": "scale=0.00005,offset=0"' in ds.tags()["spectraclip_map"]

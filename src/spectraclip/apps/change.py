@@ -34,7 +34,8 @@ from rasterio.windows import Window
 from spectraclip.apps.change_features import CHANNELS, ChangeWindows, DateStats, feature_names
 from spectraclip.apps.change_grid import ChangeInputError, PairGrid, align_pair, band_stats, shared_bands
 from spectraclip.apps.change_probe import PixelSamples
-from spectraclip.apps.scene_job import JobSummary, can_resume, run_windows
+from spectraclip.apps.runner import DEFAULT_MAX_SKIPPED, SceneJob, SceneOptions, model_device, run_model
+from spectraclip.apps.scene_job import JobSummary
 from spectraclip.io.cog import BlockWriter
 from spectraclip.io.scene import Scene, open_scene, window_grid
 
@@ -133,11 +134,11 @@ def combine(raw: np.ndarray, stats: dict[str, tuple[float, float]], rule: Change
     return ((1.0 - w) * z["cva"] + 0.5 * w * (z["emb_window"] + z["emb_token"])).astype(np.float32)
 
 
-def _load_pair(model, before: str | Path | Scene, after: str | Path | Scene, work: Path, bands: Any
-               ) -> tuple[PairGrid, list[str]]:
+def _load_pair(model, before: str | Path | Scene, after: str | Path | Scene, work: Path, bands: Any,
+               policy: str | None = None) -> tuple[PairGrid, list[str]]:
     sb = before if isinstance(before, Scene) else open_scene(before, bands)
     sa = after if isinstance(after, Scene) else open_scene(after, bands)
-    policy = model.input_options.get("missing_bands", model.config.missing_bands)
+    policy = policy or model.preprocessor().missing_bands
     use, notes = shared_bands(list(model.bands.names), sb, sa, policy)
     pair = align_pair(sb, sa, use, work)
     pair.notes[:0] = notes
@@ -194,30 +195,44 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
                  tile: int | None = None, stride: int | None = None, weight: str = "hann",
                  vector: str | Path | None = "auto", quicklook: bool = True, bands: Any = None,
                  nodata: str = "fill", precision: str | None = "fp32", batch_size: int = 32,
-                 num_workers: int = 0, device: str = "cpu", progress: bool = True, checkpoint_rows: int = 512,
-                 stop_after_rows: int | None = None, keep_raw: bool = False) -> ChangeResult:
+                 num_workers: int = 0, device: str | None = None, progress: bool = True, checkpoint_rows: int = 512,
+                 stop_after_rows: int | None = None, keep_raw: bool = False, missing_bands: str | None = None,
+                 radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
+                 options: SceneOptions | None = None) -> ChangeResult:
     """Change map of BEFORE -> AFTER into `output` (COG): band 1 the change score, band 2 the change flag
     (1 changed, 0 not), then the probe's probability (with `probe`) and each query's similarity change; a PNG
     quicklook (before / after / change) and a GeoParquet of changed windows (`vector`, default beside the map).
-    Resumable: a rerun after a kill continues and writes the same file."""
-    from spectraclip.apps.maps import _job_key
+    Resumable: a rerun after a kill continues and writes the same file. Pass 1 is the scene runner's
+    (`apps.runner`: the same shared options as `map_scene`, the same refusal of a run that skipped more than
+    `max_skipped` of its windows; the model is not changed)."""
+    opts = options or SceneOptions(tile=tile, stride=stride, weight=weight, bands=bands, nodata=nodata,
+                                   batch_size=batch_size, num_workers=num_workers, device=device,
+                                   precision=precision, progress=progress, checkpoint_rows=checkpoint_rows,
+                                   stop_after_rows=stop_after_rows, missing_bands=missing_bands,
+                                   radiometry=radiometry, max_skipped=max_skipped)
+    with run_model(model, opts.device) as net:
+        return _change(net, before, after, output, opts, classes=classes, queries=queries, probe=probe,
+                       threshold=threshold, rule=rule, templates=templates, vector=vector, quicklook=quicklook,
+                       keep_raw=keep_raw)
+
+
+def _change(model, before: str | Path | Scene, after: str | Path | Scene, output: str | Path, opts: SceneOptions,
+            *, classes: Sequence[Any] | None, queries: Sequence[str] | None, probe, threshold: float | None,
+            rule: ChangeRule, templates: str | None, vector: str | Path | None, quicklook: bool,
+            keep_raw: bool) -> ChangeResult:
     from spectraclip.models.precision import prepare_for_inference
     from spectraclip.zeroshot.classifier import ZeroShotClassifier
     from spectraclip.zeroshot.text import encode_texts
 
     out = Path(output)
     parts = out.with_name(out.name + ".parts")
-    dev = torch.device(device)
-    model.eval().to(dev)
-    pair, use = _load_pair(model, before, after, parts / "grid", bands)
-    sc = pair.before
-    tile = int(tile or model.image_size)
-    stride = int(stride or max(1, tile // 2))
-    windows = window_grid(sc.height, sc.width, tile, stride)
-    if tile > 2 * model.image_size:
-        model.set_input_options(allow_resize=True)
+    dev = model_device(model)
+    policy = opts.missing_bands or model.preprocessor().missing_bands
+    pair, use = _load_pair(model, before, after, parts / "grid", opts.bands, policy)
+    job = SceneJob.open(model, pair.before, out, opts, select_bands=False)
+    sc, tile, stride, windows = job.scene, job.tile, job.stride, job.windows
     stats = (DateStats(*band_stats(pair.before, use)), DateStats(*band_stats(pair.after, use)))
-    encoder = prepare_for_inference(model, precision, dev, batch_size)
+    encoder = prepare_for_inference(model, opts.precision, dev, opts.batch_size)
     mode = encoder.mode
     specs = list(classes or [])
     names = [getattr(c, "name", str(c)) for c in specs]
@@ -227,37 +242,29 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
     query_emb = None
     if qs:
         query_emb = torch.from_numpy(encode_texts(model, qs))
-    reader_options = {"nodata": nodata}
+    reader_options = opts.reader_options()
     probe_map = None
     if getattr(probe, "kind", None) == "cnn":  # the change network: predicted over the pair tile by tile first
         probe_map = parts / "probe.tif"
         if not probe_map.is_file():
             _predict_probe_map(probe, pair, use, stats, probe_map, reader_options)
     fn = ChangeWindows(model, encoder, pair.before, pair.after, stats, device=dev, class_emb=class_emb,
-                       query_emb=query_emb, probe=probe, reader_options=reader_options, probe_map=probe_map)
+                       query_emb=query_emb, probe=probe, reader_options=reader_options, probe_map=probe_map,
+                       prepare=job.prepare)
     k = fn.channels
-    key = _job_key("change", model, sc, tile, stride, {
+    key = job.key("change", {
         "after": pair.after.to_dict(), "classes": names, "prompts": [getattr(c, "prompt", str(c)) for c in specs],
-        "queries": qs, "probe": probe.fingerprint() if probe is not None else None, "weight": weight,
-        "templates": zs.templates.templates.name if zs else None, "precision": mode, "nodata": nodata})
+        "queries": qs, "probe": probe.fingerprint() if probe is not None else None,
+        "templates": zs.templates.templates.name if zs else None, "precision": mode})
     raw = BlockWriter(out.with_name(out.name + ".raw"), height=sc.height, width=sc.width, count=k,
                       dtype="float32", crs=sc.crs, transform=sc.transform, nodata=float("nan"))
-    resume = can_resume(parts, key)
-    if resume and not raw.partial.exists():  # a state without its intermediate raster: start over
-        (parts / "state.npz").unlink(missing_ok=True)
-        resume = False
-    raw.open(resume=resume)
 
     def on_strip(top: int, values: np.ndarray, wsum: np.ndarray) -> None:
         raw.write(top, np.where(wsum[None] > 0, values, np.nan).astype(np.float32))
 
     try:
-        summary = run_windows(sc, windows, model.preprocessor(), model.groups, fn, k, on_strip, state_dir=parts,
-                              job_key=key, sync=raw.sync, weight=weight, batch_size=batch_size,
-                              num_workers=num_workers, progress=progress, reader_options=reader_options,
-                              checkpoint_rows=checkpoint_rows, stop_after_rows=stop_after_rows)
+        summary = job.run(fn, k, raw, on_strip, key, reader_options)
     finally:
-        raw.close()
         fn.close()
     res = _finish(raw.partial, out, pair, windows, summary, names, qs, probe, threshold, rule, model, mode, tile,
                   stride, vector, quicklook)

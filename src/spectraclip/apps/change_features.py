@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -72,7 +73,7 @@ class ChangeWindows:
     def __init__(self, model, encoder, before: Scene, after: Scene, stats: tuple[DateStats, DateStats], *,
                  device: torch.device, class_emb: torch.Tensor | None = None, query_emb: torch.Tensor | None = None,
                  probe=None, reader_options: dict | None = None, sampler=None,
-                 probe_map: str | Path | None = None) -> None:
+                 probe_map: str | Path | None = None, prepare: Any = None) -> None:
         from spectraclip.apps.dense import DenseEncoder, DenseUnsupportedError, patch_grid
         from spectraclip.zeroshot.classifier import logit_scale
 
@@ -83,7 +84,7 @@ class ChangeWindows:
         opts = dict(reader_options or {})
         self.before_reader = SceneReader(before, **opts)
         self.after_reader = SceneReader(after, **opts)
-        self.prepare = model.preprocessor()
+        self.prepare = prepare if prepare is not None else model.preprocessor()  # the run's (apps.runner)
         try:
             patch_grid(model)
             self.dense = DenseEncoder(model, "fp32", device)  # patch tokens in fp32, whatever the window mode

@@ -5,7 +5,6 @@ query in the band description), plus a PNG overlay on natural colour."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spectraclip.apps.maps import MapError, _job_key, _scene_for
-from spectraclip.apps.scene_job import JobSummary, can_resume, run_windows
+from spectraclip.apps.maps import MapError
+from spectraclip.apps.runner import DEFAULT_MAX_SKIPPED, SceneJob, SceneOptions, model_device, run_model
+from spectraclip.apps.scene_job import JobSummary
 from spectraclip.io.cog import BlockWriter
-from spectraclip.io.scene import Scene, SceneReader, window_grid
+from spectraclip.io.scene import Scene, SceneReader
 from spectraclip.zeroshot.text import encode_texts
 
 
@@ -43,60 +43,72 @@ class _QueryWindows:
         return up.cpu().numpy(), sim.float().mean((2, 3)).cpu().numpy()
 
 
+class _HeatmapHead:
+    """The heatmap head: patch similarity per query, one float32 band each (NaN where no window speaks)."""
+
+    kind = "heatmap"
+    resampling = "average"
+
+    def __init__(self, fn: _QueryWindows, queries: list[str], tags: dict[str, str], key: dict[str, Any]) -> None:
+        self.fn, self.queries, self.tags, self._key, self.channels = fn, queries, tags, key, len(queries)
+
+    def __call__(self, x, present, windows):
+        return self.fn(x, present, windows)
+
+    def key(self) -> dict[str, Any]:
+        return self._key
+
+    def writer(self, job: SceneJob) -> BlockWriter:
+        sc = job.scene
+        return BlockWriter(job.output, height=sc.height, width=sc.width, count=len(self.queries), dtype="float32",
+                           crs=sc.crs, transform=sc.transform, nodata=float("nan"), descriptions=self.queries,
+                           tags=self.tags)
+
+    def write_strip(self, writer: BlockWriter, top: int, values: np.ndarray, wsum: np.ndarray) -> None:
+        writer.write(top, np.where(wsum[None] > 0, values, np.nan).astype(np.float32))
+
+
 def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries: Sequence[str], *,
                   tile: int | None = None, stride: int | None = None, cls_lambda: float = 0.0,
                   attention: str = "qq", weight: str = "hann", quicklook: bool = True, bands: Any = None,
                   scl: str | Path | None = None, nodata: str = "fill", max_cloud: float = 0.5,
-                  batch_size: int = 32, num_workers: int = 0, device: str = "cpu", progress: bool = True,
+                  batch_size: int = 32, num_workers: int = 0, device: str | None = None, progress: bool = True,
                   precision: str | None = "fp32", checkpoint_rows: int = 512,
-                  stop_after_rows: int | None = None) -> HeatmapResult:
+                  stop_after_rows: int | None = None, missing_bands: str | None = None,
+                  radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
+                  options: SceneOptions | None = None) -> HeatmapResult:
     """Write the patch-level cosine similarity of `scene` to each query into `output` (float32 COG, NaN where
-    no window speaks), blended over windows of `tile` pixels every `stride`. Resumable like `map_scene`."""
+    no window speaks), blended over windows of `tile` pixels every `stride`. Resumable like `map_scene`, with the
+    same shared options (`apps.runner.SceneOptions`, or `options`) and the same refusal of a run that skipped
+    more than `max_skipped` of its windows; the model is not changed."""
     queries = [q.strip() for q in queries if q and q.strip()]
     if not queries:
         raise MapError("give at least one --query")
-    dev = torch.device(device)
-    model.eval().to(dev)
-    sc = _scene_for(model, scene, bands, scl)
-    tile = int(tile or model.image_size)
-    stride = int(stride or max(1, tile // 2))
-    windows = window_grid(sc.height, sc.width, tile, stride)
+    opts = options or SceneOptions(tile=tile, stride=stride, weight=weight, bands=bands, scl=scl, nodata=nodata,
+                                   max_cloud=max_cloud, batch_size=batch_size, num_workers=num_workers,
+                                   device=device, precision=precision, progress=progress,
+                                   checkpoint_rows=checkpoint_rows, stop_after_rows=stop_after_rows,
+                                   missing_bands=missing_bands, radiometry=radiometry, max_skipped=max_skipped)
     from spectraclip.apps.dense import prepare_dense
 
-    dense = prepare_dense(model, precision, dev, attention, batch_size)
-    fn = _QueryWindows(dense, torch.from_numpy(encode_texts(model, list(queries))), cls_lambda)
-    out = Path(output)
-    parts = out.with_name(out.name + ".parts")
-    key = _job_key("heatmap", model, sc, tile, stride, {"queries": queries, "cls_lambda": cls_lambda,
-                                                       "attention": attention, "weight": weight, "nodata": nodata,
-                                                       "max_cloud": max_cloud, "precision": dense.mode})
-    writer = BlockWriter(out, height=sc.height, width=sc.width, count=len(queries), dtype="float32", crs=sc.crs,
-                         transform=sc.transform, nodata=float("nan"), descriptions=queries,
-                         tags={"queries": json.dumps(queries),
-                               "spectraclip_heatmap": json.dumps({"tile": tile, "stride": stride,
-                                                                  "cls_lambda": cls_lambda, "attention": attention,
-                                                                  "model": model.config.arch,
-                                                                  "precision": dense.mode})})
-    writer.open(resume=can_resume(parts, key))
-
-    def on_strip(top: int, values: np.ndarray, wsum: np.ndarray) -> None:
-        writer.write(top, np.where(wsum[None] > 0, values, np.nan).astype(np.float32))
-
-    try:
-        summary = run_windows(sc, windows, model.preprocessor(), model.groups, fn, len(queries), on_strip,
-                              state_dir=parts, job_key=key, sync=writer.sync, weight=weight, batch_size=batch_size,
-                              num_workers=num_workers, progress=progress,
-                              reader_options={"nodata": nodata, "max_cloud": max_cloud},
-                              checkpoint_rows=checkpoint_rows, stop_after_rows=stop_after_rows)
-    finally:
-        writer.close()
-    writer.finish(resampling="average")
-    shutil.rmtree(parts, ignore_errors=True)
+    with run_model(model, opts.device) as net:
+        job = SceneJob.open(net, scene, output, opts)
+        dense = prepare_dense(net, opts.precision, model_device(net), attention, opts.batch_size)
+        fn = _QueryWindows(dense, torch.from_numpy(encode_texts(net, list(queries))), cls_lambda)
+        key = {"queries": queries, "cls_lambda": cls_lambda, "attention": attention, "precision": dense.mode}
+        tags = {"queries": json.dumps(queries),
+                "spectraclip_heatmap": json.dumps({"tile": job.tile, "stride": job.stride, "cls_lambda": cls_lambda,
+                                                   "attention": attention, "model": net.config.arch,
+                                                   "precision": dense.mode,
+                                                   "missing_bands": job.prepare.missing_bands,
+                                                   "radiometry": opts.radiometry})}
+        summary = job.run_head(_HeatmapHead(fn, queries, tags, key))
+    out = job.output
     ql = None
     if quicklook:
         from spectraclip.apps.quicklook import heatmap_quicklook, natural_colour
 
-        with SceneReader(sc) as reader:
+        with SceneReader(job.scene) as reader:
             bg = natural_colour(reader)
         ql = heatmap_quicklook(out, out.with_suffix(".png"), bg)
     return HeatmapResult(out, queries, summary, ql)

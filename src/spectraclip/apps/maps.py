@@ -9,20 +9,19 @@ its class probabilities; `dense=True` uses patch-token features (see `apps.dense
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 
-from spectraclip.apps.scene_job import JobSummary, can_resume, run_windows
+from spectraclip.apps.runner import DEFAULT_MAX_SKIPPED, SceneJob, SceneOptions, model_device, run_model
+from spectraclip.apps.scene_job import JobSummary
 from spectraclip.errors import SpectraclipError
 from spectraclip.io.cog import BlockWriter
-from spectraclip.io.scene import Scene, SceneError, SceneReader, open_scene, window_grid
+from spectraclip.io.scene import Scene, SceneReader
 from spectraclip.zeroshot.classes import ClassSpec
 from spectraclip.zeroshot.classifier import MAX_LOGIT_SCALE, ZeroShotClassifier
 
@@ -107,21 +106,36 @@ def _probability_strip(values: np.ndarray, wsum: np.ndarray, probabilities: str)
     return np.concatenate([cls[None].astype(np.float32), probs]), valid
 
 
-def _job_key(kind: str, model, scene: Scene, tile: int, stride: int, extra: dict[str, Any]) -> dict[str, Any]:
-    from spectraclip.identity import Fingerprints
+class _MapHead:
+    """The map head: per-window (or per-patch) class probabilities -> class band + probability bands."""
 
-    return {"kind": kind, **Fingerprints.of(model).to_metadata(), "scene": scene.to_dict(), "tile": tile,
-            "stride": stride, **extra}
+    kind = "map"
+    resampling = "nearest"
 
+    def __init__(self, fn: Any, names: list[str], classes: list[ClassSpec], probabilities: str, tags: dict[str, str],
+                 key: dict[str, Any]) -> None:
+        self.fn, self.names, self.classes, self.probabilities = fn, names, classes, probabilities
+        self.tags, self._key, self.channels = tags, key, len(names)
 
-def _scene_for(model, scene: str | Path | Scene, bands: Any, scl: Any) -> Scene:
-    sc = scene if isinstance(scene, Scene) else open_scene(scene, bands, scl=scl)
-    have = set(sc.bands.names)
-    usable = [b for b in model.bands.names if b in have]
-    if not usable:
-        raise SceneError(f"{sc.path}: the scene has bands {', '.join(sc.bands.names)} but the model takes "
-                         f"{', '.join(model.bands.names)}: none in common")
-    return sc.select(usable)  # read only what the model uses
+    def __call__(self, x, present, windows):
+        return self.fn(x, present, windows)
+
+    def key(self) -> dict[str, Any]:
+        return self._key
+
+    def writer(self, job: SceneJob) -> BlockWriter:
+        sc = job.scene
+        return BlockWriter(job.output, height=sc.height, width=sc.width, count=1 + len(self.names),
+                           dtype=self.probabilities, crs=sc.crs, transform=sc.transform,
+                           nodata=None if self.probabilities == "uint8" else float("nan"),
+                           descriptions=["class", *[f"p_{n}" for n in self.names]],
+                           colormap=colour_table(self.names), tags=self.tags)
+
+    def write_strip(self, writer: BlockWriter, top: int, values: np.ndarray, wsum: np.ndarray) -> None:
+        bands_out, valid = _probability_strip(values, wsum, self.probabilities)
+        writer.write(top, bands_out)
+        if self.probabilities == "uint8":
+            writer.write_mask(top, valid)
 
 
 def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Sequence[ClassSpec] | None = None, *,
@@ -129,21 +143,40 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
               stride: int | None = None, dense: bool = False, probabilities: str = "uint8",
               vector: str | Path | None = None, quicklook: bool = True, weight: str = "hann",
               bands: Any = None, scl: str | Path | None = None, nodata: str = "fill", max_cloud: float = 0.5,
-              batch_size: int = 32, num_workers: int = 0, device: str = "cpu", progress: bool = True,
+              batch_size: int = 32, num_workers: int = 0, device: str | None = None, progress: bool = True,
               cls_lambda: float = 0.0, attention: str = "qq", precision: str | None = "fp32",
-              checkpoint_rows: int = 512, stop_after_rows: int | None = None) -> MapResult:
+              checkpoint_rows: int = 512, stop_after_rows: int | None = None, missing_bands: str | None = None,
+              radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
+              options: SceneOptions | None = None) -> MapResult:
     """Map `scene` into `output` (COG): the class index band then per-class probabilities, blended over
     overlapping windows of `tile` pixels (default the model input) every `stride` (default half a tile).
     `probe` (a saved window probe) replaces the text prompts; resumable (a rerun continues a killed run).
     `templates` None uses the model's declared template set (`zeroshot.default_templates`); the map's tags
     record the templates and the logit scale of its probabilities.
-    `precision` is the image encoding's (`models.precision`; auto = the device's fastest that passes the gate)."""
+    `precision` is the image encoding's (`models.precision`; auto = the device's fastest that passes the gate).
+    The shared scene options (`apps.runner.SceneOptions`: `missing_bands`, `radiometry`, `max_skipped`, ...) come
+    as keywords or as `options` (which then wins). A run that encoded nothing, or skipped more than
+    `max_skipped` of its windows, raises `SkippedWindowsError` and leaves no map. `device` None: the model's;
+    the model itself is not changed (see `apps.runner`)."""
+    opts = options or SceneOptions(tile=tile, stride=stride, weight=weight, bands=bands, scl=scl, nodata=nodata,
+                                   max_cloud=max_cloud, batch_size=batch_size, num_workers=num_workers,
+                                   device=device, precision=precision, progress=progress,
+                                   checkpoint_rows=checkpoint_rows, stop_after_rows=stop_after_rows,
+                                   missing_bands=missing_bands, radiometry=radiometry, max_skipped=max_skipped)
+    with run_model(model, opts.device) as net:
+        return _map(net, scene, output, classes, opts, probe=probe, templates=templates, dense=dense,
+                    probabilities=probabilities, vector=vector, quicklook=quicklook, cls_lambda=cls_lambda,
+                    attention=attention)
+
+
+def _map(model, scene: str | Path | Scene, output: str | Path, classes: Sequence[ClassSpec] | None,
+         opts: SceneOptions, *, probe: str | Path | None, templates: str | None, dense: bool, probabilities: str,
+         vector: str | Path | None, quicklook: bool, cls_lambda: float, attention: str) -> MapResult:
     from spectraclip.apps.probe_head import load_probe
 
     if probabilities not in PROBABILITY_TYPES:
         raise MapError(f"--probabilities {probabilities!r}: choose one of {', '.join(PROBABILITY_TYPES)}")
-    dev = torch.device(device)
-    model.eval().to(dev)
+    dev = model_device(model)
     head = None
     if probe is not None:
         if dense:
@@ -153,68 +186,38 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
     if not classes:
         raise MapError("give the map's classes (--classes / --classes-file) or a --probe")
     classes = list(classes)
-    sc = _scene_for(model, scene, bands, scl)
-    tile = int(tile or model.image_size)
-    stride = int(stride or max(1, tile // 2))
-    windows = window_grid(sc.height, sc.width, tile, stride)
-    if tile > 2 * model.image_size:
-        model.set_input_options(allow_resize=True)
+    job = SceneJob.open(model, scene, output, opts)
     zs = None if head is not None else ZeroShotClassifier.build(model, classes, templates)
     if dense:
         from spectraclip.apps.dense import prepare_dense
 
-        enc: Any = prepare_dense(model, precision, dev, attention, batch_size)
+        enc: Any = prepare_dense(model, opts.precision, dev, attention, opts.batch_size)
         fn: Any = _DenseWindows(enc, zs, cls_lambda)
     else:
         from spectraclip.models.precision import prepare_for_inference
 
-        enc = prepare_for_inference(model, precision, dev, batch_size)
+        enc = prepare_for_inference(model, opts.precision, dev, opts.batch_size)
         fn = _ZeroShotWindows(enc, zs, head)
     names = [c.name for c in classes]
     zs_meta = zs.metadata() if zs is not None else {"templates": None, "logit_scale": None}
-    out = Path(output)
-    parts = out.with_name(out.name + ".parts")
-    key = _job_key("map", model, sc, tile, stride, {"classes": [c.__dict__ for c in classes], "dense": dense,
-                                                   "probe": str(probe) if probe else None,
-                                                   "templates": zs_meta["templates"],
-                                                   "templates_sha256": zs_meta.get("templates_sha256"),
-                                                   "probabilities": probabilities, "weight": weight,
-                                                   "cls_lambda": cls_lambda, "attention": attention,
-                                                   "nodata": nodata, "max_cloud": max_cloud,
-                                                   "precision": enc.mode})
+    key = {"classes": [c.__dict__ for c in classes], "dense": dense, "probe": str(probe) if probe else None,
+           "templates": zs_meta["templates"], "templates_sha256": zs_meta.get("templates_sha256"),
+           "probabilities": probabilities, "cls_lambda": cls_lambda, "attention": attention, "precision": enc.mode}
     tags = {"classes": json.dumps(names), "prompts": json.dumps([c.prompt for c in classes]),
-            "spectraclip_map": json.dumps({"tile": tile, "stride": stride, "weight": weight, "dense": dense,
-                                           "probe": str(probe) if probe else None,
+            "spectraclip_map": json.dumps({"tile": job.tile, "stride": job.stride, "weight": opts.weight,
+                                           "dense": dense, "probe": str(probe) if probe else None,
                                            "templates": zs_meta["templates"],
                                            "templates_origin": zs_meta.get("templates_origin"),
                                            "logit_scale": zs_meta["logit_scale"],
-                                           "model": model.config.arch, "precision": enc.mode}),
+                                           "model": model.config.arch, "precision": enc.mode,
+                                           "missing_bands": job.prepare.missing_bands,
+                                           "radiometry": opts.radiometry}),
             "probability_scale": "255" if probabilities == "uint8" else "1"}
-    descriptions = ["class", *[f"p_{n}" for n in names]]
-    writer = BlockWriter(out, height=sc.height, width=sc.width, count=1 + len(names), dtype=probabilities,
-                         crs=sc.crs, transform=sc.transform, nodata=None if probabilities == "uint8" else float("nan"),
-                         descriptions=descriptions, colormap=colour_table(names), tags=tags)
-    writer.open(resume=can_resume(parts, key))
-
-    def on_strip(top: int, values: np.ndarray, wsum: np.ndarray) -> None:
-        bands_out, valid = _probability_strip(values, wsum, probabilities)
-        writer.write(top, bands_out)
-        if probabilities == "uint8":
-            writer.write_mask(top, valid)
-
-    reader_options = {"nodata": nodata, "max_cloud": max_cloud}
-    try:
-        summary = run_windows(sc, windows, model.preprocessor(), model.groups, fn, len(names), on_strip,
-                              state_dir=parts, job_key=key, sync=writer.sync, weight=weight, batch_size=batch_size,
-                              num_workers=num_workers, progress=progress, reader_options=reader_options,
-                              checkpoint_rows=checkpoint_rows, stop_after_rows=stop_after_rows)
-    finally:
-        writer.close()
-    writer.finish()
+    summary = job.run_head(_MapHead(fn, names, classes, probabilities, tags, key))
+    out, sc = job.output, job.scene
     vec_path = None
     if vector is not None and summary.records is not None:
-        vec_path = write_window_vectors(vector, sc, windows, summary.records, names)
-    shutil.rmtree(parts, ignore_errors=True)
+        vec_path = write_window_vectors(vector, sc, job.windows, summary.records, names)
     ql = None
     if quicklook:
         from spectraclip.apps.quicklook import class_quicklook, natural_colour

@@ -13,8 +13,11 @@ from spectraclip.cli.common import (
     ClassesFileOpt,
     ClassesOpt,
     DeviceOpt,
+    MissingBandsOpt,
+    ModelBandsOpt,
     ModelOpt,
     PrecisionOpt,
+    RadiometryOpt,
     TemplatesOpt,
     WorkersOpt,
     console,
@@ -38,8 +41,24 @@ SceneNodataOpt = Annotated[str, typer.Option("--nodata", help="Windows with some
 ClsLambdaOpt = Annotated[float, typer.Option("--cls-lambda", help="Subtract this x the window's global ([CLS]) "
                                              "similarity from the patch similarities (SegEarth-OV uses 0.3).")]
 
+MaxSkippedOpt = Annotated[float, typer.Option("--max-skipped", min=0.0, max=1.0, help="Largest share of the "
+                                              "windows a run may skip (nodata, cloud, unreadable, missing bands) "
+                                              "and still write its output; more fails (exit 2, no output). 1 "
+                                              "accepts any share; a run that encoded no window always fails.")]
 
-def _summary(res, what: str) -> None:
+
+def scene_options(tile: int | None, stride: int | None, bands: str | None, nodata: str, batch_size: int | None,
+                  workers: int, device: str, precision: str, missing_bands: str | None, radiometry: str | None,
+                  max_skipped: float, **more):
+    """The library's shared scene options (`apps.runner.SceneOptions`) from this command's options."""
+    from spectraclip.apps.runner import SceneOptions
+
+    return SceneOptions(tile=tile, stride=stride, bands=bands, nodata=nodata, batch_size=batch_size or 32,
+                        num_workers=workers, device=resolve_device(device), precision=precision,
+                        missing_bands=missing_bands, radiometry=radiometry, max_skipped=max_skipped, **more)
+
+
+def print_summary(res, what: str) -> None:
     s = res.summary
     skipped = ", ".join(f"{v} {k}" for k, v in sorted(s.skipped.items())) or "none"
     resumed = f"; resumed at row {s.resumed_at_row}" if s.resumed_at_row else ""
@@ -75,8 +94,12 @@ def map_command(
     weight: Annotated[str, typer.Option("--weight", help="Window blending weight: hann or uniform.")] = "hann",
     cls_lambda: ClsLambdaOpt = 0.0,
     bands: SceneBandsOpt = None,
+    model_bands: ModelBandsOpt = None,
+    missing_bands: MissingBandsOpt = None,
+    radiometry: RadiometryOpt = None,
     scl: SclOpt = None,
     nodata: SceneNodataOpt = "fill",
+    max_skipped: MaxSkippedOpt = 0.5,
     batch_size: BatchOpt = 32,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
@@ -87,15 +110,15 @@ def map_command(
     from spectraclip.zeroshot.classes import parse_classes
 
     specs = None if probe and not (classes or classes_file) else parse_classes(classes, classes_file)
-    m = load_model_or_exit(model, checkpoint, device)
-    res = map_scene(m, scene, output, specs, probe=probe, templates=templates, tile=tile, stride=stride, dense=dense,
-                    probabilities=probabilities, vector=vector, weight=weight, cls_lambda=cls_lambda, bands=bands,
-                    scl=scl, nodata=nodata, batch_size=batch_size, num_workers=workers,
-                    device=resolve_device(device), precision=precision)
+    opts = scene_options(tile, stride, bands, nodata, batch_size, workers, device, precision, missing_bands,
+                         radiometry, max_skipped, weight=weight, scl=scl)
+    m = load_model_or_exit(model, checkpoint, device, model_bands)
+    res = map_scene(m, scene, output, specs, probe=probe, templates=templates, dense=dense,
+                    probabilities=probabilities, vector=vector, cls_lambda=cls_lambda, options=opts)
     zs = res.extra.get("zeroshot") or {}
     if zs.get("templates"):
         console.print(f"templates {zs['templates']} ({zs['templates_origin']}); logit scale {zs['logit_scale']:.1f}")
-    _summary(res, "map")
+    print_summary(res, "map")
     if res.vector:
         console.print(f"windows: {res.vector}")
 
@@ -113,8 +136,12 @@ def heatmap_command(
     attention: Annotated[str, typer.Option("--attention", help="Last-block attention: qq (ClearCLIP), qq+kk, "
                                            "vanilla.")] = "qq",
     bands: SceneBandsOpt = None,
+    model_bands: ModelBandsOpt = None,
+    missing_bands: MissingBandsOpt = None,
+    radiometry: RadiometryOpt = None,
     scl: SclOpt = None,
     nodata: SceneNodataOpt = "fill",
+    max_skipped: MaxSkippedOpt = 0.5,
     batch_size: BatchOpt = 32,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
@@ -123,11 +150,11 @@ def heatmap_command(
     """Where in a scene each text query matches: dense patch-level similarity, training-free, as a COG."""
     from spectraclip.apps.heatmap import heatmap_scene
 
-    m = load_model_or_exit(model, checkpoint, device)
-    res = heatmap_scene(m, scene, output, query, tile=tile, stride=stride, cls_lambda=cls_lambda, attention=attention,
-                        bands=bands, scl=scl, nodata=nodata, batch_size=batch_size, num_workers=workers,
-                        device=resolve_device(device), precision=precision)
-    _summary(res, "heatmap")
+    opts = scene_options(tile, stride, bands, nodata, batch_size, workers, device, precision, missing_bands,
+                         radiometry, max_skipped, scl=scl)
+    m = load_model_or_exit(model, checkpoint, device, model_bands)
+    res = heatmap_scene(m, scene, output, query, cls_lambda=cls_lambda, attention=attention, options=opts)
+    print_summary(res, "heatmap")
 
 
 def fit_window_probe_command(
@@ -150,23 +177,7 @@ def fit_window_probe_command(
                   f"{probe.n_train} labelled rows)")
 
 
-def _clean_errors(fn):
-    """A SpectraclipError (bad scene, band, option) becomes its message and exit code 2."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from spectraclip.errors import SpectraclipError
-
-        try:
-            return fn(*args, **kwargs)
-        except SpectraclipError as exc:
-            fail(str(exc))
-
-    return wrapper
-
-
 def register(app: typer.Typer) -> None:
-    app.command("map")(_clean_errors(map_command))
-    app.command("heatmap")(_clean_errors(heatmap_command))
-    app.command("fit-window-probe")(_clean_errors(fit_window_probe_command))
+    app.command("map")(map_command)
+    app.command("heatmap")(heatmap_command)
+    app.command("fit-window-probe")(fit_window_probe_command)

@@ -8,16 +8,26 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.apps import SceneBandsOpt, SceneNodataOpt, StrideOpt, TileOpt, _clean_errors, _summary
+from spectraclip.cli.apps import (
+    MaxSkippedOpt,
+    SceneBandsOpt,
+    SceneNodataOpt,
+    StrideOpt,
+    TileOpt,
+    print_summary,
+    scene_options,
+)
 from spectraclip.cli.common import (
     BatchOpt,
     CheckpointOpt,
     ClassesFileOpt,
     ClassesOpt,
     DeviceOpt,
+    MissingBandsOpt,
     ModelBandsOpt,
     ModelOpt,
     PrecisionOpt,
+    RadiometryOpt,
     TemplatesOpt,
     WorkersOpt,
     console,
@@ -73,9 +83,10 @@ def change_command(
                                                 "<output>.windows.parquet).")] = None,
     bands: SceneBandsOpt = None,
     model_bands: ModelBandsOpt = None,
-    missing_bands: Annotated[str | None, typer.Option("--missing-bands", help="Bands the model takes that a date "
-                                                      "lacks: error or fill (the model's policy by default).")] = None,
+    missing_bands: MissingBandsOpt = None,
+    radiometry: RadiometryOpt = None,
     nodata: SceneNodataOpt = "fill",
+    max_skipped: MaxSkippedOpt = 0.5,
     precision: PrecisionOpt = "auto",
     batch_size: BatchOpt = 32,
     workers: WorkersOpt = 0,
@@ -147,16 +158,17 @@ def change_command(
         if probe is None:
             raise ChangeInputError("--save-probe needs a probe: give --train-labels")
         console.print(f"saved the probe to {save_probe_file(probe, save_probe)}")
+    opts = scene_options(tile, stride, bands, nodata, bs, workers, device, precision, missing_bands, radiometry,
+                         max_skipped, weight=weight)
     res = change_scene(m, before, after, output, classes=specs, queries=split_list(query) if query else None,
-                       probe=probe, threshold=threshold, rule=rule, templates=templates, tile=tile, stride=stride,
-                       weight=weight, vector=vector or "auto", bands=bands, nodata=nodata, precision=precision,
-                       batch_size=bs, num_workers=workers, device=dev)
+                       probe=probe, threshold=threshold, rule=rule, templates=templates, vector=vector or "auto",
+                       options=opts)
     for n in res.notes:
         console.print(f"[yellow]note:[/] {n}")
-    _summary(res, "change")
+    print_summary(res, "change")
     console.print(f"threshold {res.threshold:.3f} ({res.threshold_rule}); {res.changed_windows} changed windows"
                   + (f": {res.vector}" if res.vector else ""))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("change")(_clean_errors(change_command))
+    app.command("change")(change_command)

@@ -143,6 +143,12 @@ ModelBandsOpt = Annotated[
                  "RGB open_clip model or a test model to them by name, new bands zero-initialised). Default: the "
                  "model's own."),
 ]
+MissingBandsOpt = Annotated[
+    str | None,
+    typer.Option("--missing-bands", help="Bands the model needs that the data lacks: error (name them) or fill "
+                 "(the band's training mean, zero after normalisation; recorded per item). Default: the "
+                 "model's declared policy."),
+]
 TemplatesOpt = Annotated[
     str | None, typer.Option("--templates", "-t", callback=check_templates, help="A named template set "
                              "or a JSON file of templates. Default: the set the model declares (msclip for a model "

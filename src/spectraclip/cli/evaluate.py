@@ -71,9 +71,25 @@ def evaluate_cmd(
                                                     "change network (default 600).")] = None,
     probe_seeds: Annotated[int | None, typer.Option("--probe-seeds", min=1, help="oscd: seeds of the change network, "
                                                     "averaged (default 1).")] = None,
+    reference: Annotated[Path | None, typer.Option("--reference", help="Score a product (--product) against this "
+                                                   "reference raster instead of a benchmark: it is brought onto the "
+                                                   "product's grid (nearest); per-class IoU/F1 and the confusion "
+                                                   "matrix go to <output>/reference.json.")] = None,
+    product: Annotated[Path | None, typer.Option("--product", help="With --reference: a class map (spectraclip map: "
+                                                 "band 1), a change map (change flag, classes unchanged/changed) "
+                                                 "or a heatmap (band > --threshold).")] = None,
+    reference_classes: Annotated[str | None, typer.Option("--reference-classes", help="With --reference: reference "
+                                                          "value = product class, e.g. 1=water,0=other; other values "
+                                                          "(e.g. -1) and the file's nodata are not scored. Default: "
+                                                          "the values are class indices.")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="With --reference: score a heatmap's band "
+                                                    "above this value.")] = None,
 ) -> None:
     """Evaluate models on benchmarks; writes results.json/.csv/.md, per-image predictions (predictions/*.csv)
-    and plots to the --output folder."""
+    and plots to the --output folder. With --reference and --product: score a map against a reference raster."""
+    if reference is not None or product is not None:
+        _score_reference(reference, product, reference_classes, threshold, output_dir)
+        return
     from rich.table import Table
 
     from spectraclip.evaluate.runner import evaluate, headline_rows, pair_datasets, pair_models
@@ -106,6 +122,31 @@ def evaluate_cmd(
     console.print(f"wrote {len(result.files)} files to {result.output_dir}:")
     for f in result.files:
         console.print(f"  {f}")
+
+
+def _score_reference(reference: Path | None, product: Path | None, classes: str | None, threshold: float | None,
+                     output_dir: Path) -> None:
+    """`evaluate --reference REF --product MAP`: print and write the per-class scores (evaluate/reference.py)."""
+    import json
+
+    from rich.table import Table
+
+    from spectraclip.evaluate.reference import score_product
+
+    if reference is None or product is None:
+        fail("--reference and --product go together: the reference raster and the map to score")
+    res = score_product(product, reference, reference_classes=classes, threshold=threshold)
+    table = Table(title=f"{product} vs {reference} ({res.product_kind}; {res.pixels} pixels, accuracy "
+                  f"{100 * res.accuracy:.1f}%, mean IoU {100 * res.mean_iou:.1f}%)")
+    for col in ("class", "IoU", "F1", "precision", "recall", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for name, v in res.per_class.items():
+        table.add_row(name, *[f"{100 * v[m]:.1f}%" for m in ("iou", "f1", "precision", "recall")], str(v["support"]))
+    console.print(table)
+    console.print("confusion (rows reference, columns product): " + json.dumps(res.confusion.tolist()))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "reference.json").write_text(json.dumps(res.to_dict(), indent=2))
+    console.print(f"wrote {output_dir / 'reference.json'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ from spectraclip.cli.common import (
     ClassesFileOpt,
     ClassesOpt,
     DeviceOpt,
+    MissingBandsOpt,
     ModelBandsOpt,
     ModelOpt,
     NodataOpt,
@@ -35,12 +36,6 @@ from spectraclip.cli.common import (
     split_list,
 )
 
-MissingBandsOpt = Annotated[
-    str | None,
-    typer.Option("--missing-bands", help="Bands the model needs that the data lacks: error (name them) or fill "
-                 "(the band's training mean, zero after normalisation; recorded per item). Default: the "
-                 "model's declared policy."),
-]
 ResizeOpt = Annotated[
     bool, typer.Option("--resize", help="Squeeze rasters larger than twice the model input into one input "
                        "(default: such a scene is an error; cut it into windows instead).")

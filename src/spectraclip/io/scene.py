@@ -30,6 +30,7 @@ from spectraclip.errors import SpectraclipError
 from spectraclip.io.bandfolder import BAND_FILE_SUFFIXES, band_name_from_filename
 from spectraclip.io.errors import CorruptRasterError
 from spectraclip.io.geotiff import resolve_bands
+from spectraclip.io.radiometry import Radiometry, as_radiometry
 from spectraclip.io.sample import Sample
 
 # Sentinel-2 scene classification (SCL) classes counted as cloud: shadow, medium/high cloud, cirrus
@@ -338,9 +339,13 @@ class SceneReader:
     """Reads windows of a `Scene` (opening each band file once per process); use as a context manager."""
 
     def __init__(self, scene: Scene, *, margin: int = 8, nodata: str = "fill", max_cloud: float = 0.5,
-                 min_valid: float = 0.0) -> None:
+                 min_valid: float = 0.0, radiometry: str | Radiometry | None = None) -> None:
+        """`radiometry` (a Radiometry or a `--radiometry` value) says what the scene's values are; each window's
+        `meta["radiometry"]` carries it, so the model's preprocessor converts them to its units (None: as the
+        model was trained)."""
         if nodata not in ("error", "fill", "ignore"):
             raise SceneError(f"--nodata {nodata!r}: choose error, fill or ignore")
+        self.radiometry = as_radiometry(radiometry)
         self.scene, self.margin, self.nodata = scene, int(margin), nodata
         self.max_cloud, self.min_valid = float(max_cloud), float(min_valid)
         self._stack: contextlib.ExitStack | None = None
@@ -466,6 +471,8 @@ class SceneReader:
                         px[i][bad[i]] = px[i][ok].mean() if ok.any() else 0.0
         aff = sc.affine @ Affine.translation(window.col, window.row)
         meta = {"window": window.to_dict(), "scene": sc.path, "source": "scene", "valid_fraction": frac_valid}
+        if self.radiometry is not None:
+            meta["radiometry"] = self.radiometry
         sample = Sample(np.ascontiguousarray(px, dtype=np.float32), sc.bands, f"{sc.id}:{window.index}", sc.path,
                         sc.crs, tuple(float(v) for v in tuple(aff)[:6]), meta)
         return WindowRead(window, sample, valid)
