@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -309,7 +309,7 @@ def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path
     from spectraclip.models.batching import choose_batch_size
     from spectraclip.models.precision import resolve_precision
 
-    batch_size = batch_size or choose_batch_size(model, device, len(items) if hasattr(items, "__len__") else None)
+    batch_size = batch_size or choose_batch_size(model, device, len(items) if isinstance(items, Sized) else None)
     precision = resolve_precision(precision, device, batch_size)
     writer = PartWriter(output, metadata=table_metadata(model, precision, metadata))
     failed: list[tuple[str, str]] = []
