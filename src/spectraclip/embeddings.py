@@ -83,15 +83,12 @@ def _column(name: str, values: list[Any]) -> pa.Array:
     """A column in its Major TOM type where it has one; ISO-8601 text is accepted for `timestamp`."""
     kind = MAJOR_TOM_TYPES.get(name)
     if kind is not None and pa.types.is_timestamp(kind) and any(isinstance(v, str) for v in values):
-        from datetime import UTC, datetime
+        from spectraclip.geo import parse_time
 
-        def parse(v: Any) -> Any:
-            if not isinstance(v, str) or not v.strip():
-                return v or None
-            t = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
-            return t.replace(tzinfo=UTC) if t.tzinfo is None else t
-
-        values = [parse(v) for v in values]
+        bad = [v for v in values if isinstance(v, str) and v.strip() and parse_time(v) is None]
+        if bad:
+            raise EmbeddingsTableError(f"column {name!r}: {bad[0]!r} is not an ISO-8601 time")
+        values = [parse_time(v) if isinstance(v, str) else v for v in values]
     try:
         return pa.array(values, type=kind)
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:

@@ -60,7 +60,10 @@ class EncodedImages:
 
 
 def georef_meta(sample: Sample) -> dict[str, Any]:
-    """Georeference columns of a sample: CRS, affine transform, bounds and the centre in lon/lat."""
+    """Georeference columns of a sample: CRS, affine transform, bounds and the centre in lon/lat (derived by
+    `geo.native_bounds` and `geo.footprint_centre`)."""
+    from spectraclip.geo import TIME_KEYS, footprint_centre, native_bounds
+
     _, h, w = sample.pixels.shape
     meta: dict[str, Any] = {
         "path": str(Path(sample.path).resolve()) if sample.path else None,
@@ -74,21 +77,12 @@ def georef_meta(sample: Sample) -> dict[str, Any]:
         "lat": None,
     }
     if sample.transform and sample.crs:
-        from rasterio.transform import Affine, array_bounds
-        from rasterio.warp import transform as warp
-
-        aff = Affine(*sample.transform[:6])
-        left, bottom, right, top = array_bounds(h, w, aff)  # west, south, east, north
-        meta["bounds"] = [left, bottom, right, top]
-        try:
-            xs, ys = warp(sample.crs, "EPSG:4326", [(left + right) / 2], [(bottom + top) / 2])
-            meta["lon"], meta["lat"] = float(xs[0]), float(ys[0])
-        except Exception as exc:  # an exotic CRS: keep the native georeference only
-            log.debug("no lon/lat for %s: %s", sample.path, exc)
+        meta["bounds"] = native_bounds(sample.transform, h, w)
+        meta["lon"], meta["lat"] = footprint_centre(sample.crs, meta["bounds"]) or (None, None)
     if "labels" in sample.meta:
         meta["labels"] = sample.meta["labels"]
     # what the Major TOM columns need (geo.major_tom_columns): the acquisition time, the window of a product
-    for key in ("timestamp", "datetime", "acquisition_time", "date", "window", "product_id"):
+    for key in (*TIME_KEYS, "window", "product_id"):
         if sample.meta.get(key) is not None:
             meta[key] = sample.meta[key]
     return meta
