@@ -267,3 +267,32 @@ def test_footprint_centre_bounds_and_time_are_derived_once():
                             metadata={})
     row = metadata_from_table(table, "t").to_pylist()[0]
     assert (row["lon"], row["lat"]) == pytest.approx((lon, lat)) and row["timestamp"] == when
+
+
+def test_one_merge_for_a_run_s_parts_and_for_embed_merge(tmp_path):
+    """PartWriter.finish and embed-merge both write through embeddings.merge_tables: same rows, columns, bbox."""
+    from spectraclip.distributed.merge import merge_parts
+    from spectraclip.embeddings import PartWriter, merge_tables
+    from spectraclip.geo import major_tom_columns
+
+    metas = [_meta(0, 0), _meta(64, 0), _meta(0, 64, extra_col="x")]
+    w = PartWriter(tmp_path / "run.parquet", metadata={"dim": 4})
+    for i, m in enumerate(metas):
+        cols = major_tom_columns([m])
+        if "extra_col" in m:
+            cols["extra_col"] = ["x"]
+        w.write([f"i{i}"], np.full((1, 4), i, np.float32), cols)
+    parts = sorted(w.parts_dir.glob("part-*.parquet"))
+    copies = []
+    for p in parts:
+        copies.append(tmp_path / "copies" / p.name)
+        copies[-1].parent.mkdir(exist_ok=True)
+        copies[-1].write_bytes(p.read_bytes())
+    run = w.finish(order=["i2", "i0", "i1"])
+    merge_parts(copies, tmp_path / "merged.parquet", force=True)
+    a, b = pq.read_table(tmp_path / "run.parquet"), pq.read_table(tmp_path / "merged.parquet")
+    assert run.ids == ["i2", "i0", "i1"] and b.column("id").to_pylist() == ["i0", "i1", "i2"]
+    assert a.schema.names == b.schema.names and a.column("extra_col").to_pylist() == ["x", None, None]
+    geo_a, geo_b = (json.loads(t.schema.metadata[b"geo"]) for t in (a, b))
+    assert geo_a == geo_b and geo_a["columns"]["geometry"]["bbox"][0] < geo_a["columns"]["geometry"]["bbox"][2]
+    assert merge_tables(copies + copies[:1], tmp_path / "dup.parquet") == 3  # an id twice is kept once
