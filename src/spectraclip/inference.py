@@ -265,19 +265,11 @@ class SearchHit:
 
 def text_search(model: SpectralCLIP, image_vectors: np.ndarray, ids: Sequence[str], queries: Sequence[str],
                 top_k: int = 10, paths: Sequence[str | None] | None = None) -> dict[str, list[SearchHit]]:
-    """Rank images by cosine similarity to each free-text query (encoded on the model's device by
-    `zeroshot.text.encode_texts`); returns the top-k hits per query."""
-    from spectraclip.zeroshot.text import encode_texts
+    """Rank images by cosine similarity to each free-text query; returns the top-k hits per query. Kept for its
+    callers: the search is `index.query.search_vectors`, the one search path of the CLI and the service."""
+    from spectraclip.index.query import search_vectors
 
-    q = encode_texts(model, queries)
-    sims = q @ image_vectors.T
-    k = min(top_k, sims.shape[1])
-    out: dict[str, list[SearchHit]] = {}
-    for qi, query in enumerate(queries):
-        order = np.argsort(-sims[qi], kind="stable")[:k]
-        out[query] = [SearchHit(r + 1, ids[j], float(sims[qi, j]), paths[j] if paths else None)
-                      for r, j in enumerate(order)]
-    return out
+    return search_vectors(model, image_vectors, ids, queries, top_k, paths)
 
 
 def table_metadata(model: SpectralCLIP, precision: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
