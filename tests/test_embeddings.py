@@ -230,3 +230,69 @@ def test_real_major_tom_tiles_land_in_their_grid_rows(tmp_path):
         assert row.geometry.contains(gpd.points_from_xy([row["centre_lon"]], [row["centre_lat"]])[0])
         assert list(row["pixel_bbox"]) == [0, 0, 224, 224]
         assert row.geometry.area * 111.32**2 * np.cos(np.radians(row["centre_lat"])) == pytest.approx(2.24**2, rel=0.02)
+
+
+def test_footprint_centre_bounds_and_time_are_derived_once():
+    """geo derives bounds, centre and time; the encoder's columns and the index metadata use the same values."""
+    from datetime import UTC, date, datetime
+
+    import rasterio.transform
+
+    from spectraclip import geo
+    from spectraclip.bands import BandSet
+    from spectraclip.embeddings import EmbeddingsTable
+    from spectraclip.index.metadata import metadata_from_table
+    from spectraclip.inference import georef_meta
+    from spectraclip.io.sample import Sample
+
+    tr = tuple(rasterio.transform.from_origin(500000, 5000000, 10, 10))[:6]
+    bounds = geo.native_bounds(tr, 32, 32)
+    assert bounds == [500000.0, 4999680.0, 500320.0, 5000000.0]
+    lon, lat = geo.footprint_centre("EPSG:32633", bounds)
+    assert lon == pytest.approx(15.00204, abs=1e-4) and lat == pytest.approx(45.1529, abs=1e-3)
+    poly = geo.footprint_wgs84("EPSG:32633", bounds)
+    assert geo.footprint_centre(footprint=poly) == pytest.approx((lon, lat), abs=1e-5)
+    assert geo.wgs84_bbox(footprint=poly) == pytest.approx(geo.wgs84_bbox("EPSG:32633", bounds), abs=1e-6)
+    s = Sample(np.zeros((3, 32, 32), np.float32), BandSet.parse("B02,B03,B04"), "x", crs="EPSG:32633", transform=tr,
+               meta={"sensing_time": "2020-06-12T10:30:31"})
+    meta = georef_meta(s)
+    assert meta["bounds"] == bounds and (meta["lon"], meta["lat"]) == (lon, lat)
+    when = datetime(2020, 6, 12, 10, 30, 31, tzinfo=UTC)
+    assert geo.item_timestamp(meta) == when  # every time key the encoder keeps is one geo reads
+    assert geo.parse_time("2020-06-12T10:30:31Z") == geo.parse_time(when.timestamp()) == when
+    assert geo.parse_time(date(2020, 6, 12)) == datetime(2020, 6, 12, tzinfo=UTC) and geo.parse_time("x") is None
+    # an older table with only native bounds: the index derives the same centre
+    table = EmbeddingsTable(ids=["x"], vectors=np.ones((1, 4), np.float32),
+                            columns={"bounds": [bounds], "crs": ["EPSG:32633"], "date": ["2020-06-12T10:30:31Z"]},
+                            metadata={})
+    row = metadata_from_table(table, "t").to_pylist()[0]
+    assert (row["lon"], row["lat"]) == pytest.approx((lon, lat)) and row["timestamp"] == when
+
+
+def test_one_merge_for_a_run_s_parts_and_for_embed_merge(tmp_path):
+    """PartWriter.finish and embed-merge both write through embeddings.merge_tables: same rows, columns, bbox."""
+    from spectraclip.distributed.merge import merge_parts
+    from spectraclip.embeddings import PartWriter, merge_tables
+    from spectraclip.geo import major_tom_columns
+
+    metas = [_meta(0, 0), _meta(64, 0), _meta(0, 64, extra_col="x")]
+    w = PartWriter(tmp_path / "run.parquet", metadata={"dim": 4})
+    for i, m in enumerate(metas):
+        cols = major_tom_columns([m])
+        if "extra_col" in m:
+            cols["extra_col"] = ["x"]
+        w.write([f"i{i}"], np.full((1, 4), i, np.float32), cols)
+    parts = sorted(w.parts_dir.glob("part-*.parquet"))
+    copies = []
+    for p in parts:
+        copies.append(tmp_path / "copies" / p.name)
+        copies[-1].parent.mkdir(exist_ok=True)
+        copies[-1].write_bytes(p.read_bytes())
+    run = w.finish(order=["i2", "i0", "i1"])
+    merge_parts(copies, tmp_path / "merged.parquet", force=True)
+    a, b = pq.read_table(tmp_path / "run.parquet"), pq.read_table(tmp_path / "merged.parquet")
+    assert run.ids == ["i2", "i0", "i1"] and b.column("id").to_pylist() == ["i0", "i1", "i2"]
+    assert a.schema.names == b.schema.names and a.column("extra_col").to_pylist() == ["x", None, None]
+    geo_a, geo_b = (json.loads(t.schema.metadata[b"geo"]) for t in (a, b))
+    assert geo_a == geo_b and geo_a["columns"]["geometry"]["bbox"][0] < geo_a["columns"]["geometry"]["bbox"][2]
+    assert merge_tables(copies + copies[:1], tmp_path / "dup.parquet") == 3  # an id twice is kept once

@@ -278,3 +278,31 @@ def test_ivf_probing_depth_is_tuned_on_the_data_to_the_target_recall(tmp_path):
     assert params["text_nprobe"] == min(params["nlist"], 2 * params["nprobe"])
     idx = store.open_index(tmp_path / "idx")  # the search reads the tuned depth
     assert idx.info["plan"]["params"]["refine_factor"] == params["refine_factor"]
+
+
+def test_one_search_path_table_flat_index_and_service_agree(tmp_path):
+    """A table searched in Python (inference.text_search), its flat index (search_texts, the CLI's call) and the
+    service's /search give the same hits: all run index.query.run_query."""
+    import torch
+    from fastapi.testclient import TestClient
+
+    from spectraclip.identity import Fingerprints as Fp
+    from spectraclip.index.query import search_texts
+    from spectraclip.inference import text_search
+    from spectraclip.models.loading import load_model
+    from spectraclip.serve.app import create_app
+
+    torch.manual_seed(0)
+    net = load_model("tiny-test", bands="B02,B03,B04").eval()
+    table = synthetic_table(tmp_path / "t.parquet", 300, net.embed_dim, fingerprints=Fp.of(net))
+    build_index([table], tmp_path / "idx", kind="flat")
+    emb = read_embeddings(table)
+    texts = ["a forest", "a river"]
+    by_table = text_search(net, emb.vectors, emb.ids, texts, top_k=8)
+    by_index = dict(search_texts(open_index(tmp_path / "idx"), texts, net, k=8))
+    with TestClient(create_app(tmp_path / "idx", net)) as client:
+        by_service = {t: client.post("/search", json={"text": t, "k": 8}).json()["hits"] for t in texts}
+    for t in texts:
+        assert [h.id for h in by_table[t]] == [h.id for h in by_index[t]] == [h["id"] for h in by_service[t]]
+        np.testing.assert_allclose([h.score for h in by_table[t]], [h.score for h in by_index[t]], atol=1e-6)
+        np.testing.assert_allclose([h["score"] for h in by_service[t]], [h.score for h in by_index[t]], atol=1e-5)

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spectraclip.errors import SpectraclipError
-from spectraclip.geo import MAJOR_TOM_TYPES, with_geo_metadata
+from spectraclip.geo import GEOMETRY_COLUMN, MAJOR_TOM_TYPES, geo_metadata, with_geo_metadata
 from spectraclip.identity import (
     MODEL_KEY,
     PREPROCESSING_KEY,
@@ -83,15 +83,12 @@ def _column(name: str, values: list[Any]) -> pa.Array:
     """A column in its Major TOM type where it has one; ISO-8601 text is accepted for `timestamp`."""
     kind = MAJOR_TOM_TYPES.get(name)
     if kind is not None and pa.types.is_timestamp(kind) and any(isinstance(v, str) for v in values):
-        from datetime import UTC, datetime
+        from spectraclip.geo import parse_time
 
-        def parse(v: Any) -> Any:
-            if not isinstance(v, str) or not v.strip():
-                return v or None
-            t = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
-            return t.replace(tzinfo=UTC) if t.tzinfo is None else t
-
-        values = [parse(v) for v in values]
+        bad = [v for v in values if isinstance(v, str) and v.strip() and parse_time(v) is None]
+        if bad:
+            raise EmbeddingsTableError(f"column {name!r}: {bad[0]!r} is not an ISO-8601 time")
+        values = [parse_time(v) if isinstance(v, str) else v for v in values]
     try:
         return pa.array(values, type=kind)
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
@@ -270,32 +267,78 @@ class PartWriter:
         `order` (the item ids in listing order) sorts the rows, so parts written in any order (by parallel
         workers) give the table one process gives; ids not in it follow in part order."""
         parts = sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
-        tables = [pq.read_table(p) for p in parts]
-        if tables:
-            table = pa.concat_tables(tables, promote_options="permissive")
-            seen: set[str] = set()
-            keep = []
-            for i, id_ in enumerate(table.column("id").to_pylist()):
-                if id_ not in seen:
-                    seen.add(id_)
-                    keep.append(i)
-            if order is not None:
-                rank = {id_: r for r, id_ in enumerate(order)}
-                ids = table.column("id").to_pylist()
-                keep.sort(key=lambda i: (rank.get(ids[i], len(rank)), i))
-            table = table.take(pa.array(keep, type=pa.int64()))
-        else:
-            table = _table([], np.zeros((0, int(self.metadata.get("dim", 0))), np.float32), None, self.metadata)
-        meta = dict(table.schema.metadata or {})
-        for k, v in self.metadata.items():
-            meta[f"spectraclip.{k}".encode()] = (v if isinstance(v, str) else json.dumps(v)).encode()
-        table = with_geo_metadata(table.replace_schema_metadata(meta))  # the bbox of all parts
-        with atomic_path(self.output) as tmp:
-            pq.write_table(table, tmp)
+        merge_tables(parts, self.output, metadata=self.metadata, order=order)
         for p in parts:
             p.unlink()
         for debris in self.parts_dir.glob(".part-*.tmp") if self.parts_dir.is_dir() else []:
             debris.unlink()  # temporary files of a worker killed while writing
         if self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
             self.parts_dir.rmdir()
-        return _from_arrow(table, str(self.output))
+        return read_embeddings(self.output)
+
+
+def merge_tables(parts: Sequence[str | Path], output: str | Path, *, metadata: Mapping[str, Any] | None = None,
+                 drop_keys: Sequence[str] = (), order: Sequence[str] | None = None) -> int:
+    """The one merge of embeddings tables (a run's part files, the shards of a job array) into `output`, atomically;
+    returns the rows written. Columns missing in some parts become null there; an id in several parts is kept
+    once (first wins). Metadata: the first part's, less `drop_keys`, plus `metadata`; the GeoParquet bbox covers
+    every part. `order` (ids in listing order) sorts the rows (parts written in any order give one table; it reads
+    every part at once); without it, parts are streamed one at a time in the order given."""
+    files = [Path(p) for p in parts]
+    schemas = [pq.read_schema(f) for f in files]
+    if schemas:
+        schema = pa.unify_schemas([sc.remove_metadata() for sc in schemas], promote_options="permissive")
+        first = schemas[0].metadata or {}
+    else:  # nothing finished (every item failed): a valid empty table of the run's dimension
+        first = (schema := _table([], np.zeros((0, int((metadata or {}).get("dim", 0))), np.float32), None,
+                                  None).schema).metadata or {}
+    meta = {k: v for k, v in first.items() if k != b"geo" and k.decode().removeprefix("spectraclip.") not in drop_keys}
+    for k, v in (metadata or {}).items():
+        meta[f"spectraclip.{k}".encode()] = (v if isinstance(v, str) else json.dumps(v)).encode()
+    if GEOMETRY_COLUMN in schema.names:
+        boxes = [_geo_bbox(sc) for sc in schemas]
+        geo = geo_metadata(pa.array([], pa.binary()))
+        boxes = [b for b in boxes if b]
+        if boxes:
+            geo["columns"][GEOMETRY_COLUMN]["bbox"] = [min(b[0] for b in boxes), min(b[1] for b in boxes),
+                                                       max(b[2] for b in boxes), max(b[3] for b in boxes)]
+        meta[b"geo"] = json.dumps(geo).encode()
+    schema = schema.with_metadata(meta)
+
+    def aligned(table: pa.Table) -> pa.Table:
+        for name in schema.names:
+            if name not in table.column_names:
+                table = table.append_column(name, pa.nulls(len(table), schema.field(name).type))
+        return table.select(schema.names).cast(schema)
+
+    seen: set[str] = set()
+
+    def first_seen(table: pa.Table) -> pa.Table:
+        keep = []
+        for i, id_ in enumerate(table.column("id").to_pylist()):
+            if id_ not in seen:
+                seen.add(id_)
+                keep.append(i)
+        return table if len(keep) == len(table) else table.take(pa.array(keep, type=pa.int64()))
+
+    rows = 0
+    with atomic_path(Path(output)) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        if order is None:
+            for f in files:  # one part in memory at a time
+                table = first_seen(aligned(pq.read_table(f)))
+                writer.write_table(table)
+                rows += len(table)
+        elif files:
+            table = first_seen(pa.concat_tables([aligned(pq.read_table(f)) for f in files]))
+            rank = {id_: r for r, id_ in enumerate(order)}
+            ids = table.column("id").to_pylist()
+            idx = sorted(range(len(ids)), key=lambda i: (rank.get(ids[i], len(rank)), i))
+            table = table.take(pa.array(idx, type=pa.int64()))
+            writer.write_table(table)
+            rows = len(table)
+    return rows
+
+
+def _geo_bbox(schema: pa.Schema) -> list[float] | None:
+    raw = (schema.metadata or {}).get(b"geo")
+    return json.loads(raw).get("columns", {}).get(GEOMETRY_COLUMN, {}).get("bbox") if raw else None

@@ -31,8 +31,9 @@ MAJOR_TOM_TYPES: dict[str, pa.DataType] = {
     "pixel_bbox": pa.list_(pa.int64()),
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
-# sample.meta keys that may hold the acquisition time, most specific first
-TIME_KEYS = ("timestamp", "datetime", "acquisition_time", "sensing_time", "acquisition_date", "date")
+# sample.meta keys (and table columns) that may hold the acquisition time, most specific first
+TIME_KEYS = ("timestamp", "datetime", "acquisition_time", "sensing_time", "acquisition_date", "date", "acquired",
+             "time")
 MAX_EDGE_POINTS = 8  # points per footprint edge of a large window, so a reprojected edge follows the curve
 PIXELS_PER_EDGE_POINT = 512  # a chip up to this many pixels a side is reprojected by its corners alone
 
@@ -127,30 +128,103 @@ def pixel_bbox(meta: Mapping[str, Any]) -> list[int] | None:
     return [col, row, col + int(meta["width"]), row + int(meta["height"])]
 
 
-def item_timestamp(meta: Mapping[str, Any]) -> datetime | None:
-    """The acquisition time from the item's metadata (datetime, date or ISO text; UTC when naive), else None."""
-    for key in TIME_KEYS:
-        value = meta.get(key)
-        if value is None or value == "":
-            continue
-        if isinstance(value, str):
-            try:
-                value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-            except ValueError:
-                log.debug("unreadable %s %r", key, value)
-                continue
-        if isinstance(value, date) and not isinstance(value, datetime):
-            value = datetime(value.year, value.month, value.day)
-        if isinstance(value, datetime):
-            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def parse_time(value: Any) -> datetime | None:
+    """The one reading of a time value: a datetime, a date, ISO-8601 text (with or without zone, `Z` too) or epoch
+    seconds, as an aware UTC datetime (a naive one is taken as UTC); None when empty or unreadable."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            log.debug("unreadable time %r", text)
+            return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return None
+
+
+def item_timestamp(meta: Mapping[str, Any]) -> datetime | None:
+    """The acquisition time from the item's metadata (the first of TIME_KEYS that `parse_time` reads), else None."""
+    for key in TIME_KEYS:
+        t = parse_time(meta.get(key))
+        if t is not None:
+            return t
+    return None
+
+
+def native_bounds(transform: Sequence[float] | None, height: int, width: int) -> list[float] | None:
+    """`[left, bottom, right, top]` of a `height` x `width` raster with affine `transform` in its own CRS."""
+    if not transform:
+        return None
+    from rasterio.transform import Affine, array_bounds
+
+    return [float(v) for v in array_bounds(height, width, Affine(*transform[:6]))]
+
+
+def footprint_centre(crs: str | None = None, bounds: Sequence[float] | None = None,
+                     footprint: Any = None) -> tuple[float, float] | None:
+    """The one centre of an item in (lon, lat): the centre of its native `bounds` reprojected from `crs`, or,
+    with no native georeference, the centroid of its WGS84 `footprint` (a shapely geometry or WKB); else None."""
+    if crs and bounds is not None:
+        from rasterio.warp import transform as warp
+
+        left, bottom, right, top = (float(v) for v in bounds)
+        try:
+            xs, ys = warp(crs, "EPSG:4326", [(left + right) / 2], [(bottom + top) / 2])
+            return float(xs[0]), float(ys[0])
+        except Exception as exc:  # an exotic CRS: fall back on the footprint
+            log.debug("no lon/lat centre in %s: %s", crs, exc)
+    poly = _geometry(footprint)
+    if poly is None or poly.is_empty:
+        return None
+    c = poly.centroid
+    return float(c.x), float(c.y)
+
+
+def wgs84_bbox(crs: str | None = None, bounds: Sequence[float] | None = None,
+               footprint: Any = None) -> tuple[float, float, float, float] | None:
+    """(west, south, east, north) of an item: its WGS84 `footprint`'s bounds, else its native `bounds`
+    reprojected from `crs` (densified edges); None without either."""
+    poly = _geometry(footprint)
+    if poly is not None and not poly.is_empty:
+        return tuple(float(v) for v in poly.bounds)  # type: ignore[return-value]
+    if bounds is None or not crs:
+        return None
+    from rasterio.warp import transform_bounds
+
+    try:
+        return tuple(float(v) for v in transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=5))  # type: ignore
+    except Exception as exc:
+        log.debug("no WGS84 bounds for %s in %s: %s", bounds, crs, exc)
+        return None
+
+
+def _geometry(footprint: Any) -> Any:
+    """A shapely geometry from a geometry or WKB bytes (None for None or a broken WKB)."""
+    if footprint is None or not isinstance(footprint, bytes | bytearray | memoryview):
+        return footprint
+    import shapely
+
+    try:
+        return shapely.from_wkb(bytes(footprint))
+    except Exception:  # a broken geometry is one item's problem
+        return None
 
 
 def major_tom_columns(metas: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     """The Major TOM columns of items from their georeference dicts (`inference.georef_meta` keys).
 
     `geometry` holds WKB bytes of the WGS84 footprint (None without a georeference); the centre is the
-    encoder's lon/lat when known, else the footprint's centroid.
+    encoder's lon/lat when known (`footprint_centre` of the native bounds), else `footprint_centre` of the
+    footprint.
     """
     import shapely
 
@@ -161,8 +235,7 @@ def major_tom_columns(metas: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]
     for meta, poly in zip(metas, polys, strict=True):
         lon, lat = meta.get("lon"), meta.get("lat")
         if poly is not None and (lon is None or lat is None):
-            centre = poly.centroid
-            lon, lat = centre.x, centre.y
+            lon, lat = footprint_centre(footprint=poly) or (None, None)
         cols["geometry"].append(shapely.to_wkb(poly) if poly is not None else None)
         cols["centre_lat"].append(float(lat) if lat is not None else None)
         cols["centre_lon"].append(float(lon) if lon is not None else None)
@@ -194,5 +267,6 @@ def with_geo_metadata(table: pa.Table) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
-__all__ = ["GEOMETRY_COLUMN", "MAJOR_TOM_TYPES", "footprint_wgs84", "footprints_wgs84", "geo_metadata",
-           "item_timestamp", "major_tom_columns", "pixel_bbox", "utm_crs", "with_geo_metadata"]
+__all__ = ["GEOMETRY_COLUMN", "MAJOR_TOM_TYPES", "TIME_KEYS", "footprint_centre", "footprint_wgs84",
+           "footprints_wgs84", "geo_metadata", "item_timestamp", "major_tom_columns", "native_bounds", "parse_time",
+           "pixel_bbox", "utm_crs", "wgs84_bbox", "with_geo_metadata"]

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from spectraclip.bands import BandSet
 from spectraclip.errors import InputError
+from spectraclip.io.items import FileItem, as_items, item_ids  # noqa: F401 - item_ids: re-exported
 from spectraclip.io.sample import Sample
 
 if TYPE_CHECKING:
@@ -59,26 +59,11 @@ class EncodedImages:
         return cols
 
 
-def item_ids(paths: Sequence[str | Path]) -> list[str]:
-    """Stable ids for raster items: the path relative to their common folder, without extension."""
-    paths = [Path(p).resolve() for p in paths]
-    if not paths:
-        return []
-    if len(paths) == 1:
-        return [_strip_suffix(paths[0].name)]
-    root = Path(os.path.commonpath([str(p) for p in paths]))
-    return [_strip_suffix(str(p.relative_to(root))) for p in paths]
-
-
-def _strip_suffix(name: str) -> str:
-    for suffix in (".tiff", ".tif", ".npz", ".npy", ".jp2"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def georef_meta(sample: Sample) -> dict[str, Any]:
-    """Georeference columns of a sample: CRS, affine transform, bounds and the centre in lon/lat."""
+    """Georeference columns of a sample: CRS, affine transform, bounds and the centre in lon/lat (derived by
+    `geo.native_bounds` and `geo.footprint_centre`)."""
+    from spectraclip.geo import TIME_KEYS, footprint_centre, native_bounds
+
     _, h, w = sample.pixels.shape
     meta: dict[str, Any] = {
         "path": str(Path(sample.path).resolve()) if sample.path else None,
@@ -92,36 +77,20 @@ def georef_meta(sample: Sample) -> dict[str, Any]:
         "lat": None,
     }
     if sample.transform and sample.crs:
-        from rasterio.transform import Affine, array_bounds
-        from rasterio.warp import transform as warp
-
-        aff = Affine(*sample.transform[:6])
-        left, bottom, right, top = array_bounds(h, w, aff)  # west, south, east, north
-        meta["bounds"] = [left, bottom, right, top]
-        try:
-            xs, ys = warp(sample.crs, "EPSG:4326", [(left + right) / 2], [(bottom + top) / 2])
-            meta["lon"], meta["lat"] = float(xs[0]), float(ys[0])
-        except Exception as exc:  # an exotic CRS: keep the native georeference only
-            log.debug("no lon/lat for %s: %s", sample.path, exc)
+        meta["bounds"] = native_bounds(sample.transform, h, w)
+        meta["lon"], meta["lat"] = footprint_centre(sample.crs, meta["bounds"]) or (None, None)
     if "labels" in sample.meta:
         meta["labels"] = sample.meta["labels"]
     # what the Major TOM columns need (geo.major_tom_columns): the acquisition time, the window of a product
-    for key in ("timestamp", "datetime", "acquisition_time", "date", "window", "product_id"):
+    for key in (*TIME_KEYS, "window", "product_id"):
         if sample.meta.get(key) is not None:
             meta[key] = sample.meta[key]
     return meta
 
 
-def _is_path(x: Any) -> bool:
-    return isinstance(x, (str, Path))
-
-
-def _item_id(item: Any) -> str:
-    return str(getattr(item, "id", item))
-
-
 class _EncodeDataset(Dataset):
-    """Reads items (raster paths, layout items or Samples) and prepares them for the model. Input errors
+    """Reads items (`io.items.Item`: files, layout items, scene windows, Samples; each `read()`s a Sample) and
+    prepares them for the model. Input errors
     (a bad raster, band, nodata) become per-item records the caller reports and skips; anything else is a
     programming error and stops the run."""
 
@@ -137,37 +106,22 @@ class _EncodeDataset(Dataset):
         """The same read + prepare step over other items (a Ray task's batch of rows)."""
         return _EncodeDataset(items, ids, self.prepare, self.bands, self.nodata, self.radiometry)
 
-    def _read(self, item: Any) -> Sample:
-        if isinstance(item, Sample):
-            return item
-        if _is_path(item):
-            from spectraclip.io.readers import read_sample
-
-            kw = {"radiometry": self.radiometry} if self.radiometry is not None else {}
-            return read_sample(item, self.bands, nodata=self.nodata, **kw)
-        if hasattr(item, "read_sample"):  # a window of a scene (io.window_items.WindowItem)
-            return item.read_sample(self.nodata)
-        if hasattr(item, "paths"):  # a LayoutItem of a multi-file layout
-            from spectraclip.io.layouts import read_item
-
-            return read_item(item, nodata=self.nodata)
-        return item  # a dataset's own sample type
-
     def __getitem__(self, i: int) -> dict[str, Any]:
         name, item = self.ids[i], None
         try:
             item = self.items[i]  # reading a dataset's item may itself fail on bad input
-            sample = self._read(item)
+            sample = item.read(bands=self.bands, nodata=self.nodata, radiometry=self.radiometry)
             prepared = self.prepare(sample)
         except InputError as exc:
-            where = str(item) if _is_path(item) else name  # a file is named by its path
+            where = str(item) if isinstance(item, FileItem) else name  # a file is named by its path
             return {"id": where, "input": None, "meta": None, "error": f"{type(exc).__name__}: {exc}"}
         meta = georef_meta(sample)
         meta["filled_bands"] = ",".join(prepared.filled)
         meta["groups"] = ",".join(prepared.x)
         if sample.meta.get("sources"):  # a multi-file item: which file each modality came from
             meta["sources"] = json.dumps({m: str(v) for m, v in sample.meta["sources"].items() if v})
-        return {"id": sample.id if not _is_path(item) else name, "input": prepared, "meta": meta, "error": None}
+        return {"id": name if isinstance(item, FileItem) else sample.id, "input": prepared, "meta": meta,
+                "error": None}
 
 
 class LazySubset:
@@ -199,17 +153,15 @@ class _Collate:
 
 
 def list_items(items: Sequence[Any] | Any, skip_ids: set[str] | None = None) -> tuple[Any, list[str]]:
-    """The items to encode and their ids (paths relative to their common folder; an item's own `id`; a
-    dataset's item list), without those in `skip_ids`. Every engine (local, Ray, shard i/n) lists items here."""
-    items = list(items) if not hasattr(items, "__getitem__") or isinstance(items, (list, tuple)) else items
-    if isinstance(items, (list, tuple)) and items and all(_is_path(x) for x in items):
-        ids = item_ids(items)
-        items = [str(p) for p in items]
-    elif isinstance(items, (list, tuple)):
-        ids = [_item_id(x) for x in items]
-    else:  # a dataset: ids from its item list when it has one
+    """The items to encode (`io.items.Item`s: plain paths wrapped as `FileItem`s here, once) and their ids (paths
+    relative to their common folder; an item's own `id`; a dataset's item list), without those in `skip_ids`.
+    Every engine (local, Ray, shard i/n) lists items here."""
+    if isinstance(items, (list, tuple)) or getattr(type(items), "__getitem__", None) is None:  # a listing
+        items = as_items(list(items))
+        ids = [str(x.id) for x in items]
+    else:  # a dataset of Samples: ids from its item list when it has one
         listed = getattr(items, "items", None)
-        ids = [_item_id(x) for x in listed] if listed is not None and len(listed) == len(items) else \
+        ids = [str(getattr(x, "id", x)) for x in listed] if listed is not None and len(listed) == len(items) else \
             [str(i) for i in range(len(items))]
     if skip_ids:
         keep = [i for i, id_ in enumerate(ids) if id_ not in skip_ids]
@@ -313,19 +265,11 @@ class SearchHit:
 
 def text_search(model: SpectralCLIP, image_vectors: np.ndarray, ids: Sequence[str], queries: Sequence[str],
                 top_k: int = 10, paths: Sequence[str | None] | None = None) -> dict[str, list[SearchHit]]:
-    """Rank images by cosine similarity to each free-text query (encoded on the model's device by
-    `zeroshot.text.encode_texts`); returns the top-k hits per query."""
-    from spectraclip.zeroshot.text import encode_texts
+    """Rank images by cosine similarity to each free-text query; returns the top-k hits per query. Kept for its
+    callers: the search is `index.query.search_vectors`, the one search path of the CLI and the service."""
+    from spectraclip.index.query import search_vectors
 
-    q = encode_texts(model, queries)
-    sims = q @ image_vectors.T
-    k = min(top_k, sims.shape[1])
-    out: dict[str, list[SearchHit]] = {}
-    for qi, query in enumerate(queries):
-        order = np.argsort(-sims[qi], kind="stable")[:k]
-        out[query] = [SearchHit(r + 1, ids[j], float(sims[qi, j]), paths[j] if paths else None)
-                      for r, j in enumerate(order)]
-    return out
+    return search_vectors(model, image_vectors, ids, queries, top_k, paths)
 
 
 def table_metadata(model: SpectralCLIP, precision: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -351,7 +295,7 @@ def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path
     from spectraclip.models.batching import choose_batch_size
     from spectraclip.models.precision import resolve_precision
 
-    batch_size = batch_size or choose_batch_size(model, device, len(items) if hasattr(items, "__len__") else None)
+    batch_size = batch_size or choose_batch_size(model, device, len(items) if isinstance(items, Sized) else None)
     precision = resolve_precision(precision, device, batch_size)
     writer = PartWriter(output, metadata=table_metadata(model, precision, metadata))
     failed: list[tuple[str, str]] = []

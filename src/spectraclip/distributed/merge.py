@@ -8,21 +8,17 @@ parts of different item listings. Rows come in shard order (so the sorted id ord
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spectraclip.distributed.errors import ShardError
 from spectraclip.distributed.shards import SHARD_KEYS
-from spectraclip.embeddings import EmbeddingsTableError, is_embeddings_table, read_table_metadata
-from spectraclip.geo import GEOMETRY_COLUMN, geo_metadata
+from spectraclip.embeddings import EmbeddingsTableError, is_embeddings_table, merge_tables, read_table_metadata
 from spectraclip.identity import Fingerprints, check_same_space
-from spectraclip.io.atomic import atomic_path
 
 SHOW = 5  # ids / shards named in an error message
 
@@ -117,44 +113,12 @@ def merge_parts(parts: Sequence[str | Path], output: str | Path, *, allow_missin
     dims = {int(m.get("dim", 0)) for m in metas.values() if m.get("dim")}
     if len(dims) > 1:
         raise ShardError(f"the parts hold vectors of different dimensions ({sorted(dims)})")
-    schemas = [pq.read_schema(f) for f in files]
-    schema = pa.unify_schemas([sc.remove_metadata() for sc in schemas], promote_options="permissive")
-    meta = {k: v for k, v in (schemas[0].metadata or {}).items()
-            if k.decode().removeprefix("spectraclip.") not in SHARD_KEYS and k != b"geo"}
-    meta[b"spectraclip.merged_from"] = json.dumps([f.name for f in files]).encode()
+    extra: dict[str, Any] = {"merged_from": [f.name for f in files]}
     if n_shards:
-        meta[b"spectraclip.shards"] = str(n_shards).encode()
-    bbox = _total_bbox(files) if GEOMETRY_COLUMN in schema.names else None
-    if bbox is not None or GEOMETRY_COLUMN in schema.names:
-        geo = geo_metadata(pa.array([], pa.binary()))
-        if bbox is not None:
-            geo["columns"][GEOMETRY_COLUMN]["bbox"] = bbox
-        meta[b"geo"] = json.dumps(geo).encode()
-    schema = schema.with_metadata(meta)
-    rows = 0
-    with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        for f in files:
-            table = pq.read_table(f)
-            for name in schema.names:
-                if name not in table.column_names:
-                    table = table.append_column(name, pa.nulls(len(table), schema.field(name).type))
-            writer.write_table(table.select(schema.names).cast(schema))
-            rows += len(table)
+        extra["shards"] = str(n_shards)
+    rows = merge_tables(files, output, metadata=extra, drop_keys=SHARD_KEYS)
     listed = sum(int(metas[f].get("shard_items", 0)) for f in files) if n_shards else rows
     return MergeReport(output, rows, files, n_shards, missing, max(0, listed - rows))
-
-
-def _total_bbox(files: Sequence[Path]) -> list[float] | None:
-    """The bounding box of every part's footprints, from their `geo` metadata (written per part)."""
-    boxes = []
-    for f in files:
-        raw = (pq.read_schema(f).metadata or {}).get(b"geo")
-        box = json.loads(raw).get("columns", {}).get(GEOMETRY_COLUMN, {}).get("bbox") if raw else None
-        if box:
-            boxes.append(box)
-    if not boxes:
-        return None
-    return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
 
 
 __all__ = ["MergeReport", "merge_parts"]

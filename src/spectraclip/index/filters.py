@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from spectraclip.geo import parse_time
 from spectraclip.index.errors import QueryError
-from spectraclip.index.metadata import parse_time
 
 NOT_FILTERABLE = frozenset({"geometry"})
 

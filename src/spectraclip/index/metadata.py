@@ -2,7 +2,8 @@
 path, WGS84 footprint (WKB `geometry` and its bbox), timestamp, bands and any label columns.
 
 Columns of the embeddings table are read when they exist and null otherwise: GeoParquet tables give
-`geometry`/`timestamp`; older tables give a native `bounds` + `crs` (reprojected here) or a `lon`/`lat`.
+`geometry`/`timestamp`; older tables give a native `bounds` + `crs` or a `lon`/`lat`. Bounding boxes, centres
+and times are derived by `geo` (`wgs84_bbox`, `footprint_centre`, `parse_time`), as the tables' own columns are.
 """
 
 from __future__ import annotations
@@ -17,54 +18,13 @@ import numpy as np
 import pyarrow as pa
 
 from spectraclip.embeddings import EmbeddingsTable
+from spectraclip.geo import TIME_KEYS, footprint_centre, parse_time, wgs84_bbox
 
 log = logging.getLogger(__name__)
 
 BBOX_COLUMNS = ("minx", "miny", "maxx", "maxy")
 CORE_COLUMNS = ("id", "path", "geometry", "timestamp", "bands", "lon", "lat", *BBOX_COLUMNS)
-TIME_COLUMNS = ("timestamp", "datetime", "date", "acquired", "time")
 SKIP_COLUMNS = frozenset({"vector"})
-
-
-def parse_time(value: Any) -> datetime | None:
-    """A UTC datetime from a datetime, a date string (ISO, with or without zone) or epoch seconds; else None."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), tz=UTC)
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def _bbox_from_wkb(wkb: Any) -> tuple[float, float, float, float] | None:
-    if wkb is None:
-        return None
-    from shapely import wkb as swkb
-
-    try:
-        return tuple(float(v) for v in swkb.loads(bytes(wkb)).bounds)  # type: ignore[return-value]
-    except Exception:  # a broken geometry is one item's problem, not the index's
-        return None
-
-
-def _bbox_from_native(bounds: Any, crs: Any) -> tuple[float, float, float, float] | None:
-    if bounds is None or crs is None:
-        return None
-    from rasterio.warp import transform_bounds
-
-    try:
-        return tuple(float(v) for v in transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=5))  # type: ignore
-    except Exception as exc:
-        log.debug("no WGS84 bounds for %s in %s: %s", bounds, crs, exc)
-        return None
 
 
 def _box_wkb(bbox: tuple[float, float, float, float] | None) -> bytes | None:
@@ -86,21 +46,20 @@ def metadata_from_table(table: EmbeddingsTable, source: str) -> pa.Table:
     bounds, crs = _column(table, "bounds"), _column(table, "crs")
     lon = _column(table, "centre_lon" if "centre_lon" in table.columns else "lon")
     lat = _column(table, "centre_lat" if "centre_lat" in table.columns else "lat")
-    time_col = next((c for c in TIME_COLUMNS if c in table.columns), None)
+    time_col = next((c for c in TIME_KEYS if c in table.columns), None)
     times = [parse_time(v) for v in _column(table, time_col)] if time_col else [None] * n
     bands = _column(table, "bands")
     if all(b is None for b in bands) and table.metadata.get("bands"):
         bands = [table.metadata["bands"]] * n
     boxes, wkbs = [], []
-    for i in range(n):
-        bb = _bbox_from_wkb(geometry[i]) or _bbox_from_native(bounds[i], crs[i])
+    for i in range(n):  # bbox and centre as geo derives them (the encoder's centre kept where the table has it)
+        bb = wgs84_bbox(crs[i], bounds[i], geometry[i])
         if bb is None and lon[i] is not None and lat[i] is not None:
             bb = (float(lon[i]), float(lat[i]), float(lon[i]), float(lat[i]))
         boxes.append(bb)
         wkbs.append(bytes(geometry[i]) if geometry[i] is not None else _box_wkb(bb))
-    for i, bb in enumerate(boxes):  # a centre where only the footprint is known
         if bb is not None and (lon[i] is None or lat[i] is None):
-            lon[i], lat[i] = (bb[0] + bb[2]) / 2, (bb[1] + bb[3]) / 2
+            lon[i], lat[i] = footprint_centre(crs[i], bounds[i], geometry[i] or _box_wkb(bb)) or (None, None)
     arrays: dict[str, pa.Array] = {
         "id": pa.array([str(i) for i in table.ids], pa.string()),
         "path": pa.array([None if p is None else str(p) for p in _column(table, "path")], pa.string()),

@@ -113,5 +113,33 @@ def run_query(index: SearchIndex, query: Query, model: Any = None, *, force: boo
     return index.search(vec[None, :], query.k, query.filters, exclude=exclude, modality=modality)[0]
 
 
+def search_vectors(model: Any, vectors: np.ndarray, ids: Sequence[str], queries: Sequence[str], top_k: int = 10,
+                   paths: Sequence[str | None] | None = None) -> dict[str, list[Any]]:
+    """Text search over vectors in memory (an embeddings table, freshly encoded rasters): they are searched as a
+    flat index by `run_query`, so a table gives the hits its flat index gives, and the service. The caller checks
+    the vectors' embedding space (as `search` does for tables). Returns `inference.SearchHit`s per query."""
+    from spectraclip.inference import SearchHit
+
+    index = SearchIndex.from_vectors(vectors, ids, paths)
+    out: dict[str, list[Any]] = {}
+    for text in queries:
+        hits = run_query(index, Query(text=text, k=top_k), model, force=True)
+        out[text] = [SearchHit(r, h.id, h.score, paths[h.row] if paths else None) for r, h in enumerate(hits, 1)]
+    return out
+
+
+def search_texts(index: SearchIndex, texts: Sequence[str | None], model: Any = None, *, like: Sequence[str] = (),
+                 unlike: Sequence[str] = (), like_vectors: Sequence[np.ndarray] = (), k: int = 10,
+                 filters: Filters | None = None, force: bool = False) -> list[tuple[str | None, list[Hit]]]:
+    """`spectraclip search INDEX_DIR` in Python: one ranked list per text (or one for examples alone, text None),
+    each by `run_query` as the service runs a request."""
+    out = []
+    for text in texts or [None]:
+        q = Query(text=text, like=list(like), unlike=list(unlike), like_vectors=list(like_vectors), k=k,
+                  filters=filters or Filters())
+        out.append((text, run_query(index, q, model, force=force)))
+    return out
+
+
 __all__ = ["DEFAULT_UNLIKE_WEIGHT", "Query", "encode_raster", "example_query", "normalise", "query_vector",
-           "run_query"]
+           "run_query", "search_texts", "search_vectors"]

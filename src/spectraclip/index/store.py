@@ -124,6 +124,17 @@ class SearchIndex:
         self._subsets: OrderedDict[tuple, tuple[np.ndarray, Any]] = OrderedDict()
         self._subset_lock = threading.Lock()  # one gather at a time: concurrent requests of a filter share it
 
+    @classmethod
+    def from_vectors(cls, vectors: np.ndarray, ids: Sequence[str], paths: Sequence[str | None] | None = None, *,
+                     fingerprints: Fingerprints | None = None, where: str = "embeddings table") -> SearchIndex:
+        """A flat (exact) index over vectors held in memory (an embeddings table, freshly encoded rasters), so a
+        table is searched by the same path as an index folder (`index.query.run_query`)."""
+        meta = pa.table({"id": pa.array([str(i) for i in ids], pa.string()),
+                         "path": pa.array([None if p is None else str(p) for p in (paths or [None] * len(ids))],
+                                          pa.string())})
+        info = {"plan": {"kind": "flat"}, "fingerprints": fingerprints.to_metadata() if fingerprints else {}}
+        return cls(Path(where), info, np.ascontiguousarray(vectors, dtype=np.float32), None, meta)
+
     @property
     def kind(self) -> str:
         return str(self.info["plan"]["kind"])

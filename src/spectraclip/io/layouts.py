@@ -126,6 +126,11 @@ class LayoutItem:
     def __str__(self) -> str:
         return f"{self.id} ({', '.join(f'{m}: {p}' for m, p in self.paths.items())})"
 
+    def read(self, *, bands: BandSet | None = None, nodata: str = "error", radiometry: Any = None) -> Sample:
+        """Every modality read and co-registered (`read_item`); each modality reads its own bands, so the run's
+        `bands`/`radiometry` do not apply (an `io.items.Item`)."""
+        return read_item(self, nodata=nodata)
+
 
 def read_item(item: LayoutItem, *, modalities: Sequence[str] | None = None, reference: str | None = None,
               nodata: str = "error", exclude_bands: Sequence[str] | None = None) -> Sample:

@@ -59,6 +59,10 @@ class Sample:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.pixels.shape)  # type: ignore[return-value]
 
+    def read(self, *, bands: BandSet | None = None, nodata: str = "error", radiometry: Any = None) -> Sample:
+        """A Sample is an item already read (`io.items.Item`): itself."""
+        return self
+
     def select(self, bands: BandSet | str) -> Sample:
         """A copy holding only `bands`, in that order (by name)."""
         from spectraclip.bands import select_bands

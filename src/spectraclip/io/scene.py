@@ -26,7 +26,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from spectraclip.bands import CATALOG, BandError, BandSet, canonical_band_name
-from spectraclip.errors import SpectraclipError
+from spectraclip.errors import InputError, SpectraclipError
 from spectraclip.io.bandfolder import BAND_FILE_SUFFIXES, band_name_from_filename
 from spectraclip.io.errors import CorruptRasterError
 from spectraclip.io.geotiff import resolve_bands
@@ -68,6 +68,10 @@ class SceneWindow:
     def to_dict(self) -> dict[str, int]:
         return {"index": self.index, "row": self.row, "col": self.col, "height": self.height,
                 "width": self.width, "grid_row": self.grid_row, "grid_col": self.grid_col}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, int]) -> SceneWindow:
+        return cls(*(int(d[k]) for k in ("index", "row", "col", "height", "width", "grid_row", "grid_col")))
 
     @property
     def name(self) -> str:
@@ -324,15 +328,41 @@ def window_grid(height: int, width: int, tile: int, stride: int | None = None) -
 
 
 # -- windowed reading ------------------------------------------------------------------------------------
+SKIP_REASONS = ("nodata", "cloud", "error")
+
+
+class WindowSkipped(InputError):
+    """A window the scene reader skips; `reason` is one of SKIP_REASONS and the message names the scene, the
+    window and why (`WindowRead.message`), so every job reports a skipped window the same way."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
 @dataclass
 class WindowRead:
-    """What reading one window gave: the Sample, or why the window is skipped."""
+    """What reading one window gave: the Sample, or why the window is skipped (`skipped`: the reason key, one of
+    SKIP_REASONS; `message`: `"<scene> <window>: <why>"`)."""
 
     window: SceneWindow
     sample: Sample | None
     valid: np.ndarray | None  # bool [H, W]: pixels with data in every band
     skipped: str | None = None  # reason key: nodata | cloud | error
     message: str | None = None
+
+    @classmethod
+    def skip(cls, scene: Scene, window: SceneWindow, reason: str, why: str,
+             valid: np.ndarray | None = None) -> WindowRead:
+        """The one way a window is skipped: its reason key and the message naming scene, window and why."""
+        assert reason in SKIP_REASONS, reason
+        return cls(window, None, valid, reason, f"{scene.path} {window.name}: {why}")
+
+    def sample_or_raise(self) -> Sample:
+        """The Sample, or `WindowSkipped` with this read's reason and message (for item-by-item jobs)."""
+        if self.sample is None:
+            raise WindowSkipped(self.skipped or "error", self.message or f"{self.window.name}: skipped")
+        return self.sample
 
 
 class SceneReader:
@@ -435,8 +465,7 @@ class SceneReader:
             if isinstance(exc, SpectraclipError) and not isinstance(exc, CorruptRasterError):
                 raise
             bands = [b for b, s in sc.sources.items() if s.path == path]
-            return WindowRead(window, None, None, "error", f"{sc.path} {window.name}: cannot read band(s) "
-                                                          f"{', '.join(bands)} ({path}): {exc}")
+            return WindowRead.skip(sc, window, "error", f"cannot read band(s) {', '.join(bands)} ({path}): {exc}")
         # cut the margin back, pad past the scene edge (only when the scene is smaller than a window)
         y, x = window.row - r0, window.col - c0
         h, w = window.height, window.width
@@ -453,17 +482,17 @@ class SceneReader:
         valid = ~bad.any(0)
         frac_valid = float(valid.mean())
         if frac_valid == 0.0 or frac_valid < self.min_valid:
-            return WindowRead(window, None, valid, "nodata", f"{window.name}: {100 * (1 - frac_valid):.0f}% nodata")
+            return WindowRead.skip(sc, window, "nodata", f"{100 * (1 - frac_valid):.0f}% nodata", valid)
         if sc.scl is not None:
             cloud = self._cloud_fraction(window)
             if cloud > self.max_cloud:
-                return WindowRead(window, None, valid, "cloud", f"{window.name}: {100 * cloud:.0f}% cloud (SCL)")
+                return WindowRead.skip(sc, window, "cloud", f"{100 * cloud:.0f}% cloud (SCL)", valid)
         if bad.any():
             if self.nodata == "error":
                 counts = {b: int(bad[i].sum()) for i, b in enumerate(sc.sources) if bad[i].any()}
-                return WindowRead(window, None, valid, "error",
-                                  f"{sc.path} {window.name}: NaN or nodata pixels in band(s) "
-                                  f"{', '.join(f'{k}={v}' for k, v in counts.items())} (--nodata fill maps it anyway)")
+                return WindowRead.skip(sc, window, "error", "NaN or nodata pixels in band(s) "
+                                       f"{', '.join(f'{k}={v}' for k, v in counts.items())} (--nodata fill maps it "
+                                       "anyway)", valid)
             if self.nodata == "fill":
                 for i in range(px.shape[0]):
                     if bad[i].any():
@@ -513,5 +542,5 @@ def iter_windows(scene: Scene, windows: Sequence[SceneWindow], **reader_options:
             yield reader.read(w)
 
 
-__all__ = ["SCL_CLOUD", "BandSource", "Scene", "SceneError", "SceneReader", "SceneWindow",
-           "WindowRead", "iter_windows", "open_scene", "window_grid"]
+__all__ = ["SCL_CLOUD", "SKIP_REASONS", "BandSource", "Scene", "SceneError", "SceneReader", "SceneWindow",
+           "WindowRead", "WindowSkipped", "iter_windows", "open_scene", "window_grid"]
