@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from spectraclip.bands import BandSet
-from spectraclip.captioning.composite import data_url, natural_colour, stretch_rgb
+from spectraclip.captioning.composite import data_url, natural_colour
+from spectraclip.io.render import stretch_rgb
 from spectraclip.io.sample import Sample
 
 L2A = Path(__file__).resolve().parents[2] / "shared" / "data" / "s2-l2a-examples"

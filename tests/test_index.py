@@ -281,14 +281,14 @@ def test_ivf_probing_depth_is_tuned_on_the_data_to_the_target_recall(tmp_path):
 
 
 def test_one_search_path_table_flat_index_and_service_agree(tmp_path):
-    """A table searched in Python (inference.text_search), its flat index (search_texts, the CLI's call) and the
+    """A table searched in Python (index.query.search_vectors), its flat index (search_texts, the CLI's call) and the
     service's /search give the same hits: all run index.query.run_query."""
     import torch
     from fastapi.testclient import TestClient
 
     from spectraclip.identity import Fingerprints as Fp
     from spectraclip.index.query import search_texts
-    from spectraclip.inference import text_search
+    from spectraclip.index.query import search_vectors as text_search
     from spectraclip.models.loading import load_model
     from spectraclip.serve.app import create_app
 

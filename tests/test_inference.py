@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from spectraclip.cli.main import app
 from spectraclip.embeddings import read_embeddings
+from spectraclip.index.query import search_vectors as text_search
 from spectraclip.inference import (
     embed_to_table,
     encode_images,
     item_ids,
-    text_search,
 )
 from spectraclip.models.loading import load_model
 from spectraclip.zeroshot.classes import ClassSpec

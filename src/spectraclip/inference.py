@@ -255,23 +255,6 @@ def _log_error(where: str, msg: str) -> None:
     log.warning("skipped %s: %s", where, msg)
 
 
-@dataclass
-class SearchHit:
-    rank: int
-    id: str
-    score: float
-    path: str | None
-
-
-def text_search(model: SpectralCLIP, image_vectors: np.ndarray, ids: Sequence[str], queries: Sequence[str],
-                top_k: int = 10, paths: Sequence[str | None] | None = None) -> dict[str, list[SearchHit]]:
-    """Rank images by cosine similarity to each free-text query; returns the top-k hits per query. Kept for its
-    callers: the search is `index.query.search_vectors`, the one search path of the CLI and the service."""
-    from spectraclip.index.query import search_vectors
-
-    return search_vectors(model, image_vectors, ids, queries, top_k, paths)
-
-
 def table_metadata(model: SpectralCLIP, precision: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The metadata of an embeddings table made by `model`: bands, dimension (known up front, so a run where
     every item fails still writes a valid empty table), groups, precision and the identity fingerprints."""

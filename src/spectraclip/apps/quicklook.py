@@ -61,7 +61,7 @@ def class_quicklook(map_path: str | Path, png: str | Path, *, title: str = "", m
 
 def natural_colour(reader, max_size: int = MAX_SIZE) -> np.ndarray | None:
     """uint8 `[H, W, 3]` natural colour (B04, B03, B02) of a scene at reduced size, or None without those bands."""
-    from spectraclip.captioning.composite import stretch_rgb
+    from spectraclip.io.render import stretch_rgb
 
     have = set(reader.scene.bands.names)
     if not {"B04", "B03", "B02"} <= have:

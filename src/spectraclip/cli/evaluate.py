@@ -96,12 +96,15 @@ def evaluate_cmd(
 
     tasks = split_list(task) or None
     if split_list(dataset) == ["oscd"]:  # change detection: its own evaluation (evaluate/oscd.py)
-        from spectraclip.evaluate.oscd import evaluate_oscd_cli
+        from spectraclip.evaluate.oscd import evaluate_oscd_run, markdown
 
-        evaluate_oscd_cli(split_list(model), checkpoint or [], root or [], output_dir, model_bands=model_bands,
-                          precision=precision, batch_size=batch_size or 32,  # the scene path needs a number
-                          device=resolve_device(device), probes=[p for p in split_list(probe) if p != "none"],
-                          probe_steps=probe_steps, probe_seeds=probe_seeds)
+        res = evaluate_oscd_run(split_list(model), checkpoint or [], root or [], output_dir, model_bands=model_bands,
+                                precision=precision, batch_size=batch_size or 32,  # the scene path needs a number
+                                device=resolve_device(device), probes=[p for p in split_list(probe) if p != "none"],
+                                probe_steps=probe_steps, probe_seeds=probe_seeds,
+                                command=shlex.join(["spectraclip", *sys.argv[1:]]), log_fn=console.print)
+        console.print(markdown(res))
+        console.print(f"wrote results.json, results.md, results.csv, maps/ and quicklooks/ to {output_dir}")
         return
     # library errors (EvaluationError, DatasetError, TemplateError, BandError, ...) reach the CLI handler
     models = pair_models(split_list(model), checkpoint or [], model_bands)
@@ -131,10 +134,10 @@ def _score_reference(reference: Path | None, product: Path | None, classes: str 
 
     from rich.table import Table
 
-    from spectraclip.evaluate.reference import score_product
+    from spectraclip.evaluate.reference import ReferenceScoreError, score_product
 
     if reference is None or product is None:
-        fail("--reference and --product go together: the reference raster and the map to score")
+        raise ReferenceScoreError("--reference and --product go together: the reference raster and the map to score")
     res = score_product(product, reference, reference_classes=classes, threshold=threshold)
     table = Table(title=f"{product} vs {reference} ({res.product_kind}; {res.pixels} pixels, accuracy "
                   f"{100 * res.accuracy:.1f}%, mean IoU {100 * res.mean_iou:.1f}%)")

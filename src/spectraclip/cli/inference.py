@@ -180,7 +180,8 @@ def search(
     from rich.table import Table
 
     from spectraclip.embeddings import is_embeddings_table, read_embeddings
-    from spectraclip.inference import encode_images, text_search
+    from spectraclip.index.query import search_vectors
+    from spectraclip.inference import encode_images
     from spectraclip.results import write_table
 
     tables = [p for p in paths if is_embeddings_table(p)]
@@ -211,7 +212,7 @@ def search(
         fail("nothing to search")
     if vectors.shape[1] != net.config.arch_config.get("embed_dim", vectors.shape[1]):
         fail(f"embeddings have dimension {vectors.shape[1]}, which this model does not produce")
-    hits = text_search(net, vectors, ids, query, top_k=top_k, paths=src)
+    hits = search_vectors(net, vectors, ids, query, top_k=top_k, paths=src)
     rows: dict[str, list] = {"query": [], "rank": [], "id": [], "score": [], "path": []}
     for q, qhits in hits.items():
         table = Table(title=f"\u201c{q}\u201d")

@@ -182,11 +182,11 @@ def gap_interval(ms: list[dict[str, float]], rgb: list[dict[str, float]], over: 
 def _search(results: dict[str, Any], label: str, model: Any, opts: DemoOptions, say: Say) -> list[dict[str, Any]]:
     """Free-text queries over the test patches, reading the evaluator's cached embeddings table."""
     from spectraclip.embeddings import read_embeddings
-    from spectraclip.inference import text_search
+    from spectraclip.index.query import search_vectors
 
     run = next(r for r in results["runs"] if r["model"] == label)
     table = read_embeddings(run["embeddings"])
-    hits = text_search(model, table.vectors, table.ids, list(opts.queries), top_k=opts.top_k,
+    hits = search_vectors(model, table.vectors, table.ids, list(opts.queries), top_k=opts.top_k,
                        paths=table.columns.get("path"))
     labels = dict(zip(table.ids, table.columns.get("labels") or [None] * len(table), strict=True))
     found = []

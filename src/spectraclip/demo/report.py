@@ -29,7 +29,7 @@ def thumbnail(sample, bands: tuple[str, str, str], size: int = 96) -> str:
     """A stretched 3-band composite of a sample as an inline PNG (bands picked by name)."""
     from PIL import Image
 
-    from spectraclip.captioning.composite import png_bytes, stretch_rgb
+    from spectraclip.io.render import png_bytes, stretch_rgb
 
     rgb = select_bands(sample.pixels, sample.bands, BandSet(bands), where=sample.path or sample.id)
     # L1C top-of-atmosphere haze makes a fixed stretch look grey; one range for all three bands keeps the

@@ -395,16 +395,14 @@ def _write(out: Path, results: dict[str, Any]) -> None:
 
 
 
-def evaluate_oscd_cli(models: Sequence[str], checkpoints: Sequence[str], roots: Sequence[str], output_dir: Path, *,
+def evaluate_oscd_run(models: Sequence[str], checkpoints: Sequence[str], roots: Sequence[str], output_dir: Path, *,
                       model_bands: str | None, precision: str, batch_size: int, device: str,
                       probes: Sequence[str] = ("gbm", "cnn"), probe_steps: int | None = None,
-                      probe_seeds: int | None = None) -> None:
-    """`spectraclip evaluate --dataset oscd --root DIR`: one model, one root; prints the table."""
-    import shlex
-    import sys
-
+                      probe_seeds: int | None = None, command: str | None = None,
+                      log_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """`spectraclip evaluate --dataset oscd --root DIR`: one model, one root; returns the results (the CLI prints
+    `markdown(results)`)."""
     from spectraclip.apps.change_cnn import config_with
-    from spectraclip.cli.common import console
     from spectraclip.evaluate.runner import EvaluationError, pair_models
     from spectraclip.models.loading import load_model
 
@@ -417,13 +415,10 @@ def evaluate_oscd_cli(models: Sequence[str], checkpoints: Sequence[str], roots: 
                               f"{len(roots)} roots)")
     spec = specs[0]
     model = load_model(spec.name, spec.checkpoint, device=device, bands=spec.bands)
-    res = evaluate_oscd(model, roots[0], output_dir, precision=precision, batch_size=batch_size, device=device,
-                        model_label=spec.display(), command=shlex.join(["spectraclip", *sys.argv[1:]]),
-                        log_fn=console.print, few_shot=bool(probes), probes=probes,
-                        cnn_config=config_with(probe_steps, probe_seeds))
-    console.print(markdown(res))
-    console.print(f"wrote results.json, results.md, results.csv, maps/ and quicklooks/ to {output_dir}")
+    return evaluate_oscd(model, roots[0], output_dir, precision=precision, batch_size=batch_size, device=device,
+                         model_label=spec.display(), command=command, log_fn=log_fn, few_shot=bool(probes),
+                         probes=probes, cnn_config=config_with(probe_steps, probe_seeds))
 
 
 __all__ = ["LABEL_FRACTIONS", "METHODS", "PROBE_METHODS", "REFERENCE", "counts", "cva_otsu", "evaluate_oscd",
-           "evaluate_oscd_cli", "label_efficiency", "markdown", "scores"]
+           "evaluate_oscd_run", "label_efficiency", "markdown", "scores"]

@@ -25,7 +25,7 @@ from spectraclip.errors import SpectraclipError
 MAP_NODATA = 255
 
 
-class ReferenceError(SpectraclipError, ValueError):  # noqa: A001 - the module's error, not the builtin
+class ReferenceScoreError(SpectraclipError, ValueError):
     """A product or reference that cannot be scored (no overlap, unknown class, missing threshold ...)."""
 
 
@@ -60,9 +60,9 @@ def parse_reference_classes(spec: str | None) -> dict[float, str] | None:
         try:
             out[float(value)] = name.strip()
         except ValueError:
-            raise ReferenceError(bad) from None
+            raise ReferenceScoreError(bad) from None
         if not sep or not name.strip():
-            raise ReferenceError(bad)
+            raise ReferenceScoreError(bad)
     return out
 
 
@@ -77,7 +77,7 @@ def _product_labels(ds: Any, threshold: float | None, band: int | None) -> tuple
         names = json.loads(tags["classes"])
         return np.where((cls == MAP_NODATA) | (cls >= len(names)), -1, cls), list(names), "map"
     if threshold is None:
-        raise ReferenceError(f"{ds.name}: neither a class map nor a change map; give --threshold to score band "
+        raise ReferenceScoreError(f"{ds.name}: neither a class map nor a change map; give --threshold to score band "
                              f"{band or 1} above it")
     b = band or 1
     v = ds.read(b).astype(np.float64)
@@ -113,13 +113,13 @@ def score_product(product: str | Path, reference: str | Path, *, reference_class
     else:
         unknown = sorted(set(mapping.values()) - set(names))
         if unknown:
-            raise ReferenceError(f"--reference-classes names {', '.join(unknown)}, which {product} does not have "
+            raise ReferenceScoreError(f"--reference-classes names {', '.join(unknown)}, which {product} does not have "
                                  f"(its classes: {', '.join(names)})")
         for value, name in mapping.items():
             truth[known & (ref == value)] = names.index(name)
     scored = (truth >= 0) & (pred >= 0)
     if not scored.any():
-        raise ReferenceError(f"{reference}: no pixel of the reference (mapped to a class) meets a mapped pixel of "
+        raise ReferenceScoreError(f"{reference}: no pixel of the reference (mapped to a class) meets a mapped pixel of "
                              f"{product}")
     k = len(names)
     cm = np.bincount(truth[scored] * k + pred[scored], minlength=k * k).reshape(k, k)
@@ -134,4 +134,4 @@ def score_product(product: str | Path, reference: str | Path, *, reference_class
     return ReferenceScore(names, cm, per, float(np.trace(cm) / cm.sum()), mean_iou, int(scored.sum()), kind)
 
 
-__all__ = ["ReferenceError", "ReferenceScore", "parse_reference_classes", "score_product"]
+__all__ = ["ReferenceScoreError", "ReferenceScore", "parse_reference_classes", "score_product"]

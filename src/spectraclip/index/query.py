@@ -113,13 +113,21 @@ def run_query(index: SearchIndex, query: Query, model: Any = None, *, force: boo
     return index.search(vec[None, :], query.k, query.filters, exclude=exclude, modality=modality)[0]
 
 
+@dataclass
+class SearchHit:
+    """One ranked hit of `search_vectors`: its 1-based rank, id, cosine score and source path."""
+
+    rank: int
+    id: str
+    score: float
+    path: str | None
+
+
 def search_vectors(model: Any, vectors: np.ndarray, ids: Sequence[str], queries: Sequence[str], top_k: int = 10,
                    paths: Sequence[str | None] | None = None) -> dict[str, list[Any]]:
     """Text search over vectors in memory (an embeddings table, freshly encoded rasters): they are searched as a
     flat index by `run_query`, so a table gives the hits its flat index gives, and the service. The caller checks
-    the vectors' embedding space (as `search` does for tables). Returns `inference.SearchHit`s per query."""
-    from spectraclip.inference import SearchHit
-
+    the vectors' embedding space (as `search` does for tables). Returns `SearchHit`s per query."""
     index = SearchIndex.from_vectors(vectors, ids, paths)
     out: dict[str, list[Any]] = {}
     for text in queries:

@@ -25,8 +25,8 @@ def render_thumbnail(path: str | Path, bands: str | None, style: str, size: int 
     """PNG bytes of one raster in `style`, bands picked by name from the item's recorded band order."""
     from PIL import Image
 
-    from spectraclip.captioning.composite import png_bytes, stretch_rgb
     from spectraclip.io.readers import read_sample
+    from spectraclip.io.render import png_bytes, stretch_rgb
 
     if style not in STYLES:
         raise ThumbnailError(f"style {style!r}: expected one of {', '.join(STYLES)}")
