@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from spectraclip.evaluate.reference import ReferenceError, score_product
+from spectraclip.evaluate.reference import ReferenceScoreError, score_product
 
 FLOODS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sen1floods11-chip"
 
@@ -36,7 +36,7 @@ def test_a_product_equal_to_the_reference_scores_one_and_unmapped_values_are_ign
     assert res.pixels == 34 * 40 and res.accuracy == 1.0
     wrong = score_product(product, reference, reference_classes="1=other,0=water")
     assert wrong.per_class["water"]["iou"] == 0.0
-    with pytest.raises(ReferenceError, match="forest"):
+    with pytest.raises(ReferenceScoreError, match="forest"):
         score_product(product, reference, reference_classes="1=forest")
 
 

@@ -16,10 +16,10 @@ from fixtures_models import images, randomize, tiny
 from spectraclip.bands import MSCLIP_STATS, BandError, BandSet, MissingBandError
 from spectraclip.io.sample import Sample
 from spectraclip.models import channels as ch
+from spectraclip.models.channels import default_band_stats
 from spectraclip.models.loading import load_model
 from spectraclip.models.registry import (
     UnknownModelError,
-    default_band_stats,
     list_models,
     model_config,
     openclip_arch_config,
