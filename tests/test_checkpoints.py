@@ -12,6 +12,7 @@ import torch
 from fixtures_models import fake_hf_cache, images, llama3_layout, randomize, tiny
 
 from spectraclip.models import checkpoints as ckpt
+from spectraclip.models import hub
 from spectraclip.models.checkpoints import (
     CheckpointError,
     ModelNotAvailableError,
@@ -273,10 +274,10 @@ def test_llama3_ms_clip_vit_b16_matches_open_clip_reference(vit_b16_llama3_file,
 
 def test_hub_helpers_read_environment_at_call_time(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "x"))
-    assert ckpt._hf_cache_dir() == str(tmp_path / "x" / "hub")
+    assert hub.hf_cache_dir() == str(tmp_path / "x" / "hub")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "y"))
-    assert ckpt._hf_cache_dir() == str(tmp_path / "y")
-    assert ckpt._offline()
+    assert hub.hf_cache_dir() == str(tmp_path / "y")
+    assert hub.offline()
     assert ckpt.split_hf_id("hf-hub:org/repo@v1") == ("org/repo", "v1")
     with pytest.raises(ValueError, match="hf-hub:org/repo"):
         ckpt.split_hf_id("hf-hub:justrepo")
@@ -296,12 +297,12 @@ def test_open_clip_arch_names_and_arch_inferred_from_a_plain_file(tmp_path):
 
 
 def test_pretrained_tag_resolves_through_the_hf_cache(tmp_path):
-    from spectraclip.models.loading import _openclip_weights
+    from spectraclip.models.loading import openclip_weights
 
     dummy = tmp_path / "w.safetensors"
     dummy.write_bytes(b"x")
     snap = fake_hf_cache(Path(os.environ["HF_HOME"]), "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
                          {"open_clip_model.safetensors": dummy})
-    assert Path(_openclip_weights("ViT-B-32", "laion2b_s34b_b79k")) == snap / "open_clip_model.safetensors"
+    assert Path(openclip_weights("ViT-B-32", "laion2b_s34b_b79k")) == snap / "open_clip_model.safetensors"
     with pytest.raises(Exception, match="no pretrained tag 'nope'"):
-        _openclip_weights("ViT-B-32", "nope")
+        openclip_weights("ViT-B-32", "nope")

@@ -45,28 +45,20 @@ def tags_cmd(
 
     failed: list[tuple[str, str]] = []
     fps = []
-    try:
-        rasters = []
-        for p in paths:
-            if is_manifest(p):
-                fps.extend(footprints_from_table(p))
-            else:
-                rasters.append(p)
-        for item in find_items(rasters) if rasters else []:
-            try:
-                fps.append(footprint_of(item))
-            except TagsError as exc:
-                failed.append((str(item), str(exc)))
-        src = open_source(source)
-    except (TagsError, OSError, ValueError) as exc:
-        fail(str(exc))
-        return
+    rasters = []
+    for p in paths:
+        if is_manifest(p):
+            fps.extend(footprints_from_table(p))
+        else:
+            rasters.append(p)
+    for item in find_items(rasters) if rasters else []:
+        try:
+            fps.append(footprint_of(item))
+        except TagsError as exc:  # one bad raster is skipped and reported, the rest are tagged
+            failed.append((str(item), str(exc)))
+    src = open_source(source)
     wanted = tuple(t.strip() for t in types.split(",")) if types else DEFAULT_TYPES
-    try:
-        df = collect_tags(fps, src, wanted, min_area, on_error=lambda fp, e: failed.append((fp.id, str(e))))
-    except TagsError as exc:
-        fail(str(exc))
-        return
+    df = collect_tags(fps, src, wanted, min_area, on_error=lambda fp, e: failed.append((fp.id, str(e))))
     write_tags(df, output, source=src.description)
     report_failures(failed, "footprints")
     if fps and len(df.attrs.get("image_ids", [])) == 0:
@@ -125,22 +117,17 @@ def caption_cmd(
     """Caption images into a resumable manifest: rerun the same command after a kill to continue."""
     from spectraclip.captioning.backends import make_backend
     from spectraclip.captioning.job import resolve_items, run_caption_job
-    from spectraclip.captioning.tags import TagsError, read_tags
-    from spectraclip.io.manifest import ManifestError
+    from spectraclip.captioning.tags import read_tags
 
-    try:
-        items = resolve_items(paths, bands)
-        tag_map = read_tags(tags) if tags else None
-        if backend == "openai":
-            be = make_backend("openai", base_url=base_url, model=model, api_key_env=api_key_env,
-                              concurrency=concurrency, timeout=timeout, max_retries=max_retries,
-                              max_invalid=max_invalid, backoff_base=backoff, backoff_max=backoff_max,
-                              rate_limit=rate_limit, prompt_version=prompt_version, stretch=stretch)
-        else:
-            be = make_backend(backend)
-    except (ManifestError, TagsError, KeyError, ValueError, OSError) as exc:
-        fail(str(exc))
-        return
+    items = resolve_items(paths, bands)
+    tag_map = read_tags(tags) if tags else None
+    if backend == "openai":
+        be = make_backend("openai", base_url=base_url, model=model, api_key_env=api_key_env,
+                          concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+                          max_invalid=max_invalid, backoff_base=backoff, backoff_max=backoff_max,
+                          rate_limit=rate_limit, prompt_version=prompt_version, stretch=stretch)
+    else:
+        be = make_backend(backend)
     summary = run_caption_job(items, be, output, tag_map, retry_failed=retry_failed, progress=progress)
     report_failures(summary.failures, "images (recorded as failed)")
     console.print(f"[bold]{summary.done} done[/], {summary.failed} failed, {summary.skipped} skipped "

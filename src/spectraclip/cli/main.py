@@ -37,15 +37,18 @@ class SpectraclipGroup(TyperGroup):
             return super().invoke(ctx)
         except SpectraclipError as exc:
             _user_error(ctx, exc, str(exc))
-        except FileNotFoundError as exc:
+        except OSError as exc:  # a missing, unreadable or wrong kind of path the user gave
             if not is_user_path_error(exc, ctx.meta.get(_ARGS, ())):
                 raise
             _user_error(ctx, exc, f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
 
 
-def is_user_path_error(exc: FileNotFoundError, args: Sequence[str]) -> bool:
-    """True for a missing path given on the command line, or a FileNotFoundError the library raised with a
-    message of its own (no errno); an internal file gone missing is a programming error."""
+def is_user_path_error(exc: OSError, args: Sequence[str]) -> bool:
+    """True for an OSError (missing, unreadable, a folder where a file was expected...) of a path given on the
+    command line, or a FileNotFoundError the library raised with a message of its own (no errno); an internal
+    file gone missing is a programming error."""
+    if not isinstance(exc, FileNotFoundError) and exc.filename is None:
+        return False
     if exc.errno is None:
         return True
     if exc.filename is None:

@@ -29,6 +29,7 @@ import torch
 
 from spectraclip.errors import CheckpointError, ModelNotAvailableError
 from spectraclip.io.atomic import current_umask
+from spectraclip.models.hub import check_hub_file, hf_cache_dir, offline
 from spectraclip.models.spectral_clip import ModelConfig, ModelConfigError, SpectralCLIP
 
 BUNDLE_CONFIG = "spectraclip.json"
@@ -39,27 +40,13 @@ LLAMA3_PREFIXES = ("clip_base_model.model.", "image_encoder.model.", "text_encod
 
 # -- Hugging Face Hub ---------------------------------------------------------------------------------
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", "")).strip().lower() in {
-        "1", "true", "yes", "on"}
-
-
-def _hf_cache_dir() -> str | None:
-    """The hub cache per the *current* environment (HF_HUB_CACHE, then HF_HOME/hub), read at call time."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
-    if os.environ.get("HF_HOME"):
-        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
-    return None
-
-
 def _not_available(repo_id: str, filename: str | None, exc: BaseException) -> ModelNotAvailableError:
     what = f"{repo_id}/{filename}" if filename else repo_id
     cmd = f"huggingface-cli download {repo_id}" + (f" {filename}" if filename else "")
-    mode = "HF_HUB_OFFLINE is set and " if _offline() else ""
+    mode = "HF_HUB_OFFLINE is set and " if offline() else ""
     return ModelNotAvailableError(
         f"cannot get {what} from the Hugging Face Hub: {mode}it is not in the local cache "
-        f"({_hf_cache_dir() or 'default HF cache'}) [{type(exc).__name__}: {exc}].\n"
+        f"({hf_cache_dir() or 'default HF cache'}) [{type(exc).__name__}: {exc}].\n"
         f"Download it where you have network with `{cmd}` (fills the HF cache; copy HF_HOME over), "
         f"or fetch the file by hand and pass it with `--checkpoint PATH` (load_model(checkpoint=PATH)), "
         f"which needs no network."
@@ -70,9 +57,10 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
     """One file of a Hub repo through huggingface_hub's cache (honours HF_HUB_OFFLINE / HF_HOME)."""
     from huggingface_hub import hf_hub_download
 
+    check_hub_file(repo_id, filename, revision)  # cached, or the Hub answers: else fail now, not after retries
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=_hf_cache_dir(),
-                                    local_files_only=_offline()))
+        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=hf_cache_dir(),
+                                    local_files_only=offline()))
     except Exception as exc:  # noqa: BLE001 - every failure means: not available here
         raise _not_available(repo_id, filename, exc) from exc
 
@@ -82,8 +70,8 @@ def hub_snapshot(repo_id: str, revision: str | None = None, allow_patterns: list
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, revision=revision, cache_dir=_hf_cache_dir(),
-                                      local_files_only=_offline(), allow_patterns=allow_patterns))
+        return Path(snapshot_download(repo_id, revision=revision, cache_dir=hf_cache_dir(),
+                                      local_files_only=offline(), allow_patterns=allow_patterns))
     except Exception as exc:  # noqa: BLE001
         raise _not_available(repo_id, None, exc) from exc
 

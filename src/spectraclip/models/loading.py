@@ -119,7 +119,7 @@ def _openclip_config(arch: str, tag: str | None, entry: RegistryEntry | None = N
                        image_size=size if isinstance(size, int) else size[0], provenance=provenance)
 
 
-def _openclip_weights(arch: str, tag: str) -> str:
+def openclip_weights(arch: str, tag: str) -> str:
     """A local file for an open_clip pretrained tag, fetched through the HF cache (offline-aware).
 
     Tags hosted on the Hub resolve to `open_clip_model.safetensors` (else `open_clip_pytorch_model.bin`)
@@ -151,7 +151,7 @@ def _openclip(arch: str, tag: str | None, entry: RegistryEntry | None = None) ->
     import open_clip
 
     config = _openclip_config(arch, tag, entry)
-    weights = _openclip_weights(arch, tag) if tag else None
+    weights = openclip_weights(arch, tag) if tag else None
     try:
         clip = open_clip.create_model(arch, pretrained=weights, device="cpu")
     except RuntimeError as exc:

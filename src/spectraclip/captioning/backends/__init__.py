@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from spectraclip.errors import SpectraclipError
 from spectraclip.io.sample import Sample
 
 
@@ -52,6 +53,10 @@ class CaptionBackend(Protocol):
 BACKENDS = ("template", "openai")
 
 
+class CaptionBackendError(SpectraclipError, ValueError):
+    """An unknown caption backend or bad backend options; the message names them."""
+
+
 def make_backend(name: str, **options: Any) -> CaptionBackend:
     """A backend by name (`template` or `openai`) with its options (see each backend's config)."""
     if name == "template":
@@ -62,4 +67,4 @@ def make_backend(name: str, **options: Any) -> CaptionBackend:
         from spectraclip.captioning.backends.openai import OpenAIBackend, OpenAIConfig
 
         return OpenAIBackend(OpenAIConfig(**options))
-    raise ValueError(f"unknown caption backend {name!r}; known: {', '.join(BACKENDS)}")
+    raise CaptionBackendError(f"unknown caption backend {name!r}; known: {', '.join(BACKENDS)}")
