@@ -12,12 +12,12 @@ import rasterio
 from fixtures_change import ALL, SQUARE, labelled_root, make_date, make_pair, write_mask
 from fixtures_scenes import ORIGIN
 
-from spectraclip.apps.change import ChangeRule, change_scene, combine, labelled_samples, otsu_threshold, robust_stats
-from spectraclip.apps.change_features import feature_names
-from spectraclip.apps.change_grid import ChangeInputError
-from spectraclip.apps.change_labels import find_pairs, read_change_mask
-from spectraclip.apps.change_probe import fit_change_probe
 from spectraclip.apps.scene_job import _Stopped
+from spectraclip.change.features import feature_names
+from spectraclip.change.grid import ChangeInputError
+from spectraclip.change.labels import find_pairs, read_change_mask
+from spectraclip.change.probe import fit_change_probe
+from spectraclip.change.scene import ChangeRule, change_scene, combine, labelled_samples, otsu_threshold, robust_stats
 from spectraclip.models.loading import load_model
 from spectraclip.zeroshot.classes import ClassSpec
 
@@ -236,7 +236,7 @@ def test_cli_evaluate_oscd_runs_cva_unsupervised_and_leave_one_out_probe(tmp_pat
 
 
 def test_pixel_sampler_stays_bounded_and_keeps_class_totals():
-    from spectraclip.apps.change_probe import PixelSampler
+    from spectraclip.change.probe import PixelSampler
     from spectraclip.io.scene import window_grid
 
     labels = np.zeros((128, 128), bool)

@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spectraclip.apps.change_grid import ChangeInputError
-from spectraclip.apps.change_probe import best_f1_threshold
+from spectraclip.change.grid import ChangeInputError
+from spectraclip.change.probe import best_f1_threshold
 
 SEED = 0
 

@@ -1,6 +1,6 @@
 """Change detection between two dates of a place: `change_scene(model, BEFORE, AFTER, output)`.
 
-Both dates are brought onto one grid (`apps.change_grid`) and read in the same windows. Pass 1 (the
+Both dates are brought onto one grid (`change.grid`) and read in the same windows. Pass 1 (the
 resumable scene job of `map`) blends, per pixel: the window embedding change and the patch-token embedding
 change (1 - cosine), the change vector (CVA) of the per-date standardised bands, and, when asked, a few-shot
 probe's change probability and each query's similarity change (AFTER minus BEFORE). Pass 2 streams that
@@ -31,11 +31,11 @@ import torch
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from spectraclip.apps.change_features import CHANNELS, ChangeWindows, DateStats, feature_names
-from spectraclip.apps.change_grid import ChangeInputError, PairGrid, align_pair, band_stats, shared_bands
-from spectraclip.apps.change_probe import PixelSamples
 from spectraclip.apps.runner import DEFAULT_MAX_SKIPPED, SceneJob, SceneOptions, model_device, run_model
 from spectraclip.apps.scene_job import JobSummary
+from spectraclip.change.features import CHANNELS, ChangeWindows, DateStats, feature_names
+from spectraclip.change.grid import ChangeInputError, PairGrid, align_pair, band_stats, shared_bands
+from spectraclip.change.probe import PixelSamples
 from spectraclip.io.cog import BlockWriter
 from spectraclip.io.scene import Scene, open_scene, window_grid
 
@@ -281,7 +281,7 @@ def _predict_probe_map(probe, pair: PairGrid, use: list[str], stats: tuple[DateS
                        reader_options: dict[str, Any]) -> None:
     """The change network's probability over the common grid, tile by tile (bounded memory), as a float32
     GeoTIFF at `path` (written to a temporary name, then renamed: a killed run never leaves half a map)."""
-    from spectraclip.apps.change_cnn import date_input, predict_tiled
+    from spectraclip.change.cnn import date_input, predict_tiled
     from spectraclip.io.scene import SceneReader, SceneWindow
 
     if list(probe.bands) and list(probe.bands) != list(use):
@@ -402,7 +402,7 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
         n_changed = _records_table(vec_path, pair, windows, summary.records, per_window, names, queries, has_probe)
     ql = None
     if quicklook:
-        from spectraclip.apps.change_quicklook import change_quicklook
+        from spectraclip.change.quicklook import change_quicklook
 
         ql = change_quicklook(pair, out, out.with_suffix(".png"), title=f"{sc.id} → {pair.after.id}: "
                               f"{model.config.arch}{' (probe)' if has_probe else ''}")
@@ -420,8 +420,8 @@ def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scen
     features `change_scene` uses: every change pixel and a fixed share of the others, per window."""
     import tempfile
 
-    from spectraclip.apps.change_labels import read_change_mask
-    from spectraclip.apps.change_probe import PixelSampler
+    from spectraclip.change.labels import read_change_mask
+    from spectraclip.change.probe import PixelSampler
     from spectraclip.models.inputs import collate_inputs
     from spectraclip.models.precision import prepare_for_inference
 
@@ -459,14 +459,14 @@ def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scen
 def labelled_arrays(model, before: str | Path | Scene, after: str | Path | Scene, labels: str | Path, *,
                     name: str | None = None, bands: Any = None, nodata: str = "fill", indices: bool = False,
                     work_dir: str | Path | None = None):
-    """One labelled pair as whole-scene arrays for the change network (`apps.change_cnn.PairArrays`): both
+    """One labelled pair as whole-scene arrays for the change network (`change.cnn.PairArrays`): both
     dates' bands on the common grid, each standardised by its own date's robust statistics (as the change
-    vector; with `indices` also NDVI/NDBI/MNDWI, `apps.change_cnn.date_input`), and the mask. Labelled scenes
+    vector; with `indices` also NDVI/NDBI/MNDWI, `change.cnn.date_input`), and the mask. Labelled scenes
     are read whole (OSCD cities are ~500 x 500 px)."""
     import tempfile
 
-    from spectraclip.apps.change_cnn import PairArrays, date_input
-    from spectraclip.apps.change_labels import read_change_mask
+    from spectraclip.change.cnn import PairArrays, date_input
+    from spectraclip.change.labels import read_change_mask
     from spectraclip.io.scene import SceneReader, SceneWindow
 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
