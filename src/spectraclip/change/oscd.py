@@ -32,6 +32,7 @@ from rasterio.warp import Resampling, reproject
 
 from spectraclip.change.labels import LabelledPair, find_pairs, read_change_mask
 from spectraclip.change.scene import DEFAULT_RULE, RULES
+from spectraclip.evaluate.reference import confusion_counts, scores_from_counts
 from spectraclip.io.atomic import atomic_open
 
 METHODS = ("cva-otsu", "change", "change-probe", "change-cnn")
@@ -42,22 +43,16 @@ REFERENCE = ("Daudt, Le Saux, Boulch: Fully Convolutional Siamese Networks for C
 
 
 def counts(pred: np.ndarray, truth: np.ndarray, known: np.ndarray) -> dict[str, int]:
-    """Pixel counts of the change class over the known pixels."""
-    p, t = pred & known, truth & known
-    tp = int((p & t).sum())
-    fp = int((p & ~t).sum())
-    fn = int((~p & t & known).sum())
-    return {"tp": tp, "fp": fp, "fn": fn, "tn": int(known.sum()) - tp - fp - fn}
+    """Pixel counts of the change class over the known pixels (the reference scorer's `confusion_counts`)."""
+    cm = confusion_counts(pred, truth, known, 2)
+    return {"tp": int(cm[1, 1]), "fp": int(cm[0, 1]), "fn": int(cm[1, 0]), "tn": int(cm[0, 0])}
 
 
 def scores(c: dict[str, int]) -> dict[str, float | None]:
-    """Precision, recall, F1 and IoU of the change class from counts (None where undefined)."""
-    tp, fp, fn = c["tp"], c["fp"], c["fn"]
-    prec = tp / (tp + fp) if tp + fp else None
-    rec = tp / (tp + fn) if tp + fn else None
-    f1 = 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None
-    iou = tp / (tp + fp + fn) if tp + fp + fn else None
-    return {"precision": prec, "recall": rec, "f1": f1, "iou": iou}
+    """Precision, recall, F1 and IoU of the change class from counts (None where undefined): the reference
+    scorer's `scores_from_counts` for class 1 of the two-class confusion matrix."""
+    s = scores_from_counts(np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]], np.int64))[1]
+    return {k: (None if np.isnan(s[k]) else s[k]) for k in ("precision", "recall", "f1", "iou")}
 
 
 def _read_on_grid(folder: Path, ref: tuple[Any, Any, int, int]) -> tuple[np.ndarray, list[str]]:
