@@ -12,7 +12,7 @@ import rasterio
 from fixtures_change import ALL, SQUARE, labelled_root, make_date, make_pair, write_mask
 from fixtures_scenes import ORIGIN
 
-from spectraclip.apps.scene_job import _Stopped
+from spectraclip.apps.scene_job import FAULT_STOP_ENV, JobInterrupted
 from spectraclip.change.features import feature_names
 from spectraclip.change.grid import ChangeInputError
 from spectraclip.change.labels import find_pairs, read_change_mask
@@ -89,12 +89,14 @@ def test_given_threshold_and_precision_are_used(model, pair, tmp_path):
     assert np.nansum(_read(res.path)[1]) == 0 and res.vector is None
 
 
-def test_resumed_run_equals_uninterrupted_run(model, pair, tmp_path):
+def test_resumed_run_equals_uninterrupted_run(model, pair, tmp_path, monkeypatch):
     before, after = pair
     full = change_scene(model, before, after, tmp_path / "full.tif", progress=False, quicklook=False)
-    with pytest.raises(_Stopped):
+    monkeypatch.setenv(FAULT_STOP_ENV, "32")
+    with pytest.raises(JobInterrupted):
         change_scene(model, before, after, tmp_path / "part.tif", progress=False, quicklook=False,
-                     checkpoint_rows=16, stop_after_rows=32)
+                     checkpoint_rows=16)
+    monkeypatch.delenv(FAULT_STOP_ENV)
     assert (tmp_path / "part.tif.parts" / "state.npz").is_file()
     resumed = change_scene(model, before, after, tmp_path / "part.tif", progress=False, quicklook=False,
                            checkpoint_rows=16)

@@ -96,11 +96,11 @@ def test_training_is_deterministic_for_a_seed():
 
 
 def test_radiometric_jitter_changes_each_dates_channels_but_not_the_crop_or_its_labels():
-    from spectraclip.change.cnn import _crop_sampler
+    from spectraclip.change.cnn import crop_sampler
 
     pairs = [synthetic_pair(s) for s in range(2)]
-    plain = _crop_sampler(pairs, TINY, np.random.default_rng(5))
-    jittered = _crop_sampler(pairs, replace(TINY, jitter=0.2), np.random.default_rng(5))
+    plain = crop_sampler(pairs, TINY, np.random.default_rng(5))
+    jittered = crop_sampler(pairs, replace(TINY, jitter=0.2), np.random.default_rng(5))
     for _ in range(5):
         (a0, b0, y0, k0), (a1, b1, y1, k1) = plain(), jittered()
         assert np.array_equal(y0, y1) and np.array_equal(k0, k1)  # same crop, same labels

@@ -196,7 +196,7 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
                  vector: str | Path | None = "auto", quicklook: bool = True, bands: Any = None,
                  nodata: str = "fill", precision: str | None = "fp32", batch_size: int = 32,
                  num_workers: int = 0, device: str | None = None, progress: bool = True, checkpoint_rows: int = 512,
-                 stop_after_rows: int | None = None, keep_raw: bool = False, missing_bands: str | None = None,
+                 keep_raw: bool = False, missing_bands: str | None = None,
                  radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
                  options: SceneOptions | None = None) -> ChangeResult:
     """Change map of BEFORE -> AFTER into `output` (COG): band 1 the change score, band 2 the change flag
@@ -208,7 +208,7 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
     opts = options or SceneOptions(tile=tile, stride=stride, weight=weight, bands=bands, nodata=nodata,
                                    batch_size=batch_size, num_workers=num_workers, device=device,
                                    precision=precision, progress=progress, checkpoint_rows=checkpoint_rows,
-                                   stop_after_rows=stop_after_rows, missing_bands=missing_bands,
+                                   missing_bands=missing_bands,
                                    radiometry=radiometry, max_skipped=max_skipped)
     with run_model(model, opts.device) as net:
         return _change(net, before, after, output, opts, classes=classes, queries=queries, probe=probe,
