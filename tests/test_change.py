@@ -175,7 +175,10 @@ def test_few_shot_probe_learns_change_from_other_scenes(model, tmp_path):
     make_date(root / "images" / "none" / "imgs_2")
     pairs = find_pairs(root)
     assert [p.name for p in pairs] == ["a", "b", "none"]
+    model.train()  # the caller's mode: a library call leaves it as it was
     samples = [labelled_samples(model, p.before, p.after, p.labels, name=p.name, stride=32) for p in pairs]
+    assert model.training
+    model.eval()
     assert samples[0].y.sum() == 32 * 32  # every change pixel, once (windows do not repeat pixels)
     assert samples[0].x.shape[1] == len(feature_names(model.bands.names))
     probe = fit_change_probe(samples, feature_names(model.bands.names), max_iter=30)

@@ -415,9 +415,10 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
 def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scene, labels: str | Path, *,
                      name: str | None = None, tile: int | None = None, stride: int | None = None,
                      bands: Any = None, nodata: str = "fill", precision: str | None = "fp32", batch_size: int = 32,
-                     device: str = "cpu", work_dir: str | Path | None = None) -> PixelSamples:
+                     device: str | None = None, work_dir: str | Path | None = None) -> PixelSamples:
     """Probe training pixels of one labelled pair (mask on BEFORE's 10 m grid), from the same windows and
-    features `change_scene` uses: every change pixel and a fixed share of the others, per window."""
+    features `change_scene` uses: every change pixel and a fixed share of the others, per window. `device` None:
+    the model's; like the scene runner, the caller's model is not changed (`apps.runner.run_model`)."""
     import tempfile
 
     from spectraclip.change.labels import read_change_mask
@@ -425,34 +426,34 @@ def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scen
     from spectraclip.models.inputs import collate_inputs
     from spectraclip.models.precision import prepare_for_inference
 
-    dev = torch.device(device)
-    model.eval().to(dev)
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        pair, use = _load_pair(model, before, after, Path(tmp), bands)
-        change, known = read_change_mask(labels, pair.before_shape)
-        r0, c0 = pair.offset
-        h, w = pair.before.height, pair.before.width
-        sampler = PixelSampler(change[r0:r0 + h, c0:c0 + w], known[r0:r0 + h, c0:c0 + w])
-        tile = int(tile or model.image_size)
-        windows = window_grid(h, w, tile, int(stride or max(1, tile // 2)))
-        stats = (DateStats(*band_stats(pair.before, use)), DateStats(*band_stats(pair.after, use)))
-        encoder = prepare_for_inference(model, precision, dev, batch_size)
-        fn = ChangeWindows(model, encoder, pair.before, pair.after, stats, device=dev, sampler=sampler,
-                           reader_options={"nodata": nodata})
-        prepare = model.preprocessor()
-        try:
-            with torch.inference_mode():
-                for i in range(0, len(windows), batch_size):
-                    batch = []
-                    for win in windows[i:i + batch_size]:
-                        got = fn.before_reader.read(win)
-                        if got.sample is not None:
-                            batch.append((win, prepare(got.sample)))
-                    if batch:
-                        x, present = collate_inputs([b[1] for b in batch], model.groups)
-                        fn({g: t.float() for g, t in x.items()}, present, [b[0] for b in batch])
-        finally:
-            fn.close()
+    with run_model(model, device) as net:
+        dev = model_device(net)
+        with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+            pair, use = _load_pair(net, before, after, Path(tmp), bands)
+            change, known = read_change_mask(labels, pair.before_shape)
+            r0, c0 = pair.offset
+            h, w = pair.before.height, pair.before.width
+            sampler = PixelSampler(change[r0:r0 + h, c0:c0 + w], known[r0:r0 + h, c0:c0 + w])
+            tile = int(tile or net.image_size)
+            windows = window_grid(h, w, tile, int(stride or max(1, tile // 2)))
+            stats = (DateStats(*band_stats(pair.before, use)), DateStats(*band_stats(pair.after, use)))
+            encoder = prepare_for_inference(net, precision, dev, batch_size)
+            fn = ChangeWindows(net, encoder, pair.before, pair.after, stats, device=dev, sampler=sampler,
+                               reader_options={"nodata": nodata})
+            prepare = net.preprocessor()
+            try:
+                with torch.inference_mode():
+                    for i in range(0, len(windows), batch_size):
+                        batch = []
+                        for win in windows[i:i + batch_size]:
+                            got = fn.before_reader.read(win)
+                            if got.sample is not None:
+                                batch.append((win, prepare(got.sample)))
+                        if batch:
+                            x, present = collate_inputs([b[1] for b in batch], net.groups)
+                            fn({g: t.float() for g, t in x.items()}, present, [b[0] for b in batch])
+            finally:
+                fn.close()
     return sampler.samples(name or str(labels))
 
 
