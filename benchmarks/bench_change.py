@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from spectraclip.apps.change_cnn import CnnConfig
-    from spectraclip.evaluate.oscd import evaluate_oscd, markdown
+    from spectraclip.change.cnn import CnnConfig
+    from spectraclip.change.oscd import evaluate_oscd, markdown
     from spectraclip.models.loading import load_model
 
     torch.set_num_threads(args.threads)

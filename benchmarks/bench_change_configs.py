@@ -44,8 +44,8 @@ def _arrays(root: Path, checkpoint: str, out: Path) -> dict:
     if cache.is_file():
         with cache.open("rb") as f:
             return pickle.load(f)  # our own cache file, written below
-    from spectraclip.apps.change import labelled_arrays
-    from spectraclip.apps.change_labels import find_pairs
+    from spectraclip.change.labels import find_pairs
+    from spectraclip.change.scene import labelled_arrays
     from spectraclip.models.loading import load_model
 
     model = load_model(None, checkpoint)
@@ -68,7 +68,7 @@ def _predict(net, za: np.ndarray, zb: np.ndarray, variant: str) -> np.ndarray:
     import torch
     from torch import nn
 
-    from spectraclip.apps import change_cnn as cc
+    from spectraclip.change import cnn as cc
 
     if variant in ("plain", "tta"):
         return cc.predict_arrays(net, za, zb, tta=variant == "tta")
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from spectraclip.apps import change_cnn as cc
+    from spectraclip.change import cnn as cc
 
     torch.set_num_threads(1)
     threadpool_limits(1)
@@ -153,7 +153,7 @@ def _f1(c: np.ndarray) -> float:
 
 
 def score(args: argparse.Namespace) -> int:
-    from spectraclip.apps.change_cnn import CnnConfig, capped_threshold, choose_threshold
+    from spectraclip.change.cnn import CnnConfig, capped_threshold, choose_threshold
 
     caps = CnnConfig().cap_shares
     for spec in args.specs:

@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from spectraclip.apps.change import labelled_arrays
-    from spectraclip.apps.change_cnn import CnnConfig, fit_cnn_probe
-    from spectraclip.apps.change_labels import find_pairs
+    from spectraclip.change.cnn import CnnConfig, fit_cnn_probe
+    from spectraclip.change.labels import find_pairs
+    from spectraclip.change.scene import labelled_arrays
     from spectraclip.models.loading import load_model
 
     torch.set_num_threads(args.threads)

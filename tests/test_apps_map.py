@@ -12,7 +12,7 @@ from fixtures_scenes import make_multiband, make_scene_folder
 
 from spectraclip.apps.blend import StripBlender, window_weight
 from spectraclip.apps.maps import map_scene
-from spectraclip.apps.scene_job import ResumeError, _Stopped
+from spectraclip.apps.scene_job import FAULT_STOP_ENV, JobInterrupted, ResumeError
 from spectraclip.models.loading import load_model
 from spectraclip.zeroshot.classes import ClassesError, ClassSpec, parse_classes
 
@@ -93,13 +93,14 @@ def test_float32_probabilities(model, scene, tmp_path):
     np.testing.assert_allclose(data[1:].sum(0), 1.0, atol=1e-4)
 
 
-def test_resumed_run_equals_an_uninterrupted_one(model, tmp_path):
+def test_resumed_run_equals_an_uninterrupted_one(model, tmp_path, monkeypatch):
     scene = make_multiband(tmp_path / "big.tif", size=160)
     full = map_scene(model, scene, tmp_path / "full.tif", CLASSES, progress=False, quicklook=False)
     out = tmp_path / "resumed.tif"
-    with pytest.raises(_Stopped):  # as if killed after the first checkpoint
-        map_scene(model, scene, out, CLASSES, progress=False, quicklook=False, checkpoint_rows=32,
-                  stop_after_rows=48)
+    monkeypatch.setenv(FAULT_STOP_ENV, "48")
+    with pytest.raises(JobInterrupted):  # as if killed after the first checkpoint
+        map_scene(model, scene, out, CLASSES, progress=False, quicklook=False, checkpoint_rows=32)
+    monkeypatch.delenv(FAULT_STOP_ENV)
     assert (tmp_path / "resumed.tif.parts" / "state.npz").exists() and not out.exists()
     res = map_scene(model, scene, out, CLASSES, progress=False, quicklook=False, checkpoint_rows=32)
     assert res.summary.resumed_at_row and res.summary.resumed_at_row >= 48
@@ -116,12 +117,13 @@ def test_loader_workers_give_the_same_map_as_reading_in_process(model, scene, tm
     np.testing.assert_allclose(_read(b.path).astype(int), _read(a.path).astype(int), atol=1)
 
 
-def test_resume_state_of_another_job_is_refused(model, tmp_path):
+def test_resume_state_of_another_job_is_refused(model, tmp_path, monkeypatch):
     scene = make_multiband(tmp_path / "s.tif", size=128)
     out = tmp_path / "m.tif"
-    with pytest.raises(_Stopped):
-        map_scene(model, scene, out, CLASSES, progress=False, quicklook=False, checkpoint_rows=16,
-                  stop_after_rows=16)
+    monkeypatch.setenv(FAULT_STOP_ENV, "16")
+    with pytest.raises(JobInterrupted):
+        map_scene(model, scene, out, CLASSES, progress=False, quicklook=False, checkpoint_rows=16)
+    monkeypatch.delenv(FAULT_STOP_ENV)
     with pytest.raises(ResumeError, match=r"m\.tif\.parts.*classes"):
         map_scene(model, scene, out, CLASSES[:2], progress=False, quicklook=False)
 

@@ -12,12 +12,12 @@ import rasterio
 from fixtures_change import ALL, SQUARE, labelled_root, make_date, make_pair, write_mask
 from fixtures_scenes import ORIGIN
 
-from spectraclip.apps.change import ChangeRule, change_scene, combine, labelled_samples, otsu_threshold, robust_stats
-from spectraclip.apps.change_features import feature_names
-from spectraclip.apps.change_grid import ChangeInputError
-from spectraclip.apps.change_labels import find_pairs, read_change_mask
-from spectraclip.apps.change_probe import fit_change_probe
-from spectraclip.apps.scene_job import _Stopped
+from spectraclip.apps.scene_job import FAULT_STOP_ENV, JobInterrupted
+from spectraclip.change.features import feature_names
+from spectraclip.change.grid import ChangeInputError
+from spectraclip.change.labels import find_pairs, read_change_mask
+from spectraclip.change.probe import fit_change_probe
+from spectraclip.change.scene import ChangeRule, change_scene, combine, labelled_samples, otsu_threshold, robust_stats
 from spectraclip.models.loading import load_model
 from spectraclip.zeroshot.classes import ClassSpec
 
@@ -89,12 +89,14 @@ def test_given_threshold_and_precision_are_used(model, pair, tmp_path):
     assert np.nansum(_read(res.path)[1]) == 0 and res.vector is None
 
 
-def test_resumed_run_equals_uninterrupted_run(model, pair, tmp_path):
+def test_resumed_run_equals_uninterrupted_run(model, pair, tmp_path, monkeypatch):
     before, after = pair
     full = change_scene(model, before, after, tmp_path / "full.tif", progress=False, quicklook=False)
-    with pytest.raises(_Stopped):
+    monkeypatch.setenv(FAULT_STOP_ENV, "32")
+    with pytest.raises(JobInterrupted):
         change_scene(model, before, after, tmp_path / "part.tif", progress=False, quicklook=False,
-                     checkpoint_rows=16, stop_after_rows=32)
+                     checkpoint_rows=16)
+    monkeypatch.delenv(FAULT_STOP_ENV)
     assert (tmp_path / "part.tif.parts" / "state.npz").is_file()
     resumed = change_scene(model, before, after, tmp_path / "part.tif", progress=False, quicklook=False,
                            checkpoint_rows=16)
@@ -173,7 +175,10 @@ def test_few_shot_probe_learns_change_from_other_scenes(model, tmp_path):
     make_date(root / "images" / "none" / "imgs_2")
     pairs = find_pairs(root)
     assert [p.name for p in pairs] == ["a", "b", "none"]
+    model.train()  # the caller's mode: a library call leaves it as it was
     samples = [labelled_samples(model, p.before, p.after, p.labels, name=p.name, stride=32) for p in pairs]
+    assert model.training
+    model.eval()
     assert samples[0].y.sum() == 32 * 32  # every change pixel, once (windows do not repeat pixels)
     assert samples[0].x.shape[1] == len(feature_names(model.bands.names))
     probe = fit_change_probe(samples, feature_names(model.bands.names), max_iter=30)
@@ -236,7 +241,7 @@ def test_cli_evaluate_oscd_runs_cva_unsupervised_and_leave_one_out_probe(tmp_pat
 
 
 def test_pixel_sampler_stays_bounded_and_keeps_class_totals():
-    from spectraclip.apps.change_probe import PixelSampler
+    from spectraclip.change.probe import PixelSampler
     from spectraclip.io.scene import window_grid
 
     labels = np.zeros((128, 128), bool)

@@ -13,7 +13,7 @@ import rasterio
 import torch
 from fixtures_change import SQUARE, labelled_root, make_pair, write_mask
 
-from spectraclip.apps.change_cnn import (
+from spectraclip.change.cnn import (
     CnnConfig,
     PairArrays,
     SiamDiffNet,
@@ -21,7 +21,7 @@ from spectraclip.apps.change_cnn import (
     predict_arrays,
     train_net,
 )
-from spectraclip.apps.change_grid import ChangeInputError
+from spectraclip.change.grid import ChangeInputError
 
 TINY = CnnConfig(widths=(4, 8), steps=80, batch=4, crop=32, lr=1e-2, inner_folds=2, indices=False)
 
@@ -96,11 +96,11 @@ def test_training_is_deterministic_for_a_seed():
 
 
 def test_radiometric_jitter_changes_each_dates_channels_but_not_the_crop_or_its_labels():
-    from spectraclip.apps.change_cnn import _crop_sampler
+    from spectraclip.change.cnn import crop_sampler
 
     pairs = [synthetic_pair(s) for s in range(2)]
-    plain = _crop_sampler(pairs, TINY, np.random.default_rng(5))
-    jittered = _crop_sampler(pairs, replace(TINY, jitter=0.2), np.random.default_rng(5))
+    plain = crop_sampler(pairs, TINY, np.random.default_rng(5))
+    jittered = crop_sampler(pairs, replace(TINY, jitter=0.2), np.random.default_rng(5))
     for _ in range(5):
         (a0, b0, y0, k0), (a1, b1, y1, k1) = plain(), jittered()
         assert np.array_equal(y0, y1) and np.array_equal(k0, k1)  # same crop, same labels
@@ -116,7 +116,7 @@ def test_radiometric_jitter_changes_each_dates_channels_but_not_the_crop_or_its_
 
 
 def test_fit_threshold_from_other_scenes_notes_and_bad_label_sets(tmp_path):
-    from spectraclip.apps.change_probe_io import load_probe, save_probe
+    from spectraclip.change.probe_io import load_probe, save_probe
 
     torch.set_num_threads(1)
     empty = synthetic_pair(5, squares=0)
@@ -140,8 +140,8 @@ def test_fit_threshold_from_other_scenes_notes_and_bad_label_sets(tmp_path):
 
 
 def test_the_probe_is_an_ensemble_of_the_final_and_inner_fold_networks_and_saves_as_one(tmp_path):
-    from spectraclip.apps.change_cnn import ChangeEnsemble
-    from spectraclip.apps.change_probe_io import load_probe, save_probe
+    from spectraclip.change.cnn import ChangeEnsemble
+    from spectraclip.change.probe_io import load_probe, save_probe
 
     torch.set_num_threads(1)
     pairs = [synthetic_pair(s) for s in range(3)]
@@ -170,8 +170,8 @@ def _labelled_root(tmp_path: Path) -> Path:
 
 
 def test_change_scene_maps_with_the_change_network(tmp_path):
-    from spectraclip.apps.change import change_scene, labelled_arrays
-    from spectraclip.apps.change_labels import find_pairs
+    from spectraclip.change.labels import find_pairs
+    from spectraclip.change.scene import change_scene, labelled_arrays
     from spectraclip.models.loading import load_model
 
     torch.set_num_threads(1)
@@ -214,7 +214,7 @@ def test_cli_change_trains_saves_and_reloads_the_change_network(tmp_path):
                             str(saved)])
     assert r.exit_code == 0, r.output
     assert "probe (cnn)" in r.output and saved.is_file()
-    from spectraclip.apps.change_probe_io import load_probe
+    from spectraclip.change.probe_io import load_probe
 
     ensemble = load_probe(saved).net  # 2 seeds x (final network + 2 inner folds of the 2 training pairs)
     assert len(ensemble.members) == 6 and load_probe(saved).config.seeds == 2
@@ -229,7 +229,7 @@ def test_cli_change_trains_saves_and_reloads_the_change_network(tmp_path):
 
 
 def test_threshold_and_share_cap_are_chosen_on_other_scenes_and_cap_a_flooded_scene():
-    from spectraclip.apps.change_cnn import CnnProbe, choose_threshold
+    from spectraclip.change.cnn import CnnProbe, choose_threshold
 
     rng = np.random.default_rng(0)
     y1 = rng.random(20_000) < 0.01
@@ -249,8 +249,8 @@ def test_threshold_and_share_cap_are_chosen_on_other_scenes_and_cap_a_flooded_sc
 
 
 def test_the_pixel_probe_saves_and_loads_too_but_only_as_a_trusted_pickle(tmp_path):
-    from spectraclip.apps.change_probe import PixelSamples, fit_change_probe
-    from spectraclip.apps.change_probe_io import load_probe, save_probe
+    from spectraclip.change.probe import PixelSamples, fit_change_probe
+    from spectraclip.change.probe_io import load_probe, save_probe
 
     rng = np.random.default_rng(0)
     samples = []

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not (OSCD / "labels" / "bercy").is_dir(),
 
 
 def test_oscd_evaluation_of_one_city_writes_table_json_and_quicklook(tmp_path):
-    from spectraclip.evaluate.oscd import evaluate_oscd
+    from spectraclip.change.oscd import evaluate_oscd
 
     model = load_model("tiny-test", bands="s2-l1c")
     res = evaluate_oscd(model, OSCD, tmp_path, cities=["bercy"], few_shot=False, tile=32, stride=32,

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from spectraclip.evaluate.reference import ReferenceScoreError, score_product
+from spectraclip.evaluate.reference import ReferenceScoreError, confusion_counts, score_product, scores_from_counts
 
 FLOODS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sen1floods11-chip"
 
@@ -62,3 +62,28 @@ def test_sen1floods11_chip_mapped_and_scored_against_its_hand_labels(tmp_path):
     for v in rep["per_class"].values():
         assert all(0.0 <= v[m] <= 1.0 for m in ("iou", "f1") if v[m] == v[m])
     assert 0.0 <= rep["accuracy"] <= 1.0
+
+
+def test_the_oscd_evaluation_counts_and_scores_like_the_reference_scorer(tmp_path):
+    """OSCD's change-class numbers are one case of product scoring: the same counts, the same scores."""
+    from spectraclip.change.oscd import counts, scores
+
+    rng = np.random.default_rng(0)
+    truth, pred, known = rng.random((50, 60)) < 0.1, rng.random((50, 60)) < 0.15, rng.random((50, 60)) < 0.9
+    c = counts(pred, truth, known)
+    cm = confusion_counts(pred, truth, known)
+    assert [[c["tn"], c["fp"]], [c["fn"], c["tp"]]] == cm.tolist() and sum(c.values()) == known.sum()
+    changed = scores_from_counts(cm)[1]
+    assert scores(c) == {k: changed[k] for k in ("precision", "recall", "f1", "iou")}
+    # a change map scored against the same mask (nodata where unknown) gives the same change-class numbers
+    flag = np.stack([pred.astype(np.float32)] * 2)
+    path = tmp_path / "change.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=60, height=50, count=2, dtype="float32", crs="EPSG:32633",
+                       transform=from_origin(500000, 5000000, 10, 10)) as ds:
+        ds.write(flag)
+        ds.update_tags(spectraclip_change="1")
+    ref = _write(tmp_path / "ref.tif", np.where(known, truth.astype(np.uint8), 255).astype(np.uint8))
+    got = score_product(path, ref, reference_classes="1=changed,0=unchanged", reference_nodata=255)
+    assert got.confusion.tolist() == cm.tolist()
+    assert {k: got.per_class["changed"][k] for k in ("precision", "recall", "f1", "iou")} == scores(c)
+    assert scores({"tp": 0, "fp": 0, "fn": 0, "tn": 5}) == {"precision": None, "recall": None, "f1": None, "iou": None}

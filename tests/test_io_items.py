@@ -90,13 +90,13 @@ def _scene_with_gaps(path: Path) -> Path:
 
 @pytest.mark.parametrize("nodata", ["error", "fill"])
 def test_map_and_embed_windows_skip_the_same_windows_for_the_same_reason(tmp_path, model, nodata):
-    from spectraclip.apps.scene_job import _Windows
+    from spectraclip.apps.scene_job import WindowDataset
 
     path = _scene_with_gaps(tmp_path / "gaps.tif")
     scene = open_scene(path)
     grid = window_grid(96, 96, 32, 32)
     # the scene apps' path (map, heatmap, change): the scene job's window dataset
-    ds = _Windows(scene, grid, model.preprocessor(), {"nodata": nodata, "max_cloud": 0.5})
+    ds = WindowDataset(scene, grid, model.preprocessor(), {"nodata": nodata, "max_cloud": 0.5})
     mapped = {ds[i]["window"].index: (ds[i]["skipped"], ds[i]["message"]) for i in range(len(ds))}
     map_skips = {i: v for i, v in mapped.items() if v[0] is not None}
     # `embed --windows`: window items through the batch encode path

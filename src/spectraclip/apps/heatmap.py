@@ -74,7 +74,7 @@ def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries:
                   scl: str | Path | None = None, nodata: str = "fill", max_cloud: float = 0.5,
                   batch_size: int = 32, num_workers: int = 0, device: str | None = None, progress: bool = True,
                   precision: str | None = "fp32", checkpoint_rows: int = 512,
-                  stop_after_rows: int | None = None, missing_bands: str | None = None,
+                  missing_bands: str | None = None,
                   radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
                   options: SceneOptions | None = None) -> HeatmapResult:
     """Write the patch-level cosine similarity of `scene` to each query into `output` (float32 COG, NaN where
@@ -87,7 +87,7 @@ def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries:
     opts = options or SceneOptions(tile=tile, stride=stride, weight=weight, bands=bands, scl=scl, nodata=nodata,
                                    max_cloud=max_cloud, batch_size=batch_size, num_workers=num_workers,
                                    device=device, precision=precision, progress=progress,
-                                   checkpoint_rows=checkpoint_rows, stop_after_rows=stop_after_rows,
+                                   checkpoint_rows=checkpoint_rows,
                                    missing_bands=missing_bands, radiometry=radiometry, max_skipped=max_skipped)
     from spectraclip.apps.dense import prepare_dense
 

@@ -145,7 +145,7 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
               bands: Any = None, scl: str | Path | None = None, nodata: str = "fill", max_cloud: float = 0.5,
               batch_size: int = 32, num_workers: int = 0, device: str | None = None, progress: bool = True,
               cls_lambda: float = 0.0, attention: str = "qq", precision: str | None = "fp32",
-              checkpoint_rows: int = 512, stop_after_rows: int | None = None, missing_bands: str | None = None,
+              checkpoint_rows: int = 512, missing_bands: str | None = None,
               radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
               options: SceneOptions | None = None) -> MapResult:
     """Map `scene` into `output` (COG): the class index band then per-class probabilities, blended over
@@ -161,7 +161,7 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
     opts = options or SceneOptions(tile=tile, stride=stride, weight=weight, bands=bands, scl=scl, nodata=nodata,
                                    max_cloud=max_cloud, batch_size=batch_size, num_workers=num_workers,
                                    device=device, precision=precision, progress=progress,
-                                   checkpoint_rows=checkpoint_rows, stop_after_rows=stop_after_rows,
+                                   checkpoint_rows=checkpoint_rows,
                                    missing_bands=missing_bands, radiometry=radiometry, max_skipped=max_skipped)
     with run_model(model, opts.device) as net:
         return _map(net, scene, output, classes, opts, probe=probe, templates=templates, dense=dense,

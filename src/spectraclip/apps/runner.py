@@ -49,7 +49,7 @@ class SceneOptions:
     `device` None uses the model's device. `missing_bands` None keeps the model's policy. `radiometry` (a
     `--radiometry` value) says what the scene's values are. `max_skipped`: the largest share of windows a run may
     skip (nodata, cloud, unreadable, bands missing) and still write its output; a run that encoded nothing always
-    fails. `stop_after_rows` is the test hook of the resumable job (stop as if killed)."""
+    fails. (The resumable job's fault hook for tests is an environment variable, see `apps.scene_job`.)"""
 
     tile: int | None = None
     stride: int | None = None
@@ -64,7 +64,6 @@ class SceneOptions:
     precision: str | None = "fp32"
     progress: bool = True
     checkpoint_rows: int = 512
-    stop_after_rows: int | None = None
     missing_bands: str | None = None
     radiometry: str | None = None
     max_skipped: float = DEFAULT_MAX_SKIPPED
@@ -216,7 +215,7 @@ class SceneJob:
                                   on_strip, state_dir=self.parts, job_key=key, sync=writer.sync, weight=o.weight,
                                   batch_size=o.batch_size, num_workers=o.num_workers, progress=o.progress,
                                   reader_options=reader_options or o.reader_options(),
-                                  checkpoint_rows=o.checkpoint_rows, stop_after_rows=o.stop_after_rows)
+                                  checkpoint_rows=o.checkpoint_rows)
         finally:
             writer.close()
         self.check(summary, writer.partial)

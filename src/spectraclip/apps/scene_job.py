@@ -1,13 +1,18 @@
 """The resumable sliding-window job every scene app runs: windows stream in (read and prepared in DataLoader
 workers), a model function turns each batch into per-window values, the values are blended strip by strip and
 handed to a writer; finished strips and the open rows are checkpointed, so a rerun after a kill continues and
-ends with the same output as an uninterrupted run."""
+ends with the same output as an uninterrupted run.
+
+Fault injection (tests only, no option of any function): with `SPECTRACLIP_FAULT_STOP_AFTER_ROWS=N` in the
+environment, a job stops as a kill would once N output rows are checkpointed, raising `JobInterrupted`; a rerun
+without it resumes. This is the one place the variable is read and documented."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,6 +30,7 @@ from spectraclip.io.atomic import atomic_path
 from spectraclip.io.scene import Scene, SceneReader, SceneWindow
 
 log = logging.getLogger(__name__)
+FAULT_STOP_ENV = "SPECTRACLIP_FAULT_STOP_AFTER_ROWS"  # tests: stop as if killed after N checkpointed output rows
 
 # (x per group, present per group, windows) -> (values [B, K] or [B, K, h, w], window summary [B, K])
 WindowFn = Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor], list[SceneWindow]],
@@ -60,8 +66,9 @@ class JobSummary:
                 "resumed_at_row": self.resumed_at_row}
 
 
-class _Windows(Dataset):
-    """Reads and prepares windows; the scene is reopened lazily in each worker process (picklable)."""
+class WindowDataset(Dataset):
+    """The scene job's windows as a dataset: item i is window i read (`SceneReader`, its skip reason and message)
+    and prepared; the scene is reopened lazily in each worker process (picklable)."""
 
     def __init__(self, scene: Scene, windows: Sequence[SceneWindow], prepare: Callable[[Any], Any],
                  reader_options: dict[str, Any]) -> None:
@@ -133,13 +140,14 @@ def run_windows(scene: Scene, windows: Sequence[SceneWindow], prepare: Callable[
                 job_key: dict[str, Any], sync: Callable[[], None] = lambda: None, weight: str = "hann",
                 batch_size: int = 32, num_workers: int = 0, progress: bool = True,
                 reader_options: dict[str, Any] | None = None, checkpoint_rows: int = 512,
-                checkpoint_seconds: float = 30.0, stop_after_rows: int | None = None) -> JobSummary:
+                checkpoint_seconds: float = 30.0) -> JobSummary:
     """Run `window_fn` over `windows` (sorted by grid row) and blend; `on_strip(top, values, wsum)` receives
     finished output rows in order. Resumes from `state_dir` when it holds the state of the same `job_key`;
     the state is saved every `checkpoint_rows` output rows or `checkpoint_seconds`, whichever comes first.
-    `stop_after_rows` stops (as a kill would) once that many output rows are checkpointed (tests)."""
+    Raises `JobInterrupted` when the fault hook (`SPECTRACLIP_FAULT_STOP_AFTER_ROWS`, see the module doc) stops it."""
     from spectraclip.models.inputs import collate_inputs
 
+    stop_after_rows = _fault_stop_after_rows()
     t0 = time.perf_counter()
     tile = max(w.height for w in windows)
     blender = StripBlender(scene.height, scene.width, channels, tile, weight)
@@ -164,7 +172,7 @@ def run_windows(scene: Scene, windows: Sequence[SceneWindow], prepare: Callable[
     todo = [w for w in windows if w.row >= next_row]
     row_starts = sorted({w.row for w in windows})
     next_start = {r: (row_starts[i + 1] if i + 1 < len(row_starts) else scene.height) for i, r in enumerate(row_starts)}
-    ds = _Windows(scene, todo, prepare, reader_options or {})
+    ds = WindowDataset(scene, todo, prepare, reader_options or {})
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=_as_list,
                         prefetch_factor=4 if num_workers else None)
     last_ckpt = blender.top
@@ -229,14 +237,23 @@ def run_windows(scene: Scene, windows: Sequence[SceneWindow], prepare: Callable[
     if rec_idx:
         summary.records = (np.concatenate(rec_idx), np.concatenate(rec_val))
     if stopped:
-        raise _Stopped(summary)
+        raise JobInterrupted(summary)
     return summary
 
 
-class _Stopped(SpectraclipError):  # noqa: N818 - internal control flow of the test hook, not an error
+class JobInterrupted(SpectraclipError):  # noqa: N818 - a stop, not a failure: the state is saved, a rerun resumes
+    """A scene job that stopped before its end with its resume state saved (the fault hook of the module doc);
+    `summary` is what it had done. Rerunning the same job resumes it."""
+
     def __init__(self, summary: JobSummary) -> None:
         self.summary = summary
-        super().__init__("stopped after the requested rows (test hook)")
+        super().__init__(f"stopped after {FAULT_STOP_ENV} output rows (fault injection); rerun to resume")
 
 
-__all__ = ["JobSummary", "ResumeError", "StripFn", "WindowFn", "can_resume", "run_windows"]
+def _fault_stop_after_rows() -> int | None:
+    raw = os.environ.get(FAULT_STOP_ENV, "").strip()
+    return int(raw) if raw else None
+
+
+__all__ = ["FAULT_STOP_ENV", "JobInterrupted", "JobSummary", "ResumeError", "StripFn", "WindowDataset", "WindowFn",
+           "can_resume", "run_windows"]

@@ -94,7 +94,14 @@ def change_command(
 ) -> None:
     """Change between two dates: embedding change + spectral change vector per window and patch, as a COG."""
 
-    from spectraclip.apps.change import (
+    from spectraclip.change.cnn import config_with, fit_cnn_probe
+    from spectraclip.change.features import feature_names
+    from spectraclip.change.labels import find_pairs
+    from spectraclip.change.probe import fit_change_probe
+    from spectraclip.change.probe_io import DEFAULT_PROBE, PROBES
+    from spectraclip.change.probe_io import load_probe as load_saved_probe
+    from spectraclip.change.probe_io import save_probe as save_probe_file
+    from spectraclip.change.scene import (
         DEFAULT_RULE,
         ChangeInputError,
         ChangeRule,
@@ -102,13 +109,6 @@ def change_command(
         labelled_arrays,
         labelled_samples,
     )
-    from spectraclip.apps.change_cnn import config_with, fit_cnn_probe
-    from spectraclip.apps.change_features import feature_names
-    from spectraclip.apps.change_labels import find_pairs
-    from spectraclip.apps.change_probe import fit_change_probe
-    from spectraclip.apps.change_probe_io import DEFAULT_PROBE, PROBES
-    from spectraclip.apps.change_probe_io import load_probe as load_saved_probe
-    from spectraclip.apps.change_probe_io import save_probe as save_probe_file
     from spectraclip.zeroshot.classes import parse_classes
 
     rule = ChangeRule(DEFAULT_RULE.embedding_weight if embedding_weight is None else embedding_weight,

@@ -95,8 +95,8 @@ def evaluate_cmd(
     from spectraclip.evaluate.runner import evaluate, headline_rows, pair_datasets, pair_models
 
     tasks = split_list(task) or None
-    if split_list(dataset) == ["oscd"]:  # change detection: its own evaluation (evaluate/oscd.py)
-        from spectraclip.evaluate.oscd import evaluate_oscd_run, markdown
+    if split_list(dataset) == ["oscd"]:  # change detection: its own evaluation (change/oscd.py)
+        from spectraclip.change.oscd import evaluate_oscd_run, markdown
 
         res = evaluate_oscd_run(split_list(model), checkpoint or [], root or [], output_dir, model_bands=model_bands,
                                 precision=precision, batch_size=batch_size or 32,  # the scene path needs a number

@@ -47,6 +47,32 @@ class ReferenceScore:
                 "confusion": self.confusion.tolist()}
 
 
+def confusion_counts(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None,
+                     n_classes: int = 2) -> np.ndarray:
+    """The one pixel count of every scorer: the confusion matrix `[k, k]` (rows `truth`, columns `pred`) over the
+    pixels where `valid` holds and both labels are class indices (negative = not scored). Boolean masks count as
+    classes 0 (False) and 1 (True)."""
+    p, t = np.asarray(pred).astype(np.int64), np.asarray(truth).astype(np.int64)
+    ok = (p >= 0) & (t >= 0) & (p < n_classes) & (t < n_classes)
+    if valid is not None:
+        ok &= np.asarray(valid, bool)
+    k = n_classes
+    return np.bincount(t[ok] * k + p[ok], minlength=k * k).reshape(k, k)
+
+
+def scores_from_counts(confusion: np.ndarray) -> list[dict[str, float]]:
+    """Per class (in index order): IoU, F1, precision, recall (NaN where undefined) and support (pixels of the
+    class in the reference), from a confusion matrix of `confusion_counts`."""
+    cm = np.asarray(confusion, np.int64)
+    out = []
+    for i in range(cm.shape[0]):
+        tp, fp, fn = int(cm[i, i]), int(cm[:, i].sum() - cm[i, i]), int(cm[i, :].sum() - cm[i, i])
+        div = lambda a, b: a / b if b else float("nan")  # noqa: E731
+        out.append({"iou": div(tp, tp + fp + fn), "f1": div(2 * tp, 2 * tp + fp + fn), "precision": div(tp, tp + fp),
+                    "recall": div(tp, tp + fn), "support": int(cm[i, :].sum())})
+    return out
+
+
 def parse_reference_classes(spec: str | None) -> dict[float, str] | None:
     """`1=water,0=other` -> {1.0: "water", 0.0: "other"}."""
     if not spec:
@@ -121,17 +147,12 @@ def score_product(product: str | Path, reference: str | Path, *, reference_class
     if not scored.any():
         raise ReferenceScoreError(f"{reference}: no pixel of the reference (mapped to a class) meets a mapped pixel of "
                              f"{product}")
-    k = len(names)
-    cm = np.bincount(truth[scored] * k + pred[scored], minlength=k * k).reshape(k, k)
-    per: dict[str, dict[str, float]] = {}
-    for i, n in enumerate(names):
-        tp, fp, fn = cm[i, i], cm[:, i].sum() - cm[i, i], cm[i, :].sum() - cm[i, i]
-        div = lambda a, b: float(a / b) if b else float("nan")  # noqa: E731
-        per[n] = {"iou": div(tp, tp + fp + fn), "f1": div(2 * tp, 2 * tp + fp + fn), "precision": div(tp, tp + fp),
-                  "recall": div(tp, tp + fn), "support": int(cm[i, :].sum())}
+    cm = confusion_counts(pred, truth, scored, len(names))
+    per = dict(zip(names, scores_from_counts(cm), strict=True))
     ious = [v["iou"] for v in per.values() if v["support"] > 0 and np.isfinite(v["iou"])]
     mean_iou = float(np.mean(ious)) if ious else float("nan")
     return ReferenceScore(names, cm, per, float(np.trace(cm) / cm.sum()), mean_iou, int(scored.sum()), kind)
 
 
-__all__ = ["ReferenceScoreError", "ReferenceScore", "parse_reference_classes", "score_product"]
+__all__ = ["ReferenceScoreError", "ReferenceScore", "confusion_counts", "parse_reference_classes", "score_product",
+           "scores_from_counts"]

@@ -1,5 +1,5 @@
 """Which change probes exist, and writing/reading a trained one (`--save-probe`, `--load-probe`): its own module,
-because it knows both the pixel probe (`change_probe`) and the change network (`change_cnn`), which itself
+because it knows both the pixel probe (`change.probe`) and the change network (`change.cnn`), which itself
 uses the pixel probe's threshold search."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from spectraclip.apps.change_cnn import CnnProbe
-from spectraclip.apps.change_grid import ChangeInputError
+from spectraclip.change.cnn import CnnProbe
+from spectraclip.change.grid import ChangeInputError
 
 PROBES: tuple[str, ...] = ("gbm", "cnn")
 DEFAULT_PROBE = "cnn"  # the one with the better leave-one-city-out F1 on OSCD (docs/change.md)

@@ -15,7 +15,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
-from spectraclip.apps.change_grid import ChangeInputError
+from spectraclip.change.grid import ChangeInputError
 
 NO_CHANGE, CHANGE = 1, 2
 

@@ -9,7 +9,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from spectraclip.apps.change_grid import PairGrid
+from spectraclip.change.grid import PairGrid
 from spectraclip.io.atomic import atomic_path
 from spectraclip.io.scene import SceneReader
 

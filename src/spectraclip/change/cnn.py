@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spectraclip.apps.change_grid import ChangeInputError
-from spectraclip.apps.change_probe import best_f1_threshold
+from spectraclip.change.grid import ChangeInputError
+from spectraclip.change.probe import best_f1_threshold
 
 SEED = 0
 
@@ -245,8 +245,11 @@ def predict_arrays(net: ChangeNet, za: np.ndarray, zb: np.ndarray, *, tile: int 
     return out
 
 
-def _crop_sampler(pairs: Sequence[PairArrays], cfg: CnnConfig, rng: np.random.Generator):
-    """Draws (za, zb, change, known) crops of `cfg.crop` pixels (smaller scenes are padded as unknown)."""
+def crop_sampler(pairs: Sequence[PairArrays], cfg: CnnConfig, rng: np.random.Generator):
+    """The training crops of the change network: a function drawing (za, zb, change, known) crops of `cfg.crop`
+    pixels (smaller scenes are padded as unknown), `cfg.change_crops` of them centred near a change pixel, each
+    date's channels jittered by `cfg.jitter` (a gain and an offset per channel, from its own random stream, so
+    the crops are the same with or without jitter)."""
     s = cfg.crop
     padded = []
     for p in pairs:
@@ -312,7 +315,7 @@ def train_net(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
     # one-cycle: 10 % warm-up, cosine decay (at least 2 warm-up steps: torch divides by their count - 1)
     sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps,
                                                  pct_start=max(0.1, 2 / cfg.steps)) if cfg.steps >= 3 else None)
-    draw = _crop_sampler(pairs, cfg, rng)
+    draw = crop_sampler(pairs, cfg, rng)
     losses: list[float] = []
     pos_w = cfg.pos_weight
     net.train()
@@ -491,5 +494,5 @@ def fit_cnn_probe(pairs: Sequence[PairArrays], cfg: CnnConfig = CnnConfig(), *,
 
 
 __all__ = ["ChangeEnsemble", "ChangeNet", "CnnConfig", "CnnProbe", "PairArrays", "SiamDiffNet", "capped_threshold",
-           "choose_threshold", "config_with", "date_input", "fit_cnn_probe", "fold_splits", "in_channels",
-           "predict_arrays", "predict_tiled", "train_net"]
+           "choose_threshold", "config_with", "crop_sampler", "date_input", "fit_cnn_probe", "fold_splits",
+           "in_channels", "predict_arrays", "predict_tiled", "train_net"]

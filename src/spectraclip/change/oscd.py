@@ -5,10 +5,10 @@ class, for three methods computed in one run on the same pixels (the known pixel
 date's 10 m grid):
 - `cva-otsu`: the classic baseline: change vector analysis on all bands resampled to 10 m, each band
   standardised over both dates together, thresholded by Otsu;
-- `change` (unsupervised): `spectraclip change`'s score and Otsu threshold (the rule in `apps.change`);
+- `change` (unsupervised): `spectraclip change`'s score and Otsu threshold (the rule in `change.scene`);
 - `change-probe` (few-shot, leave one city out): the pixel probe (gradient boosting) fitted on the other
   cities' masks, its threshold chosen by cross-validation over those training cities only;
-- `change-cnn` (few-shot, leave one city out): the Siamese change network (`apps.change_cnn`) trained on the
+- `change-cnn` (few-shot, leave one city out): the Siamese change network (`change.cnn`) trained on the
   other cities, its threshold likewise from out-of-scene predictions of those training cities only.
 Written like the other evaluations: results.json, results.csv, results.md and quicklooks/*.png.
 """
@@ -30,8 +30,9 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import Resampling, reproject
 
-from spectraclip.apps.change import DEFAULT_RULE, RULES
-from spectraclip.apps.change_labels import LabelledPair, find_pairs, read_change_mask
+from spectraclip.change.labels import LabelledPair, find_pairs, read_change_mask
+from spectraclip.change.scene import DEFAULT_RULE, RULES
+from spectraclip.evaluate.reference import confusion_counts, scores_from_counts
 from spectraclip.io.atomic import atomic_open
 
 METHODS = ("cva-otsu", "change", "change-probe", "change-cnn")
@@ -42,22 +43,16 @@ REFERENCE = ("Daudt, Le Saux, Boulch: Fully Convolutional Siamese Networks for C
 
 
 def counts(pred: np.ndarray, truth: np.ndarray, known: np.ndarray) -> dict[str, int]:
-    """Pixel counts of the change class over the known pixels."""
-    p, t = pred & known, truth & known
-    tp = int((p & t).sum())
-    fp = int((p & ~t).sum())
-    fn = int((~p & t & known).sum())
-    return {"tp": tp, "fp": fp, "fn": fn, "tn": int(known.sum()) - tp - fp - fn}
+    """Pixel counts of the change class over the known pixels (the reference scorer's `confusion_counts`)."""
+    cm = confusion_counts(pred, truth, known, 2)
+    return {"tp": int(cm[1, 1]), "fp": int(cm[0, 1]), "fn": int(cm[1, 0]), "tn": int(cm[0, 0])}
 
 
 def scores(c: dict[str, int]) -> dict[str, float | None]:
-    """Precision, recall, F1 and IoU of the change class from counts (None where undefined)."""
-    tp, fp, fn = c["tp"], c["fp"], c["fn"]
-    prec = tp / (tp + fp) if tp + fp else None
-    rec = tp / (tp + fn) if tp + fn else None
-    f1 = 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None
-    iou = tp / (tp + fp + fn) if tp + fp + fn else None
-    return {"precision": prec, "recall": rec, "f1": f1, "iou": iou}
+    """Precision, recall, F1 and IoU of the change class from counts (None where undefined): the reference
+    scorer's `scores_from_counts` for class 1 of the two-class confusion matrix."""
+    s = scores_from_counts(np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]], np.int64))[1]
+    return {k: (None if np.isnan(s[k]) else s[k]) for k in ("precision", "recall", "f1", "iou")}
 
 
 def _read_on_grid(folder: Path, ref: tuple[Any, Any, int, int]) -> tuple[np.ndarray, list[str]]:
@@ -78,7 +73,7 @@ def _read_on_grid(folder: Path, ref: tuple[Any, Any, int, int]) -> tuple[np.ndar
 def cva_otsu(before: Path, after: Path) -> np.ndarray:
     """The baseline's change mask on BEFORE's 10 m grid: CVA on all bands both dates share, resampled to 10 m
     (bilinear), each band standardised over both dates together, thresholded by Otsu (256 bins)."""
-    from spectraclip.apps.change import otsu_threshold
+    from spectraclip.change.scene import otsu_threshold
     from spectraclip.io.scene import open_scene
 
     sb = open_scene(before)
@@ -113,11 +108,11 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
     """Evaluate `model` on the labelled cities under `root` (OSCD layout); returns the results dict. With
     `few_shot`, each probe kind of `probes` (gbm: the pixel probe, cnn: the change network with `cnn_config`)
     is trained on the other cities and maps the city through `change_scene`."""
-    from spectraclip.apps.change import change_scene, labelled_arrays
-    from spectraclip.apps.change_cnn import CnnConfig, fit_cnn_probe
-    from spectraclip.apps.change_features import feature_names
-    from spectraclip.apps.change_probe import fit_change_probe
-    from spectraclip.apps.change_quicklook import change_quicklook
+    from spectraclip.change.cnn import CnnConfig, fit_cnn_probe
+    from spectraclip.change.features import feature_names
+    from spectraclip.change.probe import fit_change_probe
+    from spectraclip.change.quicklook import change_quicklook
+    from spectraclip.change.scene import change_scene, labelled_arrays
     from spectraclip.evaluate.report import software_versions
 
     say = log_fn or (lambda m: None)
@@ -248,8 +243,8 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
 
 def _cached_samples(folder: Path, model: Any, p: LabelledPair, **kw: Any):
     """The probe's training pixels of one city, cached under `folder` (keyed by model, files and settings)."""
-    from spectraclip.apps.change import labelled_samples
-    from spectraclip.apps.change_probe import MAX_PER_SCENE, NEGATIVE_RATE, PixelSamples
+    from spectraclip.change.probe import MAX_PER_SCENE, NEGATIVE_RATE, PixelSamples
+    from spectraclip.change.scene import labelled_samples
     from spectraclip.identity import Fingerprints
 
     key = json.dumps({**Fingerprints.of(model).to_metadata(), "city": p.name, "before": str(p.before.resolve()),
@@ -277,7 +272,7 @@ def label_efficiency(samples: dict[str, Any], features: Sequence[str],
     """F1 of the leave-one-city-out probe against the share of each training city's labelled pixels it gets
     (the label-efficiency curve of seed 001, for change), estimated on the held-out city's sampled pixels
     (every change pixel, the others weighted back to their frequency); pooled over the cities."""
-    from spectraclip.apps.change_probe import PixelSamples, fit_change_probe
+    from spectraclip.change.probe import PixelSamples, fit_change_probe
 
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {"fractions": list(fractions), "pooled_f1": [], "labelled_pixels": [],
@@ -314,8 +309,8 @@ def _sum(cs: Sequence[dict[str, int]]) -> dict[str, int]:
 
 def _rule_counts(res, change: np.ndarray, known: np.ndarray) -> dict[str, dict[str, int]]:
     """Counts of every candidate rule on one city, from the map's raw channels (kept by `keep_raw`)."""
-    from spectraclip.apps.change import combine
-    from spectraclip.apps.change_features import CHANNELS
+    from spectraclip.change.features import CHANNELS
+    from spectraclip.change.scene import combine
 
     with rasterio.open(res.extra["raw"]) as ds:
         raw = ds.read(list(range(1, len(CHANNELS) + 1)))
@@ -402,7 +397,7 @@ def evaluate_oscd_run(models: Sequence[str], checkpoints: Sequence[str], roots: 
                       log_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """`spectraclip evaluate --dataset oscd --root DIR`: one model, one root; returns the results (the CLI prints
     `markdown(results)`)."""
-    from spectraclip.apps.change_cnn import config_with
+    from spectraclip.change.cnn import config_with
     from spectraclip.evaluate.runner import EvaluationError, pair_models
     from spectraclip.models.loading import load_model
 

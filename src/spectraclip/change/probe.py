@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spectraclip.apps.change_grid import ChangeInputError
+from spectraclip.change.grid import ChangeInputError
 
 NEGATIVE_RATE = 0.05  # share of no-change pixels kept per window (weighted by 1 / rate)
 MAX_ITER = 150

@@ -1,6 +1,6 @@
 """Change detection between two dates of a place: `change_scene(model, BEFORE, AFTER, output)`.
 
-Both dates are brought onto one grid (`apps.change_grid`) and read in the same windows. Pass 1 (the
+Both dates are brought onto one grid (`change.grid`) and read in the same windows. Pass 1 (the
 resumable scene job of `map`) blends, per pixel: the window embedding change and the patch-token embedding
 change (1 - cosine), the change vector (CVA) of the per-date standardised bands, and, when asked, a few-shot
 probe's change probability and each query's similarity change (AFTER minus BEFORE). Pass 2 streams that
@@ -31,11 +31,11 @@ import torch
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from spectraclip.apps.change_features import CHANNELS, ChangeWindows, DateStats, feature_names
-from spectraclip.apps.change_grid import ChangeInputError, PairGrid, align_pair, band_stats, shared_bands
-from spectraclip.apps.change_probe import PixelSamples
 from spectraclip.apps.runner import DEFAULT_MAX_SKIPPED, SceneJob, SceneOptions, model_device, run_model
 from spectraclip.apps.scene_job import JobSummary
+from spectraclip.change.features import CHANNELS, ChangeWindows, DateStats, feature_names
+from spectraclip.change.grid import ChangeInputError, PairGrid, align_pair, band_stats, shared_bands
+from spectraclip.change.probe import PixelSamples
 from spectraclip.io.cog import BlockWriter
 from spectraclip.io.scene import Scene, open_scene, window_grid
 
@@ -196,7 +196,7 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
                  vector: str | Path | None = "auto", quicklook: bool = True, bands: Any = None,
                  nodata: str = "fill", precision: str | None = "fp32", batch_size: int = 32,
                  num_workers: int = 0, device: str | None = None, progress: bool = True, checkpoint_rows: int = 512,
-                 stop_after_rows: int | None = None, keep_raw: bool = False, missing_bands: str | None = None,
+                 keep_raw: bool = False, missing_bands: str | None = None,
                  radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
                  options: SceneOptions | None = None) -> ChangeResult:
     """Change map of BEFORE -> AFTER into `output` (COG): band 1 the change score, band 2 the change flag
@@ -208,7 +208,7 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
     opts = options or SceneOptions(tile=tile, stride=stride, weight=weight, bands=bands, nodata=nodata,
                                    batch_size=batch_size, num_workers=num_workers, device=device,
                                    precision=precision, progress=progress, checkpoint_rows=checkpoint_rows,
-                                   stop_after_rows=stop_after_rows, missing_bands=missing_bands,
+                                   missing_bands=missing_bands,
                                    radiometry=radiometry, max_skipped=max_skipped)
     with run_model(model, opts.device) as net:
         return _change(net, before, after, output, opts, classes=classes, queries=queries, probe=probe,
@@ -281,7 +281,7 @@ def _predict_probe_map(probe, pair: PairGrid, use: list[str], stats: tuple[DateS
                        reader_options: dict[str, Any]) -> None:
     """The change network's probability over the common grid, tile by tile (bounded memory), as a float32
     GeoTIFF at `path` (written to a temporary name, then renamed: a killed run never leaves half a map)."""
-    from spectraclip.apps.change_cnn import date_input, predict_tiled
+    from spectraclip.change.cnn import date_input, predict_tiled
     from spectraclip.io.scene import SceneReader, SceneWindow
 
     if list(probe.bands) and list(probe.bands) != list(use):
@@ -402,7 +402,7 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
         n_changed = _records_table(vec_path, pair, windows, summary.records, per_window, names, queries, has_probe)
     ql = None
     if quicklook:
-        from spectraclip.apps.change_quicklook import change_quicklook
+        from spectraclip.change.quicklook import change_quicklook
 
         ql = change_quicklook(pair, out, out.with_suffix(".png"), title=f"{sc.id} → {pair.after.id}: "
                               f"{model.config.arch}{' (probe)' if has_probe else ''}")
@@ -415,58 +415,59 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
 def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scene, labels: str | Path, *,
                      name: str | None = None, tile: int | None = None, stride: int | None = None,
                      bands: Any = None, nodata: str = "fill", precision: str | None = "fp32", batch_size: int = 32,
-                     device: str = "cpu", work_dir: str | Path | None = None) -> PixelSamples:
+                     device: str | None = None, work_dir: str | Path | None = None) -> PixelSamples:
     """Probe training pixels of one labelled pair (mask on BEFORE's 10 m grid), from the same windows and
-    features `change_scene` uses: every change pixel and a fixed share of the others, per window."""
+    features `change_scene` uses: every change pixel and a fixed share of the others, per window. `device` None:
+    the model's; like the scene runner, the caller's model is not changed (`apps.runner.run_model`)."""
     import tempfile
 
-    from spectraclip.apps.change_labels import read_change_mask
-    from spectraclip.apps.change_probe import PixelSampler
+    from spectraclip.change.labels import read_change_mask
+    from spectraclip.change.probe import PixelSampler
     from spectraclip.models.inputs import collate_inputs
     from spectraclip.models.precision import prepare_for_inference
 
-    dev = torch.device(device)
-    model.eval().to(dev)
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        pair, use = _load_pair(model, before, after, Path(tmp), bands)
-        change, known = read_change_mask(labels, pair.before_shape)
-        r0, c0 = pair.offset
-        h, w = pair.before.height, pair.before.width
-        sampler = PixelSampler(change[r0:r0 + h, c0:c0 + w], known[r0:r0 + h, c0:c0 + w])
-        tile = int(tile or model.image_size)
-        windows = window_grid(h, w, tile, int(stride or max(1, tile // 2)))
-        stats = (DateStats(*band_stats(pair.before, use)), DateStats(*band_stats(pair.after, use)))
-        encoder = prepare_for_inference(model, precision, dev, batch_size)
-        fn = ChangeWindows(model, encoder, pair.before, pair.after, stats, device=dev, sampler=sampler,
-                           reader_options={"nodata": nodata})
-        prepare = model.preprocessor()
-        try:
-            with torch.inference_mode():
-                for i in range(0, len(windows), batch_size):
-                    batch = []
-                    for win in windows[i:i + batch_size]:
-                        got = fn.before_reader.read(win)
-                        if got.sample is not None:
-                            batch.append((win, prepare(got.sample)))
-                    if batch:
-                        x, present = collate_inputs([b[1] for b in batch], model.groups)
-                        fn({g: t.float() for g, t in x.items()}, present, [b[0] for b in batch])
-        finally:
-            fn.close()
+    with run_model(model, device) as net:
+        dev = model_device(net)
+        with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+            pair, use = _load_pair(net, before, after, Path(tmp), bands)
+            change, known = read_change_mask(labels, pair.before_shape)
+            r0, c0 = pair.offset
+            h, w = pair.before.height, pair.before.width
+            sampler = PixelSampler(change[r0:r0 + h, c0:c0 + w], known[r0:r0 + h, c0:c0 + w])
+            tile = int(tile or net.image_size)
+            windows = window_grid(h, w, tile, int(stride or max(1, tile // 2)))
+            stats = (DateStats(*band_stats(pair.before, use)), DateStats(*band_stats(pair.after, use)))
+            encoder = prepare_for_inference(net, precision, dev, batch_size)
+            fn = ChangeWindows(net, encoder, pair.before, pair.after, stats, device=dev, sampler=sampler,
+                               reader_options={"nodata": nodata})
+            prepare = net.preprocessor()
+            try:
+                with torch.inference_mode():
+                    for i in range(0, len(windows), batch_size):
+                        batch = []
+                        for win in windows[i:i + batch_size]:
+                            got = fn.before_reader.read(win)
+                            if got.sample is not None:
+                                batch.append((win, prepare(got.sample)))
+                        if batch:
+                            x, present = collate_inputs([b[1] for b in batch], net.groups)
+                            fn({g: t.float() for g, t in x.items()}, present, [b[0] for b in batch])
+            finally:
+                fn.close()
     return sampler.samples(name or str(labels))
 
 
 def labelled_arrays(model, before: str | Path | Scene, after: str | Path | Scene, labels: str | Path, *,
                     name: str | None = None, bands: Any = None, nodata: str = "fill", indices: bool = False,
                     work_dir: str | Path | None = None):
-    """One labelled pair as whole-scene arrays for the change network (`apps.change_cnn.PairArrays`): both
+    """One labelled pair as whole-scene arrays for the change network (`change.cnn.PairArrays`): both
     dates' bands on the common grid, each standardised by its own date's robust statistics (as the change
-    vector; with `indices` also NDVI/NDBI/MNDWI, `apps.change_cnn.date_input`), and the mask. Labelled scenes
+    vector; with `indices` also NDVI/NDBI/MNDWI, `change.cnn.date_input`), and the mask. Labelled scenes
     are read whole (OSCD cities are ~500 x 500 px)."""
     import tempfile
 
-    from spectraclip.apps.change_cnn import PairArrays, date_input
-    from spectraclip.apps.change_labels import read_change_mask
+    from spectraclip.change.cnn import PairArrays, date_input
+    from spectraclip.change.labels import read_change_mask
     from spectraclip.io.scene import SceneReader, SceneWindow
 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
