@@ -42,14 +42,15 @@ class EncodedImages:
 
     def columns(self) -> dict[str, list[Any]]:
         """Embeddings-table columns (path, band names, size, CRS, transform, bounds, centre lon/lat, the groups
-        used, the bands filled, the product id of scene windows) and the Major TOM ones (WGS84 `geometry`
+        used, the bands filled, the product id of scene windows, the share of nodata pixels filled when any) and the Major TOM ones (WGS84 `geometry`
         footprint, centre_lat/lon, utm_crs, pixel_bbox, timestamp)."""
         from spectraclip.geo import major_tom_columns
 
         keys = ["path", "bands", "height", "width", "crs", "transform", "bounds", "lon", "lat", "filled_bands",
                 "groups"]
         cols: dict[str, list[Any]] = {k: [m.get(k) for m in self.samples_meta] for k in keys}
-        for key in ("sources", "product_id"):  # multi-file items; scene windows (the product they are cut from)
+        for key in ("sources", "product_id", "nodata_fraction"):  # multi-file items; scene windows (their product);
+            # the share of nodata pixels filled under --nodata fill
             if any(m.get(key) for m in self.samples_meta):
                 cols[key] = [m.get(key) for m in self.samples_meta]
         cols.update(major_tom_columns(self.samples_meta))
@@ -118,6 +119,8 @@ class _EncodeDataset(Dataset):
         meta = georef_meta(sample)
         meta["filled_bands"] = ",".join(prepared.filled)
         meta["groups"] = ",".join(prepared.x)
+        if sample.meta.get("nodata_fraction") and sample.meta.get("nodata_policy") == "fill":
+            meta["nodata_fraction"], meta["nodata_policy"] = float(sample.meta["nodata_fraction"]), "fill"
         if sample.meta.get("sources"):  # a multi-file item: which file each modality came from
             meta["sources"] = json.dumps({m: str(v) for m, v in sample.meta["sources"].items() if v})
         return {"id": name if isinstance(item, FileItem) else sample.id, "input": prepared, "meta": meta,

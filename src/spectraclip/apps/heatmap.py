@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from spectraclip.apps.maps import MapError
-from spectraclip.apps.runner import DEFAULT_MAX_SKIPPED, SceneJob, SceneOptions, model_device, run_model
+from spectraclip.apps.runner import DEFAULT_MAX_SKIPPED, SceneJob, SceneOptions, run_model
 from spectraclip.apps.scene_job import JobSummary
 from spectraclip.io.cog import BlockWriter
 from spectraclip.io.scene import Scene, SceneReader
+from spectraclip.models.device import model_device
 from spectraclip.zeroshot.text import encode_texts
 
 
@@ -72,7 +73,7 @@ def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries:
                   tile: int | None = None, stride: int | None = None, cls_lambda: float = 0.0,
                   attention: str = "qq", weight: str = "hann", quicklook: bool = True, bands: Any = None,
                   scl: str | Path | None = None, nodata: str = "fill", max_cloud: float = 0.5,
-                  batch_size: int = 32, num_workers: int = 0, device: str | None = None, progress: bool = True,
+                  batch_size: int | None = None, num_workers: int = 0, device: str | None = None, progress: bool = True,
                   precision: str | None = "fp32", checkpoint_rows: int = 512,
                   missing_bands: str | None = None,
                   radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
@@ -93,7 +94,7 @@ def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries:
 
     with run_model(model, opts.device) as net:
         job = SceneJob.open(net, scene, output, opts)
-        dense = prepare_dense(net, opts.precision, model_device(net), attention, opts.batch_size)
+        dense = prepare_dense(net, opts.precision, model_device(net), attention, job.options.batch_size)
         fn = _QueryWindows(dense, torch.from_numpy(encode_texts(net, list(queries))), cls_lambda)
         key = {"queries": queries, "cls_lambda": cls_lambda, "attention": attention, "precision": dense.mode}
         tags = {"queries": json.dumps(queries),

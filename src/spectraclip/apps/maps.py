@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import torch.nn.functional as F
 
-from spectraclip.apps.runner import DEFAULT_MAX_SKIPPED, SceneJob, SceneOptions, model_device, run_model
+from spectraclip.apps.runner import DEFAULT_MAX_SKIPPED, SceneJob, SceneOptions, run_model
 from spectraclip.apps.scene_job import JobSummary
 from spectraclip.errors import SpectraclipError
 from spectraclip.io.cog import BlockWriter
 from spectraclip.io.scene import Scene, SceneReader
+from spectraclip.models.device import model_device
 from spectraclip.zeroshot.classes import ClassSpec
 from spectraclip.zeroshot.classifier import MAX_LOGIT_SCALE, ZeroShotClassifier
 
@@ -143,7 +144,7 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
               stride: int | None = None, dense: bool = False, probabilities: str = "uint8",
               vector: str | Path | None = None, quicklook: bool = True, weight: str = "hann",
               bands: Any = None, scl: str | Path | None = None, nodata: str = "fill", max_cloud: float = 0.5,
-              batch_size: int = 32, num_workers: int = 0, device: str | None = None, progress: bool = True,
+              batch_size: int | None = None, num_workers: int = 0, device: str | None = None, progress: bool = True,
               cls_lambda: float = 0.0, attention: str = "qq", precision: str | None = "fp32",
               checkpoint_rows: int = 512, missing_bands: str | None = None,
               radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
@@ -191,12 +192,12 @@ def _map(model, scene: str | Path | Scene, output: str | Path, classes: Sequence
     if dense:
         from spectraclip.apps.dense import prepare_dense
 
-        enc: Any = prepare_dense(model, opts.precision, dev, attention, opts.batch_size)
+        enc: Any = prepare_dense(model, opts.precision, dev, attention, job.options.batch_size)
         fn: Any = _DenseWindows(enc, zs, cls_lambda)
     else:
         from spectraclip.models.precision import prepare_for_inference
 
-        enc = prepare_for_inference(model, opts.precision, dev, opts.batch_size)
+        enc = prepare_for_inference(model, opts.precision, dev, job.options.batch_size)
         fn = _ZeroShotWindows(enc, zs, head)
     names = [c.name for c in classes]
     zs_meta = zs.metadata() if zs is not None else {"templates": None, "logit_scale": None}

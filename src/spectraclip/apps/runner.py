@@ -32,6 +32,7 @@ from spectraclip.errors import SpectraclipError
 from spectraclip.io.cog import BlockWriter
 from spectraclip.io.radiometry import as_radiometry
 from spectraclip.io.scene import Scene, SceneError, SceneWindow, open_scene, window_grid
+from spectraclip.models.device import model_device
 from spectraclip.models.inputs import SCENE_FACTOR, Preprocessor
 
 DEFAULT_MAX_SKIPPED = 0.5
@@ -58,7 +59,7 @@ class SceneOptions:
     scl: str | Path | None = None
     nodata: str = "fill"
     max_cloud: float = 0.5
-    batch_size: int = 32
+    batch_size: int | None = None  # None: fitted to the model and the device (models.batching)
     num_workers: int = 0
     device: str | torch.device | None = None
     precision: str | None = "fp32"
@@ -83,11 +84,6 @@ class SceneOptions:
         a run refused for skipped windows resumes at its end when rerun with a larger share."""
         return {"weight": self.weight, "nodata": self.nodata, "max_cloud": self.max_cloud,
                 "radiometry": self.radiometry}
-
-
-def model_device(model: Any) -> torch.device:
-    """The device of the model's weights."""
-    return next(model.parameters()).device
 
 
 @contextmanager
@@ -169,6 +165,10 @@ class SceneJob:
         tile = int(options.tile or model.image_size)
         stride = int(options.stride or max(1, tile // 2))
         windows = window_grid(sc.height, sc.width, tile, stride)
+        if options.batch_size is None:
+            from spectraclip.models.batching import choose_batch_size
+
+            options = replace(options, batch_size=choose_batch_size(model, model_device(model), len(windows)))
         return cls(model, sc, Path(output), options, tile, stride, windows,
                    scene_preprocessor(model, tile, options.missing_bands))
 

@@ -31,13 +31,14 @@ import torch
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from spectraclip.apps.runner import DEFAULT_MAX_SKIPPED, SceneJob, SceneOptions, model_device, run_model
+from spectraclip.apps.runner import DEFAULT_MAX_SKIPPED, SceneJob, SceneOptions, run_model
 from spectraclip.apps.scene_job import JobSummary
 from spectraclip.change.features import CHANNELS, ChangeWindows, DateStats, feature_names
 from spectraclip.change.grid import ChangeInputError, PairGrid, align_pair, band_stats, shared_bands
 from spectraclip.change.probe import PixelSamples
 from spectraclip.io.cog import BlockWriter
 from spectraclip.io.scene import Scene, open_scene, window_grid
+from spectraclip.models.device import model_device
 
 MAD_SCALE = 1.4826
 SCALE_FLOOR = 1e-3
@@ -194,7 +195,7 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
                  threshold: float | None = None, rule: ChangeRule = DEFAULT_RULE, templates: str | None = None,
                  tile: int | None = None, stride: int | None = None, weight: str = "hann",
                  vector: str | Path | None = "auto", quicklook: bool = True, bands: Any = None,
-                 nodata: str = "fill", precision: str | None = "fp32", batch_size: int = 32,
+                 nodata: str = "fill", precision: str | None = "fp32", batch_size: int | None = None,
                  num_workers: int = 0, device: str | None = None, progress: bool = True, checkpoint_rows: int = 512,
                  keep_raw: bool = False, missing_bands: str | None = None,
                  radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
@@ -232,7 +233,7 @@ def _change(model, before: str | Path | Scene, after: str | Path | Scene, output
     job = SceneJob.open(model, pair.before, out, opts, select_bands=False)
     sc, tile, stride, windows = job.scene, job.tile, job.stride, job.windows
     stats = (DateStats(*band_stats(pair.before, use)), DateStats(*band_stats(pair.after, use)))
-    encoder = prepare_for_inference(model, opts.precision, dev, opts.batch_size)
+    encoder = prepare_for_inference(model, opts.precision, dev, job.options.batch_size)
     mode = encoder.mode
     specs = list(classes or [])
     names = [getattr(c, "name", str(c)) for c in specs]

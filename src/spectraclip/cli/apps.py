@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from spectraclip.cli.common import (
+    NODATA_DEFAULT,
+    WORKERS_DEFAULT,
     BatchOpt,
     CheckpointOpt,
     ClassesFileOpt,
@@ -16,6 +18,7 @@ from spectraclip.cli.common import (
     MissingBandsOpt,
     ModelBandsOpt,
     ModelOpt,
+    NodataOpt,
     PrecisionOpt,
     RadiometryOpt,
     TemplatesOpt,
@@ -36,8 +39,6 @@ SceneBandsOpt = Annotated[str | None, typer.Option("--bands", "-b", help="Band o
                                                    "band descriptions (preset or comma list).")]
 SclOpt = Annotated[Path | None, typer.Option("--scl", help="Scene classification layer (Sentinel-2 SCL): windows "
                                              "mostly cloud or shadow are skipped.")]
-SceneNodataOpt = Annotated[str, typer.Option("--nodata", help="Windows with some nodata pixels: fill (band mean, "
-                                             "nodata pixels stay unmapped), error (skip the window), ignore.")]
 ClsLambdaOpt = Annotated[float, typer.Option("--cls-lambda", help="Subtract this x the window's global ([CLS]) "
                                              "similarity from the patch similarities (SegEarth-OV uses 0.3).")]
 
@@ -53,7 +54,7 @@ def scene_options(tile: int | None, stride: int | None, bands: str | None, nodat
     """The library's shared scene options (`apps.runner.SceneOptions`) from this command's options."""
     from spectraclip.apps.runner import SceneOptions
 
-    return SceneOptions(tile=tile, stride=stride, bands=bands, nodata=nodata, batch_size=batch_size or 32,
+    return SceneOptions(tile=tile, stride=stride, bands=bands, nodata=nodata, batch_size=batch_size,
                         num_workers=workers, device=resolve_device(device), precision=precision,
                         missing_bands=missing_bands, radiometry=radiometry, max_skipped=max_skipped, **more)
 
@@ -98,10 +99,10 @@ def map_command(
     missing_bands: MissingBandsOpt = None,
     radiometry: RadiometryOpt = None,
     scl: SclOpt = None,
-    nodata: SceneNodataOpt = "fill",
+    nodata: NodataOpt = NODATA_DEFAULT,
     max_skipped: MaxSkippedOpt = 0.5,
-    batch_size: BatchOpt = 32,
-    workers: WorkersOpt = 0,
+    batch_size: BatchOpt = None,
+    workers: WorkersOpt = WORKERS_DEFAULT,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
@@ -140,10 +141,10 @@ def heatmap_command(
     missing_bands: MissingBandsOpt = None,
     radiometry: RadiometryOpt = None,
     scl: SclOpt = None,
-    nodata: SceneNodataOpt = "fill",
+    nodata: NodataOpt = NODATA_DEFAULT,
     max_skipped: MaxSkippedOpt = 0.5,
-    batch_size: BatchOpt = 32,
-    workers: WorkersOpt = 0,
+    batch_size: BatchOpt = None,
+    workers: WorkersOpt = WORKERS_DEFAULT,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:

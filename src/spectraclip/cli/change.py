@@ -11,13 +11,14 @@ import typer
 from spectraclip.cli.apps import (
     MaxSkippedOpt,
     SceneBandsOpt,
-    SceneNodataOpt,
     StrideOpt,
     TileOpt,
     print_summary,
     scene_options,
 )
 from spectraclip.cli.common import (
+    NODATA_DEFAULT,
+    WORKERS_DEFAULT,
     BatchOpt,
     CheckpointOpt,
     ClassesFileOpt,
@@ -26,6 +27,7 @@ from spectraclip.cli.common import (
     MissingBandsOpt,
     ModelBandsOpt,
     ModelOpt,
+    NodataOpt,
     PrecisionOpt,
     RadiometryOpt,
     TemplatesOpt,
@@ -85,11 +87,11 @@ def change_command(
     model_bands: ModelBandsOpt = None,
     missing_bands: MissingBandsOpt = None,
     radiometry: RadiometryOpt = None,
-    nodata: SceneNodataOpt = "fill",
+    nodata: NodataOpt = NODATA_DEFAULT,
     max_skipped: MaxSkippedOpt = 0.5,
     precision: PrecisionOpt = "auto",
-    batch_size: BatchOpt = 32,
-    workers: WorkersOpt = 0,
+    batch_size: BatchOpt = None,
+    workers: WorkersOpt = WORKERS_DEFAULT,
     device: DeviceOpt = "auto",
 ) -> None:
     """Change between two dates: embedding change + spectral change vector per window and patch, as a COG."""
@@ -116,7 +118,7 @@ def change_command(
     specs = parse_classes(classes, classes_file) if (classes or classes_file) else None
     m = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands)
     dev = resolve_device(device)
-    bs = batch_size or 32
+    bs = batch_size or 32  # the labelled-pixel sampling of the pixel probe needs a number
     kind = probe_kind or DEFAULT_PROBE
     if kind not in PROBES:
         raise ChangeInputError(f"--probe {kind!r}: choose one of {', '.join(PROBES)}")
@@ -158,7 +160,7 @@ def change_command(
         if probe is None:
             raise ChangeInputError("--save-probe needs a probe: give --train-labels")
         console.print(f"saved the probe to {save_probe_file(probe, save_probe)}")
-    opts = scene_options(tile, stride, bands, nodata, bs, workers, device, precision, missing_bands, radiometry,
+    opts = scene_options(tile, stride, bands, nodata, batch_size, workers, device, precision, missing_bands, radiometry,
                          max_skipped, weight=weight)
     res = change_scene(m, before, after, output, classes=specs, queries=split_list(query) if query else None,
                        probe=probe, threshold=threshold, rule=rule, templates=templates, vector=vector or "auto",

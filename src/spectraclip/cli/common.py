@@ -119,9 +119,11 @@ def check_device(value: str) -> str:
     return value
 
 
-# Defaults of the reading options, the same for every command (the library's chip readers skip a raster with
-# nodata pixels by default; one DataLoader reader overlaps reading with encoding: docs/benchmarks.md).
-NODATA_DEFAULT = "error"
+# Defaults of the reading options, the same for every command. Nodata pixels are filled (and reported): a chip
+# with a few nodata pixels is kept, its `nodata_fraction` recorded and a note printed; a scene window keeps the
+# valid pixels mapped and those pixels unmapped; `--nodata error` skips such chips and windows instead. One
+# DataLoader reader overlaps reading with encoding (docs/benchmarks.md).
+NODATA_DEFAULT = "fill"
 WORKERS_DEFAULT = 1
 
 ModelOpt = Annotated[
@@ -192,8 +194,9 @@ PrecisionOpt = Annotated[
                       "on GPU), fp32, bf16, fp16 (GPU) or int8 (CPU). Recorded in embeddings tables.")
 ]
 NodataOpt = Annotated[
-    str, typer.Option("--nodata", callback=_checked(_check_nodata), help="NaN/nodata pixels: error (skip the "
-                      "input and report it), fill (band mean), ignore (keep the values).")
+    str, typer.Option("--nodata", callback=_checked(_check_nodata), help="NaN/nodata pixels: fill (the band's "
+                      "mean over the valid pixels; a chip's output records its nodata_fraction, a scene's filled "
+                      "pixels stay unmapped), error (skip the chip or window and report it), ignore (keep the values).")
 ]
 RadiometryOpt = Annotated[
     str | None,

@@ -50,6 +50,15 @@ def _filled_note(metas: list[dict]) -> None:
                       f"{n} of {len(metas)} item(s) (--missing-bands fill); the output records them per item[/]")
 
 
+def _nodata_note(metas: list[dict]) -> None:
+    filled = [m for m in metas if (m.get("nodata_fraction") or 0) > 0 and m.get("nodata_policy") == "fill"]
+    if filled:
+        worst = max(m["nodata_fraction"] for m in filled)
+        console.print(f"[yellow]filled nodata pixels in {len(filled)} of {len(metas)} item(s) with the band mean "
+                      f"(--nodata fill; at most {100 * worst:.1f}% of an item's pixels); the output records "
+                      "nodata_fraction per item, --nodata error skips such items[/]")
+
+
 def _items(paths: list[Path]) -> list[Path]:
     from spectraclip.io.readers import find_items
 
@@ -97,6 +106,7 @@ def classify(
         fail(f"no raster could be read (first: {enc.failed[0][0]}: {enc.failed[0][1]})" if enc.failed
              else "no raster could be read")
     _filled_note(enc.samples_meta)
+    _nodata_note(enc.samples_meta)
     zs = ZeroShotClassifier.build(net, specs, templates)
     names = zs.names
     console.print(f"classes: {describe_classes(specs)}")
@@ -128,6 +138,8 @@ def classify(
         cols = {"id": enc.ids, "path": [m["path"] for m in enc.samples_meta],
                 "top_class": [names[t] for t in top], "top_probability": probs[range(len(top)), top].tolist()}
         cols["filled_bands"] = [m.get("filled_bands") or "" for m in enc.samples_meta]
+        if any(m.get("nodata_fraction") for m in enc.samples_meta):
+            cols["nodata_fraction"] = [float(m.get("nodata_fraction") or 0.0) for m in enc.samples_meta]
         cols.update({f"p_{c}": probs[:, j].tolist() for j, c in enumerate(names)})
         cols["templates"] = [zs.templates.templates.name] * len(top)  # what made these probabilities, per row
         cols["logit_scale"] = [zs.scale] * len(top)
@@ -329,6 +341,7 @@ def embed(
     if not len(table) and failed:
         fail(f"nothing could be embedded: all {len(failed)} items failed (first: {failed[0][0]}: {failed[0][1]})")
     _filled_note([{"filled_bands": f} for f in table.columns.get("filled_bands", [])])
+    _nodata_note([{"nodata_fraction": f, "nodata_policy": nodata} for f in table.columns.get("nodata_fraction", [])])
     note = f" ({resumed} kept from an earlier run)" if resumed else ""
     console.print(f"wrote {output}: {len(table)} embeddings of dimension {table.dim}{note}, {len(failed)} skipped")
 

@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from spectraclip.models.device import eval_mode, model_device
 from spectraclip.zeroshot.classes import ClassSpec, reword_for
 from spectraclip.zeroshot.templates import TemplateError, TemplateSet, fill_template, load_templates
-from spectraclip.zeroshot.text import encode_texts, eval_mode, model_device
+from spectraclip.zeroshot.text import encode_texts
 
 FALLBACK_TEMPLATES = "msclip"
 MAX_LOGIT_SCALE = 100.0

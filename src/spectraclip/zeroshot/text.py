@@ -10,36 +10,15 @@ back afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from spectraclip.models.device import eval_mode, model_device
 from spectraclip.models.text_trim import encode_text_trimmed
 from spectraclip.zeroshot.text_cache import cached_text_embeddings
-
-
-def model_device(model: Any) -> torch.device:
-    """The device of the model's first parameter (CPU for a model without parameters)."""
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
-
-
-@contextmanager
-def eval_mode(model: Any) -> Iterator[None]:
-    """Evaluation mode for the block, the caller's mode restored afterwards."""
-    was_training = bool(getattr(model, "training", False))
-    if was_training:
-        model.eval()
-    try:
-        yield
-    finally:
-        if was_training:
-            model.train()
 
 
 def encode_texts(model: Any, texts: Sequence[str], *, batch_size: int = 64, cache: bool = True) -> np.ndarray:
@@ -69,4 +48,4 @@ def encode_texts(model: Any, texts: Sequence[str], *, batch_size: int = 64, cach
     return cached_text_embeddings(model, texts, encode)
 
 
-__all__ = ["encode_texts", "eval_mode", "model_device"]
+__all__ = ["encode_texts"]
