@@ -42,7 +42,8 @@ class EncodedImages:
 
     def columns(self) -> dict[str, list[Any]]:
         """Embeddings-table columns (path, band names, size, CRS, transform, bounds, centre lon/lat, the groups
-        used, the bands filled, the product id of scene windows, the share of nodata pixels filled when any) and the Major TOM ones (WGS84 `geometry`
+        used, the bands filled, the product id of scene windows, the share of nodata pixels filled when any) and
+        the Major TOM ones (WGS84 `geometry`
         footprint, centre_lat/lon, utm_crs, pixel_bbox, timestamp)."""
         from spectraclip.geo import major_tom_columns
 
