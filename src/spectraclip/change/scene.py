@@ -268,7 +268,7 @@ def _change(model, before: str | Path | Scene, after: str | Path | Scene, output
     finally:
         fn.close()
     res = _finish(raw.partial, out, pair, windows, summary, names, qs, probe, threshold, rule, model, mode, tile,
-                  stride, vector, quicklook)
+                  stride, vector, quicklook, zs.metadata() if zs is not None else None)
     if keep_raw:  # the job is done (a rerun starts over); the raster and the grid's VRTs stay for the caller
         (parts / "state.npz").unlink(missing_ok=True)
         res.extra["raw"] = str(raw.partial)
@@ -324,7 +324,7 @@ def _read_reduced(path: Path, max_size: int = STAT_SIZE) -> np.ndarray:
 def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSummary, names: list[str],
             queries: list[str], probe, threshold: float | None, crule: ChangeRule, model, mode: str, tile: int,
             stride: int,
-            vector: str | Path | None, quicklook: bool) -> ChangeResult:
+            vector: str | Path | None, quicklook: bool, zeroshot: dict[str, Any] | None = None) -> ChangeResult:
     """Pass 2: statistics from a reduced read, then the COG strip by strip, per-window scores, table, PNG."""
     red = _read_reduced(raw_path)
     ok = np.isfinite(red[0]) & (red[3] >= 0.5)
@@ -352,7 +352,7 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
         "threshold": thr, "threshold_rule": rule, "score_threshold": score_thr, "stats": stats, "tile": tile,
         "stride": stride,
         "precision": mode, "model": model.config.arch, "before": pair.before.path, "after": pair.after.path,
-        "grid": pair.to_dict()}, default=str), "queries": json.dumps(queries)}
+        "grid": pair.to_dict(), "zeroshot": zeroshot}, default=str), "queries": json.dumps(queries)}
     writer = BlockWriter(out, height=sc.height, width=sc.width, count=len(descriptions), dtype="float32",
                          crs=sc.crs, transform=sc.transform, nodata=float("nan"), descriptions=descriptions, tags=tags)
     writer.open()
@@ -410,7 +410,7 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
     stats_out = {name: {"median": m, "scale": sc_} for name, (m, sc_) in stats.items()}
     return ChangeResult(out, pair, summary, thr, rule, stats_out, ql, vec_path, n_changed, list(pair.notes),
                         {"score_threshold": score_thr, "score_threshold_rule": score_rule, "raw_stats": stats,
-                         "rule": crule.name})
+                         "rule": crule.name, "zeroshot": zeroshot})
 
 
 def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scene, labels: str | Path, *,

@@ -167,6 +167,10 @@ def change_command(
                        options=opts)
     for n in res.notes:
         console.print(f"[yellow]note:[/] {n}")
+    zs = res.extra.get("zeroshot")
+    if zs:
+        console.print(f"classes: templates {zs['templates']} ({zs['templates_origin']}); logit scale "
+                      f"{zs['logit_scale']:.1f}")
     print_summary(res, "change")
     console.print(f"threshold {res.threshold:.3f} ({res.threshold_rule}); {res.changed_windows} changed windows"
                   + (f": {res.vector}" if res.vector else ""))
