@@ -86,7 +86,7 @@ def test_embed_layout_errors_name_the_problem(tmp_path, bundle):
 
 
 def test_embed_layout_resumes_after_a_crash_and_refuses_other_settings(tmp_path, bundle, monkeypatch):
-    from spectraclip import embeddings, inference
+    from spectraclip import embeddings
     from spectraclip.embeddings import read_embeddings
 
     manifest = write_multisensor_set(tmp_path / "d", n=5, val=0, s2_only=1)
@@ -113,9 +113,11 @@ def test_embed_layout_resumes_after_a_crash_and_refuses_other_settings(tmp_path,
     r = _embed(manifest, "--checkpoint", bundle, "--layout", "manifest", "--modalities", "s1", "-o", out)
     assert r.exit_code == 2 and "modalities_requested" in r.output and "emb.parquet.parts" in r.output
     seen = []
-    real_read = inference._EncodeDataset._read
-    monkeypatch.setattr(inference._EncodeDataset, "_read", lambda self, item: seen.append(item.id) or
-                        real_read(self, item))
+    from spectraclip.io.layouts import LayoutDataset
+
+    real_get = LayoutDataset.__getitem__  # which items the resumed run reads
+    monkeypatch.setattr(LayoutDataset, "__getitem__", lambda self, i: seen.append(self.items[i].id) or
+                        real_get(self, i))
     r = _embed(manifest, "--checkpoint", bundle, "--layout", "manifest", "--batch-size", "2", "--workers", "0",
                "-o", out)
     assert r.exit_code == 0, r.output
