@@ -48,7 +48,8 @@ def _write_zarr(path: Path, bands: list[str], size: int, rng: np.random.Generato
             a.attrs["_ARRAY_DIMENSIONS"] = dims
 
         # pixel values: a per-(sample, band) level plus noise, so bands and seasons differ
-        base = 1000 + 100 * np.arange(len(bands))[None, None, :, None, None] + 500 * np.arange(n)[:, None, None, None, None]
+        base = (1000 + 100 * np.arange(len(bands))[None, None, :, None, None]
+                + 500 * np.arange(n)[:, None, None, None, None])
         px = base + 10 * np.arange(t)[None, :, None, None, None] + rng.integers(0, 50, (n, t, len(bands), size, size))
         arr("bands", px.astype(np.int16), ["sample", "time", "band", "y", "x"], (1, 1, len(bands), size, size))
         mask = np.zeros((n, t, size, size), np.uint8)
