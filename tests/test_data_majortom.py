@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from fixtures_archives import MT_CELLS, make_major_tom_core, major_tom_pixels
+from fixtures_archives import MT_CELLS, major_tom_pixels, make_major_tom_core
 
 from spectraclip.data.majortom import (
     EMBEDDING_COLUMNS,

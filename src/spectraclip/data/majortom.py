@@ -81,7 +81,8 @@ class MajorTomItem:
         names = list(bands.names) if bands is not None else list(self.band_names)
         missing = [b for b in names if b not in self.band_names]
         if missing:
-            raise RasterError(str(self), f"band(s) {', '.join(missing)} not in the shard ({', '.join(self.band_names)})")
+            have = ", ".join(self.band_names)
+            raise RasterError(str(self), f"band(s) {', '.join(missing)} not in the shard ({have})")
         with _open(self.shard) as fh:
             rg = pq.ParquetFile(fh).read_row_group(self.row_group, columns=names)
         layers, crs, transform = [], None, None
