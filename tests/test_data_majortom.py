@@ -85,7 +85,7 @@ def test_embed_writes_the_published_layout_and_matches_geotiffs(core, model, tmp
 
 
 
-def _write_tifs(items, folder):
+def _write_tifs(items, folder, size: int = 16):
     import rasterio
 
     folder.mkdir()
@@ -93,7 +93,7 @@ def _write_tifs(items, folder):
     for it in items:
         s = it.read()
         p = folder / f"{it.id}.tif"
-        with rasterio.open(p, "w", driver="GTiff", width=16, height=16, count=len(s.bands), dtype="float32",
+        with rasterio.open(p, "w", driver="GTiff", width=size, height=size, count=len(s.bands), dtype="float32",
                            crs=s.crs, transform=rasterio.Affine(*s.transform)) as dst:
             dst.write(s.pixels)
             dst.descriptions = tuple(s.bands.names)

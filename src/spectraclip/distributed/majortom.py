@@ -29,6 +29,8 @@ def add_major_tom_columns(path: str | Path, items_meta: dict[str, dict[str, Any]
     from spectraclip.io.atomic import atomic_path
 
     t = pq.read_table(path)
+    if t.num_rows == 0 or "bounds" not in t.column_names:
+        return  # nothing was encoded (every row failed): the table stays as written
     ids = [str(x) for x in t.column("id").to_pylist()]
     metas = [items_meta.get(i, {}) for i in ids]
     vec = t.column("vector")
