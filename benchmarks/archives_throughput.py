@@ -32,13 +32,12 @@ def main() -> None:
     rate = n / (time.perf_counter() - t0)
     print(f"SSL4EO-S12 v1.1 L2A 12x264x264 int16 + caption, one worker: {rate:.0f} samples/s")
 
-    from spectraclip.distributed.majortom import embed_major_tom
-    from spectraclip.inference import embed_to_table
-    from spectraclip.models.loading import load_model
-
     from test_data_majortom import _write_tifs  # noqa: E402
 
     from spectraclip.data.majortom import core_items
+    from spectraclip.distributed.majortom import embed_major_tom
+    from spectraclip.inference import embed_to_table
+    from spectraclip.models.loading import load_model
 
     model = load_model("tiny-test")
     shard, meta = make_major_tom_core(tmp / "mt", size=64)
