@@ -15,7 +15,8 @@ def export_cmd(
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
     model_bands: ModelBandsOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="Export format: onnx.")] = "onnx",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Export format: onnx, or stac-mlm (a STAC "
+                                       "Item with the ML Model extension describing the model).")] = "onnx",
     opset: Annotated[int, typer.Option("--opset", min=13, help="ONNX opset version.")] = 17,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Run the file through ONNX Runtime and "
                                          "compare with the model's fp32 embeddings.")] = True,
@@ -25,6 +26,12 @@ def export_cmd(
     from spectraclip.models.export import export_model, verify_onnx
 
     net = load_model_or_exit(model, checkpoint, "cpu", model_bands)
+    if fmt == "stac-mlm":
+        from spectraclip.models.stac import write_stac_item
+
+        path = write_stac_item(net, output)
+        console.print(f"wrote {path} (STAC Item, MLM extension; {len(net.config.inputs)} input group(s))")
+        return
     path = export_model(net, output, fmt, opset=opset)  # an ExportError reaches the CLI handler
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; inputs "
                   f"{', '.join('pixels_' + g for g in net.groups)}, normalised, {net.image_size} px)")

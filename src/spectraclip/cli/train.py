@@ -19,6 +19,11 @@ def train_cmd(
         "--resume", help="Continue from the newest checkpoint in run.output/checkpoints.")] = False,
     print_recipe: Annotated[bool, typer.Option(
         "--print-recipe", help="Print the validated recipe and exit.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the effective settings and optimizer steps for --world-size, checked against the "
+        "Llama3-MS-CLIP recipe, and exit (nothing is trained).")] = False,
+    world_size: Annotated[int, typer.Option(
+        "--world-size", min=1, help="With --dry-run: the number of processes (GPUs) of the launch.")] = 1,
 ) -> None:
     """Train a SpectralCLIP on image–caption pairs (one process, or every process of torchrun/srun)."""
     import logging
@@ -31,6 +36,22 @@ def train_cmd(
     recipe = load_recipe(config, overrides or [])  # a RecipeError (names the key) reaches the CLI handler
     if print_recipe:
         console.print(recipe.to_yaml())
+        return
+    if dry_run:
+        from rich.table import Table
+
+        from spectraclip.train.plan import plan
+
+        p = plan(recipe, world_size)
+        table = Table(title=f"train --dry-run, {world_size} process(es)")
+        for col in ("setting", "effective", "Llama3-MS-CLIP", ""):
+            table.add_column(col)
+        for key, value, paper, ok in p.rows:
+            mark = "" if ok is None else ("[green]ok[/]" if ok else "[red]differs[/]")
+            table.add_row(key, str(value), "" if paper is None else str(paper), mark)
+        console.print(table)
+        console.print(f"optimizer steps: {p.total_steps}" + ("" if not p.mismatches else
+                      f"; differs from the paper: {', '.join(p.mismatches)}"))
         return
     from spectraclip.train.loop import train
 

@@ -84,7 +84,12 @@ class DataRecipe(_Section):
     shuffle_buffer: int = 1000  # shards only
     resampled: bool = False  # shards only: sample shards with replacement
     samples_per_epoch: int | None = None  # shards: epoch length (default: the index's sample count)
-    layout: Literal["auto", "ssl4eo", "bigearthnet-s1s2", "manifest"] = "auto"  # multisensor: how data.train is read
+    # how data.train is read: multisensor layouts, or ssl4eo-v1.1 (SSL4EO-S12 v1.1 zarr zips, a split folder)
+    layout: Literal["auto", "ssl4eo", "bigearthnet-s1s2", "manifest", "ssl4eo-v1.1"] = "auto"
+    captions: str | None = None  # ssl4eo-v1.1: Llama3-SSL4EO-S12-v1.1 captions (folder, .csv or .parquet)
+    level: Literal["S2L2A", "S2L1C"] = "S2L2A"  # ssl4eo-v1.1: which Sentinel-2 product
+    max_cloud: Float = 1.0  # ssl4eo-v1.1: largest cloud-mask fraction of the season used (1.0: any)
+    cloud_policy: Literal["skip", "flag"] = "skip"  # ssl4eo-v1.1: all 4 seasons cloudier: skip or flag
 
 
 class LossRecipe(_Section):
@@ -235,7 +240,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
             raise RecipeError(f"recipe {p} must be a YAML mapping")
-        for key in ("train", "val"):
+        for key in ("train", "val", "captions"):
             v = (data.get("data") or {}).get(key)
             if isinstance(v, str) and v and not Path(v).is_absolute() and (p.parent / v).exists():
                 data["data"][key] = str(p.parent / v)

@@ -77,7 +77,12 @@ def is_shards(spec: str) -> bool:
 
 def make_dataset(spec: str, transform: TrainTransform, recipe: DataRecipe, seed: int, split: str | None,
                  training: bool):
-    """A `CaptionDataset` (manifest) or `ShardDataset` (shards) for `spec`."""
+    """A `CaptionDataset` (manifest), `ShardDataset` (shards) or `Ssl4eoV11Dataset` (SSL4EO-S12 v1.1) for `spec`."""
+    if recipe.layout == "ssl4eo-v1.1":
+        from spectraclip.data.ssl4eo_v11 import Ssl4eoV11Dataset
+
+        return Ssl4eoV11Dataset(spec, captions=recipe.captions, level=recipe.level, max_cloud=recipe.max_cloud,
+                                cloud_policy=recipe.cloud_policy, transform=transform, seed=seed)
     if is_shards(spec):
         from spectraclip.data.shards import ShardDataset
 

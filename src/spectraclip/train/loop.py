@@ -203,7 +203,7 @@ def _validation_data(recipe: Recipe, transform: Any) -> Any:
 
     if recipe.data.val:
         return make_dataset(recipe.data.val, transform, recipe.data, recipe.run.seed, None, training=False)
-    if is_shards(recipe.data.train):
+    if is_shards(recipe.data.train) or recipe.data.layout == "ssl4eo-v1.1":
         return None
     ds = make_dataset(recipe.data.train, transform, recipe.data, recipe.run.seed, recipe.data.val_split,
                       training=False)

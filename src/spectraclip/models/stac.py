@@ -1,0 +1,62 @@
+"""`export --format stac-mlm`: a STAC Item with the Machine Learning Model extension (MLM) describing a bundle —
+bands with their normalisation statistics, input size, outputs, framework — built with the `stac-model` package
+(github.com/stac-extensions/mlm, pypi stac-model) and written as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from spectraclip.io.atomic import atomic_open
+
+
+def stac_item(model: Any, *, href: str = "model.safetensors", item_id: str | None = None) -> Any:
+    """A `pystac.Item` with the MLM extension for `model` (one MLM input per input group)."""
+    import pystac
+    import torch
+    from stac_model.input import InputStructure, ModelInput
+    from stac_model.output import ModelOutput, ModelResult
+    from stac_model.schema import MLModelExtension, MLModelProperties
+
+    from spectraclip.identity import model_fingerprint
+
+    inputs = []
+    for g in model.config.inputs:
+        scaling = [{"type": "z-score", "mean": float(m), "stddev": float(s)}
+                   for m, s in zip(g.mean, g.std, strict=True)]
+        inputs.append(ModelInput(
+            name=f"{g.name} ({len(g.bands)} bands)", bands=list(g.bands),
+            input=InputStructure(shape=[-1, len(g.bands), model.image_size, model.image_size],
+                                 dim_order=["batch", "bands", "height", "width"], data_type="float32"),
+            value_scaling=scaling, resize_type=None))
+    output = ModelOutput(name="image embedding", tasks={"similarity-search"},
+                         result=ModelResult(shape=[-1, model.embed_dim], dim_order=["batch", "embedding"],
+                                            data_type="float32"), post_processing_function=None)
+    props = MLModelProperties(
+        name=model.config.provenance.get("name", model.config.arch), architecture=model.config.arch,
+        tasks={"similarity-search", "classification"}, framework="pytorch",
+        framework_version=torch.__version__.split("+")[0], pretrained=True,
+        total_parameters=sum(p.numel() for p in model.parameters()), input=inputs, output=[output])
+    fp = model_fingerprint(model)
+    item = pystac.Item(id=item_id or f"spectraclip-{fp[:12]}", geometry=None, bbox=None, datetime=None,
+                       properties={"start_datetime": "2015-06-23T00:00:00Z", "end_datetime": "9999-01-01T00:00:00Z",
+                                   "spectraclip:model_fingerprint": fp},
+                       assets={"model": pystac.Asset(href=href, media_type="application/octet-stream; "
+                                                     "application=safetensors",
+                                                     roles=["mlm:model", "mlm:weights", "data"],
+                                                     extra_fields={"mlm:artifact_type": "safetensors"})})
+    mlm = MLModelExtension.ext(item, add_if_missing=True)
+    mlm.apply(props.model_dump(by_alias=True, exclude_unset=True, exclude_defaults=True))
+    return item
+
+
+def write_stac_item(model: Any, output: str | Path, **kwargs: Any) -> Path:
+    out = Path(output)
+    d = stac_item(model, **kwargs).to_dict(include_self_link=False)
+    with atomic_open(out) as fh:
+        json.dump(d, fh, indent=2)
+    return out
+
+
+__all__ = ["stac_item", "write_stac_item"]

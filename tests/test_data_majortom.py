@@ -1,0 +1,115 @@
+"""Major TOM: Core shard rows as items, `embed` into the published embedding layout (read back by a reader written
+only from the published format), and published embedding files read with the model named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from fixtures_archives import MT_CELLS, major_tom_pixels, make_major_tom_core
+
+from spectraclip.data.majortom import (
+    EMBEDDING_COLUMNS,
+    MajorTomError,
+    core_items,
+    parse_grid_cell,
+    read_published_embeddings,
+)
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory):
+    return make_major_tom_core(tmp_path_factory.mktemp("mt"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    from spectraclip.models.loading import load_model
+
+    return load_model("tiny-test")
+
+
+def test_grid_cells():
+    assert parse_grid_cell("433U_1040R") == (433, 1040) and parse_grid_cell("12D_7L") == (-12, -7)
+    with pytest.raises(MajorTomError):
+        parse_grid_cell("nope")
+
+
+def test_core_rows_decode_to_samples(core):
+    shard, meta = core
+    items = core_items([str(shard)], meta)
+    assert [it.meta["grid_cell"] for it in items] == [c for c, *_ in MT_CELLS]
+    s = items[2].read()
+    assert s.pixels.shape == (12, 16, 16) and s.crs == "EPSG:32633" and s.transform[0] == 10.0
+    px = major_tom_pixels()[2]
+    assert np.array_equal(s.select(s.bands.__class__(("B04",))).pixels[0], px["B04"])
+    b11 = s.pixels[list(s.bands.names).index("B11")]
+    assert np.array_equal(b11[::2, ::2], px["B11"])  # 20 m band upsampled by nearest neighbour
+    # without metadata.parquet the grid row/column come from the cell name
+    assert core_items(str(shard))[2].meta["grid_row_u"] == -12
+
+
+def _published_reader(path):
+    """What a user of the published Major TOM embeddings does (only their documented columns)."""
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    df = pd.read_parquet(path, columns=list(EMBEDDING_COLUMNS))
+    gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries.from_wkb(df["geometry"]), crs="EPSG:4326")
+    emb = np.stack(gdf["embedding"].to_numpy())
+    foot = [shapely.from_wkt(w) for w in gdf["utm_footprint"]]
+    return gdf, emb, foot
+
+
+def test_embed_writes_the_published_layout_and_matches_geotiffs(core, model, tmp_path):
+    from spectraclip.distributed.majortom import embed_major_tom
+    from spectraclip.embeddings import read_embeddings
+    from spectraclip.inference import embed_to_table
+
+    shard, meta = core
+    out = tmp_path / "mt.parquet"
+    embed_major_tom(model, [str(shard)], out, metadata=meta, batch_size=2, progress=False, num_workers=1)
+    gdf, emb, foot = _published_reader(out)
+    assert len(gdf) == 3 and emb.shape == (3, model.embed_dim)
+    assert list(gdf["grid_cell"]) == [c for c, *_ in MT_CELLS] and gdf["grid_row_u"].dtype == np.int16
+    assert gdf["utm_crs"].iloc[0] == "EPSG:32633" and foot[0].area == pytest.approx(160.0 * 160.0)
+    assert gdf["unique_id"].str.len().eq(64).all() and gdf.geometry.is_valid.all()
+    assert (gdf["centre_lat"].between(43, 44)).all() and str(gdf["timestamp"].iloc[0]).startswith("2020-07-01")
+    ours = read_embeddings(out)  # and our own reader: fingerprints kept
+    assert ours.fingerprints is not None and np.allclose(ours.vectors, emb)
+    # the same pixels as GeoTIFFs through the plain path: the same embeddings
+    tifs = _write_tifs(core_items([str(shard)], meta), tmp_path / "tif")
+    t2, _, _ = embed_to_table(model, tifs, tmp_path / "tif.parquet", batch_size=2, progress=False)
+    assert np.allclose(t2.vectors, emb, atol=1e-5)
+
+
+
+def _write_tifs(items, folder, size: int = 16):
+    import rasterio
+
+    folder.mkdir()
+    paths = []
+    for it in items:
+        s = it.read()
+        p = folder / f"{it.id}.tif"
+        with rasterio.open(p, "w", driver="GTiff", width=size, height=size, count=len(s.bands), dtype="float32",
+                           crs=s.crs, transform=rasterio.Affine(*s.transform)) as dst:
+            dst.write(s.pixels)
+            dst.descriptions = tuple(s.bands.names)
+        paths.append(str(p))
+    return paths
+
+
+def test_published_embeddings_need_the_model_named(core, model, tmp_path):
+    from spectraclip.distributed.majortom import embed_major_tom
+
+    shard, meta = core
+    out = tmp_path / "mt.parquet"
+    embed_major_tom(model, [str(shard)], out, metadata=meta, batch_size=3, progress=False)
+    published = tmp_path / "published.parquet"
+    pq.write_table(pq.read_table(out, columns=list(EMBEDDING_COLUMNS)), published)  # no fingerprints, no `vector`
+    with pytest.raises(MajorTomError, match="model named explicitly"):
+        read_published_embeddings(published, "")
+    ids, vecs, info = read_published_embeddings(published, "SSL4EO-S2L2A")
+    assert len(ids) == 3 and np.allclose(np.linalg.norm(vecs, axis=1), 1) and info["model_declared"] == "SSL4EO-S2L2A"
