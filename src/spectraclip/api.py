@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from spectraclip.train.loop import TrainResult
     from spectraclip.zeroshot.classes import ClassSpec
 
-PathLike = str | os.PathLike[str]
+PathLike = str | Path
 #: What the functions that read images take: a path (file, band folder, folder, glob), a `Sample`, a numpy array or
 #: torch tensor `[C, H, W]` (named by `bands=`), or a list of these.
 Inputs = PathLike | Sample | np.ndarray | Any | Sequence[PathLike | Sample | np.ndarray | Any]
@@ -110,7 +110,7 @@ def load_model(name_or_checkpoint: PathLike | None = None, *, name: str | None =
     """
     if checkpoint is None and name is None and name_or_checkpoint is not None:
         text = os.fspath(name_or_checkpoint)
-        if isinstance(name_or_checkpoint, os.PathLike) or Path(text).exists():
+        if isinstance(name_or_checkpoint, Path) or Path(text).exists():
             checkpoint = text
         else:
             name = text
@@ -125,7 +125,7 @@ def load_model(name_or_checkpoint: PathLike | None = None, *, name: str | None =
         check_weights_available(name)  # before torch loads: weights not cached and no Hub fail at once
     bandspec = ",".join(bands) if bands is not None and not isinstance(bands, str) else bands
     net = _load(name or None, checkpoint, device=resolve_device(device), bands=bandspec)
-    net.loaded_from = {"model": name or "", "checkpoint": str(checkpoint or "")}
+    vars(net)["loaded_from"] = {"model": name or "", "checkpoint": str(checkpoint or "")}  # recorded in tables
     return net.set_input_options(missing_bands=missing_bands, allow_resize=resize or None)
 
 
@@ -173,22 +173,33 @@ def as_inputs(inputs: Inputs, bands: str | Sequence[str] | None = None) -> list[
     """
     from spectraclip.io.readers import find_items
 
-    if isinstance(inputs, (str, os.PathLike, Sample)) or _is_array(inputs):
+    if isinstance(inputs, (str, Path, Sample)) or _is_array(inputs):
         inputs = [inputs]
     paths: list[Path] = []
     samples: list[Sample] = []
-    for i, x in enumerate(inputs):  # type: ignore[arg-type]
+    for i, x in enumerate(inputs):
         if isinstance(x, Sample):
             samples.append(x)
         elif _is_array(x):
             samples.append(Sample.from_array(x, bands, id=f"array_{i}"))
-        elif isinstance(x, (str, os.PathLike)):
+        elif isinstance(x, (str, Path)):
             paths += _expand(x)
         else:
             raise FaceError(f"input {i}: {type(x).__name__} is not a path, Sample, numpy array or tensor")
     if not paths and not samples:
         raise FaceError("no inputs given")
     return [*(find_items(paths) if paths else []), *samples]
+
+
+def _class_specs(classes: str | Sequence[str] | Sequence[ClassSpec] | None) -> list[ClassSpec]:
+    """Classes as `ClassSpec`s: parsed ones kept, names and `--classes` strings parsed (`zeroshot.classes`)."""
+    from spectraclip.zeroshot.classes import ClassSpec, parse_classes
+
+    if classes and not isinstance(classes, str) and all(isinstance(c, ClassSpec) for c in classes):
+        return [c for c in classes if isinstance(c, ClassSpec)]
+    if classes is None or isinstance(classes, str):
+        return parse_classes(classes)
+    return parse_classes([c for c in classes if isinstance(c, str)])
 
 
 def _read_bands(bands: str | Sequence[str] | None) -> str | None:
@@ -340,11 +351,10 @@ def classify(model: SpectralCLIP, inputs: Inputs, classes: str | Sequence[str] |
         InputError: no input could be read (the first failure is named).
     """
     from spectraclip.inference import encode_images
-    from spectraclip.zeroshot.classes import ClassSpec, describe_classes, parse_classes
+    from spectraclip.zeroshot.classes import describe_classes
     from spectraclip.zeroshot.classifier import ZeroShotClassifier
 
-    specs = list(classes) if classes and all(isinstance(c, ClassSpec) for c in classes) else \
-        parse_classes(classes)  # type: ignore[arg-type]
+    specs = _class_specs(classes)
     enc = encode_images(model, as_inputs(inputs, bands), bands=_read_bands(bands), nodata=nodata,
                         batch_size=batch_size, num_workers=workers, device=resolve_device(device), on_error=_quiet,
                         radiometry=radiometry, precision=precision, progress=progress)
@@ -469,7 +479,7 @@ def embed(model: SpectralCLIP, inputs: Inputs, output: PathLike, *, bands: str |
     meta: dict[str, Any] = {"model": src.get("model", ""), "checkpoint": src.get("checkpoint", ""),
                             "model_config": model.config.arch}
     notes: list[str] = []
-    sources = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)  # type: ignore[arg-type]
+    sources: list[Any] = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
     items: Any
     if windows:
         if layout is not None:
@@ -615,8 +625,8 @@ def search(table_or_index: Inputs | EmbeddingsTable, text: str | Sequence[str] |
 
     texts = _texts(text)
     likes, unlikes = _texts(like), _texts(unlike)
-    like_files = [like_file] if isinstance(like_file, (str, os.PathLike)) else list(like_file or [])
-    if isinstance(table_or_index, (str, os.PathLike)) and is_index_dir(table_or_index):
+    like_files = [like_file] if isinstance(like_file, (str, Path)) else list(like_file or [])
+    if isinstance(table_or_index, (str, Path)) and is_index_dir(table_or_index):
         return _search_index(Path(table_or_index), texts, likes, unlikes, like_files, model, k, filters, force,
                              _read_bands(bands), precision)
     if likes or unlikes or like_files or filters:
@@ -626,8 +636,8 @@ def search(table_or_index: Inputs | EmbeddingsTable, text: str | Sequence[str] |
     if model is None:
         raise FaceError("give model=: the model that made the embeddings encodes the text")
     given = table_or_index if isinstance(table_or_index, (list, tuple)) else [table_or_index]
-    tables = [t for t in given if isinstance(t, EmbeddingsTable)
-              or (isinstance(t, (str, os.PathLike)) and is_embeddings_table(t))]
+    tables = [t for t in given if isinstance(t, EmbeddingsTable) or (isinstance(t, (str, Path))
+                                                                     and is_embeddings_table(t))]
     if tables and len(tables) != len(given):
         raise FaceError("give either images or embeddings tables, not both")
     if tables:
@@ -638,7 +648,7 @@ def search(table_or_index: Inputs | EmbeddingsTable, text: str | Sequence[str] |
         label = str(getattr(model, "loaded_from", {}).get("checkpoint") or
                     getattr(model, "loaded_from", {}).get("model") or "the model given")
         for t in tables:
-            emb = t if isinstance(t, EmbeddingsTable) else read_embeddings(t)
+            emb = t if isinstance(t, EmbeddingsTable) else read_embeddings(Path(t))
             where = str(t) if not isinstance(t, EmbeddingsTable) else "the table given"
             if not force and emb.metadata.get("bands") and emb.metadata["bands"] != ",".join(model.bands.names):
                 raise FaceError(f"{where}: embedded with bands {emb.metadata['bands']}, the model uses "
@@ -739,12 +749,8 @@ def map_scene(model: SpectralCLIP, scene: PathLike, output: PathLike,
         SkippedWindowsError: the run encoded nothing or skipped more than `max_skipped` of its windows.
     """
     from spectraclip.apps.maps import map_scene as _map_scene
-    from spectraclip.zeroshot.classes import ClassSpec, parse_classes
 
-    specs = None
-    if classes is not None or probe is None:
-        specs = list(classes) if classes and all(isinstance(c, ClassSpec) for c in classes) else \
-            parse_classes(classes)  # type: ignore[arg-type]
+    specs = _class_specs(classes) if classes is not None or probe is None else None
     return _map_scene(model, scene, output, specs, probe=probe, templates=templates,
                       **_scene_kwargs(options, device, precision))
 
@@ -843,15 +849,15 @@ def evaluate(model: SpectralCLIP | str, dataset: str, root: PathLike | None = No
     """
     from spectraclip.evaluate.runner import DatasetSpec, ModelSpec
     from spectraclip.evaluate.runner import evaluate as _evaluate
-    net = model if not isinstance(model, (str, os.PathLike)) else load_model(model, device=device)
+    net = model if not isinstance(model, (str, Path)) else load_model(model, device=device)
     src = getattr(net, "loaded_from", {})
     spec = ModelSpec(name=src.get("model") or None, checkpoint=src.get("checkpoint") or None, model=net)
     dev = resolve_device(device)
     return _evaluate([spec], [DatasetSpec(dataset, str(root) if root is not None else None, split)],
                      _texts(templates) or None, _texts(tasks) or None, output,
-                     batch_size=batch_size, num_workers=workers, device=dev,
+                     batch_size=batch_size, num_workers=workers, device=dev,  # type: ignore[arg-type]  # None: fitted, as the CLI passes it
                      progress=progress, plots=plots, embeddings=embeddings, force=force, precision=precision,
-                     log_fn=log)  # type: ignore[arg-type]  # None: fitted, as the CLI does
+                     log_fn=log)
 
 
 def train(recipe: Recipe | PathLike, *, overrides: Sequence[str] | None = None, resume: bool = False) -> TrainResult:
@@ -871,7 +877,7 @@ def train(recipe: Recipe | PathLike, *, overrides: Sequence[str] | None = None, 
     from spectraclip.train.config import load_recipe
     from spectraclip.train.loop import train as _train
 
-    if isinstance(recipe, (str, os.PathLike)):
+    if isinstance(recipe, (str, Path)):
         recipe = load_recipe(recipe, list(overrides or []))
     elif overrides:
         raise FaceError("overrides go with a recipe path; change a loaded Recipe's fields directly")

@@ -87,8 +87,8 @@ class Sample:
         """
         if bands is None:
             raise RasterError(id, "an array has no band names: name its channels in order, e.g. "
-                              "Sample.from_array(arr, bands=['B04', 'B03', 'B02']) or bands='s2-l2a' (a preset: s2-l1c, s2-l2a, "
-                              "eurosat-ms, rgb, msclip, s1)")
+                              "Sample.from_array(arr, bands=['B04', 'B03', 'B02']) or bands='s2-l2a' (a preset: "
+                              "s2-l1c, s2-l2a, eurosat-ms, rgb, msclip, s1)")
         if hasattr(array, "detach"):  # a torch tensor, without importing torch
             array = array.detach().cpu().numpy()
         px = np.asarray(array, dtype=np.float32)
