@@ -61,6 +61,40 @@ class MapResult:
     vector: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def plot(self, ax: Any = None, title: str | None = None) -> Any:
+        """Show the class band with the map's colours and a legend (matplotlib), torchgeo-style.
+
+        Args:
+            ax: a matplotlib axes to draw into (default: a new figure).
+            title: the title (default: the map's file name).
+
+        Returns:
+            The matplotlib figure.
+        """
+        import matplotlib.pyplot as plt
+        import rasterio
+        from matplotlib.patches import Patch
+
+        with rasterio.open(self.path) as ds:
+            cls = ds.read(1)
+        colours = colour_table(self.classes)
+        rgba = np.zeros((*cls.shape, 4), np.uint8)
+        for value, colour in colours.items():
+            rgba[cls == value] = colour
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(6, 5))
+        else:
+            fig = ax.figure
+        ax.imshow(rgba, interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(title if title is not None else self.path.name, fontsize=9)
+        present = set(np.unique(cls).tolist())
+        handles = [Patch(color=np.array(colours[i][:3]) / 255, label=n) for i, n in enumerate(self.classes)
+                   if i in present]
+        ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+        fig.tight_layout()
+        return fig
+
 
 class _ZeroShotWindows:
     """Window-level class probabilities: softmax(scale x cosine) to the class text embeddings, or a probe."""

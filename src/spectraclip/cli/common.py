@@ -220,12 +220,10 @@ def split_list(values: Sequence[str] | str | None) -> list[str]:
 
 
 def resolve_device(device: str) -> str:
-    """`auto` picks CUDA when present, else CPU."""
-    if device != "auto":
-        return device
-    import torch
+    """`auto` picks CUDA when present, else CPU (`spectraclip.api.resolve_device`)."""
+    from spectraclip.api import resolve_device as _resolve
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return _resolve(device)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -274,11 +272,8 @@ def load_model_or_exit(model: str | None, checkpoint: str | None, device: str, m
     """
     if not model and not checkpoint:
         fail("give --model NAME or --checkpoint PATH (see `spectraclip models`)")
-    if checkpoint is None and model is not None:
-        from spectraclip.models.registry import check_weights_available
+    from spectraclip.api import load_model
 
-        check_weights_available(model)  # before torch loads: weights not cached and no Hub fail in a second
-    from spectraclip.models.loading import load_model
-
-    net = load_model(model, checkpoint, device=resolve_device(device), bands=model_bands)
-    return net.set_input_options(missing_bands=missing_bands, allow_resize=resize or None)
+    return load_model(name=model or None, checkpoint=checkpoint or None, bands=model_bands, device=device,
+                      missing_bands=missing_bands,
+                      resize=resize)

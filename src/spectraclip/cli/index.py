@@ -63,24 +63,10 @@ def add(
 
 
 def parse_filters(items: list[str] | None) -> Any:
-    """`--filter bbox=W,S,E,N`, `start=DATE`, `end=DATE`, or `COLUMN=VALUE` (repeatable) as index Filters."""
-    from spectraclip.index.filters import Filters
+    """`--filter` values as index Filters (`index.filters.parse_filters`)."""
+    from spectraclip.index.filters import parse_filters as _parse
 
-    f = Filters()
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--filter {item!r}: expected NAME=VALUE (bbox=W,S,E,N, start=DATE, end=DATE or COLUMN=VALUE)")
-        if key == "bbox":
-            try:
-                f.bbox = tuple(float(v) for v in value.split(","))  # type: ignore[assignment]
-            except ValueError:
-                fail(f"--filter bbox={value}: expected four numbers west,south,east,north")
-        elif key in ("start", "end"):
-            setattr(f, key, value)
-        else:
-            f.equals[key] = value
-    return f
+    return _parse(items)
 
 
 def search_index(index_dir: Path, *, query: list[str] | None, like: list[str] | None, like_file: list[Path] | None,
@@ -88,42 +74,26 @@ def search_index(index_dir: Path, *, query: list[str] | None, like: list[str] | 
                  checkpoint: str | None, model_bands: str | None, bands: str | None, device: str,
                  output: Path | None, missing_bands: str | None = None, resize: bool = False,
                  force: bool = False, precision: str = "auto") -> None:
-    """`spectraclip search INDEX_DIR`: one ranked table per text query (or one for examples alone)."""
+    """`spectraclip search INDEX_DIR`: one ranked table per text query (or one for examples alone), by `sc.search`."""
     from rich.table import Table
 
-    from spectraclip.index.query import Query, encode_raster, run_query
-    from spectraclip.index.store import open_index
-    from spectraclip.results import write_table
+    from spectraclip import api
 
-    texts = list(query or [])
-    if not texts and not like and not like_file:
+    if not query and not like and not like_file:
         fail("give --query TEXT, --like ID or --like-file RASTER")
     net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands,
-                             resize=resize) if (texts or like_file) else None
-    rows: dict[str, list] = {"query": [], "rank": [], "id": [], "score": [], "path": [], "timestamp": [],
-                             "lon": [], "lat": []}
-    index = open_index(index_dir)
-    if net is not None and not force:
-        index.check_model(net)
-    like_vectors = [encode_raster(net, f, bands, precision) for f in like_file or []]
-    f = parse_filters(filters)
-    for text in texts or [None]:
-        q = Query(text=text, like=list(like or []), unlike=list(unlike or []), like_vectors=like_vectors,
-                  k=top_k, filters=f)
-        hits = run_query(index, q, net)
-        label = text or "examples " + " ".join([*(like or []), *map(str, like_file or [])])
-        table = Table(title=f"\u201c{label}\u201d ({index.kind} index, {len(index)} items)")
+                             resize=resize) if (query or like_file) else None
+    res = api.search(index_dir, query, like=like, unlike=unlike, like_file=like_file, model=net, k=top_k,
+                     filters=filters, force=force, bands=bands, precision=precision)
+    for label in dict.fromkeys(res.rows["query"]):
+        table = Table(title=f"\u201c{label}\u201d ({res.source})")
         for col, just in (("rank", "right"), ("id", "left"), ("similarity", "right"), ("date", "left")):
             table.add_column(col, justify=just, no_wrap=col == "id")  # type: ignore[arg-type]
-        recs = index.records([h.row for h in hits])
-        for r, (h, rec) in enumerate(zip(hits, recs, strict=True), start=1):
-            table.add_row(str(r), h.id, f"{h.score:.4f}", (rec.get("timestamp") or "")[:10])
-            for key, v in zip(rows, (label, r, h.id, h.score, rec.get("path"), rec.get("timestamp"),
-                                     rec.get("lon"), rec.get("lat")), strict=True):
-                rows[key].append(v)
+        for h in res.hits(label):
+            table.add_row(str(h["rank"]), h["id"], f"{h['score']:.4f}", (h.get("timestamp") or "")[:10])
         print_table(table)
     if output:
-        write_table(output, rows)
+        res.write(output)
         console.print(f"wrote {output}")
 
 

@@ -32,7 +32,6 @@ from spectraclip.cli.common import (
     load_model_or_exit,
     print_table,
     report_failures,
-    resolve_device,
     split_list,
 )
 
@@ -87,34 +86,26 @@ def classify(
 ) -> None:
     """Zero-shot classify rasters into the given classes (template-ensemble prompts; the model's declared
     templates unless --templates; probabilities under the model's logit scale)."""
-    from spectraclip.zeroshot.classes import describe_classes, parse_classes
+    from spectraclip.zeroshot.classes import parse_classes
 
     specs = parse_classes(classes, classes_file)  # --templates and the other options were checked while parsing
     items = _items(paths)
     net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     from rich.table import Table  # the heavy imports after the cheap checks
 
-    from spectraclip.inference import encode_images
-    from spectraclip.results import write_table
-    from spectraclip.zeroshot.classifier import ZeroShotClassifier
+    from spectraclip import api
 
-    enc = encode_images(net, items, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
-                        device=resolve_device(device), on_error=lambda *_: None, radiometry=radiometry,
-                        precision=precision)
-    report_failures(enc.failed, "rasters")
-    if not enc.ids:
-        fail(f"no raster could be read (first: {enc.failed[0][0]}: {enc.failed[0][1]})" if enc.failed
-             else "no raster could be read")
-    _filled_note(enc.samples_meta)
-    _nodata_note(enc.samples_meta)
-    zs = ZeroShotClassifier.build(net, specs, templates)
-    names = zs.names
-    console.print(f"classes: {describe_classes(specs)}")
-    console.print(zs.describe())
-    probs = zs.probabilities(enc.vectors)
+    res = api.classify(net, items, specs, templates, bands=bands, nodata=nodata, batch_size=batch_size,
+                       workers=workers, device=device, radiometry=radiometry, precision=precision)
+    report_failures(res.failed, "rasters")
+    _filled_note(res.samples_meta)
+    _nodata_note(res.samples_meta)
+    for line in res.description:
+        console.print(line)
+    names, probs = res.classes, res.probabilities
     top = probs.argmax(1)
     shown = names if len(names) <= 8 else None
-    table = Table(title=f"zero-shot classes ({len(zs.templates.templates.templates)} templates)")
+    table = Table(title=f"zero-shot classes ({res.templates} templates)")
     table.add_column("id", no_wrap=True, overflow="fold")
     table.add_column("top class", style="bold green", no_wrap=True)
     table.add_column("p", justify="right")
@@ -122,8 +113,8 @@ def classify(
         table.add_column(c, justify="right")
     if shown is None:
         table.add_column("next best", justify="left")
-    limit = len(enc.ids) if show == 0 else show
-    for i, id_ in enumerate(enc.ids[:limit]):
+    limit = len(res.ids) if show == 0 else show
+    for i, id_ in enumerate(res.ids[:limit]):
         row = [id_, names[top[i]], f"{probs[i, top[i]]:.3f}"]
         if shown:
             row += [f"{p:.3f}" for p in probs[i]]
@@ -132,18 +123,10 @@ def classify(
             row.append(", ".join(f"{names[j]} {probs[i, j]:.2f}" for j in order))
         table.add_row(*row)
     print_table(table)
-    if len(enc.ids) > limit:
-        console.print(f"... {len(enc.ids) - limit} more rows (use --output or --show 0)")
+    if len(res.ids) > limit:
+        console.print(f"... {len(res.ids) - limit} more rows (use --output or --show 0)")
     if output:
-        cols = {"id": enc.ids, "path": [m["path"] for m in enc.samples_meta],
-                "top_class": [names[t] for t in top], "top_probability": probs[range(len(top)), top].tolist()}
-        cols["filled_bands"] = [m.get("filled_bands") or "" for m in enc.samples_meta]
-        if any(m.get("nodata_fraction") for m in enc.samples_meta):
-            cols["nodata_fraction"] = [float(m.get("nodata_fraction") or 0.0) for m in enc.samples_meta]
-        cols.update({f"p_{c}": probs[:, j].tolist() for j, c in enumerate(names)})
-        cols["templates"] = [zs.templates.templates.name] * len(top)  # what made these probabilities, per row
-        cols["logit_scale"] = [zs.scale] * len(top)
-        write_table(output, cols)
+        res.write(output)
         console.print(f"wrote {output}")
 
 
@@ -188,56 +171,27 @@ def search(
                             precision=precision)
     if not query:
         fail("give --query TEXT (--like, --like-file and --unlike need an index folder)")
+    from spectraclip.embeddings import is_embeddings_table
+
+    inputs = paths if any(is_embeddings_table(p) for p in paths) else _items(paths)  # api.search refuses a mix
     net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     from rich.table import Table
 
-    from spectraclip.embeddings import is_embeddings_table, read_embeddings
-    from spectraclip.index.query import search_vectors
-    from spectraclip.inference import encode_images
-    from spectraclip.results import write_table
+    from spectraclip import api
 
-    tables = [p for p in paths if is_embeddings_table(p)]
-    if tables and len(tables) != len(paths):
-        fail("give either rasters/folders or embeddings tables, not both")
-    if tables:
-        ids, vecs, src = [], [], []
-        import numpy as np
-
-        from spectraclip.identity import check_fingerprints
-
-        for t in tables:
-            emb = read_embeddings(t)
-            if not force and emb.metadata.get("bands") and emb.metadata["bands"] != ",".join(net.bands.names):
-                fail(f"{t}: embedded with bands {emb.metadata['bands']}, the model uses {','.join(net.bands.names)}")
-            check_fingerprints(emb.fingerprints, net, str(t), force=force, model_label=str(checkpoint or model))
-            ids += emb.ids
-            vecs.append(emb.vectors)
-            src += emb.columns.get("path", [None] * len(emb))
-        vectors = np.concatenate(vecs)
-    else:
-        enc = encode_images(net, _items(paths), bands=bands, nodata=nodata, batch_size=batch_size,
-                            num_workers=workers, device=resolve_device(device), on_error=lambda *_: None,
-                            radiometry=radiometry, precision=precision)
-        report_failures(enc.failed, "rasters")
-        ids, vectors, src = enc.ids, enc.vectors, [m["path"] for m in enc.samples_meta]
-    if not ids:
-        fail("nothing to search")
-    if vectors.shape[1] != net.config.arch_config.get("embed_dim", vectors.shape[1]):
-        fail(f"embeddings have dimension {vectors.shape[1]}, which this model does not produce")
-    hits = search_vectors(net, vectors, ids, query, top_k=top_k, paths=src)
-    rows: dict[str, list] = {"query": [], "rank": [], "id": [], "score": [], "path": []}
-    for q, qhits in hits.items():
+    res = api.search(inputs, query, model=net, k=top_k, force=force, bands=bands, nodata=nodata,
+                     batch_size=batch_size, workers=workers, device=device, radiometry=radiometry,
+                     precision=precision)
+    for q in query:
         table = Table(title=f"\u201c{q}\u201d")
         table.add_column("rank", justify="right")
         table.add_column("id", no_wrap=True, overflow="fold")
         table.add_column("similarity", justify="right")
-        for h in qhits:
-            table.add_row(str(h.rank), h.id, f"{h.score:.4f}")
-            for k, v in zip(rows, (q, h.rank, h.id, h.score, h.path), strict=True):
-                rows[k].append(v)
+        for h in res.hits(q):
+            table.add_row(str(h["rank"]), h["id"], f"{h['score']:.4f}")
         print_table(table)
     if output:
-        write_table(output, rows)
+        res.write(output)
         console.print(f"wrote {output}")
 
 
@@ -288,7 +242,7 @@ def embed(
 ) -> None:
     """Write the embeddings table of rasters, scene windows or multi-file items (resumable: rerun the same
     command after an interruption)."""
-    from spectraclip.inference import embed_to_table
+    from spectraclip import api
 
     if engine not in ("local", "ray"):
         fail(f"--engine {engine!r}: choose local or ray")
@@ -296,77 +250,22 @@ def embed(
         from spectraclip.distributed.ray_engine import import_ray
 
         import_ray()
+    if windows and layout is not None:
+        fail("--windows and --layout are two kinds of item; give one")
     net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
-    meta = {"model": model or "", "checkpoint": str(checkpoint or ""), "model_config": net.config.arch}
-    if windows:
-        if layout is not None:
-            fail("--windows and --layout are two kinds of item; give one")
-        from spectraclip.io.window_items import window_items
-
-        items = window_items(paths, tile or net.image_size, stride, bands)
-        meta.update({"windows": {"tile": tile or net.image_size, "stride": stride or tile or net.image_size},
-                     "sources": [str(p) for p in paths]})
-    elif layout is not None or modalities or drop_bands:
-        items = _layout_items(net, paths, layout or "auto", modalities, drop_bands, bands, nodata)
-        meta.update({"layout": layout or "auto", "sources": [str(p) for p in paths],
-                     "modalities_requested": list(items.modalities or net.groups),
-                     "excluded_bands": list(items.exclude_bands)})
-    else:
-        items = _items(paths)
-    skip: set[str] = set()
-    if shard is not None:
-        from spectraclip.distributed.shards import parse_shard, shard_ids, shard_metadata
-        from spectraclip.inference import list_items
-
-        spec = parse_shard(shard)
-        _, ids = list_items(items)
-        mine = shard_ids(ids, spec)
-        skip = set(ids) - set(mine)
-        meta.update(shard_metadata(spec, ids, mine))
-        console.print(f"shard {spec}: {len(mine)} of {len(ids)} items")
-    if engine == "ray":
-        from spectraclip.distributed.ray_engine import embed_with_ray
-
-        table, failed, resumed = embed_with_ray(
-            net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, workers=max(1, workers),
-            num_gpus_per_worker=num_gpus_per_worker, cpus_per_worker=cpus_per_worker, device=device,
-            address=address, metadata=meta, radiometry=radiometry, precision=precision, skip_ids=skip)
-    else:  # an EmbeddingsTableError (e.g. unfinished parts of a run with another model) reaches the handler
-        table, failed, resumed = embed_to_table(
-            net, items, output, bands=bands, nodata=nodata, batch_size=batch_size, num_workers=workers,
-            device=resolve_device(device), metadata=meta, on_error=lambda *_: None, radiometry=radiometry,
-            precision=precision, skip_ids=skip,
-        )
-    report_failures(failed, "items")
-    if not len(table) and failed:
-        fail(f"nothing could be embedded: all {len(failed)} items failed (first: {failed[0][0]}: {failed[0][1]})")
+    res = api.embed(net, paths, output, bands=bands, nodata=nodata, batch_size=batch_size, workers=workers,
+                    device=device, radiometry=radiometry, precision=precision, layout=layout,
+                    modalities=split_list(modalities) or None, drop_bands=split_list(drop_bands) or None,
+                    windows=windows, tile=tile, stride=stride, engine=engine, address=address,
+                    num_gpus_per_worker=num_gpus_per_worker, cpus_per_worker=cpus_per_worker, shard=shard)
+    for note in res.notes:
+        console.print(note)
+    report_failures(res.failed, "items")
+    table = res.table
     _filled_note([{"filled_bands": f} for f in table.columns.get("filled_bands", [])])
     _nodata_note([{"nodata_fraction": f, "nodata_policy": nodata} for f in table.columns.get("nodata_fraction", [])])
-    note = f" ({resumed} kept from an earlier run)" if resumed else ""
-    console.print(f"wrote {output}: {len(table)} embeddings of dimension {table.dim}{note}, {len(failed)} skipped")
-
-
-def _layout_items(net, paths: list[Path], layout: str, modalities: list[str] | None, drop_bands: list[str] | None,
-                  bands: str | None, nodata: str):
-    """The multi-file items of `paths` read as `layout`, restricted to `modalities`, without `drop_bands`;
-    `--bands` overrides each modality's band order (split by sensor)."""
-    from spectraclip.bands import check_group, split_by_group
-    from spectraclip.io.layouts import LayoutDataset, layout_items
-
-    mods = [check_group(m) for m in split_list(modalities)] or list(net.groups)
-    unknown = [m for m in mods if m not in net.groups]
-    if unknown and net.config.multi:
-        fail(f"the model has no {unknown[0]!r} input group; it takes {', '.join(net.groups)}")
-    drop = split_list(drop_bands) or None
-    override = {m: ",".join(bs.names) for m, bs in split_by_group(bands).items()} if bands else {}
-    items = []
-    for src in paths:
-        _, found = layout_items(src, layout)
-        for it in found:
-            it.bands.update({m: override[m] for m in it.paths if m in override})
-        items += found
-    return LayoutDataset(items, modalities=mods, nodata=nodata, source=f"{layout}:{','.join(map(str, paths))}",
-                         exclude_bands=drop)
+    note = f" ({res.resumed} kept from an earlier run)" if res.resumed else ""
+    console.print(f"wrote {output}: {len(table)} embeddings of dimension {table.dim}{note}, {len(res.failed)} skipped")
 
 
 def embed_merge(

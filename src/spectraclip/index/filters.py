@@ -3,7 +3,7 @@ mask before ranking, so `k` results come back whenever `k` items pass."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,4 +135,26 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["ColumnCache", "Filters", "filter_mask"]
+__all__ = ["ColumnCache", "Filters", "filter_mask", "parse_filters"]
+
+
+def parse_filters(items: Sequence[str] | None) -> Filters:
+    """`--filter bbox=W,S,E,N`, `start=DATE`, `end=DATE`, or `COLUMN=VALUE` (repeatable) as `Filters`; a malformed
+    one raises `QueryError` naming it."""
+    f = Filters()
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise QueryError(f"--filter {item!r}: expected NAME=VALUE (bbox=W,S,E,N, start=DATE, end=DATE or "
+                             "COLUMN=VALUE)")
+        if key == "bbox":
+            try:
+                west, south, east, north = (float(v) for v in value.split(","))
+            except ValueError:
+                raise QueryError(f"--filter bbox={value}: expected four numbers west,south,east,north") from None
+            f.bbox = (west, south, east, north)
+        elif key in ("start", "end"):
+            setattr(f, key, value)
+        else:
+            f.equals[key] = value
+    return f
