@@ -257,7 +257,12 @@ def embed(
     radiometry: RadiometryOpt = None,
     layout: Annotated[str | None, typer.Option(
         "--layout", help="Read multi-file items (auto, ssl4eo, bigearthnet-s1s2, manifest): each item's modalities "
-        "are co-registered into one sample; a model with several input groups fuses those present.")] = None,
+        "are co-registered into one sample; a model with several input groups fuses those present. majortom: rows "
+        "of Major TOM Core shards (.parquet files or folders of them; detected without --layout when every path is "
+        "one), written in the Major TOM embedding layout beside ours.")] = None,
+    major_tom_metadata: Annotated[Path | None, typer.Option(
+        "--major-tom-metadata", help="With Major TOM shards: the dataset's metadata.parquet (timestamps, grid "
+        "row/column); without it they come from the cell names and product_datetime.")] = None,
     modalities: Annotated[list[str] | None, typer.Option(
         "--modalities", help="With --layout: read only these modalities, e.g. s2 or s2,s1 (repeat or comma list; "
         "default: all the model takes).")] = None,
@@ -298,7 +303,18 @@ def embed(
         import_ray()
     net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     meta = {"model": model or "", "checkpoint": str(checkpoint or ""), "model_config": net.config.arch}
-    if windows:
+    major_tom = _is_major_tom(paths, layout)
+    if major_tom:
+        if windows or modalities or drop_bands:
+            fail("--layout majortom reads whole Core rows: --windows, --modalities and --drop-bands do not apply")
+        from spectraclip.distributed.majortom import major_tom_items
+
+        items = major_tom_items(list(paths), major_tom_metadata)
+        bands = bands or ",".join(net.bands.names)  # each row holds every band; read the model's, by name
+        meta.update({"layout": "majortom", "sources": [str(p) for p in paths]})
+    elif major_tom_metadata is not None:
+        fail("--major-tom-metadata goes with Major TOM Core shards (--layout majortom)")
+    elif windows:
         if layout is not None:
             fail("--windows and --layout are two kinds of item; give one")
         from spectraclip.io.window_items import window_items
@@ -338,12 +354,27 @@ def embed(
             precision=precision, skip_ids=skip,
         )
     report_failures(failed, "items")
+    if major_tom:
+        from spectraclip.distributed.majortom import finish_major_tom
+
+        finish_major_tom(output, items)
     if not len(table) and failed:
         fail(f"nothing could be embedded: all {len(failed)} items failed (first: {failed[0][0]}: {failed[0][1]})")
     _filled_note([{"filled_bands": f} for f in table.columns.get("filled_bands", [])])
     _nodata_note([{"nodata_fraction": f, "nodata_policy": nodata} for f in table.columns.get("nodata_fraction", [])])
     note = f" ({resumed} kept from an earlier run)" if resumed else ""
     console.print(f"wrote {output}: {len(table)} embeddings of dimension {table.dim}{note}, {len(failed)} skipped")
+
+
+def _is_major_tom(paths: list[Path], layout: str | None) -> bool:
+    """`--layout majortom`, or no layout (or auto) and every path a Major TOM Core shard."""
+    if layout == "majortom":
+        return True
+    if layout not in (None, "auto"):
+        return False
+    from spectraclip.distributed.majortom import is_core_shard
+
+    return bool(paths) and all(is_core_shard(p) for p in paths)
 
 
 def _layout_items(net, paths: list[Path], layout: str, modalities: list[str] | None, drop_bands: list[str] | None,
