@@ -175,3 +175,39 @@ def test_cli_embed_streams_core_shards_resumes_and_shards(core, tmp_path, monkey
     order = [m.ids.index(i) for i in ours.ids]
     assert np.allclose(m.vectors[order], ours.vectors, atol=1e-6)
     assert sorted(m.columns["unique_id"]) == sorted(pq.read_table(clean).column("unique_id").to_pylist())
+
+
+def test_index_build_and_search_read_published_files_only_with_the_model_named(core, model, tmp_path):
+    """A file in the published layout (only EMBEDDING_COLUMNS, no fingerprint): refused by `index build` and
+    `search` without --published, read with `--model NAME --published` (the index records the model as declared)."""
+    import json
+
+    from spectraclip.distributed.majortom import embed_major_tom
+
+    shard, meta = core
+    ours = tmp_path / "mt.parquet"
+    embed_major_tom(model, [str(shard)], ours, metadata=meta, batch_size=3, progress=False)
+    pub = tmp_path / "Core-S2L2A-tiny.parquet"
+    pq.write_table(pq.read_table(ours, columns=list(EMBEDDING_COLUMNS)), pub)
+    idx = tmp_path / "idx"
+    r = _cli("index", "build", pub, "-o", idx)
+    assert r.exit_code == 2 and "published Major TOM" in r.output and "--published" in r.output, r.output
+    r = _cli("index", "build", pub, "-o", idx, "--model", "tiny-test")
+    assert r.exit_code == 2 and "go with --published" in r.output
+    r = _cli("index", "build", pub, "-o", idx, "--model", "tiny-test", "--published")
+    assert r.exit_code == 0, r.output
+    info = json.loads((idx / "info.json").read_text())
+    assert info["n"] == 3 and info["space"]["model_declared"] == "tiny-test" and info["fingerprints"]
+    r = _cli("search", idx, "-m", "tiny-test", "-q", "a river", "-k", "2", "-o", tmp_path / "hits.csv")
+    assert r.exit_code == 0, r.output
+    import pandas as pd
+
+    hits = pd.read_csv(tmp_path / "hits.csv")
+    uids = set(pq.read_table(pub).column("unique_id").to_pylist())
+    assert len(hits) == 2 and set(hits["id"]) <= uids and hits["timestamp"].notna().all()
+    r = _cli("search", pub, "-m", "tiny-test", "-q", "a river")
+    assert r.exit_code == 2 and "--published" in r.output
+    r = _cli("search", pub, "-m", "tiny-test", "-q", "a river", "--published", "-k", "3", "-o", tmp_path / "h2.csv")
+    assert r.exit_code == 0, r.output
+    direct = pd.read_csv(tmp_path / "h2.csv")
+    assert list(direct["id"][:2]) == list(hits["id"])  # the same ranking as the index's

@@ -175,6 +175,9 @@ def search(
     filters: Annotated[list[str] | None, typer.Option(
         "--filter", help="Index only: bbox=W,S,E,N, start=DATE, end=DATE or COLUMN=VALUE (before ranking).")] = None,
     precision: PrecisionOpt = "auto",
+    published: Annotated[bool, typer.Option(
+        "--published", help="Search published Major TOM embedding files (no fingerprint of ours) as made by "
+        "--model/--checkpoint (declared by you, not verified).")] = False,
 ) -> None:
     """Rank images by similarity to free-text queries (reads an embeddings table instead of rasters if given)."""
     from spectraclip.index.store import is_index_dir
@@ -191,12 +194,13 @@ def search(
     net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     from rich.table import Table
 
+    from spectraclip.data.majortom import PUBLISHED_HINT, is_published_embeddings, read_published_embeddings
     from spectraclip.embeddings import is_embeddings_table, read_embeddings
     from spectraclip.index.query import search_vectors
     from spectraclip.inference import encode_images
     from spectraclip.results import write_table
 
-    tables = [p for p in paths if is_embeddings_table(p)]
+    tables = [p for p in paths if is_embeddings_table(p) or is_published_embeddings(p)]
     if tables and len(tables) != len(paths):
         fail("give either rasters/folders or embeddings tables, not both")
     if tables:
@@ -206,6 +210,16 @@ def search(
         from spectraclip.identity import check_fingerprints
 
         for t in tables:
+            if is_published_embeddings(t):
+                if not published:
+                    fail(f"{t} is a published Major TOM embedding file: {PUBLISHED_HINT}")
+                if not (model or checkpoint):
+                    fail("--published needs the model that made the files: --model NAME or --checkpoint PATH")
+                t_ids, t_vecs, _ = read_published_embeddings(t, str(model or checkpoint))
+                ids += t_ids
+                vecs.append(t_vecs)
+                src += [str(t)] * len(t_ids)
+                continue
             emb = read_embeddings(t)
             if not force and emb.metadata.get("bands") and emb.metadata["bands"] != ",".join(net.bands.names):
                 fail(f"{t}: embedded with bands {emb.metadata['bands']}, the model uses {','.join(net.bands.names)}")
