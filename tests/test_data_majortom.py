@@ -113,3 +113,101 @@ def test_published_embeddings_need_the_model_named(core, model, tmp_path):
         read_published_embeddings(published, "")
     ids, vecs, info = read_published_embeddings(published, "SSL4EO-S2L2A")
     assert len(ids) == 3 and np.allclose(np.linalg.norm(vecs, axis=1), 1) and info["model_declared"] == "SSL4EO-S2L2A"
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+def test_cli_embed_streams_core_shards_resumes_and_shards(core, tmp_path, monkeypatch):
+    """`embed SHARD` (detected) = `embed --layout majortom`: the published columns and our fingerprints; a run
+    killed after its first part resumes; `--shard I/2` parts merge into the single-process table (fp32: the CPU's
+    `auto` precision may quantise per batch, and the shards batch the rows differently)."""
+    from spectraclip import embeddings
+    from spectraclip.embeddings import read_embeddings
+
+    shard, meta = core
+    clean = tmp_path / "clean.parquet"
+    r = _cli("embed", shard, "-m", "tiny-test", "--major-tom-metadata", meta, "--workers", "0", "--batch-size", "2",
+             "--device", "cpu", "--precision", "fp32", "-o", clean)
+    assert r.exit_code == 0, r.output
+    gdf, emb, _ = _published_reader(clean)
+    ours = read_embeddings(clean)
+    assert len(gdf) == 3 and ours.fingerprints is not None and ours.metadata["layout"] == "majortom"
+    assert set(EMBEDDING_COLUMNS) <= set(pq.read_schema(clean).names) and np.allclose(ours.vectors, emb)
+
+    real_write, calls = embeddings.PartWriter.write, {"n": 0}
+
+    def crash_after_one_part(self, *a, **k):
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # the job dies after its first part of 2 rows
+        calls["n"] += 1
+        return real_write(self, *a, **k)
+
+    out = tmp_path / "emb.parquet"
+    args = ("embed", shard, "-m", "tiny-test", "--layout", "majortom", "--major-tom-metadata", meta, "--workers",
+            "0", "--batch-size", "2", "--device", "cpu", "--precision", "fp32", "-o", out)
+    monkeypatch.setattr(embeddings.PartWriter, "write", crash_after_one_part)
+    assert _cli(*args).exit_code != 0
+    monkeypatch.setattr(embeddings.PartWriter, "write", real_write)
+    assert not out.exists() and len(list((tmp_path / "emb.parquet.parts").glob("part-*.parquet"))) == 1
+    r = _cli(*args)
+    assert r.exit_code == 0, r.output
+    assert "(2 kept from an earlier run)" in r.output
+    t = read_embeddings(out)
+    assert t.ids == ours.ids and np.allclose(t.vectors, ours.vectors, atol=1e-6)
+    assert pq.read_table(out).column("unique_id").to_pylist() == pq.read_table(clean).column("unique_id").to_pylist()
+
+    parts = []
+    for i in (1, 2):
+        part = tmp_path / "parts" / f"p{i}.parquet"
+        r = _cli(*args[:-1], part, "--shard", f"{i}/2")
+        assert r.exit_code == 0, r.output
+        parts.append(part)
+    r = _cli("embed-merge", *parts, "-o", tmp_path / "merged.parquet")
+    assert r.exit_code == 0, r.output
+    m = read_embeddings(tmp_path / "merged.parquet")
+    assert sorted(m.ids) == sorted(ours.ids) and set(EMBEDDING_COLUMNS) <= set(pq.read_schema(parts[0]).names)
+    order = [m.ids.index(i) for i in ours.ids]
+    assert np.allclose(m.vectors[order], ours.vectors, atol=1e-6)
+    assert sorted(m.columns["unique_id"]) == sorted(pq.read_table(clean).column("unique_id").to_pylist())
+
+
+def test_index_build_and_search_read_published_files_only_with_the_model_named(core, model, tmp_path):
+    """A file in the published layout (only EMBEDDING_COLUMNS, no fingerprint): refused by `index build` and
+    `search` without --published, read with `--model NAME --published` (the index records the model as declared)."""
+    import json
+
+    from spectraclip.distributed.majortom import embed_major_tom
+
+    shard, meta = core
+    ours = tmp_path / "mt.parquet"
+    embed_major_tom(model, [str(shard)], ours, metadata=meta, batch_size=3, progress=False)
+    pub = tmp_path / "Core-S2L2A-tiny.parquet"
+    pq.write_table(pq.read_table(ours, columns=list(EMBEDDING_COLUMNS)), pub)
+    idx = tmp_path / "idx"
+    r = _cli("index", "build", pub, "-o", idx)
+    assert r.exit_code == 2 and "published Major TOM" in r.output and "--published" in r.output, r.output
+    r = _cli("index", "build", pub, "-o", idx, "--model", "tiny-test")
+    assert r.exit_code == 2 and "go with --published" in r.output
+    r = _cli("index", "build", pub, "-o", idx, "--model", "tiny-test", "--published")
+    assert r.exit_code == 0, r.output
+    info = json.loads((idx / "info.json").read_text())
+    assert info["n"] == 3 and info["space"]["model_declared"] == "tiny-test" and info["fingerprints"]
+    r = _cli("search", idx, "-m", "tiny-test", "-q", "a river", "-k", "2", "-o", tmp_path / "hits.csv")
+    assert r.exit_code == 0, r.output
+    import pandas as pd
+
+    hits = pd.read_csv(tmp_path / "hits.csv")
+    uids = set(pq.read_table(pub).column("unique_id").to_pylist())
+    assert len(hits) == 2 and set(hits["id"]) <= uids and hits["timestamp"].notna().all()
+    r = _cli("search", pub, "-m", "tiny-test", "-q", "a river")
+    assert r.exit_code == 2 and "--published" in r.output
+    r = _cli("search", pub, "-m", "tiny-test", "-q", "a river", "--published", "-k", "3", "-o", tmp_path / "h2.csv")
+    assert r.exit_code == 0, r.output
+    direct = pd.read_csv(tmp_path / "h2.csv")
+    assert list(direct["id"][:2]) == list(hits["id"])  # the same ranking as the index's

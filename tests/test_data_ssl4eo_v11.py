@@ -100,9 +100,43 @@ def test_workers_and_ranks_read_disjoint_locations(archive):
     assert sorted(ids) == sorted(SAMPLES + file_samples(1))
 
 
-def _recipe(tmp, split, caps, out, **run):
+def test_texts_choose_what_the_loss_sees_per_item_and_epoch(archive):
+    """data.texts: caption | qa | both picks the text each location contributes (collated as `captions`, the
+    loss's input), drawn from (seed, epoch, location): the same again for the same epoch, and the pairs kept."""
+    from spectraclip.data.captions import collate_pairs
+
+    split, caps = archive
+
+    def seen(texts, epoch, seed=0):
+        ds = Ssl4eoV11Dataset(split, captions=caps, max_cloud=0.6, texts=texts, seed=seed)
+        ds.set_epoch(epoch)
+        return collate_pairs([ds[i] for i in range(len(ds))])
+
+    cap, qa = seen("caption", 0), seen("qa", 0)
+    assert all(c.startswith("The image is") for c in cap["captions"]) and set(cap["text_sources"]) == {"caption"}
+    assert all(c.startswith("What is") for c in qa["captions"]) and set(qa["text_sources"]) == {"qa"}
+    assert all(len(t) == 3 and c in t for c, t in zip(qa["captions"], qa["texts"], strict=True))
+    assert cap["ids"] == qa["ids"] and cap["texts"] == qa["texts"]  # same seasons; only the loss's text differs
+    both = [seen("both", e) for e in range(6)]
+    assert {s for b in both for s in b["text_sources"]} == {"caption", "qa"}
+    assert seen("both", 3)["captions"] == both[3]["captions"]  # a resumed epoch sees the same texts
+    assert len({tuple(b["captions"]) for b in both}) > 1  # and epochs differ
+    with pytest.raises(ValueError, match="texts"):
+        Ssl4eoV11Dataset(split, captions=caps, texts="answers")
+
+
+def test_texts_other_than_caption_need_the_v11_layout(tmp_path):
+    from spectraclip.train.config import RecipeError, load_recipe
+
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump({"data": {"train": "x.jsonl", "texts": "qa"}}))
+    with pytest.raises(RecipeError, match="ssl4eo-v1.1"):
+        load_recipe(p)
+
+
+def _recipe(tmp, split, caps, out, texts="caption", **run):
     r = tiny_recipe(split, out, data={"layout": "ssl4eo-v1.1", "captions": str(caps), "batch_size": 2,
-                                      "max_cloud": 0.6, "augment": True},
+                                      "max_cloud": 0.6, "augment": True, "texts": texts},
                     model={"bands": "msclip"}, run={"max_steps": 5, "checkpoint_every": 1, "epochs": 5, **run})
     p = tmp / f"{out.name}.yaml"
     p.write_text(yaml.safe_dump(r))
@@ -123,16 +157,18 @@ def _run(path: Path, resume: bool = False, kill_after: int | None = None):
 
 
 @pytest.mark.slow
-def test_training_from_zarr_resumed_equals_uninterrupted(tmp_path, archive):
-    """2 steps per epoch (4 locations, batch 2): killed after step 3, the run resumes in the middle of epoch 2."""
+@pytest.mark.parametrize("texts", ["caption", "both"])
+def test_training_from_zarr_resumed_equals_uninterrupted(tmp_path, archive, texts):
+    """2 steps per epoch (4 locations, batch 2): killed after step 3, the run resumes in the middle of epoch 2
+    (with texts: both, the caption or pair each location feeds the loss is drawn again identically)."""
     from safetensors.torch import load_file
 
     from spectraclip.train.config import load_recipe
     from spectraclip.train.loop import train
 
     split, caps = archive
-    full = _recipe(tmp_path, split, caps, tmp_path / "full")
-    killed = _recipe(tmp_path, split, caps, tmp_path / "killed")
+    full = _recipe(tmp_path, split, caps, tmp_path / "full", texts)
+    killed = _recipe(tmp_path, split, caps, tmp_path / "killed", texts)
     torch.set_num_threads(1)
     res = train(load_recipe(full))
     assert res.steps == 5

@@ -429,7 +429,7 @@ def embed(model: SpectralCLIP, inputs: Inputs, output: PathLike, *, bands: str |
           modalities: Sequence[str] | None = None, drop_bands: Sequence[str] | None = None, windows: bool = False,
           tile: int | None = None, stride: int | None = None, engine: str = "local", address: str | None = None,
           num_gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0, shard: str | None = None,
-          progress: bool = True) -> EmbedResult:
+          major_tom_metadata: PathLike | None = None, progress: bool = True) -> EmbedResult:
     """Write the embeddings table of images, scene windows or multi-file items (what `spectraclip embed` runs;
     resumable: call it again after an interruption and it continues).
 
@@ -445,7 +445,9 @@ def embed(model: SpectralCLIP, inputs: Inputs, output: PathLike, *, bands: str |
         nodata: `"fill"` or `"error"`.
         radiometry: what the files' values are when they do not say.
         precision: `"auto"`, `"fp32"`, `"bf16"` or `"int8"`.
-        layout: read multi-file items (`"auto"`, `"ssl4eo"`, `"bigearthnet-s1s2"`, `"manifest"`).
+        layout: read multi-file items (`"auto"`, `"ssl4eo"`, `"bigearthnet-s1s2"`, `"manifest"`), or `"majortom"`:
+            rows of Major TOM Core shards (detected without `layout` when every input is one), written in the Major
+            TOM embedding layout beside ours.
         modalities: with `layout`: read only these modalities.
         drop_bands: with `layout`: leave these bands out of the inputs.
         windows: treat each input as a scene and embed one row per window of a grid over it.
@@ -456,6 +458,7 @@ def embed(model: SpectralCLIP, inputs: Inputs, output: PathLike, *, bands: str |
         num_gpus_per_worker: with `engine="ray"`: GPUs per encoding actor.
         cpus_per_worker: with `engine="ray"`: CPUs per encoding actor.
         shard: `"I/N"`: embed only shard I of N (merge the parts with `spectraclip embed-merge`).
+        major_tom_metadata: with Major TOM shards: the dataset's `metadata.parquet` (timestamps, grid row/column).
         progress: show a progress bar.
 
     Returns:
@@ -481,7 +484,18 @@ def embed(model: SpectralCLIP, inputs: Inputs, output: PathLike, *, bands: str |
     notes: list[str] = []
     sources: list[Any] = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
     items: Any
-    if windows:
+    major_tom = _is_major_tom(sources, layout)
+    if major_tom:
+        if windows or modalities or drop_bands:
+            raise FaceError("layout majortom reads whole Core rows: windows, modalities and drop_bands do not apply")
+        from spectraclip.distributed.majortom import major_tom_items
+
+        items = major_tom_items([Path(p) for p in sources], major_tom_metadata)
+        read_bands = read_bands or ",".join(model.bands.names)  # each row holds every band: read the model's
+        meta.update({"layout": "majortom", "sources": [str(p) for p in sources]})
+    elif major_tom_metadata is not None:
+        raise FaceError("major_tom_metadata goes with Major TOM Core shards (layout majortom)")
+    elif windows:
         if layout is not None:
             raise FaceError("windows and layout are two kinds of item; give one")
         from spectraclip.io.window_items import window_items
@@ -522,7 +536,24 @@ def embed(model: SpectralCLIP, inputs: Inputs, output: PathLike, *, bands: str |
     if not len(table) and failed:
         raise InputError(f"nothing could be embedded: all {len(failed)} items failed (first: {failed[0][0]}: "
                          f"{failed[0][1]})")
+    if major_tom:
+        from spectraclip.distributed.majortom import finish_major_tom
+        from spectraclip.embeddings import read_embeddings
+
+        finish_major_tom(output, items)
+        table = read_embeddings(output)
     return EmbedResult(Path(output), table, list(failed), int(resumed), notes)
+
+
+def _is_major_tom(paths: Sequence[Any], layout: str | None) -> bool:
+    """`layout="majortom"`, or no layout (or auto) and every input a Major TOM Core shard."""
+    if layout == "majortom":
+        return True
+    if layout not in (None, "auto") or not paths or not all(isinstance(p, (str, Path)) for p in paths):
+        return False
+    from spectraclip.distributed.majortom import is_core_shard
+
+    return all(is_core_shard(Path(p)) for p in paths)
 
 
 # -- search ------------------------------------------------------------------------------------------------------
@@ -589,7 +620,7 @@ def search(table_or_index: Inputs | EmbeddingsTable, text: str | Sequence[str] |
            filters: Filters | Sequence[str] | None = None, force: bool = False,
            bands: str | Sequence[str] | None = None, batch_size: int | None = None, device: str = DEVICE,
            workers: int = WORKERS, nodata: str = NODATA, radiometry: str | None = None, precision: str = PRECISION,
-           progress: bool = True) -> SearchResult:
+           published: bool = False, progress: bool = True) -> SearchResult:
     """Rank items by similarity to free text or to examples (what `spectraclip search` runs).
 
     Args:
@@ -611,6 +642,8 @@ def search(table_or_index: Inputs | EmbeddingsTable, text: str | Sequence[str] |
         nodata: `"fill"` or `"error"` (images only).
         radiometry: what the images' values are when they do not say.
         precision: `"auto"`, `"fp32"`, `"bf16"` or `"int8"` (images only).
+        published: search published Major TOM embedding files (they carry no fingerprint of ours) as made by
+            `model`: declared by you, not verified.
         progress: show a progress bar.
 
     Returns:
@@ -635,19 +668,30 @@ def search(table_or_index: Inputs | EmbeddingsTable, text: str | Sequence[str] |
         raise FaceError("give a text query")
     if model is None:
         raise FaceError("give model=: the model that made the embeddings encodes the text")
+    from spectraclip.data.majortom import PUBLISHED_HINT, is_published_embeddings, read_published_embeddings
+
     given = table_or_index if isinstance(table_or_index, (list, tuple)) else [table_or_index]
-    tables = [t for t in given if isinstance(t, EmbeddingsTable) or (isinstance(t, (str, Path))
-                                                                     and is_embeddings_table(t))]
+    tables = [t for t in given if isinstance(t, EmbeddingsTable) or (isinstance(t, (str, Path)) and (
+        is_embeddings_table(t) or is_published_embeddings(t)))]
     if tables and len(tables) != len(given):
         raise FaceError("give either images or embeddings tables, not both")
     if tables:
         from spectraclip.identity import check_fingerprints
 
         ids: list[str] = []
-        vecs, src = [], []
+        vecs: list[np.ndarray] = []
+        src: list[str | None] = []
         label = str(getattr(model, "loaded_from", {}).get("checkpoint") or
                     getattr(model, "loaded_from", {}).get("model") or "the model given")
         for t in tables:
+            if isinstance(t, (str, Path)) and is_published_embeddings(t):
+                if not published:
+                    raise FaceError(f"{t} is a published Major TOM embedding file: {PUBLISHED_HINT}")
+                t_ids, t_vecs, _ = read_published_embeddings(t, label)
+                ids += t_ids
+                vecs.append(t_vecs)
+                src += [str(t)] * len(t_ids)
+                continue
             emb = t if isinstance(t, EmbeddingsTable) else read_embeddings(Path(t))
             where = str(t) if not isinstance(t, EmbeddingsTable) else "the table given"
             if not force and emb.metadata.get("bands") and emb.metadata["bands"] != ",".join(model.bands.names):

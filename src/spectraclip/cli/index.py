@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from spectraclip.cli.common import (
+    CheckpointOpt,
+    ModelOpt,
     console,
     err_console,
     fail,
@@ -40,12 +42,26 @@ def build(
     max_memory: Annotated[str, typer.Option("--max-memory", help="Memory budget of the index, e.g. 512M, 4G.")] = "4G",
     kind: Annotated[str, typer.Option("--kind", help="auto (by size and budget), flat, ivfpq or hnsw.")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Mix tables of different (or no) fingerprints.")] = False,
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    published: Annotated[bool, typer.Option(
+        "--published", help="Read published Major TOM embedding files (unique_id, embedding; no fingerprint of "
+        "ours) as made by --model/--checkpoint: its fingerprints go to the index, recorded as declared.")] = False,
 ) -> None:
     """Build an index from embeddings tables; the chosen kind, its parameters and build time go to info.json."""
-    from spectraclip.index.build import build_index
+    from spectraclip.index.build import build_index, declared_space
     from spectraclip.index.choose import parse_memory
 
-    report = build_index(tables, output, max_memory=parse_memory(max_memory), kind=kind, force=force)
+    space = None
+    if published:
+        if not (model or checkpoint):
+            fail("--published needs the model that made the files: --model NAME or --checkpoint PATH")
+        net = load_model_or_exit(model, checkpoint, "cpu", None)
+        space = declared_space(net, str(model or checkpoint))
+    elif model or checkpoint:
+        fail("--model/--checkpoint go with --published (embeddings tables of ours record their model)")
+    report = build_index(tables, output, max_memory=parse_memory(max_memory), kind=kind, force=force,
+                         published=space)
     _report(report, "indexed")
 
 

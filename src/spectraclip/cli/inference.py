@@ -158,6 +158,9 @@ def search(
     filters: Annotated[list[str] | None, typer.Option(
         "--filter", help="Index only: bbox=W,S,E,N, start=DATE, end=DATE or COLUMN=VALUE (before ranking).")] = None,
     precision: PrecisionOpt = "auto",
+    published: Annotated[bool, typer.Option(
+        "--published", help="Search published Major TOM embedding files (no fingerprint of ours) as made by "
+        "--model/--checkpoint (declared by you, not verified).")] = False,
 ) -> None:
     """Rank images by similarity to free-text queries (reads an embeddings table instead of rasters if given)."""
     from spectraclip.index.store import is_index_dir
@@ -171,9 +174,11 @@ def search(
                             precision=precision)
     if not query:
         fail("give --query TEXT (--like, --like-file and --unlike need an index folder)")
+    from spectraclip.data.majortom import is_published_embeddings
     from spectraclip.embeddings import is_embeddings_table
 
-    inputs = paths if any(is_embeddings_table(p) for p in paths) else _items(paths)  # api.search refuses a mix
+    tables = any(is_embeddings_table(p) or is_published_embeddings(p) for p in paths)
+    inputs = paths if tables else _items(paths)  # api.search refuses a mix
     net = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands, resize=resize)
     from rich.table import Table
 
@@ -181,7 +186,7 @@ def search(
 
     res = api.search(inputs, query, model=net, k=top_k, force=force, bands=bands, nodata=nodata,
                      batch_size=batch_size, workers=workers, device=device, radiometry=radiometry,
-                     precision=precision)
+                     precision=precision, published=published)
     for q in query:
         table = Table(title=f"\u201c{q}\u201d")
         table.add_column("rank", justify="right")
@@ -211,7 +216,12 @@ def embed(
     radiometry: RadiometryOpt = None,
     layout: Annotated[str | None, typer.Option(
         "--layout", help="Read multi-file items (auto, ssl4eo, bigearthnet-s1s2, manifest): each item's modalities "
-        "are co-registered into one sample; a model with several input groups fuses those present.")] = None,
+        "are co-registered into one sample; a model with several input groups fuses those present. majortom: rows "
+        "of Major TOM Core shards (.parquet files or folders of them; detected without --layout when every path is "
+        "one), written in the Major TOM embedding layout beside ours.")] = None,
+    major_tom_metadata: Annotated[Path | None, typer.Option(
+        "--major-tom-metadata", help="With Major TOM shards: the dataset's metadata.parquet (timestamps, grid "
+        "row/column); without it they come from the cell names and product_datetime.")] = None,
     modalities: Annotated[list[str] | None, typer.Option(
         "--modalities", help="With --layout: read only these modalities, e.g. s2 or s2,s1 (repeat or comma list; "
         "default: all the model takes).")] = None,
@@ -257,7 +267,8 @@ def embed(
                     device=device, radiometry=radiometry, precision=precision, layout=layout,
                     modalities=split_list(modalities) or None, drop_bands=split_list(drop_bands) or None,
                     windows=windows, tile=tile, stride=stride, engine=engine, address=address,
-                    num_gpus_per_worker=num_gpus_per_worker, cpus_per_worker=cpus_per_worker, shard=shard)
+                    num_gpus_per_worker=num_gpus_per_worker, cpus_per_worker=cpus_per_worker, shard=shard,
+                    major_tom_metadata=major_tom_metadata)
     for note in res.notes:
         console.print(note)
     report_failures(res.failed, "items")

@@ -224,13 +224,19 @@ class CaptionDataset(torch.utils.data.Dataset):
 
 
 def collate_pairs(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack items into a batch; `n_bad` sums the unreadable rows passed over while loading them."""
-    return {
+    """Stack items into a batch; `n_bad` sums the unreadable rows passed over while loading them. `captions` are the
+    texts the loss sees; items with extra texts (question–answer pairs) keep them as `texts` (one list per item)
+    and say where each caption came from (`text_sources`)."""
+    batch = {
         "pixels": torch.stack([it["pixels"] for it in items]),
         "captions": [it["caption"] for it in items],
         "ids": [it["id"] for it in items],
         "n_bad": sum(int(it.get("n_bad", 0)) for it in items),
     }
+    if any("texts" in it for it in items):
+        batch["texts"] = [list(it.get("texts") or []) for it in items]
+        batch["text_sources"] = [it.get("text_source", "caption") for it in items]
+    return batch
 
 
 __all__ = [

@@ -149,6 +149,36 @@ def core_items(shards: list[str] | str, metadata: str | Path | None = None) -> l
     return items
 
 
+def is_published_embeddings(path: str | Path) -> bool:
+    """True for a Parquet file in the published Major TOM embedding layout (`unique_id`, `embedding`) that is not
+    one of our tables (no `vector`); reads the schema only."""
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if p.suffix.lower() != ".parquet" or not p.is_file():
+        return False
+    try:
+        names = set(pq.read_schema(p).names)
+    except Exception:  # noqa: BLE001 - unreadable: not such a file
+        return False
+    return {"unique_id", "embedding"} <= names and "vector" not in names
+
+
+PUBLISHED_HINT = ("it carries no model fingerprint, so nothing says which model made it; name that model and say "
+                  "you vouch for it: --model NAME --published")
+
+
+def read_published_columns(path: str | Path) -> dict[str, list[Any]]:
+    """The descriptive columns of a published embedding file (geometry as WKB, timestamp, centre, grid, product),
+    those present, in row order: what an index keeps beside each vector."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    keep = [c for c in EMBEDDING_COLUMNS if c in names and c not in ("embedding", "unique_id")]
+    t = pq.read_table(path, columns=keep)
+    return {c: t.column(c).to_pylist() for c in keep}
+
+
 def read_published_embeddings(path: str | Path, model: str) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     """(ids, vectors, metadata) of a published Major TOM embedding file. These files carry no fingerprint of ours,
     so the model that made them must be named (`model`); the metadata records it as declared, not verified."""
@@ -169,5 +199,5 @@ def read_published_embeddings(path: str | Path, model: str) -> tuple[list[str], 
     return ids, vectors, meta
 
 
-__all__ = ["EMBEDDING_COLUMNS", "MajorTomError", "MajorTomItem", "core_items", "decode_tif", "parse_grid_cell",
-           "read_published_embeddings"]
+__all__ = ["EMBEDDING_COLUMNS", "PUBLISHED_HINT", "MajorTomError", "MajorTomItem", "core_items", "decode_tif",
+           "is_published_embeddings", "parse_grid_cell", "read_published_columns", "read_published_embeddings"]

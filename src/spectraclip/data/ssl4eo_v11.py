@@ -154,13 +154,23 @@ class Ssl4eoV11Item:
         return sample.select(bands) if bands is not None else sample
 
 
+TEXT_CHOICES = ("caption", "qa", "both")
+
+
 class Ssl4eoV11Dataset(torch.utils.data.Dataset):
-    """Locations of SSL4EO-S12 v1.1 with captions: `ds[i]` is `{"pixels", "caption", "texts", "id", "n_bad",
-    "cloudy"}` (`texts`: the caption's question–answer pairs as "question answer" strings)."""
+    """Locations of SSL4EO-S12 v1.1 with captions: `ds[i]` is `{"pixels", "caption", "texts", "text_source", "id",
+    "n_bad", "cloudy"}`. `texts`: the caption's question–answer pairs as "question answer" strings. `caption` is the
+    text the contrastive loss sees, chosen by `texts` (the argument): caption (the Llama3 caption), qa (one of the
+    pairs) or both (one of caption + pairs), drawn per item and epoch from (seed, epoch, location), so a resumed
+    run sees the same texts; `text_source` says which (caption or qa)."""
 
     def __init__(self, root: str | Path, *, captions: str | Path | None = None, split: str | None = None,
                  level: str = "S2L2A", max_cloud: float = 1.0, cloud_policy: str = "skip",
-                 transform: Callable[[Sample, torch.Generator], torch.Tensor] | None = None, seed: int = 0) -> None:
+                 transform: Callable[[Sample, torch.Generator], torch.Tensor] | None = None, seed: int = 0,
+                 texts: str = "caption") -> None:
+        if texts not in TEXT_CHOICES:
+            raise Ssl4eoV11Error(f"texts {texts!r}: choose caption, qa or both")
+        self.texts = texts
         self.root = Path(root)
         self.files = [str(f) for f in zarr_files(root, level)]
         self.level, self.max_cloud, self.cloud_policy = level, float(max_cloud), cloud_policy
@@ -247,6 +257,20 @@ class Ssl4eoV11Dataset(torch.utils.data.Dataset):
             return None, True
         return min(order, key=lambda t: fracs[t]), True
 
+    def choose_text(self, index: int, caption: str | None, qa: list[str]) -> tuple[str | None, str]:
+        """(the text the loss sees, "caption" or "qa") for location `index` this epoch (see the class docstring);
+        a location without pairs keeps its caption."""
+        from spectraclip.data.captions import item_seed
+
+        pool = [("caption", caption)] if caption is not None and self.texts != "qa" else []
+        if self.texts != "caption":
+            pool += [("qa", t) for t in qa]
+        if not pool:
+            return caption, "caption"
+        rng = np.random.default_rng(item_seed(self.seed, self.epoch, index) ^ 0x7E475)
+        source, text = pool[int(rng.integers(len(pool)))]
+        return text, source
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         from spectraclip.data.captions import item_seed
 
@@ -265,10 +289,11 @@ class Ssl4eoV11Dataset(torch.utils.data.Dataset):
                 n_bad += 1
                 continue
             texts = [f"{q} {a}".strip() for q, a in row.qa] if row else []
+            text, source = self.choose_text(i, caption, texts)
             g = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, i) ^ 0x5EED)
             pixels = self.transform(sample, g) if self.transform else torch.from_numpy(sample.pixels)
-            return {"pixels": pixels, "caption": caption, "texts": texts, "id": it.id, "n_bad": n_bad,
-                    "cloudy": cloudy}
+            return {"pixels": pixels, "caption": text, "texts": texts, "text_source": source, "id": it.id,
+                    "n_bad": n_bad, "cloudy": cloudy}
         raise Ssl4eoV11Error(f"{self.root}: no usable location among {n_bad} from {index} (all cloudy or uncaptioned)")
 
 
@@ -277,5 +302,5 @@ def qa_texts(items: Sequence[dict[str, Any]]) -> list[list[str]]:
     return [list(it.get("texts", [])) for it in items]
 
 
-__all__ = ["LEVELS", "Ssl4eoV11Dataset", "Ssl4eoV11Error", "Ssl4eoV11Item", "is_ssl4eo_v11", "load_captions",
-           "open_group", "split_qa", "zarr_files"]
+__all__ = ["LEVELS", "TEXT_CHOICES", "Ssl4eoV11Dataset", "Ssl4eoV11Error", "Ssl4eoV11Item", "is_ssl4eo_v11",
+           "load_captions", "open_group", "split_qa", "zarr_files"]

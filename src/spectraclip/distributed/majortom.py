@@ -58,18 +58,64 @@ def add_major_tom_columns(path: str | Path, items_meta: dict[str, dict[str, Any]
         pq.write_table(t, tmp)
 
 
+def is_core_shard(path: str | Path) -> bool:
+    """True for a Parquet file with the columns of a Major TOM Core shard (`product_id`, `grid_cell`, bands)."""
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if p.suffix.lower() != ".parquet" or not p.is_file():
+        return False
+    try:
+        names = set(pq.read_schema(p).names)
+    except Exception:  # noqa: BLE001 - anything unreadable is not a shard
+        return False
+    return {"product_id", "grid_cell"} <= names and any(n.startswith("B") or n in ("vv", "vh") for n in names)
+
+
+def shard_paths(paths: list[str | Path]) -> list[str]:
+    """The Core shards among `paths` (files, URLs, or folders searched for `*.parquet` shards, sorted);
+    `metadata.parquet` and other Parquet files are left out of folders."""
+    out: list[str] = []
+    for p in paths:
+        s = str(p)
+        if "://" in s and not s.startswith("file://"):
+            out.append(s)
+        elif Path(s).is_dir():
+            out += [str(f) for f in sorted(Path(s).rglob("*.parquet")) if is_core_shard(f)]
+        else:
+            out.append(s)
+    if not out:
+        from spectraclip.data.majortom import MajorTomError
+
+        raise MajorTomError(f"no Major TOM Core shard (.parquet with product_id, grid_cell and band columns) in "
+                            f"{', '.join(map(str, paths))}")
+    return out
+
+
+def major_tom_items(paths: list[str | Path], metadata: str | Path | None = None):
+    """The rows of the Core shards in `paths` (see `shard_paths`) as items of the one encode path."""
+    from spectraclip.data.majortom import core_items
+
+    return core_items(shard_paths(paths), metadata)
+
+
+def finish_major_tom(output: str | Path, items: list[Any]) -> None:
+    """After any engine (local, Ray, shard i/n) wrote `output` from `items`: add the published Major TOM columns."""
+    add_major_tom_columns(output, {it.id: it.meta for it in items})
+
+
 def embed_major_tom(model: Any, shards: list[str], output: str | Path, *, metadata: str | Path | None = None,
                     **kwargs: Any):
     """Embed every row of Major TOM Core shards into `output` in the Major TOM embedding layout (plus ours).
     `kwargs` go to `inference.embed_to_table` (batch size, workers, device, precision...). Returns its result."""
-    from spectraclip.data.majortom import core_items
     from spectraclip.inference import embed_to_table
 
-    items = core_items(shards, metadata)
+    items = major_tom_items(list(shards), metadata)
     kwargs.setdefault("bands", model.bands)
     result = embed_to_table(model, items, output, **kwargs)
-    add_major_tom_columns(output, {it.id: it.meta for it in items})
+    finish_major_tom(output, items)
     return result
 
 
-__all__ = ["add_major_tom_columns", "embed_major_tom"]
+__all__ = ["add_major_tom_columns", "embed_major_tom", "finish_major_tom", "is_core_shard", "major_tom_items",
+           "shard_paths"]

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from spectraclip.embeddings import EmbeddingsTableError, read_embeddings
+from spectraclip.embeddings import EmbeddingsTable, EmbeddingsTableError, read_embeddings
 from spectraclip.identity import MODEL_KEY, PREPROCESSING_KEY, Fingerprints
 from spectraclip.index.choose import DEFAULT_MAX_MEMORY, IndexPlan, choose_index
 from spectraclip.index.errors import IndexFormatError
@@ -31,7 +31,7 @@ from spectraclip.index.metadata import concat_metadata, metadata_from_table
 from spectraclip.index.store import FAISS_FILE, FORMAT, INFO_FILE, METADATA_FILE, VECTORS_FILE, read_info
 
 # table metadata copied into info.json (describes the embedding space)
-SPACE_KEYS = ("bands", "dim", "model", "preprocessing")
+SPACE_KEYS = ("bands", "dim", "model", "preprocessing", "model_declared", "source_format")
 
 
 @dataclass
@@ -63,17 +63,36 @@ def _normalise(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(out, dtype=np.float32), good
 
 
+def _published_table(path: str | Path, published: dict[str, Any] | None) -> EmbeddingsTable:
+    """A published Major TOM embedding file as a table of the declared model's space (`published`: the metadata
+    of the model named with --published: its fingerprints, bands, dim); refused without it."""
+    from spectraclip.data.majortom import PUBLISHED_HINT, read_published_columns, read_published_embeddings
+
+    if published is None:
+        raise IndexFormatError(f"{path} is a published Major TOM embedding file: {PUBLISHED_HINT}")
+    ids, vectors, info = read_published_embeddings(path, str(published.get("model_declared") or ""))
+    dim = published.get("dim")
+    if dim is not None and len(ids) and vectors.shape[1] != int(dim):
+        raise IndexFormatError(f"{path}: {vectors.shape[1]}-dimensional embeddings; the model named with "
+                               f"--published ({published.get('model_declared')}) makes {dim}")
+    return EmbeddingsTable(ids, vectors, read_published_columns(path), {**published, **info})
+
+
 def _read_tables(tables: Sequence[str | Path], known_ids: set[str], force: bool,
                  expect: Fingerprints | None = None, expect_dim: int | None = None,
-                 have_fingerprints: bool | None = None) -> tuple[_Batch, list[tuple[str, str]]]:
-    """Read and check tables: one dimension, one embedding space; skip duplicate ids and bad vectors."""
+                 have_fingerprints: bool | None = None,
+                 published: dict[str, Any] | None = None) -> tuple[_Batch, list[tuple[str, str]]]:
+    """Read and check tables: one dimension, one embedding space; skip duplicate ids and bad vectors. A published
+    Major TOM file is read only with `published` (the declared model's metadata), recorded as declared."""
+    from spectraclip.data.majortom import is_published_embeddings
+
     vecs, metas, sources, skipped = [], [], [], []
     fps, space, dim = expect, {}, expect_dim
     seen = set(known_ids)
     first = None
     for path in tables:
         try:
-            table = read_embeddings(path)
+            table = _published_table(path, published) if is_published_embeddings(path) else read_embeddings(path)
         except EmbeddingsTableError as exc:
             raise IndexFormatError(str(exc)) from exc
         where = str(path)
@@ -200,13 +219,24 @@ def build_from_arrays(vectors: np.ndarray, meta: pa.Table, out_dir: str | Path, 
     return plan
 
 
+def declared_space(model: Any, name: str) -> dict[str, Any]:
+    """The metadata under which published Major TOM embeddings are indexed when the user names `model` (called
+    `name`) as the one that made them: its fingerprints, bands and dimension, marked as declared, not verified."""
+    from spectraclip.embeddings import identity_metadata
+
+    return {"model_declared": name, "bands": ",".join(model.bands.names), "dim": int(model.embed_dim),
+            **identity_metadata(model)}
+
+
 def build_index(tables: Sequence[str | Path], out_dir: str | Path, *, max_memory: int = DEFAULT_MAX_MEMORY,
-                kind: str = "auto", force: bool = False, seed: int = 0) -> BuildReport:
-    """`spectraclip index build`: read embeddings tables, choose the index kind, write INDEX_DIR."""
+                kind: str = "auto", force: bool = False, seed: int = 0,
+                published: dict[str, Any] | None = None) -> BuildReport:
+    """`spectraclip index build`: read embeddings tables, choose the index kind, write INDEX_DIR. Published Major
+    TOM embedding files are read only with `published` (`declared_space` of the model named as their maker)."""
     if not tables:
         raise IndexFormatError("give at least one embeddings table")
     t0 = time.perf_counter()
-    batch, skipped = _read_tables(tables, set(), force)
+    batch, skipped = _read_tables(tables, set(), force, published=published)
     if not len(batch.vectors):
         raise IndexFormatError(f"no usable vectors in {', '.join(map(str, tables))}")
     plan = build_from_arrays(batch.vectors, batch.meta, out_dir, max_memory=max_memory, kind=kind,

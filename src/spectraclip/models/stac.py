@@ -51,6 +51,33 @@ def stac_item(model: Any, *, href: str = "model.safetensors", item_id: str | Non
     return item
 
 
+def validate_stac_item(d: dict[str, Any]) -> list[str]:
+    """Validate an exported item offline; returns what was checked, raises ValueError naming each problem.
+
+    The MLM extension's JSON schema (stac-extensions.github.io/mlm/v1.6.0/schema.json) does not ship in any
+    installed package (stac-model 0.7.0 only names its URI), so the `mlm:` properties are checked with stac-model's
+    pydantic model `MLModelProperties` (the model that schema is generated from), not the JSON schema. The core
+    STAC Item is checked against the item JSON schema pystac ships (Draft 7, offline)."""
+    from jsonschema import Draft7Validator
+    from pystac.validation.local_validator import get_local_schema_cache
+    from referencing import Registry, Resource
+    from stac_model.schema import MLModelProperties
+
+    cache = get_local_schema_cache()
+    item_uri = next(u for u in cache if u.endswith("item-spec/json-schema/item.json"))
+    registry = Registry().with_resources([(k, Resource.from_contents(v)) for k, v in cache.items()])
+    errors = [f"STAC item: {e.message} at {'/'.join(map(str, e.path))}"
+              for e in Draft7Validator(cache[item_uri], registry=registry).iter_errors(d)]
+    mlm = {k.removeprefix("mlm:"): v for k, v in d.get("properties", {}).items() if k.startswith("mlm:")}
+    try:
+        MLModelProperties.model_validate(mlm)
+    except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, reported with the rest
+        errors.append(f"MLM properties: {exc}")
+    if errors:
+        raise ValueError("; ".join(errors))
+    return [f"core item ({item_uri}, pystac's local copy)", "mlm:* properties (stac-model MLModelProperties)"]
+
+
 def write_stac_item(model: Any, output: str | Path, **kwargs: Any) -> Path:
     out = Path(output)
     d = stac_item(model, **kwargs).to_dict(include_self_link=False)

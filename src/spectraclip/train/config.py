@@ -90,6 +90,9 @@ class DataRecipe(_Section):
     level: Literal["S2L2A", "S2L1C"] = "S2L2A"  # ssl4eo-v1.1: which Sentinel-2 product
     max_cloud: Float = 1.0  # ssl4eo-v1.1: largest cloud-mask fraction of the season used (1.0: any)
     cloud_policy: Literal["skip", "flag"] = "skip"  # ssl4eo-v1.1: all 4 seasons cloudier: skip or flag
+    # ssl4eo-v1.1: which texts feed the contrastive loss: caption, qa (one question–answer pair) or both (one of
+    # caption + pairs), drawn per item and epoch from (seed, epoch, location), so resume stays exact
+    texts: Literal["caption", "qa", "both"] = "caption"
 
 
 class LossRecipe(_Section):
@@ -248,4 +251,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
     recipe = recipe_from_dict(data)
     if not recipe.data.train:
         raise RecipeError("recipe key 'data.train' is required (a caption manifest or shards)")
+    if recipe.data.texts != "caption" and recipe.data.layout != "ssl4eo-v1.1":
+        raise RecipeError(f"data.texts: {recipe.data.texts} needs question–answer pairs, which only data.layout: "
+                          "ssl4eo-v1.1 with data.captions provides; use data.texts: caption")
     return recipe

@@ -82,7 +82,8 @@ def make_dataset(spec: str, transform: TrainTransform, recipe: DataRecipe, seed:
         from spectraclip.data.ssl4eo_v11 import Ssl4eoV11Dataset
 
         return Ssl4eoV11Dataset(spec, captions=recipe.captions, level=recipe.level, max_cloud=recipe.max_cloud,
-                                cloud_policy=recipe.cloud_policy, transform=transform, seed=seed)
+                                cloud_policy=recipe.cloud_policy, transform=transform, seed=seed,
+                                texts=recipe.texts)
     if is_shards(spec):
         from spectraclip.data.shards import ShardDataset
 
