@@ -100,8 +100,8 @@ def _same_grid(a: Scene, b: Scene) -> bool:
 
 
 def _warp_band(src: BandSource, out: Path, crs: str | None, transform: Affine, height: int, width: int,
-               nodata: float | None) -> Path:
-    """A warped VRT of one band on the common grid (bilinear), written atomically."""
+               nodata: float | None, resampling: Resampling = Resampling.bilinear) -> Path:
+    """A warped VRT of one band on the common grid (bilinear; nearest for class layers), written atomically."""
     from rasterio.shutil import copy as rio_copy
     from rasterio.vrt import WarpedVRT
 
@@ -113,7 +113,7 @@ def _warp_band(src: BandSource, out: Path, crs: str | None, transform: Affine, h
         with rasterio.open(src.path) as ds:
             fill = nodata if nodata is not None else 0.0
             opts: dict[str, Any] = {"crs": crs or ds.crs, "transform": transform, "width": width, "height": height,
-                                    "resampling": Resampling.bilinear, "nodata": fill, "src_nodata": fill}
+                                    "resampling": resampling, "nodata": fill, "src_nodata": fill}
             with WarpedVRT(ds, **opts) as vrt, atomic_path(out) as tmp:
                 rio_copy(vrt, tmp, driver="VRT")
     return out
@@ -133,8 +133,12 @@ def _on_grid(scene: Scene, folder: Path, tag: str, crs: str | None, transform: A
         vrt = _warp_band(s, folder / f"{tag}_{b}.vrt", crs, transform, height, width, nd)
         sources[b] = BandSource(b, str(vrt.resolve()), 1)
         nodata[b] = nd if nd is not None else 0.0
+    scl = None
+    if scene.scl is not None:  # the cloud layer travels with the scene (nearest: its values are classes)
+        vrt = _warp_band(scene.scl, folder / f"{tag}_SCL.vrt", crs, transform, height, width, None, Resampling.nearest)
+        scl = BandSource("SCL", str(vrt.resolve()), 1)
     return Scene(scene.path, scene.id, sources, height, width, crs, tuple(float(v) for v in tuple(transform)[:6]),
-                 scene.grid_band, None, nodata, scene.kind)
+                 scene.grid_band, scl, nodata, scene.kind)
 
 
 def align_pair(before: Scene, after: Scene, bands: list[str], work_dir: str | Path) -> PairGrid:
