@@ -60,17 +60,18 @@ def scene_date(scene: Scene) -> date | None:
         for line in dates_file.read_text(encoding="utf-8").splitlines():
             key, _, value = line.partition(":")
             if key.strip() == f"date_{m.group(1)}":
-                d = _parse_date(value.strip())
+                d = parse_date(value.strip())
                 if d:
                     return d
     for text in [p.name, *(Path(s.path).name for s in scene.sources.values())]:
-        d = _parse_date(text)
+        d = parse_date(text)
         if d:
             return d
     return None
 
 
-def _parse_date(text: str) -> date | None:
+def parse_date(text: str) -> date | None:
+    """The first valid YYYYMMDD date in `text` (`20170829`, `..._20170829T102021_...`), None without one."""
     for m in _DATE.finditer(text):
         try:
             return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
@@ -242,4 +243,4 @@ def band_stats(scene: Scene, bands: list[str], max_size: int = 512) -> tuple[np.
     return med.astype(np.float32), np.maximum(scale, 1e-6).astype(np.float32)
 
 
-__all__ = ["ChangeInputError", "PairGrid", "align_pair", "band_stats", "scene_date", "shared_bands"]
+__all__ = ["ChangeInputError", "PairGrid", "align_pair", "band_stats", "parse_date", "scene_date", "shared_bands"]
