@@ -19,7 +19,8 @@ the Mann-Kendall p-value, the robust z-score of each date's residual from the wi
 - per series `<name>.tif` (one band per date), `<name>.trend.tif` (slope per year, p-value, tau),
   `<name>.anomaly.tif` (one robust z band per date): float32 COGs on the stack's grid, window values blended with
   the runner's window weight, NaN where no window had a value;
-- `trajectories.png` (the series at the `at` places, or at the three strongest trends) and `trend.png`.
+- `trajectories.png` (the series at the `at` places, or at the three strongest trends), `trend.png`, and
+  `clouds.png` (each date in natural colour with its cloud layer in red) when a date has one.
 """
 
 from __future__ import annotations
@@ -304,6 +305,12 @@ def _timeseries(model, inputs, out: Path, qs: list[str], classes: list[Any], met
         first_series = next(iter(series))
         result.plots["trend"] = plot_trend(out / "trend.png", rasters[first_series]["trend"], stack.grid, at,
                                            title=f"Theil-Sen slope per year: {first_series}")
+    if plots:
+        from spectraclip.timeseries.plot import plot_cloud_masks
+
+        clouds = plot_cloud_masks(out / "clouds.png", stack)
+        if clouds is not None:
+            result.plots["clouds"] = clouds
     shutil.rmtree(parts, ignore_errors=True)
     result.seconds = time.perf_counter() - t0
     return result

@@ -124,3 +124,43 @@ def plot_trend(path: Path, trend_cog: Path, grid: Scene, at: Sequence[tuple[floa
 
 
 __all__ = ["place_window", "plot_trajectories", "plot_trend"]
+
+
+def plot_cloud_masks(path: Path, stack: Any, max_size: int = 256) -> Path | None:
+    """Each date in natural colour with its cloud layer (the one the reader skips windows by) in red: to look at
+    what the mask marked. None when no date has a cloud layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from spectraclip.apps.quicklook import natural_colour
+    from spectraclip.io.scene import SCL_CLOUD, SceneReader
+
+    if not any(d.scene.scl is not None for d in stack.dates):
+        return None
+    n = len(stack.dates)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    for ax, d in zip(axes[0], stack.dates, strict=True):
+        with SceneReader(d.scene) as reader:
+            rgb = natural_colour(reader, max_size)
+        if rgb is not None:
+            ax.imshow(rgb)
+        if d.scene.scl is not None:
+            shape = rgb.shape[:2] if rgb is not None else (max_size, max_size)
+            with rasterio.open(d.scene.scl.path) as ds:
+                codes = ds.read(d.scene.scl.index, out_shape=shape, resampling=Resampling.nearest)
+            cloud = np.isin(codes, SCL_CLOUD)
+            overlay = np.zeros((*shape, 4), np.float32)
+            overlay[cloud] = (1.0, 0.0, 0.0, 0.45)
+            ax.imshow(overlay)
+            ax.set_title(f"{d.date.isoformat()}: {100 * cloud.mean():.1f}% cloud", fontsize=8)
+        else:
+            ax.set_title(f"{d.date.isoformat()}: no cloud layer", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
