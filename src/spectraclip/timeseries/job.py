@@ -180,10 +180,10 @@ def _reference_mask(dates: Sequence[date], reference: tuple[date, date] | None) 
 def embedding_distance(emb: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """`[W, T]` cosine distance of each window's date embedding `[W, T, D]` to the normalised mean of its
     embeddings at the reference dates (`reference` bool `[T]`); NaN where either is missing."""
-    ref = np.nanmean(np.where(reference[None, :, None], emb, np.nan), axis=1)
+    ref = np.nanmean(np.where(reference[None, :, None], emb.astype(np.float64), np.nan), axis=1)
     ref /= np.linalg.norm(ref, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore"):
-        return (1.0 - np.einsum("wtd,wd->wt", emb, ref)).astype(np.float32)
+        return (1.0 - np.einsum("wtd,wd->wt", emb.astype(np.float64), ref)).astype(np.float32)
 
 
 def series_stats(series: np.ndarray, dates: Sequence[date]) -> dict[str, Any]:
@@ -199,7 +199,9 @@ def series_stats(series: np.ndarray, dates: Sequence[date]) -> dict[str, Any]:
         r = resid[w][np.isfinite(resid[w])]
         if r.size >= 3:
             mads.append(MAD_SCALE * np.median(np.abs(r - np.median(r))))
-    floor = max(float(np.median(mads)) if mads else 0.0, 1e-4)  # as noisy as the typical window, at least
+    # a window's spread counts as at least the typical window's (scale-free: similarities and embedding
+    # distances live on very different scales), so a nearly flat window does not turn noise into anomalies
+    floor = max(float(np.median(mads)) if mads else 0.0, 1e-12)
     z = np.stack([detrended_z(t, series[w], slopes[w], floor) for w in range(W)]) if W else np.zeros((0, T))
     scale = floor
     cps = [change_points(series[w], scale=scale) for w in range(W)]
