@@ -111,7 +111,7 @@ def s2cloudless_mask(scene: Scene, out: str | Path, max_size: int = S2CLOUDLESS_
     cloud = binary_dilation(smooth > S2CLOUDLESS_THRESHOLD, iterations=1)
     codes = np.where(cloud, SCL_CLOUD_HIGH, SCL_CLEAR).astype(np.uint8)
     a = scene.affine
-    transform = a * Affine.scale(scene.width / w, scene.height / h)
+    transform = a @ Affine.scale(scene.width / w, scene.height / h)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:

@@ -29,7 +29,7 @@ def _window_metas(grid: Scene, windows: Sequence[SceneWindow]) -> list[dict[str,
 
     metas = []
     for w in windows:
-        tr = grid.affine * Affine.translation(w.col, w.row)
+        tr = grid.affine @ Affine.translation(w.col, w.row)
         metas.append({"crs": grid.crs, "bounds": native_bounds(tuple(tr)[:6], w.height, w.width),
                       "width": w.width, "height": w.height, "window": w.to_dict()})
     return metas

@@ -20,7 +20,7 @@ def place_window(grid: Scene, windows: Sequence[SceneWindow], lon: float, lat: f
 
         xs, ys = transform("EPSG:4326", grid.crs, [lon], [lat])
         x, y = xs[0], ys[0]
-    col, row = ~grid.affine * (x, y)
+    col, row = ~grid.affine @ (x, y)
     if not (0 <= row < grid.height and 0 <= col < grid.width):
         return None
     return min(windows, key=lambda w: (w.row + w.height / 2 - row) ** 2 + (w.col + w.width / 2 - col) ** 2)
@@ -113,7 +113,7 @@ def plot_trend(path: Path, trend_cog: Path, grid: Scene, at: Sequence[tuple[floa
 
             xs, ys = transform("EPSG:4326", grid.crs, [lon], [lat])
             x, y = xs[0], ys[0]
-        col, row = ~grid.affine * (x, y)
+        col, row = ~grid.affine @ (x, y)
         ax.plot(col / f, row / f, "k*", ms=12)
     fig.colorbar(im, ax=ax, label="slope per year (black outline: p < 0.05)")
     ax.set_title(title, fontsize=9)
