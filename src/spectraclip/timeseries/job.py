@@ -285,6 +285,10 @@ def _timeseries(model, inputs, out: Path, qs: list[str], classes: list[Any], met
     if metric == "embedding":
         series["embedding_distance"] = embedding_distance(emb, ref_mask)
     stats = {name: series_stats(s, dates) for name, s in series.items()}
+    if "embedding_distance" in stats:  # ~0 at the reference dates by construction: not an anomaly there
+        st = stats["embedding_distance"]
+        st["z"][:, ref_mask] = np.nan
+        st["anomaly"][:, ref_mask] = False
     out.mkdir(parents=True, exist_ok=True)
     from spectraclip.timeseries.outputs import paint_series, write_long_table, write_windows_table
 
@@ -304,7 +308,7 @@ def _timeseries(model, inputs, out: Path, qs: list[str], classes: list[Any], met
 
         result.plots["trajectories"] = plot_trajectories(out / "trajectories.png", stack.grid, windows, dates,
                                                          series, stats, at)
-        first_series = next(iter(series))
+        first_series = "embedding_distance" if "embedding_distance" in series else next(iter(series))
         result.plots["trend"] = plot_trend(out / "trend.png", rasters[first_series]["trend"], stack.grid, at,
                                            title=f"Theil-Sen slope per year: {first_series}")
     if plots:

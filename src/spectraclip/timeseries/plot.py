@@ -33,10 +33,10 @@ def _places(grid: Scene, windows: Sequence[SceneWindow], series: dict[str, np.nd
         w = place_window(grid, windows, lon, lat)
         if w is not None:
             out.append((f"{lon:.4f},{lat:.4f}", w))
-    if not out:  # no place given (or none on the grid): the three strongest trends of the first series
-        name = next(iter(series))
-        slopes = np.array([abs(tr.slope) if np.isfinite(tr.slope) else -1.0 for tr in stats[name]["trends"]])
-        for i in np.argsort(-slopes)[:3]:
+    if not out:  # no place given (or none on the grid): the three most monotonic trends (largest |Kendall tau|)
+        name = "embedding_distance" if "embedding_distance" in series else next(iter(series))
+        taus = np.array([abs(tr.tau) if np.isfinite(tr.tau) else -1.0 for tr in stats[name]["trends"]])
+        for i in np.argsort(-taus, kind="stable")[:3]:
             out.append((f"window {windows[i].index} (strongest trend)", windows[i]))
     return out
 
