@@ -29,6 +29,7 @@ import torch
 
 from spectraclip.apps.scene_job import JobSummary, ResumeError, can_resume, run_windows
 from spectraclip.errors import SpectraclipError
+from spectraclip.io.clouds import apply_cloud_mask, check_cloud_mask
 from spectraclip.io.cog import BlockWriter
 from spectraclip.io.radiometry import as_radiometry
 from spectraclip.io.scene import Scene, SceneError, SceneWindow, open_scene, window_grid
@@ -68,8 +69,10 @@ class SceneOptions:
     missing_bands: str | None = None
     radiometry: str | None = None
     max_skipped: float = DEFAULT_MAX_SKIPPED
+    cloud_mask: str = "auto"  # io.clouds: auto (SCL when the scene has one) | scl | s2cloudless | none
 
     def __post_init__(self) -> None:
+        check_cloud_mask(self.cloud_mask)
         if not 0.0 <= float(self.max_skipped) <= 1.0:
             raise SkippedWindowsError(f"--max-skipped {self.max_skipped}: give a share within 0..1 (1 accepts any "
                                       "number of skipped windows as long as one is encoded)")
@@ -83,7 +86,7 @@ class SceneOptions:
         """What of these options decides the output (a resumed run must agree on it). `max_skipped` does not:
         a run refused for skipped windows resumes at its end when rerun with a larger share."""
         return {"weight": self.weight, "nodata": self.nodata, "max_cloud": self.max_cloud,
-                "radiometry": self.radiometry}
+                "radiometry": self.radiometry, "cloud_mask": self.cloud_mask}
 
 
 @contextmanager
@@ -101,11 +104,18 @@ def run_model(model: Any, device: str | torch.device | None = None) -> Iterator[
         yield copy.deepcopy(model).to(dev).eval()
 
 
-def select_model_bands(model: Any, scene: str | Path | Scene, bands: Any = None, scl: str | Path | None = None
-                       ) -> Scene:
-    """The scene (opened when given as a path) restricted to the bands the model takes; none in common is a
-    SceneError. Bands the model takes that the scene lacks are the preprocessor's business (missing-band policy)."""
-    sc = scene if isinstance(scene, Scene) else open_scene(scene, bands, scl=scl)
+def select_model_bands(model: Any, scene: str | Path | Scene, bands: Any = None, scl: str | Path | None = None,
+                       cloud_mask: str = "auto", work_dir: str | Path | None = None) -> Scene:
+    """The scene (opened when given as a path) with its cloud layer (`cloud_mask`, `io.clouds`; s2cloudless
+    writes its mask into `work_dir`) restricted to the bands the model takes; none in common is a SceneError.
+    Bands the model takes that the scene lacks are the preprocessor's business (missing-band policy)."""
+    if isinstance(scene, Scene):
+        sc = scene
+    else:  # s2cloudless reads bands the model may not take: the scene is opened whole, then restricted
+        sc = open_scene(scene, None if cloud_mask == "s2cloudless" else bands, scl=scl)
+    sc = apply_cloud_mask(sc, cloud_mask, work_dir)
+    if bands is not None and cloud_mask == "s2cloudless" and not isinstance(scene, Scene):
+        sc = sc.select(bands)
     have = set(sc.bands.names)
     usable = [b for b in model.bands.names if b in have]
     if not usable:
@@ -160,7 +170,9 @@ class SceneJob:
     def open(cls, model: Any, scene: str | Path | Scene, output: str | Path, options: SceneOptions, *,
              select_bands: bool = True) -> SceneJob:
         """Open `scene` for `model` (its bands selected unless `select_bands` is False, e.g. an aligned pair)."""
-        sc = select_model_bands(model, scene, options.bands, options.scl) if select_bands else scene
+        parts = Path(output).with_name(Path(output).name + ".parts")
+        sc = (select_model_bands(model, scene, options.bands, options.scl, options.cloud_mask, parts) if select_bands
+              else scene)  # an aligned pair or stack has had its cloud layer applied by the caller
         assert isinstance(sc, Scene)
         tile = int(options.tile or model.image_size)
         stride = int(options.stride or max(1, tile // 2))
@@ -205,9 +217,11 @@ class SceneJob:
         return resume
 
     def run(self, window_fn: Any, channels: int, writer: BlockWriter, on_strip: Any, key: dict[str, Any],
-            reader_options: dict[str, Any] | None = None) -> JobSummary:
+            reader_options: dict[str, Any] | None = None, check: bool = True) -> JobSummary:
         """Open `writer` (resuming a run of the same `key`), run the windows, close it; a run that skipped too
-        much raises `SkippedWindowsError`, leaving the partial output and the resume state (not finished)."""
+        much raises `SkippedWindowsError`, leaving the partial output and the resume state (not finished).
+        `check=False` leaves that check to the caller (a time series checks its whole stack: one wholly cloudy
+        date is missing, not a failure)."""
         o = self.options
         writer.open(resume=self.can_resume(key, writer.partial))
         try:
@@ -218,7 +232,8 @@ class SceneJob:
                                   checkpoint_rows=o.checkpoint_rows)
         finally:
             writer.close()
-        self.check(summary, writer.partial)
+        if check:
+            self.check(summary, writer.partial)
         return summary
 
     def check(self, summary: JobSummary, partial: Path) -> None:

@@ -60,17 +60,18 @@ def scene_date(scene: Scene) -> date | None:
         for line in dates_file.read_text(encoding="utf-8").splitlines():
             key, _, value = line.partition(":")
             if key.strip() == f"date_{m.group(1)}":
-                d = _parse_date(value.strip())
+                d = parse_date(value.strip())
                 if d:
                     return d
     for text in [p.name, *(Path(s.path).name for s in scene.sources.values())]:
-        d = _parse_date(text)
+        d = parse_date(text)
         if d:
             return d
     return None
 
 
-def _parse_date(text: str) -> date | None:
+def parse_date(text: str) -> date | None:
+    """The first valid YYYYMMDD date in `text` (`20170829`, `..._20170829T102021_...`), None without one."""
     for m in _DATE.finditer(text):
         try:
             return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
@@ -100,8 +101,8 @@ def _same_grid(a: Scene, b: Scene) -> bool:
 
 
 def _warp_band(src: BandSource, out: Path, crs: str | None, transform: Affine, height: int, width: int,
-               nodata: float | None) -> Path:
-    """A warped VRT of one band on the common grid (bilinear), written atomically."""
+               nodata: float | None, resampling: Resampling = Resampling.bilinear) -> Path:
+    """A warped VRT of one band on the common grid (bilinear; nearest for class layers), written atomically."""
     from rasterio.shutil import copy as rio_copy
     from rasterio.vrt import WarpedVRT
 
@@ -113,7 +114,7 @@ def _warp_band(src: BandSource, out: Path, crs: str | None, transform: Affine, h
         with rasterio.open(src.path) as ds:
             fill = nodata if nodata is not None else 0.0
             opts: dict[str, Any] = {"crs": crs or ds.crs, "transform": transform, "width": width, "height": height,
-                                    "resampling": Resampling.bilinear, "nodata": fill, "src_nodata": fill}
+                                    "resampling": resampling, "nodata": fill, "src_nodata": fill}
             with WarpedVRT(ds, **opts) as vrt, atomic_path(out) as tmp:
                 rio_copy(vrt, tmp, driver="VRT")
     return out
@@ -133,8 +134,12 @@ def _on_grid(scene: Scene, folder: Path, tag: str, crs: str | None, transform: A
         vrt = _warp_band(s, folder / f"{tag}_{b}.vrt", crs, transform, height, width, nd)
         sources[b] = BandSource(b, str(vrt.resolve()), 1)
         nodata[b] = nd if nd is not None else 0.0
+    scl = None
+    if scene.scl is not None:  # the cloud layer travels with the scene (nearest: its values are classes)
+        vrt = _warp_band(scene.scl, folder / f"{tag}_SCL.vrt", crs, transform, height, width, None, Resampling.nearest)
+        scl = BandSource("SCL", str(vrt.resolve()), 1)
     return Scene(scene.path, scene.id, sources, height, width, crs, tuple(float(v) for v in tuple(transform)[:6]),
-                 scene.grid_band, None, nodata, scene.kind)
+                 scene.grid_band, scl, nodata, scene.kind)
 
 
 def align_pair(before: Scene, after: Scene, bands: list[str], work_dir: str | Path) -> PairGrid:
@@ -238,4 +243,4 @@ def band_stats(scene: Scene, bands: list[str], max_size: int = 512) -> tuple[np.
     return med.astype(np.float32), np.maximum(scale, 1e-6).astype(np.float32)
 
 
-__all__ = ["ChangeInputError", "PairGrid", "align_pair", "band_stats", "scene_date", "shared_bands"]
+__all__ = ["ChangeInputError", "PairGrid", "align_pair", "band_stats", "parse_date", "scene_date", "shared_bands"]

@@ -136,9 +136,11 @@ def combine(raw: np.ndarray, stats: dict[str, tuple[float, float]], rule: Change
 
 
 def _load_pair(model, before: str | Path | Scene, after: str | Path | Scene, work: Path, bands: Any,
-               policy: str | None = None) -> tuple[PairGrid, list[str]]:
-    sb = before if isinstance(before, Scene) else open_scene(before, bands)
-    sa = after if isinstance(after, Scene) else open_scene(after, bands)
+               policy: str | None = None, cloud_mask: str = "auto") -> tuple[PairGrid, list[str]]:
+    from spectraclip.io.clouds import apply_cloud_mask
+
+    sb = apply_cloud_mask(before if isinstance(before, Scene) else open_scene(before, bands), cloud_mask, work)
+    sa = apply_cloud_mask(after if isinstance(after, Scene) else open_scene(after, bands), cloud_mask, work)
     policy = policy or model.preprocessor().missing_bands
     use, notes = shared_bands(list(model.bands.names), sb, sa, policy)
     pair = align_pair(sb, sa, use, work)
@@ -229,7 +231,7 @@ def _change(model, before: str | Path | Scene, after: str | Path | Scene, output
     parts = out.with_name(out.name + ".parts")
     dev = model_device(model)
     policy = opts.missing_bands or model.preprocessor().missing_bands
-    pair, use = _load_pair(model, before, after, parts / "grid", opts.bands, policy)
+    pair, use = _load_pair(model, before, after, parts / "grid", opts.bands, policy, opts.cloud_mask)
     job = SceneJob.open(model, pair.before, out, opts, select_bands=False)
     sc, tile, stride, windows = job.scene, job.tile, job.stride, job.windows
     stats = (DateStats(*band_stats(pair.before, use)), DateStats(*band_stats(pair.after, use)))

@@ -14,6 +14,7 @@ from spectraclip.cli.common import (
     CheckpointOpt,
     ClassesFileOpt,
     ClassesOpt,
+    CloudMaskOpt,
     DeviceOpt,
     MissingBandsOpt,
     ModelBandsOpt,
@@ -99,6 +100,7 @@ def map_command(
     missing_bands: MissingBandsOpt = None,
     radiometry: RadiometryOpt = None,
     scl: SclOpt = None,
+    cloud_mask: CloudMaskOpt = "auto",
     nodata: NodataOpt = NODATA_DEFAULT,
     max_skipped: MaxSkippedOpt = 0.5,
     batch_size: BatchOpt = None,
@@ -112,7 +114,7 @@ def map_command(
 
     specs = None if probe and not (classes or classes_file) else parse_classes(classes, classes_file)
     opts = scene_options(tile, stride, bands, nodata, batch_size, workers, device, precision, missing_bands,
-                         radiometry, max_skipped, weight=weight, scl=scl)
+                         radiometry, max_skipped, weight=weight, scl=scl, cloud_mask=cloud_mask)
     m = load_model_or_exit(model, checkpoint, device, model_bands)
     res = map_scene(m, scene, output, specs, probe=probe, templates=templates, dense=dense,
                     probabilities=probabilities, vector=vector, cls_lambda=cls_lambda, options=opts)
@@ -141,6 +143,7 @@ def heatmap_command(
     missing_bands: MissingBandsOpt = None,
     radiometry: RadiometryOpt = None,
     scl: SclOpt = None,
+    cloud_mask: CloudMaskOpt = "auto",
     nodata: NodataOpt = NODATA_DEFAULT,
     max_skipped: MaxSkippedOpt = 0.5,
     batch_size: BatchOpt = None,
@@ -152,7 +155,7 @@ def heatmap_command(
     from spectraclip.apps.heatmap import heatmap_scene
 
     opts = scene_options(tile, stride, bands, nodata, batch_size, workers, device, precision, missing_bands,
-                         radiometry, max_skipped, scl=scl)
+                         radiometry, max_skipped, scl=scl, cloud_mask=cloud_mask)
     m = load_model_or_exit(model, checkpoint, device, model_bands)
     res = heatmap_scene(m, scene, output, query, cls_lambda=cls_lambda, attention=attention, options=opts)
     print_summary(res, "heatmap")

@@ -23,6 +23,7 @@ from spectraclip.cli.common import (
     CheckpointOpt,
     ClassesFileOpt,
     ClassesOpt,
+    CloudMaskOpt,
     DeviceOpt,
     MissingBandsOpt,
     ModelBandsOpt,
@@ -87,6 +88,7 @@ def change_command(
     model_bands: ModelBandsOpt = None,
     missing_bands: MissingBandsOpt = None,
     radiometry: RadiometryOpt = None,
+    cloud_mask: CloudMaskOpt = "auto",
     nodata: NodataOpt = NODATA_DEFAULT,
     max_skipped: MaxSkippedOpt = 0.5,
     precision: PrecisionOpt = "auto",
@@ -161,7 +163,7 @@ def change_command(
             raise ChangeInputError("--save-probe needs a probe: give --train-labels")
         console.print(f"saved the probe to {save_probe_file(probe, save_probe)}")
     opts = scene_options(tile, stride, bands, nodata, batch_size, workers, device, precision, missing_bands, radiometry,
-                         max_skipped, weight=weight)
+                         max_skipped, weight=weight, cloud_mask=cloud_mask)
     res = change_scene(m, before, after, output, classes=specs, queries=split_list(query) if query else None,
                        probe=probe, threshold=threshold, rule=rule, templates=templates, vector=vector or "auto",
                        options=opts)

@@ -205,6 +205,20 @@ RadiometryOpt = Annotated[
                  "04.00, 25 Jan 2022: DN - 1000 first), reflectance (0-1), or scale=S,offset=O (reflectance = raw * "
                  "S + O). Overrides the files' tags. Default: what the files' tags or metadata say."),
 ]
+def _check_cloud_mask(value: str) -> None:
+    from spectraclip.io.clouds import check_cloud_mask
+
+    check_cloud_mask(value)
+
+
+CloudMaskOpt = Annotated[
+    str, typer.Option("--cloud-mask", callback=_checked(_check_cloud_mask), help="Per-date cloud mask: auto (the "
+                      "SCL layer when the scene has one), scl (L2A's SCL; an error without one), s2cloudless (L1C: "
+                      "the s2cloudless classifier on the scene's ten L1C bands), none. Windows cloudier than "
+                      "--max-cloud are skipped (missing at that date).")
+]
+MaxCloudOpt = Annotated[float, typer.Option("--max-cloud", min=0.0, max=1.0, help="Largest cloud share of a window "
+                                            "that is still read; cloudier windows are skipped.")]
 PathsArg = Annotated[list[Path], typer.Argument(callback=existing_paths,
                                                 help="Raster files or folders (searched recursively).")]
 

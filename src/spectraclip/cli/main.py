@@ -92,6 +92,7 @@ _COMMAND_MODULES: list[str] = [
     "spectraclip.cli.serve",
     "spectraclip.cli.apps",
     "spectraclip.cli.change",
+    "spectraclip.cli.timeseries",
     "spectraclip.cli.export",
 ]
 

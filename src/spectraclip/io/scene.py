@@ -506,6 +506,10 @@ class SceneReader:
                         sc.crs, tuple(float(v) for v in tuple(aff)[:6]), meta)
         return WindowRead(window, sample, valid)
 
+    def cloud_fraction(self, window: SceneWindow) -> float:
+        """Share of the window's pixels the scene's cloud layer marks as cloud (0 without a layer)."""
+        return self._cloud_fraction(window) if self.scene.scl is not None else 0.0
+
     def _cloud_fraction(self, window: SceneWindow) -> float:
         assert self.scene.scl is not None
         sc = self.scene
