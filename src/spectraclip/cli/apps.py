@@ -149,12 +149,13 @@ def heatmap_command(
     precision: PrecisionOpt = "auto",
 ) -> None:
     """Where in a scene each text query matches: dense patch-level similarity, training-free, as a COG."""
-    from spectraclip.apps.heatmap import heatmap_scene
+    from spectraclip import api
 
-    opts = scene_options(tile, stride, bands, nodata, batch_size, workers, device, precision, missing_bands,
-                         radiometry, max_skipped, scl=scl)
     m = load_model_or_exit(model, checkpoint, device, model_bands)
-    res = heatmap_scene(m, scene, output, query, cls_lambda=cls_lambda, attention=attention, options=opts)
+    res = api.heatmap(m, scene, output, query, device=device, precision=precision, tile=tile, stride=stride,
+                      cls_lambda=cls_lambda, attention=attention, bands=bands, missing_bands=missing_bands,
+                      radiometry=radiometry, scl=scl, nodata=nodata, max_skipped=max_skipped,
+                      batch_size=batch_size, num_workers=workers)
     print_summary(res, "heatmap")
 
 

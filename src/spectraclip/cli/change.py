@@ -14,7 +14,6 @@ from spectraclip.cli.apps import (
     StrideOpt,
     TileOpt,
     print_summary,
-    scene_options,
 )
 from spectraclip.cli.common import (
     NODATA_DEFAULT,
@@ -96,6 +95,7 @@ def change_command(
 ) -> None:
     """Change between two dates: embedding change + spectral change vector per window and patch, as a COG."""
 
+    from spectraclip import api
     from spectraclip.change.cnn import config_with, fit_cnn_probe
     from spectraclip.change.features import feature_names
     from spectraclip.change.labels import find_pairs
@@ -107,7 +107,6 @@ def change_command(
         DEFAULT_RULE,
         ChangeInputError,
         ChangeRule,
-        change_scene,
         labelled_arrays,
         labelled_samples,
     )
@@ -160,11 +159,11 @@ def change_command(
         if probe is None:
             raise ChangeInputError("--save-probe needs a probe: give --train-labels")
         console.print(f"saved the probe to {save_probe_file(probe, save_probe)}")
-    opts = scene_options(tile, stride, bands, nodata, batch_size, workers, device, precision, missing_bands, radiometry,
-                         max_skipped, weight=weight)
-    res = change_scene(m, before, after, output, classes=specs, queries=split_list(query) if query else None,
-                       probe=probe, threshold=threshold, rule=rule, templates=templates, vector=vector or "auto",
-                       options=opts)
+    res = api.change(m, before, after, output, classes=specs, queries=split_list(query) if query else None,
+                     device=device, precision=precision, probe=probe, threshold=threshold, rule=rule,
+                     templates=templates, vector=vector or "auto", tile=tile, stride=stride, weight=weight,
+                     bands=bands, nodata=nodata, missing_bands=missing_bands, radiometry=radiometry,
+                     max_skipped=max_skipped, batch_size=batch_size, num_workers=workers)
     for n in res.notes:
         console.print(f"[yellow]note:[/] {n}")
     zs = res.extra.get("zeroshot")
