@@ -118,6 +118,63 @@ def test_face_defaults_are_the_cli_defaults():
             assert fp[name].default == cp[cli_name].default, (face.__name__, name)
 
 
+def _defaults(fn) -> dict:
+    import inspect
+
+    return {n: p.default for n, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _face_defaults(face, library) -> dict:
+    """What a face call leaves to its defaults: the face's own parameters, then what it sets for `**options`
+    (`api._scene_kwargs`), then the library function's defaults."""
+    from spectraclip import api
+
+    out = _defaults(library)
+    out.update({"num_workers": api.WORKERS, "nodata": api.NODATA})
+    out.update(_defaults(face))
+    return out
+
+
+def test_scene_evaluate_and_train_faces_have_the_cli_defaults():
+    from spectraclip.apps.heatmap import heatmap_scene
+    from spectraclip.apps.maps import map_scene
+    from spectraclip.change.scene import change_scene
+    from spectraclip.cli.apps import heatmap_command, map_command
+    from spectraclip.cli.change import change_command
+    from spectraclip.cli.evaluate import evaluate_cmd
+    from spectraclip.cli.train import train_cmd
+
+    scene = ("tile", "stride", "bands", "missing_bands", "radiometry", "nodata", "max_skipped", "batch_size",
+             "device", "precision")
+    cases = [(sc.heatmap, heatmap_scene, heatmap_command, (*scene, "cls_lambda", "attention", "scl")),
+             (sc.change, change_scene, change_command, (*scene, "weight", "threshold", "templates")),
+             (sc.map_scene, map_scene, map_command, (*scene, "templates", "probe", "dense", "probabilities",
+                                                     "vector", "weight", "cls_lambda", "scl"))]
+    for face, library, cli, names in cases:
+        fd, cd = _face_defaults(face, library), _defaults(cli)
+        for name in names:
+            assert fd[name] == cd[name], (face.__name__, name, fd[name], cd[name])
+        assert fd["num_workers"] == cd["workers"], face.__name__
+    fd, cd = _defaults(sc.evaluate), _defaults(evaluate_cmd)
+    for name, cli_name in (("split", "split"), ("batch_size", "batch_size"), ("workers", "workers"),
+                           ("device", "device"), ("precision", "precision"), ("plots", "plots"), ("force", "force"),
+                           ("embeddings", "embeddings"), ("templates", "templates"), ("tasks", "task"),
+                           ("root", "root")):
+        assert fd[name] == cd[cli_name], ("evaluate", name)
+    assert str(fd["output"]) == str(cd["output_dir"])
+    fd, cd = _defaults(sc.train), _defaults(train_cmd)
+    assert (fd["overrides"], fd["resume"]) == (cd["overrides"], cd["resume"])
+
+
+def test_face_names_survive_importing_their_subpackages():
+    import importlib
+
+    for name in ("change", "evaluate", "train"):
+        importlib.import_module(f"spectraclip.{name}")
+        assert callable(getattr(sc, name)) and getattr(sc, name).__module__ == "spectraclip.api", name
+
+
 def test_plots_return_figures(model, folder, tmp_path):
     import matplotlib
 

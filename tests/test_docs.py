@@ -15,6 +15,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted((REPO / "docs" / "tutorials").glob("*.md"))
 FENCE = re.compile(r"^```python([^\n]*)\n(.*?)^```", re.S | re.M)
+#: `<!-- test-data: NAME -->` on a page: it reads NAME under the shared data folder (`../shared/data`, or
+#: `$SPECTRACLIP_DATA`), which the page finds through `SPECTRACLIP_DATA`; without it the page is skipped.
+DATA_MARK = re.compile(r"<!-- test-data: ([\w.-]+) -->")
+SHARED_DATA = Path(os.environ.get("SPECTRACLIP_DATA", REPO.parent / "shared" / "data"))
 
 
 def python_blocks(page: Path) -> list[tuple[str, str]]:
@@ -44,6 +48,12 @@ def test_tutorial_blocks_run(page, tmp_path, monkeypatch):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    needs = DATA_MARK.findall(page.read_text())
+    missing = [n for n in needs if not (SHARED_DATA / n).exists()]
+    if missing:
+        pytest.skip(f"{page.name} reads {', '.join(missing)} under {SHARED_DATA}, which is absent")
+    if needs:
+        monkeypatch.setenv("SPECTRACLIP_DATA", str(SHARED_DATA.resolve()))
     img = REPO / "docs" / "img"
     img.mkdir(exist_ok=True)
     (tmp_path / "img").symlink_to(img)  # the figures a block writes to img/ are the site's

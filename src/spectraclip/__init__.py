@@ -13,6 +13,8 @@ sc.classify(model, "tiles/", ["forest", "river", "industrial area"]).to_pandas()
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -35,3 +37,17 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_FACE])
+
+
+class _Package(types.ModuleType):
+    """The package module: three face functions share their names with subpackages (`change`, `evaluate`,
+    `train`), and importing a subpackage binds it on its parent; here the face keeps those names
+    (`import spectraclip.change.scene` still works: imports go through `sys.modules`)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FACE and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -825,7 +825,7 @@ def heatmap(model: SpectralCLIP, scene: PathLike, output: PathLike, queries: str
 
 
 def change(model: SpectralCLIP, before: PathLike, after: PathLike, output: PathLike, *,
-           classes: str | Sequence[str] | None = None, queries: str | Sequence[str] | None = None,
+           classes: str | Sequence[str] | Sequence[ClassSpec] | None = None, queries: str | Sequence[str] | None = None,
            device: str = DEVICE, precision: str = PRECISION, **options: Any) -> ChangeResult:
     """A change map of BEFORE -> AFTER as a COG (`spectraclip change`; resumable).
 
@@ -834,7 +834,8 @@ def change(model: SpectralCLIP, before: PathLike, after: PathLike, output: PathL
         before: the first date's scene.
         after: the second date's scene (brought onto the first's grid).
         output: the change map to write (`.tif`).
-        classes: class names whose change of probability is also written.
+        classes: class names (a list, a `--classes` string or parsed `ClassSpec`s) whose change of probability is
+            also written.
         queries: text queries whose change of similarity is also written.
         device: `"auto"`, `"cpu"`, `"cuda"`, ...
         precision: `"auto"`, `"fp32"`, `"bf16"` or `"int8"`.
@@ -847,9 +848,8 @@ def change(model: SpectralCLIP, before: PathLike, after: PathLike, output: PathL
         SkippedWindowsError: the run encoded nothing or skipped too many windows.
     """
     from spectraclip.change.scene import change_scene
-    from spectraclip.zeroshot.classes import parse_classes
 
-    specs = parse_classes(classes) if classes is not None else None
+    specs = _class_specs(classes) if classes is not None else None
     return change_scene(model, before, after, output, classes=specs,
                         queries=_texts(queries) if queries is not None else None,
                         **_scene_kwargs(options, device, precision))

@@ -152,12 +152,13 @@ def heatmap_command(
     precision: PrecisionOpt = "auto",
 ) -> None:
     """Where in a scene each text query matches: dense patch-level similarity, training-free, as a COG."""
-    from spectraclip.apps.heatmap import heatmap_scene
+    from spectraclip import api
 
     opts = scene_options(tile, stride, bands, nodata, batch_size, workers, device, precision, missing_bands,
                          radiometry, max_skipped, scl=scl, cloud_mask=cloud_mask)
     m = load_model_or_exit(model, checkpoint, device, model_bands)
-    res = heatmap_scene(m, scene, output, query, cls_lambda=cls_lambda, attention=attention, options=opts)
+    res = api.heatmap(m, scene, output, query, device=device, precision=precision, cls_lambda=cls_lambda,
+                      attention=attention, options=opts)
     print_summary(res, "heatmap")
 
 

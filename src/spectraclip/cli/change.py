@@ -14,7 +14,6 @@ from spectraclip.cli.apps import (
     StrideOpt,
     TileOpt,
     print_summary,
-    scene_options,
 )
 from spectraclip.cli.common import (
     NODATA_DEFAULT,
@@ -98,6 +97,7 @@ def change_command(
 ) -> None:
     """Change between two dates: embedding change + spectral change vector per window and patch, as a COG."""
 
+    from spectraclip import api
     from spectraclip.change.cnn import config_with, fit_cnn_probe
     from spectraclip.change.features import feature_names
     from spectraclip.change.labels import find_pairs
@@ -109,7 +109,6 @@ def change_command(
         DEFAULT_RULE,
         ChangeInputError,
         ChangeRule,
-        change_scene,
         labelled_arrays,
         labelled_samples,
     )
@@ -164,9 +163,9 @@ def change_command(
         console.print(f"saved the probe to {save_probe_file(probe, save_probe)}")
     opts = scene_options(tile, stride, bands, nodata, batch_size, workers, device, precision, missing_bands, radiometry,
                          max_skipped, weight=weight, cloud_mask=cloud_mask)
-    res = change_scene(m, before, after, output, classes=specs, queries=split_list(query) if query else None,
-                       probe=probe, threshold=threshold, rule=rule, templates=templates, vector=vector or "auto",
-                       options=opts)
+    res = api.change(m, before, after, output, classes=specs, queries=split_list(query) if query else None,
+                     device=device, precision=precision, probe=probe, threshold=threshold, rule=rule,
+                     templates=templates, vector=vector or "auto", options=opts)
     for n in res.notes:
         console.print(f"[yellow]note:[/] {n}")
     zs = res.extra.get("zeroshot")
