@@ -210,7 +210,7 @@ $("learn").addEventListener("click", async () => {
     $("learn-result").textContent = `probe on ${r.n_train} labels ${JSON.stringify(r.counts)}: cross-validated accuracy ${acc}; ranked ${r.scored} items`;
     rows($("results"), r.top); rows($("uncertain"), r.uncertain);
     lastQuery = `learn:${state.target}`;
-    status(`ranked by the probe of '${r.positive}'`);
+    status(`ranked by the probe of '${r.target || r.positive}'`);
   } catch (err) { status(`learn failed: ${err.message}`); }
 });
 
