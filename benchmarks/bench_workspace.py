@@ -31,6 +31,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--requests", type=int, default=400)
     args = ap.parse_args()
+    import warnings
+
+    warnings.simplefilter("ignore")  # rio-tiler's NoOverviewWarning per tile
     from spectraclip.probe.active import fit_linear_probe, rank_vectors
 
     rng = np.random.default_rng(0)
