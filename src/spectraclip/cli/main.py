@@ -90,6 +90,7 @@ _COMMAND_MODULES: list[str] = [
     "spectraclip.cli.evaluate",
     "spectraclip.cli.index",
     "spectraclip.cli.serve",
+    "spectraclip.cli.labels",
     "spectraclip.cli.apps",
     "spectraclip.cli.change",
     "spectraclip.cli.timeseries",

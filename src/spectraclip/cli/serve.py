@@ -22,16 +22,29 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes (each opens the "
                                          "memory-mapped index and loads the model): up to one per core "
                                          "lets request handling use every core.")] = 1,
+    layer: Annotated[list[Path] | None, typer.Option("--layer", help="A product to show on the map page (/map): a "
+                                                     "COG from `map`, `heatmap`, `change`, or a scene (natural-colour "
+                                                     "base layer); repeat for several.")] = None,
+    labels_db: Annotated[str | None, typer.Option("--labels-db", help="The labels database: a SQLAlchemy URL "
+                                                  "(sqlite:///..., postgresql://...) or a file; default INDEX_DIR"
+                                                  ".labels.sqlite beside the index.")] = None,
 ) -> None:
-    """Serve `POST /search`, `/items/{id}`, thumbnails and the search page at http://HOST:PORT/."""
+    """Serve `POST /search`, `/items/{id}`, thumbnails, the search page at http://HOST:PORT/ and the map
+    workspace at /map (layers as tiles, labels, learn, export)."""
     import uvicorn
 
     from spectraclip.index.store import open_index
     from spectraclip.serve.app import create_app, settle_heap
+    from spectraclip.serve.layers import LayerError, open_layers
 
+    try:
+        open_layers(list(layer or []))  # refused before loading anything: exit 2 naming the file
+    except LayerError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     net = load_model_or_exit(model, checkpoint, device, model_bands) if (model or checkpoint) else None
     if workers == 1:
-        app = create_app(index_dir, net, force=force)  # checks index and model now
+        app = create_app(index_dir, net, force=force, layers=list(layer or []), labels=labels_db)  # checks now
     else:  # each worker builds its own app: here only the check, not the app's columns and warm-up
         index = open_index(index_dir)
         if net is not None:
@@ -49,7 +62,8 @@ def serve(
 
     del index, net  # each worker opens its own
     os.environ[ENV] = settings_env(index_dir, model=model, checkpoint=checkpoint, model_bands=model_bands,
-                                   device=resolve_device(device), force=force, workers=workers)
+                                   device=resolve_device(device), force=force, workers=workers,
+                                   layers=[str(p) for p in layer or []], labels=labels_db)
     uvicorn.run("spectraclip.serve.worker:app", factory=True, workers=workers, host=host, port=port,
                 log_level="warning", timeout_keep_alive=30)
 

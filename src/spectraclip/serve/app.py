@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -159,12 +160,21 @@ def settle_heap() -> None:
 
 
 def create_app(index_dir: str | Path, model: Any = None, *, force: bool = False,
-               single_thread_faiss: bool = True, warm: bool = True, search_threads: int = 2) -> FastAPI:
+               single_thread_faiss: bool = True, warm: bool = True, search_threads: int = 2,
+               layers: Sequence[str | Path] = (), labels: str | Path | bool | None = None) -> FastAPI:
     """The search service over `index_dir`; `model` (same embedding space, checked now) encodes text and files.
 
     Without a model the service answers example, id and vector queries and refuses text with a 400.
     `single_thread_faiss` gives each request one faiss thread: the server's thread pool is the parallelism;
-    `warm` runs one search (and text encoding) now, so that the first request does not pay for start-up."""
+    `warm` runs one search (and text encoding) now, so that the first request does not pay for start-up.
+    The workspace (`/map`): `layers` are rasters served as tiles (each checked now: `LayerError` names one that is
+    not a readable raster); `labels` a labels database URL or file (None: the SQLite file beside the index;
+    False: no labelling)."""
+    from spectraclip.serve.labels import open_store
+    from spectraclip.serve.layers import open_layers
+    from spectraclip.serve.routes import add_workspace
+
+    served = open_layers(list(layers))
     index = open_index(index_dir)
     if model is not None:
         index.check_model(model, force=force)
@@ -256,6 +266,10 @@ def create_app(index_dir: str | Path, model: Any = None, *, force: bool = False,
     @app.get("/docs", include_in_schema=False)
     def docs() -> FileResponse:
         return FileResponse(static_dir() / "api.html", media_type="text/html")
+
+    store = None if labels is False else open_store(index_dir, None if labels in (None, True) else labels)
+    app.state.labels, app.state.layers = store, served
+    add_workspace(app, index, served, store, static_dir())
 
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     return app

@@ -14,10 +14,11 @@ ENV = "SPECTRACLIP_SERVE"
 
 def settings_env(index_dir: str | Path, *, model: str | None = None, checkpoint: str | None = None,
                  model_bands: str | None = None, device: str = "cpu", force: bool = False,
-                 workers: int = 1) -> str:
+                 workers: int = 1, layers: list[str] | None = None, labels: str | None = None) -> str:
     """The JSON the workers read from `SPECTRACLIP_SERVE`."""
     return json.dumps({"index_dir": str(index_dir), "model": model, "checkpoint": checkpoint,
-                       "model_bands": model_bands, "device": device, "force": force, "workers": workers})
+                       "model_bands": model_bands, "device": device, "force": force, "workers": workers,
+                       "layers": [str(p) for p in layers or []], "labels": labels})
 
 
 def app() -> Any:
@@ -33,7 +34,8 @@ def app() -> Any:
     if cfg.get("model") or cfg.get("checkpoint"):
         net = load_model(cfg.get("model"), cfg.get("checkpoint"), device=cfg.get("device", "cpu"),
                          bands=cfg.get("model_bands"))
-    served = create_app(cfg["index_dir"], net, force=bool(cfg.get("force")))
+    served = create_app(cfg["index_dir"], net, force=bool(cfg.get("force")), layers=cfg.get("layers") or [],
+                        labels=cfg.get("labels"))
     settle_heap()
     return served
 

@@ -1,0 +1,232 @@
+"""The workspace: layers as tiles (checked against the COG's pixels), what is at a place, the labels database
+(durable across SIGKILL, 20 concurrent clients), learn/rank/export, and bad requests getting a 4xx."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rio_tiler")
+pytest.importorskip("sqlalchemy")
+import fixtures_workspace as fw  # noqa: E402
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ws")
+    idx = fw.synthetic_index(d)
+    layers = [fw.class_map(d / "map.tif"), fw.heat_map(d / "heat.tif"), fw.change_map(d / "chg.tif"),
+              fw.scene(d / "scene.tif")]
+    return d, idx, layers
+
+
+@pytest.fixture(scope="module")
+def client(ws):
+    from fastapi.testclient import TestClient
+
+    from spectraclip.serve.app import create_app
+
+    d, idx, layers = ws
+    return TestClient(create_app(idx, layers=layers, labels=d / "labels.sqlite", warm=False))
+
+
+def test_layers_and_point(client):
+    info = client.get("/layers").json()
+    kinds = {lay["name"]: lay["kind"] for lay in info["layers"]}
+    assert kinds == {"map": "classes", "heat": "similarity", "chg": "change", "scene": "scene"}
+    assert [c["colour"] for c in info["layers"][0]["classes"]] == ["#006400", "#0000ff", "#b4dc50"]
+    pt = client.get("/point", params={"lon": 5.25, "lat": 49.75}).json()
+    assert pt["layers"]["map"]["class"] == "River" and pt["layers"]["map"]["top"][0] == {"class": "River", "p": 0.7843}
+    assert pt["item"] is not None
+    assert client.get("/point", params={"lon": 5.15, "lat": 49.85}).json()["layers"]["chg"]["change"] is True
+
+
+def test_tile_matches_the_cog_pixels(client, ws):
+    """Every opaque pixel of a rendered class-map tile has the colour of the COG's class at that place."""
+    import morecantile
+    import rasterio
+    from PIL import Image
+
+    tms = morecantile.tms.get("WebMercatorQuad")
+    t = tms.tile(5.25, 49.75, 12)
+    r = client.get(f"/tiles/map/{t.z}/{t.x}/{t.y}.png")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    im = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGBA"))
+    b = tms.xy_bounds(t)
+    checked = agree = 0
+    with rasterio.open(ws[2][0]) as ds:
+        for py in range(8, 256, 16):
+            for px in range(8, 256, 16):
+                x = b.left + (px + 0.5) / 256 * (b.right - b.left)
+                y = b.top - (py + 0.5) / 256 * (b.top - b.bottom)
+                lon, lat = tms.lnglat(x, y)
+                row, col = ds.index(lon, lat)
+                if not (0 <= row < ds.height and 0 <= col < ds.width) or im[py, px, 3] == 0:
+                    continue
+                cls = int(ds.read(1, window=((row, row + 1), (col, col + 1)))[0, 0])
+                checked += 1
+                agree += tuple(im[py, px, :3]) == fw.COLOURS[cls][:3]
+    assert checked > 100 and agree / checked > 0.97
+
+
+@pytest.mark.parametrize("path,status", [
+    ("/tiles/map/12/0/0.png", 404), ("/tiles/map/30/0/0.png", 404), ("/tiles/nope/3/4/2.png", 404),
+    ("/tiles/..%2F..%2Fetc%2Fpasswd/3/4/2.png", 404), ("/tiles/../../etc/passwd/3/4/2.png", 404),
+    ("/tiles/map/-1/0/0.png", 404), ("/tiles/map/a/0/0.png", 422), ("/tiles/heat/12/2107/1393.png?band=9", 404),
+    ("/point?lon=500&lat=0", 422), ("/footprints?bbox=1,2,3", 400), ("/export/labels.exe", 404),
+])
+def test_bad_requests_get_4xx(client, path, status):
+    assert client.get(path).status_code == status
+    assert client.get("/healthz").status_code == 200
+
+
+def test_bad_labels_get_4xx(client):
+    bad = [({"item_id": "nope", "label": "positive", "target": "x"}, 404),
+           ({"item_id": "../../etc/passwd", "label": "positive", "target": "x"}, 404),
+           ({"item_id": "w1", "label": "maybe", "target": "x"}, 400),
+           ({"item_id": "w1", "label": ""}, 422), ({"item_id": "w1", "label": "y" * 300}, 422),
+           ({"item_id": "w1", "label": "A", "extra": 1}, 422), ({"label": "A"}, 400),
+           ({"lon": -100.0, "lat": 0.0, "label": "A"}, 404)]
+    for body, status in bad:
+        assert client.post("/labels", json=body).status_code == status, body
+    assert client.post("/labels", content=b"x" * 2_000_000, headers={"content-type": "application/json"}
+                       ).status_code == 413
+    assert client.post("/learn", json={"target": "never-labelled"}).status_code == 400
+    assert client.get("/healthz").status_code == 200
+
+
+def test_label_learn_rank_export(client, ws, tmp_path):
+    import geopandas as gpd
+    import pyarrow.parquet as pq
+
+    from spectraclip.apps.probe_head import load_probe
+
+    meta = pq.read_table(ws[1] / "metadata.parquet").to_pylist()
+    truth = {m["id"]: m["labels"] for m in meta}
+    for m in meta[:40]:
+        r = client.post("/labels", json={"item_id": m["id"], "label": "positive" if m["labels"] == "c1" else "negative",
+                                         "target": "c1", "who": "test", "query": "c1 query"})
+        assert r.status_code == 201
+    res = client.post("/learn", json={"target": "c1", "k": 20}).json()
+    assert res["cv_accuracy"] is not None and res["cv_accuracy"] > 0.8
+    assert np.mean([truth[h["id"]] == "c1" for h in res["top"]]) >= 0.8
+    assert len(res["uncertain"]) == 20 and not {h["id"] for h in res["top"]} & {m["id"] for m in meta[:40]}
+    boxed = client.post("/learn", json={"target": "c1", "bbox": [5.0, 49.5, 5.2, 49.7]}).json()
+    assert boxed["scored"] < res["scored"]
+    gj = client.get("/export/labels.geojson", params={"target": "c1"}).json()
+    kinds = [f["properties"]["kind"] for f in gj["features"]]
+    assert kinds.count("candidate") == len(boxed["top"]) and all(f["geometry"] for f in gj["features"])
+    (tmp_path / "l.parquet").write_bytes(client.get("/export/labels.parquet", params={"target": "c1"}).content)
+    frame = gpd.read_parquet(tmp_path / "l.parquet")
+    assert frame.crs.to_epsg() == 4326 and {"item_id", "label", "who", "created", "query", "p_positive"} <= set(frame)
+    (tmp_path / "p.json").write_bytes(client.get("/export/probe.json", params={"target": "c1"}).content)
+    probe = load_probe(tmp_path / "p.json")
+    assert probe.classes == ["not c1", "c1"] and probe.coef.shape == (2, 32)
+
+
+def test_library_and_cli_loop(ws, tmp_path):
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+    from spectraclip.index.store import open_index
+    from spectraclip.serve.labels import LabelStore
+    from spectraclip.serve.workspace import learn
+
+    idx = ws[1]
+    db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    store = LabelStore(db)
+    for i in range(12):
+        store.add(f"w{i}", "Forest" if i % 2 else "Water", who="lib")
+    res = learn(open_index(idx), store, k=5)
+    assert res.probe.classes == ["Forest", "Water"] and len(res.ranking.top_rows) == 5
+    out = CliRunner().invoke(app, ["labels", "learn", str(idx), "--labels-db", db, "-k", "3", "-o",
+                                   str(tmp_path / "x.geojson"), "--probe", str(tmp_path / "p.json")])
+    assert out.exit_code == 0, out.output
+    assert "cross-validated accuracy" in out.output and (tmp_path / "x.geojson").is_file()
+    bad = CliRunner().invoke(app, ["serve", str(idx), "--layer", str(tmp_path / "x.geojson")])
+    assert bad.exit_code == 2 and "not a readable raster" in bad.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(idx: Path, db: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-m", "spectraclip.cli.main", "serve", str(idx), "--port", str(port),
+                             "--labels-db", str(db)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+
+
+def test_sigkill_keeps_acknowledged_labels_and_20_clients_lose_none(ws, tmp_path):
+    import httpx
+
+    from spectraclip.serve.labels import LabelStore
+
+    idx, db, port = ws[1], tmp_path / "kill.sqlite", _free_port()
+    proc = _start(idx, db, port)
+    acked: list[int] = []
+    try:
+        def client(c: int) -> list[int]:
+            got = []
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as h:
+                for j in range(10):
+                    r = h.post("/labels", json={"item_id": f"w{(c * 10 + j) % 400}", "label": "positive",
+                                                "target": "t", "who": f"client{c}"})
+                    assert r.status_code == 201
+                    got.append(r.json()["id"])
+            return got
+
+        with ThreadPoolExecutor(20) as pool:
+            for ids in pool.map(client, range(20)):
+                acked += ids
+        assert len(acked) == 200 and len(set(acked)) == 200
+        # labels in flight while the server is killed: the acknowledged ones must survive
+        with ThreadPoolExecutor(4) as pool:
+            futs = [pool.submit(client, c) for c in range(20, 24)]
+            time.sleep(0.3)
+            os.kill(proc.pid, signal.SIGKILL)
+            for f in futs:
+                try:
+                    acked += f.result()
+                except Exception:  # noqa: BLE001 - the killed server's refused/broken requests
+                    pass
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    proc = _start(idx, db, port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as h:
+            stored = {lab["id"] for lab in h.get("/labels").json()["labels"]}
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert set(acked) <= stored
+    assert LabelStore(db).count() == len(stored)
+    assert json.loads(json.dumps(sorted(stored)))  # plain ids
