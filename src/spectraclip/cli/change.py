@@ -14,6 +14,7 @@ from spectraclip.cli.apps import (
     StrideOpt,
     TileOpt,
     print_summary,
+    scene_options,
 )
 from spectraclip.cli.common import (
     NODATA_DEFAULT,
