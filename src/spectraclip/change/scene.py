@@ -139,8 +139,15 @@ def _load_pair(model, before: str | Path | Scene, after: str | Path | Scene, wor
                policy: str | None = None, cloud_mask: str = "auto") -> tuple[PairGrid, list[str]]:
     from spectraclip.io.clouds import apply_cloud_mask
 
-    sb = apply_cloud_mask(before if isinstance(before, Scene) else open_scene(before, bands), cloud_mask, work)
-    sa = apply_cloud_mask(after if isinstance(after, Scene) else open_scene(after, bands), cloud_mask, work)
+    whole = cloud_mask in ("s2cloudless", "auto")  # s2cloudless reads bands the model may not take
+
+    def opened(scene: str | Path | Scene) -> Scene:
+        if isinstance(scene, Scene):
+            return apply_cloud_mask(scene, cloud_mask, work)
+        sc = apply_cloud_mask(open_scene(scene, None if whole else bands), cloud_mask, work)
+        return sc.select(bands) if whole and bands is not None else sc
+
+    sb, sa = opened(before), opened(after)
     policy = policy or model.preprocessor().missing_bands
     use, notes = shared_bands(list(model.bands.names), sb, sa, policy)
     pair = align_pair(sb, sa, use, work)

@@ -176,13 +176,15 @@ def load_stack(inputs: Sequence[str | Path], model_bands: Sequence[str], work: s
     paths = expand_inputs(inputs, work)
     opened: list[tuple[date, Scene, str]] = []
     for p in paths:
-        sc = open_scene(p, None if cloud_mask == "s2cloudless" else bands)
+        sc = open_scene(p, None if cloud_mask in ("s2cloudless", "auto") else bands)
         d = scene_date_of(sc)
         if d is None:
             raise StackError(f"{p}: no acquisition date found (looked in STAC datetime, OSCD dates.txt, "
                              "metadata.json, the folder and band file names such as ..._20200604T054639..., and "
                              "the TIFF tags); rename it with a YYYYMMDD date or give a STAC Item with a datetime")
         sc = apply_cloud_mask(sc, cloud_mask, work / "clouds")
+        if bands is not None and cloud_mask in ("s2cloudless", "auto"):
+            sc = sc.select(bands)
         opened.append((d, sc, str(p)))
     if len(opened) < 2:
         raise StackError(f"a time series needs at least two dated scenes; got {len(opened)} from "
