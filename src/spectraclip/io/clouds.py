@@ -166,5 +166,5 @@ def s2cloudless_mask(scene: Scene, out: str | Path, max_size: int = S2CLOUDLESS_
     return out
 
 
-__all__ = ["CLOUD_MASKS", "S2CLOUDLESS_BANDS", "apply_cloud_mask", "check_cloud_mask", "is_l1c", "mask_used", "s2cloudless_mask",
-           "s2cloudless_probability"]
+__all__ = ["CLOUD_MASKS", "S2CLOUDLESS_BANDS", "apply_cloud_mask", "check_cloud_mask", "is_l1c", "mask_used",
+           "s2cloudless_mask", "s2cloudless_probability"]
