@@ -252,7 +252,8 @@ class _FakeStacApi:
                                                "https://api.stacspec.org/v1.0.0/item-search"],
                                 "links": [{"rel": "self", "href": root + "/"},
                                           {"rel": "root", "href": root + "/"},
-                                          {"rel": "search", "href": root + "/search", "method": "GET", "type": "application/geo+json"},
+                                          {"rel": "search", "href": root + "/search", "method": "GET",
+                                           "type": "application/geo+json"},
                                           {"rel": "search", "href": root + "/search", "method": "POST",
                                            "type": "application/geo+json"}]})
                 elif u.path == "/search":
