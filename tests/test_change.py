@@ -17,11 +17,28 @@ from spectraclip.change.features import feature_names
 from spectraclip.change.grid import ChangeInputError
 from spectraclip.change.labels import find_pairs, read_change_mask
 from spectraclip.change.probe import fit_change_probe
-from spectraclip.change.scene import ChangeRule, change_scene, combine, labelled_samples, otsu_threshold, robust_stats
+from spectraclip.change.scene import ChangeRule, combine, otsu_threshold, robust_stats
+from spectraclip.change.scene import change_scene as _change_scene
+from spectraclip.change.scene import labelled_samples as _labelled_samples
 from spectraclip.models.loading import load_model
 from spectraclip.zeroshot.classes import ClassSpec
 
 CLASSES = [ClassSpec("field", "green fields"), ClassSpec("building", "large bright roofs")]
+
+
+
+def change_scene(*args, **kw):
+    """`change_scene` with `cloud_mask="none"` unless a test asks for a mask: the synthetic L1C-band pairs have
+    B10 and no SCL, so `auto` runs s2cloudless, which calls 30-45 % of their bright flat land cloud; these tests
+    test change, not clouds (the cloud tests pass their mask)."""
+    kw.setdefault("cloud_mask", "none")
+    return _change_scene(*args, **kw)
+
+
+def labelled_samples(*args, **kw):
+    """`labelled_samples` with `cloud_mask="none"` (see `change_scene` above)."""
+    kw.setdefault("cloud_mask", "none")
+    return _labelled_samples(*args, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +282,29 @@ def test_a_finished_run_with_kept_raw_raster_reruns_from_scratch(model, pair, tm
     again = change_scene(model, before, after, tmp_path / "k.tif", progress=False, quicklook=False, vector=None)
     assert again.summary.encoded == first.summary.encoded > 0 and again.summary.resumed_at_row is None
     np.testing.assert_array_equal(expected, _read(again.path))
+
+
+def test_a_window_cloudy_after_is_missing_not_compared(model, tmp_path):
+    """AFTER has a planted cloud (its SCL marks the top-left window): that window has no change score, is listed
+    as missing (status cloud, missing_at after) and counted in the skipped summary; BEFORE's input is never
+    compared in its place."""
+    import pandas as pd
+    from fixtures_scenes import write_band
+
+    before, after = make_pair(tmp_path)
+    clear = np.full((48, 48), 4, np.uint8)  # SCL at 20 m: 4 vegetation
+    cloudy = clear.copy()
+    cloudy[:16, :16] = 9  # the first 32x32 px window at 10 m
+    write_band(before / "S2A_MSIL2A_20200101T100000_T33UXP_SCL.tif", clear, 20.0)
+    write_band(after / "S2A_MSIL2A_20210101T100000_T33UXP_SCL.tif", cloudy, 20.0)
+    res = change_scene(model, before, after, tmp_path / "c.tif", tile=32, stride=32, progress=False,
+                       quicklook=False, max_skipped=0.5, precision="fp32", device="cpu", cloud_mask="auto")
+    assert res.summary.skipped == {"cloud": 1}
+    assert any(m.startswith("AFTER") and "cloud" in m for _, m in res.summary.skipped_windows)
+    with rasterio.open(res.path) as ds:
+        score = ds.read(1)
+    assert np.isnan(score[:32, :32]).all() and np.isfinite(score[40:, 40:]).all()
+    t = pd.read_parquet(res.vector)
+    miss = t[t.status == "cloud"]
+    assert list(miss["window"]) == [0] and list(miss["missing_at"]) == ["after"] and miss["score"].isna().all()
+    assert 0 not in set(t[t.status == "ok"]["window"])

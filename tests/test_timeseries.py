@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -174,3 +175,163 @@ def test_cli(stack, tmp_path):
     r = CliRunner().invoke(app, ["timeseries", str(short), "-o", str(tmp_path / "o2"), "-m", "tiny-test",
                                  "--cloud-mask", "maybe"])
     assert r.exit_code == 2 and "--cloud-mask" in r.output
+
+
+def test_a_date_covering_part_of_the_grid_is_missing_outside_its_footprint(model, stack, tmp_path):
+    """The third date covers only the right half of the earliest date's grid: the stack keeps the earliest grid,
+    and that date's windows in the left half are missing (status `outside`, NaN), the others have values."""
+    from rasterio.windows import Window
+
+    folder, plant = stack
+    part = tmp_path / "part"
+    subs = sorted(folder.iterdir())[:3]
+    for d in subs[:2]:
+        shutil.copytree(d, part / d.name)
+    (part / subs[2].name).mkdir(parents=True)
+    for f in subs[2].glob("*.tif"):
+        with rasterio.open(f) as src:
+            win = Window(64, 0, src.width - 64, src.height)
+            prof = src.profile | {"width": win.width, "height": win.height,
+                                  "transform": src.window_transform(win)}
+            with rasterio.open(part / subs[2].name / f.name, "w", **prof) as dst:
+                dst.write(src.read(window=win))
+    res = timeseries_stack(model, [part], tmp_path / "out", queries=["water"], options=OPTS, plots=False)
+    assert any("outside" in n for n in res.notes) and res.outside == 8
+    t = pd.read_parquet(res.table)
+    last = t[t.date == plant.dates[2]]
+    out = last[last.status == "outside"]
+    assert len(out) == 8 and (out.col < 64).all() and out["sim:water"].isna().all()
+    assert (last[last.col >= 64].status != "outside").all()
+    assert last[last.status == "ok"]["sim:water"].notna().all()
+    with rasterio.open(res.rasters["sim:water"]["values"]) as ds:
+        band = ds.read(3)
+    assert np.isnan(band[:, :48]).all() and np.isfinite(band[:, 80:]).any()
+    assert res.cloud_masks == ["scl"] * 3
+
+
+class _FakeStacApi:
+    """A tiny STAC API on 127.0.0.1 (http.server in a thread): `/` (landing page, item-search conformance),
+    `/search` (GET or POST: the items whose datetime is in the period asked) and `/files/...` (the items' assets,
+    with byte ranges, as GDAL's /vsicurl/ reads them). Every request is counted; nothing leaves the machine."""
+
+    def __init__(self, items: list[dict], files: Path) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlparse
+
+        api = self
+        self.requests: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _json(self, obj: dict) -> None:
+                body = json.dumps(obj).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/geo+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _search(self, params: dict) -> None:
+                period = params.get("datetime") or "../.."
+                a, _, b = str(period).partition("/")
+                found = [f for f in items if (a in ("", "..") or f["properties"]["datetime"][:10] >= a[:10])
+                         and (b in ("", "..") or f["properties"]["datetime"][:10] <= b[:10])]
+                self._json({"type": "FeatureCollection", "features": found, "links": []})
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                api.requests.append(self.path)
+                u = urlparse(self.path)
+                if u.path == "/":
+                    root = f"http://127.0.0.1:{api.port}"
+                    self._json({"type": "Catalog", "id": "fake", "description": "a fake STAC API",
+                                "stac_version": "1.0.0",
+                                "conformsTo": ["https://api.stacspec.org/v1.0.0/core",
+                                               "https://api.stacspec.org/v1.0.0/item-search"],
+                                "links": [{"rel": "self", "href": root + "/"},
+                                          {"rel": "root", "href": root + "/"},
+                                          {"rel": "search", "href": root + "/search", "method": "GET",
+                                           "type": "application/geo+json"},
+                                          {"rel": "search", "href": root + "/search", "method": "POST",
+                                           "type": "application/geo+json"}]})
+                elif u.path == "/search":
+                    self._search({k: v[0] for k, v in parse_qs(u.query).items()})
+                elif u.path.startswith("/files/"):
+                    self._file(files / u.path[len("/files/"):], head=False)
+                else:
+                    self.send_error(404)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                api.requests.append("HEAD " + self.path)
+                self._file(files / urlparse(self.path).path[len("/files/"):], head=True)
+
+            def do_POST(self) -> None:  # noqa: N802
+                api.requests.append("POST " + self.path)
+                n = int(self.headers.get("Content-Length") or 0)
+                self._search(json.loads(self.rfile.read(n) or b"{}"))
+
+            def _file(self, path: Path, head: bool) -> None:
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                data = path.read_bytes()
+                rng = self.headers.get("Range")
+                if rng:
+                    a, _, b = rng.removeprefix("bytes=").partition("-")
+                    start, end = int(a), min(int(b) if b else len(data) - 1, len(data) - 1)
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                    data = data[start:end + 1]
+                else:
+                    self.send_response(200)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_stac_api_search_builds_the_stack(model, stack, tmp_path, monkeypatch):
+    """`--stac-api URL --collection C --bbox --datetime`: pystac-client searches a local fake STAC API and the
+    stack is the one its ItemCollection gives (assets read over HTTP with byte ranges); the period selects dates."""
+    from spectraclip.timeseries.stack import StacSearch, parse_bbox
+
+    monkeypatch.setenv("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
+    folder, plant = stack
+    subs = sorted(folder.iterdir())[:4]
+    feats = []
+    api = _FakeStacApi(feats, folder)
+    try:
+        for d, sub in zip(plant.dates[:4], subs, strict=True):
+            assets = {f.stem.rsplit("_", 1)[-1]: {"href": f"http://127.0.0.1:{api.port}/files/{sub.name}/{f.name}",
+                                                  "type": "image/tiff"} for f in sorted(sub.glob("*.tif"))}
+            feats.append({"type": "Feature", "stac_version": "1.0.0", "id": sub.name, "collection": "fake-s2",
+                          "properties": {"datetime": f"{d.isoformat()}T10:00:00Z"},
+                          "geometry": {"type": "Point", "coordinates": [15.0, 45.1]}, "bbox": [15.0, 45.1, 15.0, 45.1],
+                          "assets": assets, "links": []})
+        search = StacSearch(f"http://127.0.0.1:{api.port}/", "fake-s2", parse_bbox("14.9,45.0,15.1,45.2"),
+                            f"{plant.dates[0].isoformat()}/{plant.dates[2].isoformat()}")
+        st = load_stack([], list(model.bands.names), tmp_path / "w", search=search)
+        assert [d.date for d in st.dates] == plant.dates[:3]
+        assert st.dates[0].scene.scl is not None and [d.cloud_mask for d in st.dates] == ["scl"] * 3
+        assert any("search" in r for r in api.requests) and any(r.startswith("/files/") for r in api.requests)
+        assert len(api.requests) < 2000  # bounded: ranges of small files, no crawling
+        res = timeseries_stack(model, [], tmp_path / "out", queries=["water"], options=OPTS, plots=False,
+                               search=search)
+        t = pd.read_parquet(res.table)
+        assert len(t) == 16 * 3 and t[t.status == "ok"]["sim:water"].notna().all()
+    finally:
+        api.close()
+    with pytest.raises(StackError, match="bbox"):
+        parse_bbox("15,45,14,46")

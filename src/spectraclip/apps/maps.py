@@ -181,7 +181,7 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
               batch_size: int | None = None, num_workers: int = 0, device: str | None = None, progress: bool = True,
               cls_lambda: float = 0.0, attention: str = "qq", precision: str | None = "fp32",
               checkpoint_rows: int = 512, missing_bands: str | None = None,
-              radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
+              radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED, cloud_mask: str = "auto",
               options: SceneOptions | None = None) -> MapResult:
     """Map `scene` into `output` (COG): the class index band then per-class probabilities, blended over
     overlapping windows of `tile` pixels (default the model input) every `stride` (default half a tile).
@@ -197,7 +197,8 @@ def map_scene(model, scene: str | Path | Scene, output: str | Path, classes: Seq
                                    max_cloud=max_cloud, batch_size=batch_size, num_workers=num_workers,
                                    device=device, precision=precision, progress=progress,
                                    checkpoint_rows=checkpoint_rows,
-                                   missing_bands=missing_bands, radiometry=radiometry, max_skipped=max_skipped)
+                                   missing_bands=missing_bands, radiometry=radiometry, max_skipped=max_skipped,
+                                   cloud_mask=cloud_mask)
     with run_model(model, opts.device) as net:
         return _map(net, scene, output, classes, opts, probe=probe, templates=templates, dense=dense,
                     probabilities=probabilities, vector=vector, quicklook=quicklook, cls_lambda=cls_lambda,

@@ -69,7 +69,7 @@ class SceneOptions:
     missing_bands: str | None = None
     radiometry: str | None = None
     max_skipped: float = DEFAULT_MAX_SKIPPED
-    cloud_mask: str = "auto"  # io.clouds: auto (SCL when the scene has one) | scl | s2cloudless | none
+    cloud_mask: str = "auto"  # io.clouds: auto (SCL for L2A, s2cloudless for L1C) | scl | s2cloudless | none
 
     def __post_init__(self) -> None:
         check_cloud_mask(self.cloud_mask)
@@ -112,9 +112,9 @@ def select_model_bands(model: Any, scene: str | Path | Scene, bands: Any = None,
     if isinstance(scene, Scene):
         sc = scene
     else:  # s2cloudless reads bands the model may not take: the scene is opened whole, then restricted
-        sc = open_scene(scene, None if cloud_mask == "s2cloudless" else bands, scl=scl)
+        sc = open_scene(scene, None if cloud_mask in ("s2cloudless", "auto") else bands, scl=scl)
     sc = apply_cloud_mask(sc, cloud_mask, work_dir)
-    if bands is not None and cloud_mask == "s2cloudless" and not isinstance(scene, Scene):
+    if bands is not None and cloud_mask in ("s2cloudless", "auto") and not isinstance(scene, Scene):
         sc = sc.select(bands)
     have = set(sc.bands.names)
     usable = [b for b in model.bands.names if b in have]

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 FAULT_STOP_ENV = "SPECTRACLIP_FAULT_STOP_AFTER_ROWS"  # tests: stop as if killed after N checkpointed output rows
 
 # (x per group, present per group, windows) -> (values [B, K] or [B, K, h, w], window summary [B, K])
-WindowFn = Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor], list[SceneWindow]],
-                    tuple[np.ndarray, np.ndarray]]
+# (values [B, K, h, w], summaries [B, S]) or (values, summaries, skips): skips[i] = (reason, message) for a window
+# the head itself finds unusable (change: AFTER cloudy there), counted and listed as skipped, never blended
+WindowFn = Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor], list[SceneWindow]], tuple[Any, ...]]
 StripFn = Callable[[int, np.ndarray, np.ndarray], None]
 
 
@@ -205,10 +206,14 @@ def run_windows(scene: Scene, windows: Sequence[SceneWindow], prepare: Callable[
         for batch in loader:
             ok = [it for it in batch if it["input"] is not None]
             values = summaries = None
+            late: list[tuple[str, str] | None] = [None] * len(ok)
             if ok:
                 x, present = collate_inputs([it["input"] for it in ok], groups)
                 x = {g: t.to(model_dtype) for g, t in x.items()}
-                values, summaries = window_fn(x, present, [it["window"] for it in ok])
+                got = window_fn(x, present, [it["window"] for it in ok])
+                values, summaries = got[0], got[1]
+                if len(got) > 2:  # the head skips windows itself (change: AFTER cloudy): (reason, message) or None
+                    late = list(got[2])
             j = 0
             for it in batch:
                 w = it["window"]
@@ -220,6 +225,11 @@ def run_windows(scene: Scene, windows: Sequence[SceneWindow], prepare: Callable[
                 if it["input"] is None:
                     skipped[it["skipped"]] += 1
                     summary.skipped_windows.append((w.name, it["message"] or it["skipped"]))
+                    continue
+                if late[j] is not None:
+                    skipped[late[j][0]] += 1
+                    summary.skipped_windows.append((w.name, late[j][1]))
+                    j += 1
                     continue
                 blender.add(w.row, w.col, values[j], it["valid"])
                 rec_idx.append(np.array([w.index], np.int64))

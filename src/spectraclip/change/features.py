@@ -110,13 +110,16 @@ class ChangeWindows:
 
     def _after_inputs(self, x, present, windows):
         """AFTER's model input for the windows; a window AFTER has no data in gets BEFORE's (no change) and is
-        flagged."""
+        flagged; a window cloudy in AFTER is listed in `after_skips` (the head skips it: missing, not compared)."""
         from spectraclip.errors import InputError
         from spectraclip.models.inputs import collate_inputs
 
         items, raws, ok = [], [], []
+        self.after_skips: list[tuple[str, str] | None] = []
         for w in windows:
             got = self.after_reader.read(w)
+            self.after_skips.append((got.skipped, f"AFTER: {got.message or got.skipped}") if got.skipped == "cloud"
+                                    else None)
             item = None
             if got.sample is not None:
                 try:
@@ -206,7 +209,8 @@ class ChangeWindows:
             if q_win is not None:
                 row += q_win[i].tolist()
             summaries.append(row)
-        return values, np.asarray(summaries, np.float32)
+        # a window cloudy in AFTER is missing (skipped with the reason `cloud`), never compared with BEFORE's input
+        return values, np.asarray(summaries, np.float32), list(self.after_skips)
 
 
 __all__ = ["CHANNELS", "ChangeWindows", "DateStats", "change_vector", "feature_names", "pixel_features"]

@@ -193,6 +193,12 @@ def align_pair(before: Scene, after: Scene, bands: list[str], work_dir: str | Pa
     return PairGrid(b_grid, a_grid, bands, (r0, c0), (before.height, before.width), overlap, True, dates, notes)
 
 
+def warp_onto(scene: Scene, grid: Scene, work_dir: str | Path, tag: str = "warped") -> Scene:
+    """`scene` (every band and its cloud layer) on `grid`'s whole grid through warped VRTs in `work_dir`; pixels
+    outside `scene`'s footprint are nodata (a time-series date covering part of the stack's grid)."""
+    return _on_grid(scene, Path(work_dir), tag, grid.crs, grid.affine, grid.height, grid.width)
+
+
 def shared_bands(model_bands: list[str], before: Scene, after: Scene, missing_policy: str) -> tuple[list[str],
                                                                                                      list[str]]:
     """(bands to read from both dates, notes): the model's bands that both scenes have, matched by name.
@@ -243,4 +249,5 @@ def band_stats(scene: Scene, bands: list[str], max_size: int = 512) -> tuple[np.
     return med.astype(np.float32), np.maximum(scale, 1e-6).astype(np.float32)
 
 
-__all__ = ["ChangeInputError", "PairGrid", "align_pair", "band_stats", "parse_date", "scene_date", "shared_bands"]
+__all__ = ["ChangeInputError", "PairGrid", "align_pair", "band_stats", "parse_date", "scene_date", "shared_bands",
+           "warp_onto"]

@@ -166,7 +166,8 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
             suffix = "" if res is None else f".{kind}"
             r = change_scene(model, p.before, p.after, out / "maps" / f"{p.name}{suffix}.tif", probe=probe,
                              tile=tile, stride=stride, precision=precision, batch_size=batch_size, device=device,
-                             progress=progress, vector=None, quicklook=False, keep_raw=res is None)
+                             progress=progress, vector=None, quicklook=False, keep_raw=res is None,
+                             cloud_mask="none")  # the labels cover every pixel: scored unmasked
             if probe is not None:
                 flag, _ = _on_label_grid(r, 2, change.shape)
                 preds[PROBE_METHODS[kind]] = np.nan_to_num(flag) > 0.5
@@ -255,7 +256,7 @@ def _cached_samples(folder: Path, model: Any, p: LabelledPair, **kw: Any):
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"]) == key:
                 return PixelSamples(p.name, z["x"], z["y"], z["w"], int(z["n"][0]), int(z["n"][1]))
-    s = labelled_samples(model, p.before, p.after, p.labels, name=p.name, **kw)
+    s = labelled_samples(model, p.before, p.after, p.labels, name=p.name, cloud_mask="none", **kw)
     folder.mkdir(parents=True, exist_ok=True)
     from spectraclip.io.atomic import atomic_path
 

@@ -139,8 +139,15 @@ def _load_pair(model, before: str | Path | Scene, after: str | Path | Scene, wor
                policy: str | None = None, cloud_mask: str = "auto") -> tuple[PairGrid, list[str]]:
     from spectraclip.io.clouds import apply_cloud_mask
 
-    sb = apply_cloud_mask(before if isinstance(before, Scene) else open_scene(before, bands), cloud_mask, work)
-    sa = apply_cloud_mask(after if isinstance(after, Scene) else open_scene(after, bands), cloud_mask, work)
+    whole = cloud_mask in ("s2cloudless", "auto")  # s2cloudless reads bands the model may not take
+
+    def opened(scene: str | Path | Scene) -> Scene:
+        if isinstance(scene, Scene):
+            return apply_cloud_mask(scene, cloud_mask, work)
+        sc = apply_cloud_mask(open_scene(scene, None if whole else bands), cloud_mask, work)
+        return sc.select(bands) if whole and bands is not None else sc
+
+    sb, sa = opened(before), opened(after)
     policy = policy or model.preprocessor().missing_bands
     use, notes = shared_bands(list(model.bands.names), sb, sa, policy)
     pair = align_pair(sb, sa, use, work)
@@ -149,8 +156,11 @@ def _load_pair(model, before: str | Path | Scene, after: str | Path | Scene, wor
 
 
 def _records_table(path: Path, pair: PairGrid, windows, records, per_window: dict[int, tuple[float, float, float]],
-                   classes: Sequence[str] | None, queries: Sequence[str] | None, probe: bool) -> int:
-    """The GeoParquet of changed windows, ranked by their mean change score (best first)."""
+                   classes: Sequence[str] | None, queries: Sequence[str] | None, probe: bool,
+                   skipped: Sequence[tuple[str, str]] | None = None) -> int:
+    """The GeoParquet of changed windows, ranked by their mean change score (best first; `status` ok), then the
+    missing windows (`status` cloud / nodata / error, `missing_at` before / after, no score). Returns the number
+    of changed windows."""
     import geopandas as gpd
     from shapely.geometry import box
 
@@ -183,13 +193,29 @@ def _records_table(path: Path, pair: PairGrid, windows, records, per_window: dic
         for q, d in zip(queries or [], v[4 + 2 * k:], strict=False):
             row[f"query_change:{q}"] = float(d)
         rows.append(row)
+    for row in rows:
+        row["status"] = "ok"
     order = sorted(range(len(rows)), key=lambda j: -rows[j]["score"] if math.isfinite(rows[j]["score"]) else 0)
     for rank, j in enumerate(order, start=1):
         rows[j]["rank"] = rank
+    by_name = {w.name: w for w in windows}
+    for name, message in skipped or []:  # missing windows (cloud or no data at either date): no score, no rank
+        w = by_name.get(name)
+        if w is None:
+            continue
+        x0, y0 = aff @ (w.col, w.row)
+        x1, y1 = aff @ (w.col + w.width, w.row + w.height)
+        geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+        reason = "cloud" if "cloud" in message else "nodata" if "nodata" in message or "no data" in message \
+            else "error"
+        rows.append({"window": w.index, "row": w.row + pair.offset[0], "col": w.col + pair.offset[1],
+                     "size": w.height, "score": float("nan"), "changed_share": float("nan"), "status": reason,
+                     "missing_at": "after" if message.startswith("AFTER") else "before", "message": message})
+        order.append(len(rows) - 1)
     gdf = gpd.GeoDataFrame([rows[j] for j in order], geometry=[geoms[j] for j in order], crs=pair.before.crs)
     with atomic_path(path) as tmp:
         gdf.to_parquet(tmp)
-    return len(rows)
+    return sum(r["status"] == "ok" for r in rows)
 
 
 def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, output: str | Path, *,
@@ -200,7 +226,7 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
                  nodata: str = "fill", precision: str | None = "fp32", batch_size: int | None = None,
                  num_workers: int = 0, device: str | None = None, progress: bool = True, checkpoint_rows: int = 512,
                  keep_raw: bool = False, missing_bands: str | None = None,
-                 radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
+                 radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED, cloud_mask: str = "auto",
                  options: SceneOptions | None = None) -> ChangeResult:
     """Change map of BEFORE -> AFTER into `output` (COG): band 1 the change score, band 2 the change flag
     (1 changed, 0 not), then the probe's probability (with `probe`) and each query's similarity change; a PNG
@@ -212,7 +238,7 @@ def change_scene(model, before: str | Path | Scene, after: str | Path | Scene, o
                                    batch_size=batch_size, num_workers=num_workers, device=device,
                                    precision=precision, progress=progress, checkpoint_rows=checkpoint_rows,
                                    missing_bands=missing_bands,
-                                   radiometry=radiometry, max_skipped=max_skipped)
+                                   radiometry=radiometry, max_skipped=max_skipped, cloud_mask=cloud_mask)
     with run_model(model, opts.device) as net:
         return _change(net, before, after, output, opts, classes=classes, queries=queries, probe=probe,
                        threshold=threshold, rule=rule, templates=templates, vector=vector, quicklook=quicklook,
@@ -402,7 +428,8 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
     vec_path, n_changed = None, 0
     if vector is not None and summary.records is not None:
         vec_path = out.with_suffix(".windows.parquet") if vector == "auto" else Path(vector)
-        n_changed = _records_table(vec_path, pair, windows, summary.records, per_window, names, queries, has_probe)
+        n_changed = _records_table(vec_path, pair, windows, summary.records, per_window, names, queries, has_probe,
+                                   summary.skipped_windows)
     ql = None
     if quicklook:
         from spectraclip.change.quicklook import change_quicklook
@@ -418,7 +445,8 @@ def _finish(raw_path: Path, out: Path, pair: PairGrid, windows, summary: JobSumm
 def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scene, labels: str | Path, *,
                      name: str | None = None, tile: int | None = None, stride: int | None = None,
                      bands: Any = None, nodata: str = "fill", precision: str | None = "fp32", batch_size: int = 32,
-                     device: str | None = None, work_dir: str | Path | None = None) -> PixelSamples:
+                     device: str | None = None, work_dir: str | Path | None = None,
+                     cloud_mask: str = "auto") -> PixelSamples:
     """Probe training pixels of one labelled pair (mask on BEFORE's 10 m grid), from the same windows and
     features `change_scene` uses: every change pixel and a fixed share of the others, per window. `device` None:
     the model's; like the scene runner, the caller's model is not changed (`apps.runner.run_model`)."""
@@ -432,7 +460,7 @@ def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scen
     with run_model(model, device) as net:
         dev = model_device(net)
         with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-            pair, use = _load_pair(net, before, after, Path(tmp), bands)
+            pair, use = _load_pair(net, before, after, Path(tmp), bands, cloud_mask=cloud_mask)
             change, known = read_change_mask(labels, pair.before_shape)
             r0, c0 = pair.offset
             h, w = pair.before.height, pair.before.width

@@ -33,11 +33,12 @@ from spectraclip.cli.common import (
 
 
 def timeseries_command(
-    inputs: Annotated[list[Path], typer.Argument(help="The stack: scenes (GeoTIFF/COG/VRT, band or SAFE folders, "
-                                                 "STAC Items), a folder of dated scenes (an SSL4EO-S12 location), an "
-                                                 "OSCD city folder, or a STAC ItemCollection JSON.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder: timeseries.parquet, windows.parquet, "
                                          "per series COGs (values, trend, anomaly), trajectories.png, trend.png.")],
+    inputs: Annotated[list[Path] | None, typer.Argument(help="The stack: scenes (GeoTIFF/COG/VRT, band or SAFE "
+                                                        "folders, STAC Items), a folder of dated scenes (an SSL4EO-S12 "
+                                                        "location), an OSCD city folder, or a STAC ItemCollection "
+                                                        "JSON; or none with --stac-api.")] = None,
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
     query: Annotated[list[str] | None, typer.Option("--query", "-q", help="A text query followed through time "
@@ -70,24 +71,44 @@ def timeseries_command(
     batch_size: BatchOpt = None,
     workers: WorkersOpt = WORKERS_DEFAULT,
     device: DeviceOpt = "auto",
+    stac_api: Annotated[str | None, typer.Option("--stac-api", help="A STAC API to search for the stack (with "
+                                                 "--collection, --bbox, --datetime; pystac-client).")] = None,
+    collection: Annotated[str | None, typer.Option("--collection", help="The STAC API collection searched, e.g. "
+                                                   "sentinel-2-l2a.")] = None,
+    bbox: Annotated[str | None, typer.Option("--bbox", help="W,S,E,N in degrees: the area searched.")] = None,
+    datetime_: Annotated[str | None, typer.Option("--datetime", help="The period searched: START/END (ISO), as "
+                                                  "the STAC API takes it.")] = None,
+    max_items: Annotated[int, typer.Option("--max-items", help="Refuse a search that finds more items.")] = 100,
 ) -> None:
     """Seasonal analysis and trends: per window and date the queries' similarities, class probabilities and the
     cloud-free share; per query a COG per date, its trend, anomalies and change points."""
     from spectraclip.timeseries.job import parse_place, parse_reference, timeseries_stack
+    from spectraclip.timeseries.stack import StackError, StacSearch, parse_bbox
     from spectraclip.zeroshot.classes import parse_classes
 
+    search = None
+    if stac_api:
+        if not collection:
+            raise StackError("--stac-api needs --collection (e.g. sentinel-2-l2a)")
+        search = StacSearch(stac_api, collection, parse_bbox(bbox), datetime_, max_items)
+    elif not inputs:
+        raise StackError("give the stack (scenes, a folder, an ItemCollection JSON) or --stac-api URL --collection C")
     period = parse_reference(reference)
     places = [parse_place(a) for a in at or []]
     specs = parse_classes(classes, classes_file) if (classes or classes_file) else None
     opts = scene_options(tile, stride, bands, nodata, batch_size, workers, device, precision, missing_bands,
                          radiometry, max_skipped, weight=weight, cloud_mask=cloud_mask, max_cloud=max_cloud)
     m = load_model_or_exit(model, checkpoint, device, model_bands, missing_bands=missing_bands)
-    res = timeseries_stack(m, inputs, output, queries=query, classes=specs, metric=metric, reference=period,
-                           at=places, embeddings=embeddings, templates=templates, options=opts)
+    res = timeseries_stack(m, inputs or [], output, queries=query, classes=specs, metric=metric, reference=period,
+                           at=places, embeddings=embeddings, templates=templates, options=opts, search=search)
     for n in res.notes:
         console.print(f"[yellow]note:[/] {n}")
     console.print(f"{len(res.dates)} dates: {', '.join(d.isoformat() for d in res.dates)}"
                   + (f" ({res.resumed_dates} finished before, resumed)" if res.resumed_dates else ""))
+    console.print("cloud mask per date: " + ", ".join(f"{d.isoformat()} {m}" for d, m in zip(res.dates, res.cloud_masks,
+                                                                                              strict=True)))
+    if res.outside:
+        console.print(f"{res.outside} window-dates outside their date's footprint (missing)")
     for i, s in enumerate(res.summaries):
         skipped = ", ".join(f"{v} {k}" for k, v in sorted(s.skipped.items())) or "none"
         console.print(f"  run {i + 1}: {s.windows} windows, {s.encoded} encoded, skipped {skipped}")

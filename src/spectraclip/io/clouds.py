@@ -9,8 +9,10 @@ window whose cloud share exceeds `max_cloud` with the reason `cloud`, whichever 
   `S2CLOUDLESS_SIZE` pixels a side, ~60-120 m for a full tile: the classifier was trained for 10-160 m). The
   mask is written as an SCL-coded GeoTIFF (9 = cloud, 0 = clear) beside the job's state. It detects clouds,
   not cloud shadows.
-- `auto`: the SCL layer when the scene has one, else no mask (s2cloudless is asked for by name: it reads all ten
-  bands of the scene once more).
+- `auto` (the default): the SCL layer when the scene has one (L2A); else, for an L1C scene (`is_l1c`: its
+  processing level says L1C - a SAFE folder named `MSIL1C`, a STAC item's `s2:processing_level` /
+  `processing:level` - or it has B10, a band only L1C products carry, and no SCL), s2cloudless when the scene has
+  all ten bands it needs (`S2CLOUDLESS_BANDS`); else no mask. `mask_used(scene)` says which one a scene got.
 - `none`: no mask, even where the scene has an SCL layer.
 """
 
@@ -45,7 +47,13 @@ def apply_cloud_mask(scene: Scene, mode: str, work_dir: str | Path | None = None
     if mode == "none":
         return _with_scl(scene, None)
     if mode == "auto":
-        return scene
+        if scene.scl is not None or not is_l1c(scene) or any(b not in scene.sources for b in S2CLOUDLESS_BANDS):
+            return scene
+        if work_dir is None:
+            import tempfile
+
+            work_dir = Path(tempfile.gettempdir()) / "spectraclip-s2cloudless"
+        mode = "s2cloudless"
     if mode == "scl":
         if scene.scl is None:
             raise SceneError(f"--cloud-mask scl: {scene.path} has no scene classification layer (SCL); give one "
@@ -63,6 +71,41 @@ def apply_cloud_mask(scene: Scene, mode: str, work_dir: str | Path | None = None
     if not out.is_file():
         s2cloudless_mask(scene, out)
     return _with_scl(scene, BandSource("SCL", str(out.resolve()), 1))
+
+
+def _processing_level(scene: Scene) -> str | None:
+    """`L1C` / `L2A` from the scene's metadata (a SAFE folder's name, a STAC item's processing level), or None."""
+    text = Path(scene.path).name.upper()
+    for level in ("L1C", "L2A"):
+        if f"MSI{level}" in text:
+            return level
+    if scene.kind == "stac" and scene.path.endswith(".json"):
+        try:
+            props = json.loads(Path(scene.path).read_text(encoding="utf-8")).get("properties", {})
+        except (OSError, ValueError, AttributeError):
+            props = {}
+        for key in ("s2:processing_level", "processing:level", "sentinel:product_type", "s2:product_type"):
+            value = str(props.get(key) or "").upper().replace("LEVEL-", "L").replace("-", "")
+            for level in ("L1C", "L2A"):
+                if level in value:
+                    return level
+    return None
+
+
+def is_l1c(scene: Scene) -> bool:
+    """Whether `scene` is Sentinel-2 L1C (top of atmosphere): its processing level when its metadata says one,
+    else the presence of B10 (cirrus, which L2A products drop) and the absence of an SCL layer."""
+    level = _processing_level(scene)
+    if level is not None:
+        return level == "L1C"
+    return "B10" in scene.sources and scene.scl is None
+
+
+def mask_used(scene: Scene) -> str:
+    """Which cloud mask a scene returned by `apply_cloud_mask` carries: `scl`, `s2cloudless` or `none`."""
+    if scene.scl is None:
+        return "none"
+    return "s2cloudless" if Path(scene.scl.path).name.startswith("s2cloudless_") else "scl"
 
 
 def _with_scl(scene: Scene, scl: BandSource | None) -> Scene:
@@ -123,5 +166,5 @@ def s2cloudless_mask(scene: Scene, out: str | Path, max_size: int = S2CLOUDLESS_
     return out
 
 
-__all__ = ["CLOUD_MASKS", "S2CLOUDLESS_BANDS", "apply_cloud_mask", "check_cloud_mask", "s2cloudless_mask",
-           "s2cloudless_probability"]
+__all__ = ["CLOUD_MASKS", "S2CLOUDLESS_BANDS", "apply_cloud_mask", "check_cloud_mask", "is_l1c", "mask_used",
+           "s2cloudless_mask", "s2cloudless_probability"]

@@ -43,11 +43,12 @@ from spectraclip.apps.scene_job import JobSummary
 from spectraclip.errors import SpectraclipError
 from spectraclip.io.scene import Scene, SceneReader, SceneWindow
 from spectraclip.models.device import model_device
-from spectraclip.timeseries.stack import Stack, load_stack
+from spectraclip.timeseries.stack import Stack, StacSearch, load_stack
 from spectraclip.timeseries.trends import ANOMALY_Z, MAD_SCALE, change_points, detrended_z, trend
 
 METRICS: tuple[str, ...] = ("similarity", "embedding")
 STATUS_OK = "ok"
+STATUS_OUTSIDE = "outside"
 
 
 class TimeseriesError(SpectraclipError, ValueError):
@@ -69,6 +70,8 @@ class TimeseriesResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     resumed_dates: int = 0
+    cloud_masks: list[str] = field(default_factory=list)  # per date: the mask used (scl, s2cloudless, none)
+    outside: int = 0  # (window, date) pairs beyond a date's footprint (missing)
 
 
 class _NullWriter:
@@ -163,6 +166,25 @@ def _run_date(model, stack: Stack, i: int, parts: Path, opts: SceneOptions, head
     return idx, val, skipped, summary
 
 
+def _load_date(parts: Path, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """(window indices, values [N, width]) of a finished date from its part file."""
+    with np.load(parts / f"date_{i:03d}.npz", allow_pickle=False) as z:
+        return z["idx"], z["val"]
+
+
+def _outside(windows: Sequence[SceneWindow], footprint: tuple[int, int, int, int] | None) -> np.ndarray:
+    """Bool `[W]`: windows not wholly inside `footprint` (row0, row1, col0, col1 on the stack's grid)."""
+    if footprint is None:
+        return np.zeros(len(windows), bool)
+    r0, r1, c0, c1 = footprint
+    return np.array([not (w.row >= r0 and w.row + w.height <= r1 and w.col >= c0 and w.col + w.width <= c1)
+                     for w in windows], bool)
+
+
+def meta_dates(dates: Sequence[date]) -> list[str]:
+    return [d.isoformat() for d in dates]
+
+
 def _years(dates: Sequence[date]) -> np.ndarray:
     return np.array([(d - dates[0]).days / 365.25 for d in dates], np.float64)
 
@@ -213,11 +235,12 @@ def timeseries_stack(model, inputs: Sequence[str | Path], output_dir: str | Path
                      queries: Sequence[str] | None = None, classes: Sequence[Any] | None = None,
                      metric: str = "similarity", reference: tuple[date, date] | None = None,
                      at: Sequence[tuple[float, float]] = (), embeddings: bool = False, templates: str | None = None,
-                     plots: bool = True, options: SceneOptions | None = None) -> TimeseriesResult:
+                     plots: bool = True, options: SceneOptions | None = None,
+                     search: StacSearch | None = None) -> TimeseriesResult:
     """Run the time series of `inputs` (a stack of dated scenes of one area) into `output_dir` (see the module
     doc). The shared scene options (`apps.runner.SceneOptions`, incl. `cloud_mask` and `max_cloud`) apply to
     every date; `max_skipped` is checked over the whole stack (a wholly cloudy date is missing, not an error).
-    Resumable; the model is not changed."""
+    `search` (a STAC API search) adds its items to `inputs`. Resumable; the model is not changed."""
     opts = options or SceneOptions()
     if metric not in METRICS:
         raise TimeseriesError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
@@ -227,12 +250,13 @@ def timeseries_stack(model, inputs: Sequence[str | Path], output_dir: str | Path
                               "--metric embedding")
     with run_model(model, opts.device) as net:
         return _timeseries(net, inputs, Path(output_dir), qs, list(classes or []), metric, reference, list(at),
-                           embeddings, templates, plots, opts)
+                           embeddings, templates, plots, opts, search)
 
 
 def _timeseries(model, inputs, out: Path, qs: list[str], classes: list[Any], metric: str,
                 reference: tuple[date, date] | None, at: list[tuple[float, float]], embeddings: bool,
-                templates: str | None, plots: bool, opts: SceneOptions) -> TimeseriesResult:
+                templates: str | None, plots: bool, opts: SceneOptions, search: StacSearch | None = None
+                ) -> TimeseriesResult:
     from spectraclip.models.precision import prepare_for_inference
     from spectraclip.zeroshot.classifier import ZeroShotClassifier
     from spectraclip.zeroshot.text import encode_texts
@@ -241,7 +265,7 @@ def _timeseries(model, inputs, out: Path, qs: list[str], classes: list[Any], met
     parts = out / "timeseries.parts"
     policy = opts.missing_bands or model.preprocessor().missing_bands
     stack = load_stack(inputs, list(model.bands.names), parts, bands=opts.bands, cloud_mask=opts.cloud_mask,
-                       missing_policy=policy)
+                       missing_policy=policy, search=search)
     dates = [d.date for d in stack.dates]
     ref_mask = _reference_mask(dates, reference)
     first = SceneJob.open(model, stack.grid, parts / "grid_job", opts, select_bands=False)
@@ -260,9 +284,13 @@ def _timeseries(model, inputs, out: Path, qs: list[str], classes: list[Any], met
                 else [], "templates": zs.metadata()["templates"] if zs else None, "embedding": keep_emb,
                 "precision": encoder.mode, "stack": stack.bands}
     W, T = len(windows), len(dates)
-    vals = np.full((W, T, width), np.nan, np.float32)
+    small = 1 + nq + nc  # valid fraction, similarities, probabilities: kept for every date (W x T x small)
+    vals = np.full((W, T, small), np.nan, np.float32)
     status = np.full((W, T), "missing", dtype=object)
+    ref_sum = np.zeros((W, dim), np.float64) if metric == "embedding" else None  # the reference, streamed
+    ref_n = np.zeros(W, np.int64)
     summaries: list[JobSummary] = []
+    masks: list[str] = []
     resumed = 0
     for i in range(T):
         idx, val, skipped, summary = _run_date(model, stack, i, parts, opts, head_key, encoder, query_emb, zs,
@@ -270,39 +298,76 @@ def _timeseries(model, inputs, out: Path, qs: list[str], classes: list[Any], met
         if summary is None:
             resumed += 1
         else:
+            summary.records = None  # stored in the date's part file; not kept for every date
             summaries.append(summary)
-        vals[idx, i] = val
+        vals[idx, i] = val[:, :small]
         status[idx, i] = STATUS_OK
         for w, reason in skipped.items():
             status[w, i] = reason
-    total = JobSummary(windows=W * T, encoded=int((status == STATUS_OK).sum()))
+        outside = _outside(windows, stack.dates[i].footprint)
+        status[outside, i] = STATUS_OUTSIDE  # beyond this date's footprint: missing, whatever was read there
+        vals[outside, i] = np.nan
+        masks.append(stack.dates[i].cloud_mask)
+        if ref_sum is not None and ref_mask[i]:
+            e = val[:, small:].astype(np.float64)
+            good = (status[idx, i] == STATUS_OK) & np.isfinite(e).all(1)
+            ref_sum[idx[good]] += e[good]
+            ref_n[idx[good]] += 1
+    n_outside = int((status == STATUS_OUTSIDE).sum())
+    total = JobSummary(windows=W * T - n_outside, encoded=int((status == STATUS_OK).sum()))
     for s in summaries:
         total.skipped_windows += s.skipped_windows
     total.skipped = {r: int((status == r).sum()) for r in ("cloud", "nodata", "error") if (status == r).any()}
     check_skipped(total, opts.max_skipped, f"the stack of {T} dates ({stack.grid.path} ...)")
     series: dict[str, np.ndarray] = {f"sim:{q}": vals[:, :, 1 + k] for k, q in enumerate(qs)}
-    emb = vals[:, :, 1 + nq + nc:] if keep_emb else None
-    if metric == "embedding":
-        series["embedding_distance"] = embedding_distance(emb, ref_mask)
+    reference_emb = None
+    if ref_sum is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            reference_emb = ref_sum / ref_n[:, None]
+            reference_emb /= np.linalg.norm(reference_emb, axis=-1, keepdims=True)
+        dist = np.full((W, T), np.nan, np.float32)
+        for i in range(T):  # one date's embeddings in memory at a time
+            idx, val = _load_date(parts, i)
+            ok = status[idx, i] == STATUS_OK
+            with np.errstate(invalid="ignore"):
+                d = 1.0 - np.einsum("wd,wd->w", val[:, small:].astype(np.float64), reference_emb[idx])
+            dist[idx[ok], i] = d[ok].astype(np.float32)
+        series["embedding_distance"] = dist
     stats = {name: series_stats(s, dates) for name, s in series.items()}
     if "embedding_distance" in stats:  # ~0 at the reference dates by construction: not an anomaly there
         st = stats["embedding_distance"]
         st["z"][:, ref_mask] = np.nan
         st["anomaly"][:, ref_mask] = False
     out.mkdir(parents=True, exist_ok=True)
-    from spectraclip.timeseries.outputs import paint_series, write_long_table, write_windows_table
+    from spectraclip.identity import Fingerprints
+    from spectraclip.timeseries.outputs import long_table_part, merge_long_table, paint_series, write_windows_table
 
-    table = write_long_table(out / "timeseries.parquet", stack, windows, dates, status, vals, qs,
-                             zs.names if zs else [], series, emb if embeddings else None, model)
+    meta = {"dates": [d.isoformat() for d in dates], "stack": stack.to_dict(), "queries": qs,
+            "classes": zs.names if zs else [], "cloud_masks": dict(zip(meta_dates(dates), masks, strict=True)),
+            **Fingerprints.of(model).to_metadata()}
+    derived = {n: s for n, s in series.items() if not n.startswith("sim:")}
+    long_parts = []
+    for i in range(T):  # the long table streams: one part file per date, merged at the end
+        emb_i = None
+        if embeddings:
+            idx, val = _load_date(parts, i)
+            emb_i = np.full((W, dim), np.nan, np.float32)
+            emb_i[idx] = val[:, small:]
+            emb_i[status[:, i] != STATUS_OK] = np.nan
+        long_parts.append(long_table_part(parts / f"long_{i:03d}.parquet", stack.grid, windows, dates[i],
+                                          status[:, i], vals[:, i], qs, zs.names if zs else [],
+                                          {n: s[:, i] for n, s in derived.items()}, emb_i, meta))
+    table = merge_long_table(long_parts, out / "timeseries.parquet")
     wtable = write_windows_table(out / "windows.parquet", stack, windows, dates, series, stats)
     tags = {"spectraclip_timeseries": json.dumps({
         "dates": [d.isoformat() for d in dates], "model": model.config.arch, "precision": encoder.mode,
         "tile": first.tile, "stride": first.stride, "cloud_mask": opts.cloud_mask, "max_cloud": opts.max_cloud,
-        "metric": metric, "reference": [d.isoformat() for d, m in zip(dates, ref_mask, strict=True) if m]})}
+        "metric": metric, "reference": [d.isoformat() for d, m in zip(dates, ref_mask, strict=True) if m],
+        "cloud_masks": masks})}
     rasters = {name: paint_series(out, slug(name), stack.grid, windows, dates, series[name], stats[name],
                                   opts.weight, tags) for name in series}
     result = TimeseriesResult(out, table, wtable, dates, rasters, summaries, list(series), notes=list(stack.notes),
-                              resumed_dates=resumed)
+                              resumed_dates=resumed, cloud_masks=masks, outside=n_outside)
     if plots and series:
         from spectraclip.timeseries.plot import plot_trajectories, plot_trend
 

@@ -51,51 +51,68 @@ def _write_geoparquet(path: Path, columns: dict[str, pa.Array], meta: dict[str, 
     return path
 
 
-def write_long_table(path: Path, stack: Any, windows: Sequence[SceneWindow], dates: Sequence[date],
-                     status: np.ndarray, vals: np.ndarray, queries: Sequence[str], classes: Sequence[str],
-                     series: dict[str, np.ndarray], embeddings: np.ndarray | None, model: Any) -> Path:
-    """One row per (window, date), windows outer: `id`, `window`, `row`, `col`, `size`, `date`, `status` (ok,
-    cloud, nodata, error, missing), `valid_fraction`, `sim:<query>`, `p_<class>`, the derived series (e.g.
-    `embedding_distance`), optionally `vector`, and the Major TOM columns (`timestamp` = the date)."""
+def long_table_part(path: Path, grid: Scene, windows: Sequence[SceneWindow], day: date, status: np.ndarray,
+                    vals: np.ndarray, queries: Sequence[str], classes: Sequence[str], derived: dict[str, np.ndarray],
+                    embeddings: np.ndarray | None, meta: dict[str, Any]) -> Path:
+    """The rows of one date (one per window): `id`, `window`, `row`, `col`, `size`, `date`, `status` (ok, cloud,
+    nodata, error, outside), `valid_fraction`, `sim:<query>`, `p_<class>`, the derived series (e.g.
+    `embedding_distance`), optionally `vector`, and the Major TOM columns (`timestamp` = the date). `vals`
+    `[W, 1 + queries + classes]`, `derived` `{name: [W]}`, `embeddings` `[W, D]`."""
     from spectraclip.geo import MAJOR_TOM_TYPES, major_tom_columns
-    from spectraclip.identity import Fingerprints
 
-    W, T = status.shape
-    grid = stack.grid
+    W = len(windows)
     mt = major_tom_columns(_window_metas(grid, windows))
-    rep = np.repeat(np.arange(W), T)
-    tix = np.tile(np.arange(T), W)
-    flat = vals.reshape(W * T, -1)
     cols: dict[str, pa.Array] = {
-        "id": pa.array([f"{grid.id}:{windows[w].index}@{dates[t].isoformat()}" for w, t in zip(rep, tix,
-                                                                                                  strict=True)]),
-        "window": pa.array([windows[w].index for w in rep], pa.int32()),
-        "row": pa.array([windows[w].row for w in rep], pa.int32()),
-        "col": pa.array([windows[w].col for w in rep], pa.int32()),
-        "size": pa.array([windows[w].height for w in rep], pa.int32()),
-        "date": pa.array([dates[t] for t in tix], pa.date32()),
-        "status": pa.array(status.reshape(-1).tolist(), pa.string()),
-        "valid_fraction": pa.array(flat[:, 0], pa.float32()),
+        "id": pa.array([f"{grid.id}:{w.index}@{day.isoformat()}" for w in windows]),
+        "window": pa.array([w.index for w in windows], pa.int32()),
+        "row": pa.array([w.row for w in windows], pa.int32()),
+        "col": pa.array([w.col for w in windows], pa.int32()),
+        "size": pa.array([w.height for w in windows], pa.int32()),
+        "date": pa.array([day] * W, pa.date32()),
+        "status": pa.array([str(v) for v in status], pa.string()),
+        "valid_fraction": pa.array(vals[:, 0], pa.float32()),
     }
     for k, q in enumerate(queries):
-        cols[f"sim:{q}"] = pa.array(flat[:, 1 + k], pa.float32())
+        cols[f"sim:{q}"] = pa.array(vals[:, 1 + k], pa.float32())
     for k, c in enumerate(classes):
-        cols[f"p_{c}"] = pa.array(flat[:, 1 + len(queries) + k], pa.float32())
-    for name, s in series.items():
-        if not name.startswith("sim:"):
-            cols[name] = pa.array(s.reshape(-1), pa.float32())
+        cols[f"p_{c}"] = pa.array(vals[:, 1 + len(queries) + k], pa.float32())
+    for name, s in derived.items():
+        cols[name] = pa.array(s, pa.float32())
     if embeddings is not None:
         d = embeddings.shape[-1]
         cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1), pa.float32()), d)
     for name, typ in MAJOR_TOM_TYPES.items():
         if name == "timestamp":
-            cols[name] = pa.array([datetime(dates[t].year, dates[t].month, dates[t].day, tzinfo=UTC) for t in tix],
-                                  typ)
+            cols[name] = pa.array([datetime(day.year, day.month, day.day, tzinfo=UTC)] * W, typ)
         else:
-            cols[name] = pa.array([mt[name][w] for w in rep], typ)
-    meta = {"dates": [d.isoformat() for d in dates], "stack": stack.to_dict(), "queries": list(queries),
-            "classes": list(classes), **Fingerprints.of(model).to_metadata()}
+            cols[name] = pa.array(mt[name], typ)
     return _write_geoparquet(path, cols, meta)
+
+
+def merge_long_table(parts: Sequence[Path], path: Path) -> Path:
+    """The date parts (`long_table_part`, same schema) streamed into one GeoParquet at `path`, atomically, one
+    part in memory at a time; the geo bbox covers every part."""
+    import pyarrow.parquet as pq
+
+    from spectraclip.io.atomic import atomic_path
+
+    schemas = [pq.read_schema(p) for p in parts]
+    meta = dict(schemas[0].metadata or {})
+    boxes = [json.loads(sc.metadata[b"geo"])["columns"]["geometry"].get("bbox") for sc in schemas
+             if sc.metadata and b"geo" in sc.metadata]
+    boxes = [b for b in boxes if b]
+    if boxes and b"geo" in meta:
+        geo = json.loads(meta[b"geo"])
+        geo["columns"]["geometry"]["bbox"] = [min(b[0] for b in boxes), min(b[1] for b in boxes),
+                                              max(b[2] for b in boxes), max(b[3] for b in boxes)]
+        meta[b"geo"] = json.dumps(geo).encode()
+    schema = schemas[0].with_metadata(meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for p in parts:
+                writer.write_table(pq.read_table(p).replace_schema_metadata(meta))
+    return path
 
 
 def write_windows_table(path: Path, stack: Any, windows: Sequence[SceneWindow], dates: Sequence[date],
@@ -174,4 +191,4 @@ def paint_series(out: Path, name: str, grid: Scene, windows: Sequence[SceneWindo
     }
 
 
-__all__ = ["paint", "paint_series", "write_long_table", "write_windows_table"]
+__all__ = ["long_table_part", "merge_long_table", "paint", "paint_series", "write_windows_table"]

@@ -21,8 +21,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from spectraclip.change.grid import align_pair, parse_date, scene_date
-from spectraclip.io.clouds import apply_cloud_mask
+from spectraclip.change.grid import align_pair, parse_date, scene_date, warp_onto
+from spectraclip.io.clouds import apply_cloud_mask, mask_used
 from spectraclip.io.scene import Scene, SceneError, open_scene
 
 
@@ -37,6 +37,8 @@ class DatedScene:
     date: date
     scene: Scene
     source: str
+    cloud_mask: str = "none"  # the mask used (io.clouds.mask_used): scl | s2cloudless | none
+    footprint: tuple[int, int, int, int] | None = None  # (row0, row1, col0, col1) with data; None: the whole grid
 
 
 @dataclass
@@ -53,6 +55,8 @@ class Stack:
 
     def to_dict(self) -> dict[str, Any]:
         return {"dates": [d.date.isoformat() for d in self.dates], "sources": [d.source for d in self.dates],
+                "cloud_masks": [d.cloud_mask for d in self.dates],
+                "footprints": [list(d.footprint) if d.footprint else None for d in self.dates],
                 "bands": self.bands, "scenes": [d.scene.to_dict() for d in self.dates]}
 
 
@@ -133,6 +137,60 @@ def _item_collection(path: Path, work: Path) -> list[Path]:
     return out
 
 
+@dataclass(frozen=True)
+class StacSearch:
+    """A STAC API search (`--stac-api URL --collection C --bbox W,S,E,N --datetime A/B`): its ItemCollection is
+    saved and read like an ItemCollection file."""
+
+    url: str
+    collection: str
+    bbox: tuple[float, float, float, float] | None = None
+    datetime: str | None = None
+    max_items: int = 100
+
+
+def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
+    """`--bbox W,S,E,N` (degrees) -> the box; None for None."""
+    if not value:
+        return None
+    try:
+        w, s, e, n = (float(v) for v in value.split(","))
+    except ValueError as exc:
+        raise StackError(f"--bbox {value!r}: give W,S,E,N in degrees, e.g. 2.2,48.8,2.4,48.9") from exc
+    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+        raise StackError(f"--bbox {value!r}: need W < E within -180..180 and S < N within -90..90")
+    return w, s, e, n
+
+
+def stac_search(search: StacSearch, work: str | Path) -> Path:
+    """Run `search` against its STAC API (pystac-client) and save the ItemCollection in `work`
+    (`stac_search.json`); more than `max_items` items is an error (narrow the box or the period)."""
+    try:
+        from pystac_client import Client
+    except ImportError as exc:  # pragma: no cover - an optional dependency
+        raise StackError("--stac-api needs pystac-client: pip install 'spectraclip[all]' or pystac-client") from exc
+    from pystac_client.exceptions import APIError
+
+    try:
+        client = Client.open(search.url)
+        found = client.search(collections=[search.collection], bbox=list(search.bbox) if search.bbox else None,
+                              datetime=search.datetime, max_items=search.max_items + 1)
+        items = found.item_collection()
+    except (APIError, OSError, ValueError) as exc:
+        raise StackError(f"--stac-api {search.url}: the search of collection {search.collection!r} failed: "
+                         f"{exc}") from exc
+    if len(items) > search.max_items:
+        raise StackError(f"--stac-api {search.url}: more than {search.max_items} items of {search.collection!r} "
+                         "match; narrow --bbox or --datetime")
+    if not len(items):
+        raise StackError(f"--stac-api {search.url}: no item of {search.collection!r} matches bbox {search.bbox} "
+                         f"and datetime {search.datetime}")
+    out = Path(work) / "stac_search.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(items.to_dict(transform_hrefs=False)))
+    return out
+
+
 def _is_scene_folder(p: Path) -> bool:
     from spectraclip.io.bandfolder import BAND_FILE_SUFFIXES
 
@@ -167,22 +225,27 @@ def expand_inputs(inputs: Sequence[str | Path], work: Path) -> list[Path]:
 
 
 def load_stack(inputs: Sequence[str | Path], model_bands: Sequence[str], work: str | Path, *,
-               bands: Any = None, cloud_mask: str = "auto", missing_policy: str = "error") -> Stack:
-    """The stack of `inputs` on one grid: dated, sorted by date, each with its cloud layer, restricted to the
-    model bands every date has. Fewer than two dates, or two scenes of one date, is a StackError."""
+               bands: Any = None, cloud_mask: str = "auto", missing_policy: str = "error",
+               search: StacSearch | None = None) -> Stack:
+    """The stack of `inputs` (and of a STAC API `search`) on one grid: dated, sorted by date, each with its cloud
+    layer, restricted to the model bands every date has. Fewer than two dates, or two scenes of one date, is a
+    StackError."""
     from spectraclip.change.grid import shared_bands
 
     work = Path(work)
+    inputs = list(inputs) + ([stac_search(search, work)] if search is not None else [])
     paths = expand_inputs(inputs, work)
     opened: list[tuple[date, Scene, str]] = []
     for p in paths:
-        sc = open_scene(p, None if cloud_mask == "s2cloudless" else bands)
+        sc = open_scene(p, None if cloud_mask in ("s2cloudless", "auto") else bands)
         d = scene_date_of(sc)
         if d is None:
             raise StackError(f"{p}: no acquisition date found (looked in STAC datetime, OSCD dates.txt, "
                              "metadata.json, the folder and band file names such as ..._20200604T054639..., and "
                              "the TIFF tags); rename it with a YYYYMMDD date or give a STAC Item with a datetime")
         sc = apply_cloud_mask(sc, cloud_mask, work / "clouds")
+        if bands is not None and cloud_mask in ("s2cloudless", "auto"):
+            sc = sc.select(bands)
         opened.append((d, sc, str(p)))
     if len(opened) < 2:
         raise StackError(f"a time series needs at least two dated scenes; got {len(opened)} from "
@@ -201,16 +264,23 @@ def load_stack(inputs: Sequence[str | Path], model_bands: Sequence[str], work: s
     out: list[DatedScene] = []
     for i, (d, sc, src) in enumerate(opened):
         pair = align_pair(ref, sc, use, work / "grid" / f"date_{i:03d}")
+        footprint = None
         if pair.offset != (0, 0) or (pair.before.height, pair.before.width) != (ref.height, ref.width):
-            raise StackError(f"{src} ({d}) covers only part of {opened[0][2]}: a stack needs every date to cover the "
-                             f"earliest one's footprint ({'; '.join(pair.notes)})")
-        if i == 0:
-            out.append(DatedScene(d, pair.before, src))
+            # a date covering part of the earliest one: put on the earliest date's whole grid (no data outside
+            # its footprint); its windows outside the footprint are missing at that date
+            r0, c0 = pair.offset
+            footprint = (r0, r0 + pair.before.height, c0, c0 + pair.before.width)
+            scene = warp_onto(sc.select(use), ref, work / "grid" / f"date_{i:03d}", "date")
+            notes.append(f"{src} ({d}) covers {100 * pair.overlap:.1f}% of the earliest date's grid (rows "
+                         f"{footprint[0]}-{footprint[1]}, cols {footprint[2]}-{footprint[3]}): windows outside it are "
+                         "missing at that date (status outside)")
         else:
-            out.append(DatedScene(d, pair.after, src))
-            if pair.reprojected:
-                notes.append(f"{src} ({d}) reprojected onto the grid of {opened[0][2]}")
+            scene = pair.before if i == 0 else pair.after
+        if i and pair.reprojected:
+            notes.append(f"{src} ({d}) reprojected onto the grid of {opened[0][2]}")
+        out.append(DatedScene(d, scene, src, mask_used(sc), footprint))
     return Stack(out, use, list(dict.fromkeys(notes)))
 
 
-__all__ = ["DatedScene", "Stack", "StackError", "expand_inputs", "load_stack", "scene_date_of"]
+__all__ = ["DatedScene", "Stack", "StackError", "StacSearch", "expand_inputs", "load_stack", "parse_bbox",
+           "scene_date_of", "stac_search"]
