@@ -197,3 +197,18 @@ def test_mypy_is_clean_on_the_face():
     out = subprocess.run([mypy, "src/spectraclip/api.py", "src/spectraclip/__init__.py"], cwd=REPO, env=_env(),
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_face_names_shared_with_subpackages_are_both_in_a_fresh_process():
+    """`sc.train` / `sc.change` / `sc.evaluate` stay callable after their subpackages are imported, and
+    `import spectraclip.train.config as c` (attribute access through the package) still works."""
+    import subprocess
+    import sys
+
+    code = ("import spectraclip as sc\nimport spectraclip.train.config as c\nimport spectraclip.change.scene as s\n"
+            "import spectraclip.evaluate.runner as r\n"
+            "assert callable(sc.train) and callable(sc.change) and callable(sc.evaluate)\n"
+            "assert c.__name__ == 'spectraclip.train.config' and sc.change.scene is s and sc.evaluate.runner is r\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -134,7 +134,8 @@ def evaluate_oscd(model: Any, root: str | Path, output_dir: str | Path = "evalua
     cfg = cnn_config or CnnConfig()
     if "cnn" in probes:
         for p in pairs:
-            arrays[p.name] = labelled_arrays(model, p.before, p.after, p.labels, name=p.name, indices=cfg.indices)
+            arrays[p.name] = labelled_arrays(model, p.before, p.after, p.labels, name=p.name, indices=cfg.indices,
+                                             cloud_mask="none")
     if "gbm" in probes:
         for p in pairs:
             say(f"sampling labelled pixels of {p.name}")

@@ -490,11 +490,12 @@ def labelled_samples(model, before: str | Path | Scene, after: str | Path | Scen
 
 def labelled_arrays(model, before: str | Path | Scene, after: str | Path | Scene, labels: str | Path, *,
                     name: str | None = None, bands: Any = None, nodata: str = "fill", indices: bool = False,
-                    work_dir: str | Path | None = None):
+                    work_dir: str | Path | None = None, cloud_mask: str = "auto"):
     """One labelled pair as whole-scene arrays for the change network (`change.cnn.PairArrays`): both
     dates' bands on the common grid, each standardised by its own date's robust statistics (as the change
     vector; with `indices` also NDVI/NDBI/MNDWI, `change.cnn.date_input`), and the mask. Labelled scenes
-    are read whole (OSCD cities are ~500 x 500 px)."""
+    are read whole (OSCD cities are ~500 x 500 px). Pixels the cloud mask (`cloud_mask`, `io.clouds`) marks at
+    either date are unknown: never labelled change or no change."""
     import tempfile
 
     from spectraclip.change.cnn import PairArrays, date_input
@@ -502,20 +503,25 @@ def labelled_arrays(model, before: str | Path | Scene, after: str | Path | Scene
     from spectraclip.io.scene import SceneReader, SceneWindow
 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        pair, use = _load_pair(model, before, after, Path(tmp), bands)
+        pair, use = _load_pair(model, before, after, Path(tmp), bands, cloud_mask=cloud_mask)
         change, known = read_change_mask(labels, pair.before_shape)
         r0, c0 = pair.offset
         h, w = pair.before.height, pair.before.width
         change, known = change[r0:r0 + h, c0:c0 + w], known[r0:r0 + h, c0:c0 + w]
         stats = (DateStats(*band_stats(pair.before, use)), DateStats(*band_stats(pair.after, use)))
         zs = []
+        whole = SceneWindow(0, 0, 0, h, w, 0, 0)
         for scene, st in zip((pair.before, pair.after), stats, strict=True):
-            with SceneReader(scene, nodata=nodata) as reader:
-                got = reader.read(SceneWindow(0, 0, 0, h, w, 0, 0))
+            # the whole scene is one window: a cloudy share never skips it; its cloudy pixels become unknown
+            with SceneReader(scene, nodata=nodata, max_cloud=1.0) as reader:
+                got = reader.read(whole)
+                cloud = reader.cloud_mask(whole)
             if got.sample is None:
                 raise ChangeInputError(f"{scene.path}: {got.message or 'no data'}")
             zs.append(date_input(got.sample.pixels, st.mean, st.std, use, indices))
             known = known & got.valid
+            if cloud is not None:
+                known = known & ~cloud[:h, :w]
     return PairArrays(name or str(labels), zs[0], zs[1], change & known, known, list(use))
 
 

@@ -143,7 +143,7 @@ def change_command(
             for p in pairs:
                 console.print(f"reading labelled pair {p.name}")
                 arrays.append(labelled_arrays(m, p.before, p.after, p.labels, name=p.name, bands=bands,
-                                              nodata=nodata, indices=cfg.indices))
+                                              nodata=nodata, indices=cfg.indices, cloud_mask=cloud_mask))
             probe = fit_cnn_probe(arrays, cfg, log=console.print)
         else:
             samples = []
@@ -151,7 +151,7 @@ def change_command(
                 console.print(f"sampling labelled pixels of {p.name}")
                 samples.append(labelled_samples(m, p.before, p.after, p.labels, name=p.name, tile=tile,
                                                 stride=stride, bands=bands, nodata=nodata, precision=precision,
-                                                batch_size=bs, device=dev))
+                                                batch_size=bs, device=dev, cloud_mask=cloud_mask))
             probe = fit_change_probe(samples, feature_names(list(m.bands.names)))
         inner = f", cross-validated F1 {probe.inner_f1:.3f}" if probe.inner_f1 is not None else ""
         console.print(f"probe ({kind}): {len(pairs)} labelled pairs, {probe.n_train} pixels, threshold "

@@ -15,7 +15,7 @@ labels_app = typer.Typer(help="Label items of an index, learn a probe from the l
 IndexArg = Annotated[Path, typer.Argument(help="An index folder made by `spectraclip index build`.")]
 DbOpt = Annotated[str | None, typer.Option("--labels-db",
                                            help="SQLAlchemy URL or file; default INDEX_DIR.labels.sqlite")]
-TargetOpt = Annotated[str, typer.Option("--target", "-t", help="What positive/negative labels are about; empty: "
+TargetOpt = Annotated[str, typer.Option("--target", help="What positive/negative labels are about; empty: "
                                         "labels are class names.")]
 
 
@@ -44,7 +44,7 @@ def add(index_dir: IndexArg, item_id: Annotated[str, typer.Argument(help="Item i
 
 
 @labels_app.command("list")
-def list_labels(index_dir: IndexArg, target: Annotated[str | None, typer.Option("--target", "-t")] = None,
+def list_labels(index_dir: IndexArg, target: Annotated[str | None, typer.Option("--target")] = None,
                 labels_db: DbOpt = None) -> None:
     """Print the stored labels (tab-separated: id, item, label, target, who, created, query)."""
     from spectraclip.serve.labels import open_store
@@ -57,7 +57,8 @@ def list_labels(index_dir: IndexArg, target: Annotated[str | None, typer.Option(
 def learn_cmd(index_dir: IndexArg, target: TargetOpt = "", labels_db: DbOpt = None,
               bbox: Annotated[str | None, typer.Option("--bbox", help="Rank only items meeting west,south,east,north.")]
               = None,
-              k: Annotated[int, typer.Option("-k", min=1, max=100000)] = 20,
+              top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100000,
+                                                 help="Top-ranked candidates to list.")] = 20,
               uncertain: Annotated[int, typer.Option("--uncertain", min=0, max=100000)] = 10,
               probe: Annotated[Path | None, typer.Option("--probe", help="Save the probe here (JSON for "
                                                          "`spectraclip map --probe`).")] = None,
@@ -70,7 +71,7 @@ def learn_cmd(index_dir: IndexArg, target: TargetOpt = "", labels_db: DbOpt = No
 
     index = open_index(index_dir)
     store = open_store(index_dir, labels_db)
-    res = learn(index, store, target=target, bbox=_bbox(bbox), k=k, n_uncertain=uncertain)
+    res = learn(index, store, target=target, bbox=_bbox(bbox), k=top_k, n_uncertain=uncertain)
     d = res.to_dict()
     acc = ("n/a (too few labels per class)" if d["cv_accuracy"] is None
            else f"{d['cv_accuracy']:.3f} ({d['cv_folds']}-fold)")

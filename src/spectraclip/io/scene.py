@@ -510,13 +510,21 @@ class SceneReader:
         """Share of the window's pixels the scene's cloud layer marks as cloud (0 without a layer)."""
         return self._cloud_fraction(window) if self.scene.scl is not None else 0.0
 
-    def _cloud_fraction(self, window: SceneWindow) -> float:
-        assert self.scene.scl is not None
+    def cloud_mask(self, window: SceneWindow) -> np.ndarray | None:
+        """bool `[h, w]`: the window's pixels the scene's cloud layer marks as cloud or shadow (None without a
+        layer). The per-pixel form of `cloud_fraction`, for readers that mask pixels instead of skipping."""
+        if self.scene.scl is None:
+            return None
         sc = self.scene
         rows = (window.row, min(sc.height, window.row + window.height))
         cols = (window.col, min(sc.width, window.col + window.width))
         data, _ = self._read_block(sc.scl.path, [sc.scl.index], rows, cols, Resampling.nearest)
-        return float(np.isin(data[0].astype(np.int64), SCL_CLOUD).mean())
+        return np.isin(data[0].astype(np.int64), SCL_CLOUD)
+
+    def _cloud_fraction(self, window: SceneWindow) -> float:
+        mask = self.cloud_mask(window)
+        assert mask is not None
+        return float(mask.mean())
 
     def read_overview(self, bands: Sequence[str], max_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """`bands` of the whole scene downsampled to at most `max_size` pixels on a side (for quicklooks), and
