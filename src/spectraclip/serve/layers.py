@@ -43,7 +43,7 @@ class Layer:
 
     name: str
     path: Path
-    kind: str  # classes | change | similarity | scene | raster
+    kind: str  # classes | change | similarity | timeseries | scene | raster
     bounds: tuple[float, float, float, float]  # WGS84 west, south, east, north
     bands: list[str]
     classes: list[str] = field(default_factory=list)
@@ -95,6 +95,10 @@ def _sample_range(ds: Any, band: int) -> tuple[float, float]:
     return (float(lo), float(hi)) if hi > lo else (float(lo), float(lo) + 1.0)
 
 
+def _is_date(text: str) -> bool:
+    return re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) is not None
+
+
 def open_layer(path: str | Path, name: str) -> Layer:
     """Read a raster's header and tags into a `Layer` (LayerError naming the file when it is not a raster)."""
     import rasterio
@@ -121,6 +125,9 @@ def open_layer(path: str | Path, name: str) -> Layer:
                     raw = json.loads(tags.get("colormap_band1", "{}"))
                     colormap = {int(k): tuple(v) for k, v in raw.items()}  # type: ignore[misc]
                 scale = float(tags.get("probability_scale", "255" if ds.dtypes[0] == "uint8" else "1"))
+            elif "spectraclip_timeseries" in tags and bands and all(_is_date(b) for b in bands):
+                kind = "timeseries"  # a time series' values COG: one band per date (the trend/anomaly COGs are not)
+                vrange = _sample_range(ds, len(bands))
             elif "spectraclip_change" in tags:
                 kind = "change"
             elif "queries" in tags:
@@ -220,7 +227,7 @@ def _render(layer: Layer, z: int, x: int, y: int, band: int | None) -> bytes:
             img = img.rescale(in_range=(layer.value_range,) * 3)
             return img.render(img_format="PNG")
         nb = len(layer.bands)
-        idx = 1 if band is None else band
+        idx = (nb if layer.kind == "timeseries" else 1) if band is None else band
         if not 1 <= idx <= nb:
             raise TileOutsideError(f"layer {layer.name!r} has bands 1..{nb}, not {idx}")
         img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=idx)
@@ -262,6 +269,8 @@ def point_values(layer: Layer, lon: float, lat: float) -> dict[str, Any] | None:
     if all(v is None for v in values.values()):
         return None
     out: dict[str, Any] = {"kind": layer.kind, "values": values}
+    if layer.kind == "timeseries":  # the trajectory: a value per date, None where the date was missing (cloud)
+        out["trajectory"] = [{"date": b, "value": values.get(b)} for b in layer.bands]
     if layer.kind == "change":
         flag = values.get("change")
         out["change"] = None if flag is None else bool(flag > 0.5)
