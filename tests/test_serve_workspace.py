@@ -230,3 +230,40 @@ def test_sigkill_keeps_acknowledged_labels_and_20_clients_lose_none(ws, tmp_path
     assert set(acked) <= stored
     assert LabelStore(db).count() == len(stored)
     assert json.loads(json.dumps(sorted(stored)))  # plain ids
+
+
+def test_timeseries_layer_click_gives_the_trajectory(tmp_path, ws):
+    """A `spectraclip timeseries` values COG (one band per date, NaN = missing) served as a layer: a click returns
+    the per-date values equal to the COG's pixels, missing dates as null; tiles render."""
+    import json
+
+    import numpy as np
+    import rasterio
+    from fastapi.testclient import TestClient
+    from rasterio.transform import from_origin
+
+    from spectraclip.serve.app import create_app
+
+    dates = ["2020-01-05", "2020-02-04", "2020-03-05", "2020-04-04"]
+    data = np.random.default_rng(0).random((4, 64, 64)).astype("float32")
+    data[2, :32] = np.nan  # a cloudy date in the northern half
+    path = tmp_path / "sim_flooded.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=4, dtype="float32", crs="EPSG:4326",
+                       transform=from_origin(5.0, 50.0, 0.01, 0.01), nodata=float("nan")) as ds:
+        ds.write(data)
+        ds.descriptions = tuple(dates)
+        ds.update_tags(spectraclip_timeseries=json.dumps({"series": "sim_flooded"}))
+    idx = ws[1]
+    c = TestClient(create_app(idx, layers=[path], labels=False, warm=False))
+    info = {lay["name"]: lay for lay in c.get("/layers").json()["layers"]}
+    assert info["sim_flooded"]["kind"] == "timeseries"
+    for lon, lat, row, col in ((5.105, 49.895, 10, 10), (5.405, 49.505, 49, 40)):
+        got = c.get("/point", params={"lon": lon, "lat": lat}).json()["layers"]["sim_flooded"]["trajectory"]
+        assert [g["date"] for g in got] == dates
+        for g, v in zip(got, data[:, row, col], strict=True):
+            assert (g["value"] is None) if np.isnan(v) else abs(g["value"] - float(v)) < 1e-3
+    assert got[2]["value"] is not None
+    import morecantile
+
+    t = morecantile.tms.get("WebMercatorQuad").tile(5.3, 49.7, 8)
+    assert c.get(f"/tiles/sim_flooded/{t.z}/{t.x}/{t.y}.png").status_code == 200

@@ -269,7 +269,13 @@ def create_app(index_dir: str | Path, model: Any = None, *, force: bool = False,
 
     store = None if labels is False else open_store(index_dir, None if labels in (None, True) else labels)
     app.state.labels, app.state.layers = store, served
-    add_workspace(app, index, served, store, static_dir())
+    def encode_target(text: str) -> np.ndarray:
+        from spectraclip.zeroshot.text import encode_texts
+
+        with model_lock:
+            return np.asarray(encode_texts(model, [text]), np.float32)[0]
+
+    add_workspace(app, index, served, store, static_dir(), encode_target if model is not None else None)
 
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     return app

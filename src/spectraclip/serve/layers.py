@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,7 @@ class Layer:
 
     name: str
     path: Path
-    kind: str  # classes | change | similarity | scene | raster
+    kind: str  # classes | change | similarity | timeseries | scene | raster
     bounds: tuple[float, float, float, float]  # WGS84 west, south, east, north
     bands: list[str]
     classes: list[str] = field(default_factory=list)
@@ -93,6 +95,10 @@ def _sample_range(ds: Any, band: int) -> tuple[float, float]:
     return (float(lo), float(hi)) if hi > lo else (float(lo), float(lo) + 1.0)
 
 
+def _is_date(text: str) -> bool:
+    return re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) is not None
+
+
 def open_layer(path: str | Path, name: str) -> Layer:
     """Read a raster's header and tags into a `Layer` (LayerError naming the file when it is not a raster)."""
     import rasterio
@@ -119,6 +125,9 @@ def open_layer(path: str | Path, name: str) -> Layer:
                     raw = json.loads(tags.get("colormap_band1", "{}"))
                     colormap = {int(k): tuple(v) for k, v in raw.items()}  # type: ignore[misc]
                 scale = float(tags.get("probability_scale", "255" if ds.dtypes[0] == "uint8" else "1"))
+            elif "spectraclip_timeseries" in tags and bands and all(_is_date(b) for b in bands):
+                kind = "timeseries"  # a time series' values COG: one band per date (the trend/anomaly COGs are not)
+                vrange = _sample_range(ds, len(bands))
             elif "spectraclip_change" in tags:
                 kind = "change"
             elif "queries" in tags:
@@ -156,43 +165,77 @@ def _ramp() -> dict[int, tuple[int, int, int, int]]:
     return {int(k): tuple(int(c) for c in v) for k, v in cmap.get(RAMP).items()}  # type: ignore[misc]
 
 
-def render_tile(layer: Layer, z: int, x: int, y: int, band: int | None = None) -> bytes:
-    """The PNG of tile z/x/y (web mercator) of `layer`; TileOutsideError where the layer has no pixels."""
-    from rio_tiler.errors import TileOutsideBounds
+TILE_CACHE = 2048  # rendered PNGs kept (LRU), keyed by layer file, z, x, y and band
+_tiles: OrderedDict[tuple, bytes] = OrderedDict()
+_tiles_lock = threading.Lock()
+_readers = threading.local()  # one open rio-tiler Reader per layer file per thread (a dataset is not thread-safe)
+
+
+def _reader(path: Path) -> Any:
     from rio_tiler.io import Reader
 
+    cache = getattr(_readers, "open", None)
+    if cache is None:
+        cache = _readers.open = {}
+    key = (str(path), path.stat().st_mtime_ns)
+    src = cache.get(key)
+    if src is None:
+        src = cache[key] = Reader(str(path))
+    return src
+
+
+def render_tile(layer: Layer, z: int, x: int, y: int, band: int | None = None) -> bytes:
+    """The PNG of tile z/x/y (web mercator) of `layer`; TileOutsideError where the layer has no pixels. Rendered
+    tiles are kept in an LRU of TILE_CACHE entries; readers stay open per thread."""
     if not (0 <= z <= MAX_ZOOM and 0 <= x < 2**z and 0 <= y < 2**z):
         raise TileOutsideError(f"tile {z}/{x}/{y} is not a web-mercator tile")
     if z < layer.minzoom or z > layer.maxzoom:
         raise TileOutsideError(f"layer {layer.name!r} serves zooms {layer.minzoom}..{layer.maxzoom}, not {z}")
-    with Reader(str(layer.path)) as src:
-        if not src.tile_exists(x, y, z):
-            raise TileOutsideError(f"tile {z}/{x}/{y} is outside layer {layer.name!r}")
-        try:
-            if layer.kind == "classes":
-                img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=1, resampling_method="nearest")
-                img.array.mask |= img.array.data == NODATA_CLASS
-                return img.render(img_format="PNG", colormap=layer.colormap)
-            if layer.kind == "change":
-                idx = layer.bands.index("change") + 1 if "change" in layer.bands else 2
-                img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=idx, resampling_method="nearest")
-                flags = np.nan_to_num(img.array.data.astype("float32")) > 0.5
-                img.array = np.ma.MaskedArray(flags.astype("uint8"), mask=img.array.mask | ~flags)
-                return img.render(img_format="PNG", colormap={1: (255, 32, 32, 200)})
-            if layer.kind == "scene" and layer.rgb is not None:
-                img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=layer.rgb)
-                img = img.rescale(in_range=(layer.value_range,) * 3)
-                return img.render(img_format="PNG")
-            nb = len(layer.bands)
-            idx = 1 if band is None else band
-            if not 1 <= idx <= nb:
-                raise TileOutsideError(f"layer {layer.name!r} has bands 1..{nb}, not {idx}")
-            img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=idx)
-            img.array.mask |= ~np.isfinite(img.array.data)
-            img = img.rescale(in_range=(layer.value_range,))
-            return img.render(img_format="PNG", colormap=_ramp())
-        except TileOutsideBounds as exc:
-            raise TileOutsideError(f"tile {z}/{x}/{y} is outside layer {layer.name!r}") from exc
+    key = (str(layer.path), layer.kind, z, x, y, band)
+    with _tiles_lock:
+        hit = _tiles.get(key)
+        if hit is not None:
+            _tiles.move_to_end(key)
+            return hit
+    png = _render(layer, z, x, y, band)
+    with _tiles_lock:
+        _tiles[key] = png
+        while len(_tiles) > TILE_CACHE:
+            _tiles.popitem(last=False)
+    return png
+
+
+def _render(layer: Layer, z: int, x: int, y: int, band: int | None) -> bytes:
+    from rio_tiler.errors import TileOutsideBounds
+
+    src = _reader(layer.path)
+    if not src.tile_exists(x, y, z):
+        raise TileOutsideError(f"tile {z}/{x}/{y} is outside layer {layer.name!r}")
+    try:
+        if layer.kind == "classes":
+            img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=1, resampling_method="nearest")
+            img.array.mask |= img.array.data == NODATA_CLASS
+            return img.render(img_format="PNG", colormap=layer.colormap)
+        if layer.kind == "change":
+            idx = layer.bands.index("change") + 1 if "change" in layer.bands else 2
+            img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=idx, resampling_method="nearest")
+            flags = np.nan_to_num(img.array.data.astype("float32")) > 0.5
+            img.array = np.ma.MaskedArray(flags.astype("uint8"), mask=img.array.mask | ~flags)
+            return img.render(img_format="PNG", colormap={1: (255, 32, 32, 200)})
+        if layer.kind == "scene" and layer.rgb is not None:
+            img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=layer.rgb)
+            img = img.rescale(in_range=(layer.value_range,) * 3)
+            return img.render(img_format="PNG")
+        nb = len(layer.bands)
+        idx = (nb if layer.kind == "timeseries" else 1) if band is None else band
+        if not 1 <= idx <= nb:
+            raise TileOutsideError(f"layer {layer.name!r} has bands 1..{nb}, not {idx}")
+        img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=idx)
+        img.array.mask |= ~np.isfinite(img.array.data)
+        img = img.rescale(in_range=(layer.value_range,))
+        return img.render(img_format="PNG", colormap=_ramp())
+    except TileOutsideBounds as exc:
+        raise TileOutsideError(f"tile {z}/{x}/{y} is outside layer {layer.name!r}") from exc
 
 
 def point_values(layer: Layer, lon: float, lat: float) -> dict[str, Any] | None:
@@ -226,6 +269,8 @@ def point_values(layer: Layer, lon: float, lat: float) -> dict[str, Any] | None:
     if all(v is None for v in values.values()):
         return None
     out: dict[str, Any] = {"kind": layer.kind, "values": values}
+    if layer.kind == "timeseries":  # the trajectory: a value per date, None where the date was missing (cloud)
+        out["trajectory"] = [{"date": b, "value": values.get(b)} for b in layer.bands]
     if layer.kind == "change":
         flag = values.get("change")
         out["change"] = None if flag is None else bool(flag > 0.5)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,8 +67,8 @@ def _bbox(text: str | None) -> tuple[float, ...] | None:
 
 
 def add_workspace(app: FastAPI, index: SearchIndex, layers: dict[str, Layer], store: LabelStore | None,
-                  static: Path) -> None:
-    """Add the map and labelling routes to `app`."""
+                  static: Path, encode_text: Callable[[str], np.ndarray] | None = None) -> None:
+    """Add the map and labelling routes to `app`; `encode_text` (the service's model) gives learn its text prior."""
     learned: dict[str, LearnResult] = {}
     learn_lock = threading.Lock()
 
@@ -151,8 +153,9 @@ def add_workspace(app: FastAPI, index: SearchIndex, layers: dict[str, Layer], st
 
     def _learn(req: LearnRequest) -> dict:
         with learn_lock:
+            prior = encode_text(req.target) if encode_text is not None and req.target else None
             res = learn(index, _store(), target=req.target, bbox=tuple(req.bbox) if req.bbox else None, k=req.k,
-                        n_uncertain=req.uncertain)
+                        n_uncertain=req.uncertain, prior=prior)
             learned[req.target] = res
         return res.to_dict()
 

@@ -57,16 +57,18 @@ def _ids(index: SearchIndex) -> list[str]:
 
 
 def learn(index: SearchIndex, store: LabelStore, *, target: str = "", bbox: tuple[float, ...] | None = None,
-          k: int = 50, n_uncertain: int = 20, seed: int = 0) -> LearnResult:
+          k: int = 50, n_uncertain: int = 20, seed: int = 0, prior: np.ndarray | None = None) -> LearnResult:
     """Fit a probe on the labelled items' embeddings (positive vs negative for `target`, or the class names when
     `target` is empty), cross-validate it and rank the index (only items whose footprint meets `bbox`, when
-    given), leaving the labelled items out."""
+    given), leaving the labelled items out. `prior`: the target's text embedding (the service encodes it when it
+    has a model), the anchor of the probe (`probe.active.fit_linear_probe`)."""
     items, labels = labels_for(store, target)
     if not items:
         raise WorkspaceError(f"no labels for target {target!r}" if target else "no class-name labels")
     rows = [index.row_of(i) for i in items]
     vecs = np.stack([index.row_vector(r) for r in rows])
-    probe = fit_linear_probe(vecs, labels, positive=POSITIVE if target else None, seed=seed)
+    probe = fit_linear_probe(vecs, labels, positive=POSITIVE if target else None, seed=seed,
+                             prior=prior if target else None)
     mask = index.mask(Filters(bbox=tuple(bbox))) if bbox else None
     sel = None if mask is None else np.flatnonzero(mask)
     ranking = rank_vectors(probe, index.vectors, sel, k=k, n_uncertain=n_uncertain, exclude=rows)

@@ -179,13 +179,33 @@ async function showPoint(latlng, id) {
     if (!v) continue;
     let text = "";
     if (v.kind === "classes") text = v.class ? `<b>${v.class}</b> ` + v.top.map((t) => `${t.class} ${t.p.toFixed(2)}`).join(", ") : "no data";
+    else if (v.kind === "timeseries") text = trajectorySvg(v.trajectory);
     else if (v.kind === "change") text = `change: <b>${v.change ? "yes" : "no"}</b> (score ${v.values.change_score})`;
     else text = Object.entries(v.values).map(([k, x]) => `${k}: ${x}`).join(", ");
     html += `<tr><td>${name}</td><td>${text}</td></tr>`;
   }
   html += "</table>";
   if (item) html += `<div>${labelButtons(item)} <button data-similar="${item}">find similar</button></div>`;
+  map.closePopup();  // one popup at a time
   L.popup({ maxWidth: 360 }).setLatLng(latlng).setContent(html + "</div>").openOn(map);
+}
+
+// A time series' values at the clicked place: a line per date, missing dates (cloud) as grey crosses.
+function trajectorySvg(traj) {
+  const w = 240, h = 80, pad = 6;
+  const vals = traj.map((t) => t.value).filter((x) => x !== null);
+  if (!vals.length) return "every date missing";
+  const lo = Math.min(...vals), hi = Math.max(...vals), span = hi > lo ? hi - lo : 1;
+  const X = (i) => pad + (traj.length > 1 ? (i * (w - 2 * pad)) / (traj.length - 1) : (w - 2 * pad) / 2);
+  const Y = (v) => h - pad - ((v - lo) * (h - 2 * pad)) / span;
+  let path = "", marks = "";
+  traj.forEach((t, i) => {
+    if (t.value === null) { marks += `<text class="missing" x="${X(i)}" y="${h - 2}" text-anchor="middle" fill="#999">×<title>${t.date}: missing</title></text>`; return; }
+    path += `${path ? "L" : "M"}${X(i).toFixed(1)},${Y(t.value).toFixed(1)}`;
+    marks += `<circle cx="${X(i)}" cy="${Y(t.value)}" r="2.5" fill="#2a6"><title>${t.date}: ${t.value}</title></circle>`;
+  });
+  return `<svg class="trajectory" width="${w}" height="${h}"><path d="${path}" fill="none" stroke="#2a6"/>${marks}</svg>` +
+    `<div><small>${traj[0].date} … ${traj[traj.length - 1].date}; ${lo.toFixed(3)}–${hi.toFixed(3)}</small></div>`;
 }
 
 map.on("click", (e) => showPoint(e.latlng));
