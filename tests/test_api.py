@@ -212,3 +212,31 @@ def test_face_names_shared_with_subpackages_are_both_in_a_fresh_process():
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_stac_items_are_inputs_as_files_dicts_and_pystac_items(tmp_path):
+    """The issue's input kinds include STAC items: a `.json` file, its dict and a `pystac.Item` are read whole
+    (assets matched to bands by `eo:bands`), and classified like any raster."""
+    import json
+
+    import pystac
+    from fixtures_scenes import make_scene_folder, make_stac_item
+
+    from spectraclip.api import as_inputs
+
+    folder = make_scene_folder(tmp_path, size10=48)
+    item_path = make_stac_item(folder, tmp_path / "item.json")
+    from_file = as_inputs(item_path)[0]
+    assert isinstance(from_file, sc.Sample) and from_file.pixels.shape[1:] == (48, 48)
+    data = json.loads(item_path.read_text())
+    for asset in data["assets"].values():  # a dict or pystac.Item without a file: absolute hrefs
+        asset["href"] = str((tmp_path / asset["href"]).resolve())
+    data["properties"]["datetime"] = "2020-06-01T00:00:00Z"  # pystac requires a time
+    from_dict = as_inputs(data)[0]
+    from_pystac = as_inputs([pystac.Item.from_dict(data)])[0]
+    for s in (from_dict, from_pystac):
+        assert list(s.bands.names) == list(from_file.bands.names)
+        np.testing.assert_array_equal(s.pixels, from_file.pixels)
+    model = sc.load_model("tiny-test", bands="s2-l1c", device="cpu", resize=True)
+    res = sc.classify(model, [item_path, data], "water,forest", precision="fp32", progress=False)
+    assert len(res.to_pandas()) == 2

@@ -22,6 +22,7 @@ Heavy modules (torch, open_clip, rasterio) are imported inside the functions, so
 from __future__ import annotations
 
 import glob
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -156,9 +157,49 @@ def _expand(path: PathLike) -> list[Path]:
     return [Path(text)]
 
 
+def _is_stac_item(x: Any) -> bool:
+    """A STAC Item: a `pystac.Item`, its dict form, or a `.json` file holding one."""
+    if isinstance(x, dict):
+        return x.get("type") == "Feature" and "assets" in x
+    if type(x).__name__ == "Item" and hasattr(x, "to_dict") and hasattr(x, "assets"):
+        return True
+    if isinstance(x, (str, Path)) and str(x).lower().endswith(".json") and Path(x).is_file():
+        try:
+            return _is_stac_item(json.loads(Path(x).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return False
+    return False
+
+
+def stac_sample(item: Any, bands: str | Sequence[str] | None = None) -> Sample:
+    """A STAC Item (a `.json` file, its dict or a `pystac.Item`) read whole as one `Sample`: its single-band assets
+    matched to bands by `eo:bands` names, common names or keys (`io.scene.open_scene`), brought onto the finest
+    band's grid. Asset hrefs must be absolute unless the item is a file (relative to it) or has a self link."""
+    import tempfile
+
+    from spectraclip.io.scene import SceneReader, SceneWindow, open_scene
+
+    if isinstance(item, (str, Path)):
+        path = Path(item)
+        scene = open_scene(path, _read_bands(bands))
+    else:
+        data = item.to_dict() if not isinstance(item, dict) else dict(item)
+        if not isinstance(item, dict) and item.get_self_href():
+            data = item.clone().make_asset_hrefs_absolute().to_dict()  # relative hrefs resolved against it
+        tmp = Path(tempfile.mkdtemp(prefix="spectraclip-stac-")) / f"{data.get('id', 'item')}.json"
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        scene = open_scene(tmp, _read_bands(bands))
+    with SceneReader(scene, max_cloud=1.0) as reader:
+        got = reader.read(SceneWindow(0, 0, 0, scene.height, scene.width, 0, 0))
+    if got.sample is None:
+        raise FaceError(f"STAC item {scene.path}: {got.message}")
+    return got.sample
+
+
 def as_inputs(inputs: Inputs, bands: str | Sequence[str] | None = None) -> list[Any]:
     """The items a run reads: paths (files, band folders, folders searched recursively, globs) expanded as the CLI
-    does (`io.readers.find_items`), `Sample`s kept, arrays and tensors made `Sample`s named by `bands`.
+    does (`io.readers.find_items`), `Sample`s kept, arrays and tensors made `Sample`s named by `bands`, STAC Items
+    (`pystac.Item`, their dicts, `.json` files) read whole (`stac_sample`).
 
     Args:
         inputs: one input or a list of inputs (see `Inputs`).
@@ -173,13 +214,15 @@ def as_inputs(inputs: Inputs, bands: str | Sequence[str] | None = None) -> list[
     """
     from spectraclip.io.readers import find_items
 
-    if isinstance(inputs, (str, Path, Sample)) or _is_array(inputs):
+    if isinstance(inputs, (str, Path, Sample, dict)) or _is_array(inputs) or _is_stac_item(inputs):
         inputs = [inputs]
     paths: list[Path] = []
     samples: list[Sample] = []
     for i, x in enumerate(inputs):
         if isinstance(x, Sample):
             samples.append(x)
+        elif _is_stac_item(x):
+            samples.append(stac_sample(x, bands))
         elif _is_array(x):
             samples.append(Sample.from_array(x, bands, id=f"array_{i}"))
         elif isinstance(x, (str, Path)):
