@@ -240,3 +240,18 @@ def test_stac_items_are_inputs_as_files_dicts_and_pystac_items(tmp_path):
     model = sc.load_model("tiny-test", bands="s2-l1c", device="cpu", resize=True)
     res = sc.classify(model, [item_path, data], "water,forest", precision="fp32", progress=False)
     assert len(res.to_pandas()) == 2
+
+
+def test_products_and_tables_come_back_as_xarray_and_geodataframes(tmp_path):
+    from fixtures_scenes import make_multiband
+
+    scene = make_multiband(tmp_path / "scene.tif", size=64)
+    model = sc.load_model("tiny-test", bands="s2-l1c", device="cpu")
+    res = sc.map_scene(model, scene, tmp_path / "map.tif", "water,forest", precision="fp32", progress=False,
+                       quicklook=False, cloud_mask="none")
+    da = res.to_xarray()
+    assert da.dims == ("band", "y", "x") and list(da.band.values) == ["class", "p_water", "p_forest"]
+    assert da.shape[1:] == (64, 64) and "EPSG" in da.attrs["crs"]
+    chips = sc.load_model("tiny-test", bands="s2-l1c", device="cpu", resize=True)  # the scene squeezed into one input
+    gdf = sc.embed(chips, scene, tmp_path / "e.parquet", precision="fp32", progress=False).to_geopandas()
+    assert len(gdf) == 1 and gdf.crs is not None and gdf.geometry.iloc[0].is_valid

@@ -443,6 +443,16 @@ class EmbedResult:
 
         return pd.DataFrame({"id": self.table.ids, "vector": list(self.table.vectors), **self.table.columns})
 
+    def to_geopandas(self) -> Any:
+        """The table as a GeoDataFrame (its WGS84 footprints as geometry), as `geopandas.read_parquet` opens it.
+
+        Returns:
+            One row per embedded item, with the table's columns.
+        """
+        import geopandas as gpd
+
+        return gpd.read_parquet(self.path)
+
 
 def _layout_items(model: SpectralCLIP, paths: Sequence[PathLike], layout: str, modalities: Sequence[str] | None,
                   drop_bands: Sequence[str] | None, bands: str | None, nodata: str) -> Any:

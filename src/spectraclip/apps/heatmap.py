@@ -32,6 +32,13 @@ class HeatmapResult:
     summary: JobSummary
     quicklook: Path | None = None
 
+    def to_xarray(self) -> Any:
+        """The written raster as an `xarray.DataArray` `(band, y, x)` with band names, coordinates and tags
+        (`io.cog.read_xarray`)."""
+        from spectraclip.io.cog import read_xarray
+
+        return read_xarray(self.path)
+
 
 class _QueryWindows:
     def __init__(self, dense: Any, text: torch.Tensor, cls_lambda: float) -> None:

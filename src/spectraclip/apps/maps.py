@@ -61,6 +61,13 @@ class MapResult:
     vector: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def to_xarray(self) -> Any:
+        """The written raster as an `xarray.DataArray` `(band, y, x)` with band names, coordinates and tags
+        (`io.cog.read_xarray`)."""
+        from spectraclip.io.cog import read_xarray
+
+        return read_xarray(self.path)
+
     def plot(self, ax: Any = None, title: str | None = None) -> Any:
         """Show the class band with the map's colours and a legend (matplotlib), torchgeo-style.
 

@@ -63,6 +63,13 @@ class ChangeResult:
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def to_xarray(self) -> Any:
+        """The written raster as an `xarray.DataArray` `(band, y, x)` with band names, coordinates and tags
+        (`io.cog.read_xarray`)."""
+        from spectraclip.io.cog import read_xarray
+
+        return read_xarray(self.path)
+
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold of finite `values` (maximises the between-class variance of a `bins` histogram)."""

@@ -144,4 +144,24 @@ def write_pam_colormap(path: Path, colormap: Mapping[int, tuple[int, ...]], band
     return aux
 
 
-__all__ = ["BLOCK", "BlockWriter", "RasterWriteError"]
+__all__ = ["BLOCK", "BlockWriter", "RasterWriteError", "read_xarray"]
+
+
+def read_xarray(path: str | Path) -> Any:
+    """A product COG (map, heatmap, change, time series) as an `xarray.DataArray` `(band, y, x)`: the bands named by
+    their descriptions, `x`/`y` the pixel centres in the raster's CRS, the CRS, transform and tags in `.attrs`.
+    What a notebook user reaches for to slice, plot or combine products (needs `xarray`)."""
+    import rasterio
+    import xarray as xr
+
+    with rasterio.open(path) as ds:
+        data = ds.read()
+        t = ds.transform
+        xs = t.c + t.a * (np.arange(ds.width) + 0.5)
+        ys = t.f + t.e * (np.arange(ds.height) + 0.5)
+        names = [d or f"band_{i + 1}" for i, d in enumerate(ds.descriptions)]
+        attrs = {"crs": ds.crs.to_string() if ds.crs else None, "transform": tuple(t)[:6], "path": str(path),
+                 "nodata": ds.nodata, **ds.tags()}
+    return xr.DataArray(data, dims=("band", "y", "x"), coords={"band": names, "y": ys, "x": xs}, attrs=attrs,
+                        name=Path(path).stem)
+
