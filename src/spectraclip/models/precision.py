@@ -3,21 +3,29 @@
 `prepare_for_inference(model, mode, device)` returns an `ImageEncoder` whose `encode_image(x, present)`
 the batch path calls whatever the mode; it always returns float32, L2-normalised `[B, D]` vectors.
 
-int8 is ONNX Runtime's dynamic quantiser (int8 weights of every transformer MatMul/Gemm, int8 activations
-quantised per batch, VNNI kernels; the patch embedding stays fp32: `INT8_OP_TYPES`): the image trunk
-(`clip.visual`) is exported to ONNX once per model fingerprint, quantised, kept in the cache folder
-(`~/.cache/spectraclip/onnx`) and run by an ONNX Runtime session in place of the trunk; patch embeddings,
-fusion of input groups and the text tower stay in torch. The model itself is never modified. torchao's
-`Int8DynamicActivationInt8WeightConfig` was measured too and dropped: without torch.compile it ran at 0.7x
-fp32 on this CPU (ONNX Runtime int8: 2.8x; same load, batch 16). End to end, `embed --precision int8` ran at
-2.5x open_clip's eager fp32 forward (min cosine 0.9998).
+Every mode is deterministic per item (issue #29): an item's vector does not depend on the other items of its
+batch, so batch size, loader workers, Ray blocks, shards and resume points leave it as it is (tests/
+test_determinism.py: int8 bit for bit, fp32 and bf16 within 1e-6 on this CPU; bf16 autocast takes another
+kernel path for a batch of one, so the encoder pads such a batch to two rows).
 
-Default (`mode="auto"`), measured on the project machine (2 cores with AVX-512 BF16/VNNI, torch 2.14,
-ViT-B-16 with 10 bands at 224 px; docs/benchmarks.md): int8 is the fastest mode that passes the accuracy
-gate on CPU (min cosine to fp32 >= 0.995); bf16 autocast only pays off from batch 64 up (4.9 vs 4.1
-images/s; at batch 16 it is slower, 2.4 vs 4.3). So on CPU: int8 when onnxruntime is installed, else bf16
-for batches >= 64 on a CPU with native bf16, else fp32. On CUDA: bf16 autocast where the GPU supports it,
-else fp16 autocast (not measured: no GPU on this machine).
+int8 is ONNX Runtime's static QDQ quantisation (int8 weights of every transformer MatMul/Gemm, int8 activations
+with fixed scales, VNNI kernels; the patch embedding stays fp32: `INT8_OP_TYPES`). Its activation scales are
+calibrated once per model (min/max) on a fixed calibration sample of the model's own kind
+(`calibration_pixels`: synthetic inputs drawn with a fixed seed in the model's normalised input space, so the
+same on every machine; no raster data ships in the package), whose fingerprint is part of the cache key
+(`~/.cache/spectraclip/onnx`) and is recorded in every table (`precision_calibration`). ONNX Runtime's dynamic
+quantiser, used before, computed activation scales over the whole batch: a vector moved by up to 3.7e-3 with
+the batch size. The image trunk (`clip.visual`) is exported to ONNX, quantised and run by an ONNX Runtime
+session in place of the trunk; patch embeddings, fusion of input groups and the text tower stay in torch. The
+model itself is never modified. torchao's `Int8DynamicActivationInt8WeightConfig` was measured and dropped
+(0.7x fp32 on this CPU without torch.compile); OpenVINO + NNCF was not measured (one more heavy dependency;
+onnxruntime is already one).
+
+Default (`mode="auto"`): the fastest candidate mode for the device (`default_precision`: on CPU int8 when
+onnxruntime is installed, bf16 from batch 64 on a CPU with native bf16; on CUDA bf16, else fp16) that passes
+the accuracy gate on the model itself (`accuracy_gate`: min cosine to fp32 >= 0.999 and zero-shot top-1
+agreement >= 99.5 % on held-out inputs of the model's kind, computed once per model and cached); else fp32.
+The gate's result is recorded in the table metadata (`precision_gate`). Measurements: docs/benchmarks.md.
 """
 
 from __future__ import annotations
