@@ -131,3 +131,23 @@ def test_bf16_batch_of_one_matches_larger_batches():
         full = enc.encode_image(x)
         ones = torch.cat([enc.encode_image(x[i:i + 1]) for i in range(len(x))])
     assert float((full - ones).abs().max()) <= 1e-6
+
+
+@needs_data
+@needs_int8
+@pytest.mark.slow  # ~20 s of Ray start-up
+def test_ray_blocks_do_not_change_an_int8_vector(model, files, tmp_path):
+    ray = pytest.importorskip("ray")
+    from spectraclip.distributed.ray_engine import embed_with_ray, runtime_env
+
+    local, _, _ = embed_to_table(model, files, tmp_path / "local.parquet", bands="eurosat-ms", batch_size=16,
+                                 precision="int8", progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env=runtime_env(), log_to_driver=False)
+    try:
+        table, failed, _ = embed_with_ray(model, files, tmp_path / "ray.parquet", bands="eurosat-ms", batch_size=3,
+                                          workers=1, precision="int8", progress=False)
+    finally:
+        ray.shutdown()
+    assert not failed and table.ids == local.ids
+    assert np.array_equal(table.vectors, local.vectors)  # bit for bit
+    assert table.metadata["precision_calibration"] == local.metadata["precision_calibration"]
