@@ -21,9 +21,11 @@ Tables (ratios against baselines measured in the same run):
    column: the images/s the model's GEMM FLOPs allow at this CPU's measured GEMM rate (fp32 torch.mm; int8
    torch._int_mm) in the same run.
 6. `text`: 1,000 distinct prompts through spectraclip's trimmed text tower vs open_clip's eager text tower.
+7. `determinism`: the largest change of any vector component when the same patches are encoded at batch 1, 7
+   and 32 instead of 32, per mode (int8 dynamic: the former default, for comparison).
 
     python benchmarks/bench_embed.py [--images 54] [--threads 2] [--demo-bundle spectraclip-demo/...]
-    python benchmarks/bench_embed.py --only forward,text      # the issue #29 tables
+    python benchmarks/bench_embed.py --only forward,text,determinism   # the issue #29 tables
 """
 
 from __future__ import annotations
@@ -219,7 +221,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
     if args.only:
-        skip |= {"embed", "classify", "threads", "forward", "text"} - set(args.only.split(","))
+        skip |= {"embed", "classify", "threads", "forward", "text", "determinism"} - set(args.only.split(","))
     modes = args.modes.split(",")
     console = Console(width=160)
 
@@ -248,6 +250,8 @@ def main() -> None:
         forward_table(net, class_emb, console, args.rounds)
     if "text" not in skip:
         text_table(net, console, args.rounds)
+    if "determinism" not in skip:
+        determinism_table(net, console)
 
     if "embed" not in skip:
         g = net.config.group(net.groups[0])
@@ -349,22 +353,52 @@ def trunk_gemm_flops(net, batch: int) -> tuple[float, int, int]:
     return float(layers * per_layer + patch), tokens * batch, width
 
 
-def forward_table(net, class_emb: np.ndarray, console: Console, rounds: int, batch: int = 16) -> None:
-    """Image trunk at batch 16: int8 static (and dynamic) vs open_clip's eager fp32 forward, same process."""
+def dynamic_int8(net):
+    """The former int8 path: ONNX Runtime's dynamic quantiser (activation scales per batch), for comparison."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from spectraclip.models import precision as P
     from spectraclip.models.export import trace_to_onnx
 
-    files = sorted(EUROSAT.rglob("*.tif"))
-    g = net.config.group(net.groups[0])
-    x = load_msclip(files, g.mean, g.std)
-    static = P.prepare_for_inference(net, "int8")
     dyn_path = Path(tempfile.mkdtemp(prefix="dyn_")) / "visual.onnx"
     trace_to_onnx(net.clip.visual.eval(), (P.trunk_example(net),), dyn_path.with_suffix(".fp32.onnx"), ["x"])
     quantize_dynamic(str(dyn_path.with_suffix(".fp32.onnx")), str(dyn_path), weight_type=QuantType.QInt8,
                      op_types_to_quantize=list(P.INT8_OP_TYPES))
-    dynamic = P.ImageEncoder(P._with_visual(net, P.OrtTrunk(dyn_path)), "int8", torch.device("cpu"))
+    return P.ImageEncoder(P._with_visual(net, P.OrtTrunk(dyn_path)), "int8", torch.device("cpu"))
+
+
+def determinism_table(net, console: Console, n: int = 32) -> None:
+    """Max |component change| of each vector when the batch size changes, per mode (same process)."""
+    from spectraclip.models import precision as P
+
+    files = sorted(EUROSAT.rglob("*.tif"))[::8][:n]
+    g = net.config.group(net.groups[0])
+    x = load_msclip(files, g.mean, g.std)
+    encs = {"fp32": P.prepare_for_inference(net, "fp32"), "bf16": P.prepare_for_inference(net, "bf16"),
+            "int8 static (now)": P.prepare_for_inference(net, "int8"),
+            "int8 dynamic (before)": dynamic_int8(net)}
+    tab = Table(title=f"per-item determinism: max |change| of a vector component vs batch {n} ({len(x)} EuroSAT-MS "
+                      f"patches, ViT-B-16 random weights; load {os.getloadavg()[0]:.1f})")
+    for col in ("mode", "batch 1", "batch 7", "min cosine batch 1 vs 32"):
+        tab.add_column(col, justify="left" if col == "mode" else "right")
+    for name, enc in encs.items():
+        with torch.inference_mode():
+            runs = {b: torch.cat([enc.encode_image(x[i:i + b]) for i in range(0, len(x), b)]) for b in (n, 7, 1)}
+        d1 = float((runs[1] - runs[n]).abs().max())
+        d7 = float((runs[7] - runs[n]).abs().max())
+        tab.add_row(name, f"{d1:.1e}", f"{d7:.1e}", f"{float((runs[1] * runs[n]).sum(1).min()):.6f}")
+    console.print(tab)
+
+
+def forward_table(net, class_emb: np.ndarray, console: Console, rounds: int, batch: int = 16) -> None:
+    """Image trunk at batch 16: int8 static (and dynamic) vs open_clip's eager fp32 forward, same process."""
+    from spectraclip.models import precision as P
+
+    files = sorted(EUROSAT.rglob("*.tif"))
+    g = net.config.group(net.groups[0])
+    x = load_msclip(files, g.mean, g.std)
+    static = P.prepare_for_inference(net, "int8")
+    dynamic = dynamic_int8(net)
     fp32 = P.ImageEncoder(net, "fp32", torch.device("cpu"))
     bf16 = P.ImageEncoder(net, "bf16", torch.device("cpu"))
 
