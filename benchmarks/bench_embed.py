@@ -415,8 +415,8 @@ def forward_table(net, class_emb: np.ndarray, console: Console, rounds: int, bat
                 net.clip.encode_image(xs[i:i + batch])
 
     timed = x[:2 * batch]  # 2 batches per timing; best of `rounds`, interleaved
-    paths = {"int8 static (calibrated; the int8 mode now)": static, "int8 dynamic (ONNX Runtime, former default)": dynamic,
-             "bf16 autocast": bf16}
+    paths = {"int8 static (calibrated; the int8 mode now)": static,
+             "int8 dynamic (ONNX Runtime, former default)": dynamic, "bf16 autocast": bf16}
     best = {k: float("inf") for k in ["eager", *paths]}
     for _ in range(rounds):
         with Timer() as t:
