@@ -15,8 +15,17 @@ Tables (ratios against baselines measured in the same run):
    plain zero-shot loop (fp32, batches of 32), text cache cold and warm.
 3. torch threads x loader workers for `embed` (on 2 cores: 2+1, 1+1, 2+0).
 4. With `--demo-bundle`: the accuracy gate of the demo's MS twin on the same patches.
+5. `forward` (issue #29): the image trunk alone at batch 16, int8 with static calibrated scales (and ONNX
+   Runtime's dynamic quantiser, the former default) vs open_clip's eager fp32 forward, with min cosine and
+   zero-shot top-1 agreement to fp32 on all 270 patches, batch-size invariance (batch 1 vs 16) and a roofline
+   column: the images/s the model's GEMM FLOPs allow at this CPU's measured GEMM rate (fp32 torch.mm; int8
+   torch._int_mm) in the same run.
+6. `text`: 1,000 distinct prompts through spectraclip's trimmed text tower vs open_clip's eager text tower.
+7. `determinism`: the largest change of any vector component when the same patches are encoded at batch 1, 7
+   and 32 instead of 32, per mode (int8 dynamic: the former default, for comparison).
 
     python benchmarks/bench_embed.py [--images 54] [--threads 2] [--demo-bundle spectraclip-demo/...]
+    python benchmarks/bench_embed.py --only forward,text,determinism   # the issue #29 tables
 """
 
 from __future__ import annotations
@@ -204,12 +213,16 @@ def main() -> None:
     ap.add_argument("--modes", default="fp32,bf16,int8")
     ap.add_argument("--demo-bundle", type=Path, default=None, help="the demo's MS bundle, for its accuracy gate")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved repeats of the embed paths; best kept")
-    ap.add_argument("--skip", default="", help="comma list of sections to skip: embed,classify,threads")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: embed,classify,threads,forward,text")
+    ap.add_argument("--forward-images", type=int, default=270, help="forward: patches for the accuracy columns")
+    ap.add_argument("--only", default="", help="comma list of the sections to run (default: all)")
     args = ap.parse_args()
     if not EUROSAT.is_dir():
         raise SystemExit(f"needs {EUROSAT}")
     torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
+    if args.only:
+        skip |= {"embed", "classify", "threads", "forward", "text", "determinism"} - set(args.only.split(","))
     modes = args.modes.split(",")
     console = Console(width=160)
 
@@ -219,7 +232,7 @@ def main() -> None:
     from spectraclip.zeroshot.classifier import class_text_embeddings
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_embed_"))
-    os.environ["SPECTRACLIP_CACHE"] = str(tmp / "cache")
+    os.environ.setdefault("SPECTRACLIP_CACHE", str(tmp / "cache"))  # a given one is reused (int8 trunk, gate, text)
     files, labels = write_l2a_patches(tmp / "patches", args.images)
     classes = sorted(set(labels))
     templates = fifty_templates()
@@ -230,9 +243,16 @@ def main() -> None:
                   f"{args.threads}, workers={args.workers}, auto precision on this CPU: {auto}; load "
                   f"{os.getloadavg()[0]:.1f}")
     with Timer() as t_prep:
-        prepare_for_inference(net, "int8")  # one-off per model: export + quantise, cached on disk
+        prepare_for_inference(net, "int8")  # one-off per model: export + calibrate + quantise, cached on disk
     console.print(f"int8 trunk prepared once in {t_prep.s:.1f} s (cached on disk for later runs)")
     class_emb = class_text_embeddings(net, classes, templates).numpy()  # fills the text cache
+
+    if "forward" not in skip:
+        forward_table(net, class_emb, console, args.rounds, limit=args.forward_images)
+    if "text" not in skip:
+        text_table(net, console, args.rounds)
+    if "determinism" not in skip:
+        determinism_table(net, console)
 
     if "embed" not in skip:
         g = net.config.group(net.groups[0])
@@ -299,6 +319,193 @@ def main() -> None:
 
     if args.demo_bundle:
         demo_gate(args.demo_bundle, tmp, modes, console)
+
+
+# -- issue #29: the trunk alone, and the text tower -------------------------------------------------------------
+def gemm_rate(m: int, k: int, n: int, dtype: str, reps: int = 5) -> float:
+    """Measured multiply-adds x 2 per second of one `[m, k] @ [k, n]` GEMM (best of `reps`)."""
+    if dtype == "int8":
+        a = torch.randint(-128, 127, (m, k), dtype=torch.int8)
+        b = torch.randint(-128, 127, (k, n), dtype=torch.int8)
+        fn = torch._int_mm
+    else:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        fn = torch.mm
+    fn(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        with Timer() as t:
+            fn(a, b)
+        best = min(best, t.s)
+    return 2.0 * m * k * n / best
+
+
+def trunk_gemm_flops(net, batch: int) -> tuple[float, int, int]:
+    """GEMM FLOPs of one image through the ViT trunk (qkv, out, mlp, attention products, patch embedding) and the
+    token count and width."""
+    v = net.clip.visual
+    width = v.conv1.out_channels
+    grid = net.image_size // v.conv1.kernel_size[0]
+    tokens = grid * grid + 1
+    layers = len(v.transformer.resblocks)
+    mlp = v.transformer.resblocks[0].mlp.c_fc.out_features
+    per_layer = 2 * tokens * width * (3 * width + width + 2 * mlp) + 2 * 2 * tokens * tokens * width
+    patch = 2 * grid * grid * v.conv1.in_channels * v.conv1.kernel_size[0] ** 2 * width
+    return float(layers * per_layer + patch), tokens * batch, width
+
+
+def dynamic_int8(net):
+    """The former int8 path: ONNX Runtime's dynamic quantiser (activation scales per batch), for comparison."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from spectraclip.models import precision as P
+    from spectraclip.models.export import trace_to_onnx
+
+    dyn_path = Path(tempfile.mkdtemp(prefix="dyn_")) / "visual.onnx"
+    trace_to_onnx(net.clip.visual.eval(), (P.trunk_example(net),), dyn_path.with_suffix(".fp32.onnx"), ["x"])
+    quantize_dynamic(str(dyn_path.with_suffix(".fp32.onnx")), str(dyn_path), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=list(P.INT8_OP_TYPES))
+    return P.ImageEncoder(P._with_visual(net, P.OrtTrunk(dyn_path)), "int8", torch.device("cpu"))
+
+
+def determinism_table(net, console: Console, n: int = 32) -> None:
+    """Max |component change| of each vector when the batch size changes, per mode (same process)."""
+    from spectraclip.models import precision as P
+
+    files = sorted(EUROSAT.rglob("*.tif"))[::8][:n]
+    g = net.config.group(net.groups[0])
+    x = load_msclip(files, g.mean, g.std)
+    encs = {"fp32": P.prepare_for_inference(net, "fp32"), "bf16": P.prepare_for_inference(net, "bf16"),
+            "int8 static (now)": P.prepare_for_inference(net, "int8"),
+            "int8 dynamic (before)": dynamic_int8(net)}
+    tab = Table(title=f"per-item determinism: max |change| of a vector component vs batch {n} ({len(x)} EuroSAT-MS "
+                      f"patches, ViT-B-16 random weights; load {os.getloadavg()[0]:.1f})")
+    for col in ("mode", "batch 1", "batch 7", f"min cosine batch 1 vs {n}"):
+        tab.add_column(col, justify="left" if col == "mode" else "right")
+    for name, enc in encs.items():
+        with torch.inference_mode():
+            runs = {b: torch.cat([enc.encode_image(x[i:i + b]) for i in range(0, len(x), b)]) for b in (n, 7, 1)}
+        d1 = float((runs[1] - runs[n]).abs().max())
+        d7 = float((runs[7] - runs[n]).abs().max())
+        tab.add_row(name, f"{d1:.1e}", f"{d7:.1e}", f"{float((runs[1] * runs[n]).sum(1).min()):.6f}")
+    console.print(tab)
+
+
+def forward_table(net, class_emb: np.ndarray, console: Console, rounds: int, batch: int = 16,
+                  limit: int = 270) -> None:
+    """Image trunk at batch 16: int8 static (and dynamic) vs open_clip's eager fp32 forward, same process."""
+    from spectraclip.models import precision as P
+
+    files = sorted(EUROSAT.rglob("*.tif"))
+    files = files[:: max(1, len(files) // limit)][:limit]  # an even spread over the classes
+    g = net.config.group(net.groups[0])
+    x = load_msclip(files, g.mean, g.std)
+    static = P.prepare_for_inference(net, "int8")
+    dynamic = dynamic_int8(net)
+    fp32 = P.ImageEncoder(net, "fp32", torch.device("cpu"))
+    bf16 = P.ImageEncoder(net, "bf16", torch.device("cpu"))
+
+    def encode(enc, xs: torch.Tensor, b: int) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.cat([enc.encode_image(xs[i:i + b]) for i in range(0, len(xs), b)])
+
+    def eager(xs: torch.Tensor) -> None:
+        with torch.no_grad():
+            for i in range(0, len(xs), batch):
+                net.clip.encode_image(xs[i:i + batch])
+
+    timed = x[:2 * batch]  # 2 batches per timing; best of `rounds`, interleaved
+    paths = {"int8 static (calibrated; the int8 mode now)": static,
+             "int8 dynamic (ONNX Runtime, former default)": dynamic, "bf16 autocast": bf16}
+    best = {k: float("inf") for k in ["eager", *paths]}
+    for _ in range(rounds):
+        with Timer() as t:
+            eager(timed)
+        best["eager"] = min(best["eager"], t.s)
+        for k, enc in paths.items():
+            with Timer() as t:
+                encode(enc, timed, batch)
+            best[k] = min(best[k], t.s)
+        console.print(f"  round: eager {len(timed) / best['eager']:.2f} images/s, "
+                      + ", ".join(f"{k} {len(timed) / best[k]:.2f}" for k in paths))
+    ref = encode(fp32, x, batch).numpy()
+    flops, m, width = trunk_gemm_flops(net, batch)
+    rate = {"fp32": gemm_rate(m, width, 4 * width, "fp32"), "int8": gemm_rate(m, width, 4 * width, "int8")}
+    load = os.getloadavg()[0]
+    tab = Table(title=f"image trunk, ViT-B-16 (random weights), 10 bands, 224 px, batch {batch}: vs open_clip eager "
+                      f"fp32 forward ({len(timed)} images timed, best of {rounds}; accuracy on {len(files)} "
+                      f"EuroSAT-MS patches; load {load:.1f}, torch threads {torch.get_num_threads()})")
+    for col in ("path", "images/s", "vs eager fp32", "roofline images/s", "of roofline", "min cosine to fp32",
+                "top-1 agreement", "batch 1 vs 16 max |diff|"):
+        tab.add_column(col, justify="left" if col == "path" else "right")
+    n = len(timed)
+    tab.add_row("open_clip eager fp32 forward (baseline)", f"{n / best['eager']:.2f}", "1.00",
+                f"{rate['fp32'] / flops:.2f}", f"{100 * n / best['eager'] / (rate['fp32'] / flops):.0f}%", "1.00000",
+                "100.0%", "")
+    probe = x[:8]
+    for k, enc in paths.items():
+        vec = encode(enc, x, batch).numpy()
+        cos, agree = gate(vec, ref, class_emb)
+        one = encode(enc, probe, 1).numpy()
+        diff = float(np.abs(one - vec[:8]).max())
+        roof = rate["int8" if "int8" in k else "fp32"] / flops
+        tab.add_row(k, f"{n / best[k]:.2f}", f"{best['eager'] / best[k]:.2f}", f"{roof:.2f}",
+                    f"{100 * n / best[k] / roof:.0f}%", f"{cos:.5f}", f"{100 * agree:.1f}%", f"{diff:.1e}")
+    console.print(tab)
+    console.print(f"GEMM rates ({m}x{width}x{4 * width}): fp32 {rate['fp32'] / 1e9:.0f} GFLOP/s (torch.mm), int8 "
+                  f"{rate['int8'] / 1e9:.0f} GOP/s (torch._int_mm); model GEMM work {flops / 1e9:.1f} GFLOP/image; "
+                  f"bf16 is held to the fp32 rate. gate on this model: "
+                  f"{P.accuracy_gate(net, 'int8')}")
+
+
+def load_msclip(files: list[Path], mean, std) -> torch.Tensor:
+    """The 13-band EuroSAT patches as the msclip model's normalised 10-band 224 px input (published recipe)."""
+    import rasterio
+
+    arrs = []
+    for f in files:
+        with rasterio.open(f) as ds:
+            a = ds.read().astype(np.float32)
+        arrs.append(a[L2A_FROM_EUROSAT][MSCLIP_FROM_L2A])
+    x = torch.from_numpy(np.stack(arrs))
+    x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
+    m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
+    s = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+    return (x - m) / s
+
+
+def text_table(net, console: Console, rounds: int, n: int = 1000, batch: int = 256) -> None:
+    """1,000 distinct prompts: spectraclip's trimmed text tower vs open_clip's eager text tower (fp32)."""
+    from spectraclip.models.text_trim import encode_text_trimmed
+
+    rng = np.random.default_rng(0)
+    words = ["forest", "river", "lake", "highway", "farmland", "city", "village", "airport", "harbour", "desert",
+             "glacier", "vineyard", "orchard", "wetland", "quarry", "beach", "meadow", "industrial zone"]
+    heads = ["a satellite image of", "an aerial photo of", "a Sentinel-2 image of", "a multispectral view of"]
+    prompts = sorted({f"{heads[rng.integers(len(heads))]} {words[a]} near {words[b]} #{i}."
+                      for i, (a, b) in enumerate(rng.integers(len(words), size=(n, 2)))})
+    assert len(prompts) == n
+    tokens = net.tokenize(prompts)
+
+    def run(fn) -> tuple[float, torch.Tensor]:
+        best, out = float("inf"), None
+        for _ in range(rounds):
+            with torch.no_grad(), Timer() as t:
+                out = torch.cat([fn(tokens[i:i + batch]) for i in range(0, n, batch)])
+            best = min(best, t.s)
+        return best, out
+
+    t_eager, ref = run(lambda tk: torch.nn.functional.normalize(net.clip.encode_text(tk), dim=-1))
+    t_trim, got = run(lambda tk: encode_text_trimmed(net, tk))
+    cos = float((ref * got).sum(1).min())
+    tab = Table(title=f"text tower, {n} distinct prompts, batch {batch}, fp32 (best of {rounds}; load "
+                      f"{os.getloadavg()[0]:.1f})")
+    for col in ("path", "prompts/s", "vs eager", "min cosine to eager"):
+        tab.add_column(col, justify="left" if col == "path" else "right")
+    tab.add_row("open_clip eager text tower, 77 tokens (baseline)", f"{n / t_eager:.0f}", "1.00", "1.000000")
+    tab.add_row("spectraclip trimmed text tower (models/text_trim.py)", f"{n / t_trim:.0f}",
+                f"{t_eager / t_trim:.2f}", f"{cos:.6f}")
+    console.print(tab)
 
 
 def demo_gate(bundle: Path, tmp: Path, modes: list[str], console: Console) -> None:

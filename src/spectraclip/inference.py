@@ -259,14 +259,17 @@ def _log_error(where: str, msg: str) -> None:
     log.warning("skipped %s: %s", where, msg)
 
 
-def table_metadata(model: SpectralCLIP, precision: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+def table_metadata(model: SpectralCLIP, precision: str, metadata: dict[str, Any] | None = None,
+                   device: str | torch.device = "cpu") -> dict[str, Any]:
     """The metadata of an embeddings table made by `model`: bands, dimension (known up front, so a run where
-    every item fails still writes a valid empty table), groups, precision and the identity fingerprints."""
+    every item fails still writes a valid empty table), groups, precision (with, for a reduced one, the accuracy
+    gate's result on this model and for int8 the calibration fingerprint) and the identity fingerprints."""
     from spectraclip.embeddings import identity_metadata
+    from spectraclip.models.precision import precision_metadata
 
     return {"bands": ",".join(model.bands.names), "dim": model.embed_dim, "groups": model.groups,
             "large_rasters": "resize" if model.preprocessor().allow_resize else "error", "precision": precision,
-            **identity_metadata(model), **(metadata or {})}
+            **precision_metadata(model, precision, device), **identity_metadata(model), **(metadata or {})}
 
 
 def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path, *,
@@ -283,8 +286,8 @@ def embed_to_table(model: SpectralCLIP, items: Sequence[Any], output: str | Path
     from spectraclip.models.precision import resolve_precision
 
     batch_size = batch_size or choose_batch_size(model, device, len(items) if isinstance(items, Sized) else None)
-    precision = resolve_precision(precision, device, batch_size)
-    writer = PartWriter(output, metadata=table_metadata(model, precision, metadata))
+    precision = resolve_precision(precision, device, batch_size, model=model)
+    writer = PartWriter(output, metadata=table_metadata(model, precision, metadata, device))
     failed: list[tuple[str, str]] = []
     items = list(items) if isinstance(items, (list, tuple)) else items
     before = set(writer.done_ids)

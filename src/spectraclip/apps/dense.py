@@ -196,7 +196,7 @@ def prepare_dense(model, mode: str | None = "auto", device: str | torch.device =
     if attention not in ATTENTIONS:
         raise DenseUnsupportedError(f"attention {attention!r}: choose one of {', '.join(ATTENTIONS)}")
     dev = torch.device(device)
-    resolved = P.resolve_precision(mode, dev, batch_size)
+    resolved = P.resolve_precision(mode, dev, batch_size, model=model)
     model.eval().to(dev)
     visual = _vit(model)
     if resolved != "int8":

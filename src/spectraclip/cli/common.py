@@ -190,8 +190,10 @@ def _check_precision(value: str) -> str:
 
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", callback=_check_precision, help="Image-encoding precision: auto (the "
-                      "fastest mode that passes the accuracy gate on this device: int8 on CPU with onnxruntime, bf16 "
-                      "on GPU), fp32, bf16, fp16 (GPU) or int8 (CPU). Recorded in embeddings tables.")
+                      "fastest mode that passes the accuracy gate on this model: int8 with static, calibrated scales "
+                      "on CPU, bf16 on GPU; else fp32), fp32, bf16, fp16 (GPU) or int8 (CPU). Recorded in embeddings "
+                      "tables with the gate's result. Per-item deterministic: batch size, workers, shards and resume "
+                      "do not change a vector.")
 ]
 NodataOpt = Annotated[
     str, typer.Option("--nodata", callback=_checked(_check_nodata), help="NaN/nodata pixels: fill (the band's "

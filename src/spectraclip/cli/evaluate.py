@@ -64,7 +64,7 @@ def evaluate_cmd(
     force: Annotated[bool, typer.Option(
         "--force", help="With --embeddings: accept a table whose fingerprints differ from the model's (or "
         "that records none).")] = False,
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = "fp32",
     probe: Annotated[str, typer.Option("--probe", help="oscd: few-shot probes trained leave one city out (comma "
                                        "list of gbm, cnn; none: unsupervised only).")] = "gbm,cnn",
     probe_steps: Annotated[int | None, typer.Option("--probe-steps", min=1, help="oscd: training steps of the "

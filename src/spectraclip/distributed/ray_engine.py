@@ -165,8 +165,8 @@ def embed_with_ray(model: SpectralCLIP, items: Sequence[Any], output: str | Path
         raise DistributedError(f"--device {device} with --engine ray: give --num-gpus-per-worker N so Ray "
                                "assigns GPUs to the encoding actors (without it they run on CPU)")
     batch_size = batch_size or choose_batch_size(model, torch.device(device), len(items))
-    precision = resolve_precision(precision, device, batch_size)
-    writer = PartWriter(output, metadata=table_metadata(model, precision, metadata))
+    precision = resolve_precision(precision, device, batch_size, model=model)
+    writer = PartWriter(output, metadata=table_metadata(model, precision, metadata, device))
     before = len(writer.done_ids)
     all_items, all_ids = list_items(items)
     skip = writer.done_ids | set(skip_ids or ())

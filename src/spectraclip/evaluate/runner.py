@@ -295,7 +295,8 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
             else:
                 cache = out / "embeddings" / f"{_slug(mlabel)}__{_slug(dlabel)}.parquet"
                 say(f"encoding {dlabel} ({len(ds)} images) with {mlabel}")
-                mode = resolve_precision(precision, device, batch_size)
+                mode = resolve_precision(precision, device, batch_size, model=model)
+                provenance["models"][mlabel]["precision"] = mode
                 key = {**cache_key(model, ds), "precision": mode}
                 ids, vectors, failed, hit = encode_cached(model, ds, cache, key, batch_size=batch_size,
                                                           num_workers=num_workers, device=device, progress=progress,
@@ -361,7 +362,7 @@ def evaluate(models: Sequence[ModelSpec], datasets: Sequence[DatasetSpec],
         },
         "settings": {"retrieval_k": retrieval_k, "empty": empty, "negative_prompt": negative_prompt,
                      "batch_size": batch_size, "device": device,
-                     "precision": resolve_precision(precision, device, batch_size)},
+                     "precision": precision or "auto"},  # the mode each model ran in: provenance.models
         "provenance": provenance,
         "runs": runs,
     }

@@ -3,21 +3,29 @@
 `prepare_for_inference(model, mode, device)` returns an `ImageEncoder` whose `encode_image(x, present)`
 the batch path calls whatever the mode; it always returns float32, L2-normalised `[B, D]` vectors.
 
-int8 is ONNX Runtime's dynamic quantiser (int8 weights of every transformer MatMul/Gemm, int8 activations
-quantised per batch, VNNI kernels; the patch embedding stays fp32: `INT8_OP_TYPES`): the image trunk
-(`clip.visual`) is exported to ONNX once per model fingerprint, quantised, kept in the cache folder
-(`~/.cache/spectraclip/onnx`) and run by an ONNX Runtime session in place of the trunk; patch embeddings,
-fusion of input groups and the text tower stay in torch. The model itself is never modified. torchao's
-`Int8DynamicActivationInt8WeightConfig` was measured too and dropped: without torch.compile it ran at 0.7x
-fp32 on this CPU (ONNX Runtime int8: 2.8x; same load, batch 16). End to end, `embed --precision int8` ran at
-2.5x open_clip's eager fp32 forward (min cosine 0.9998).
+Every mode is deterministic per item (issue #29): an item's vector does not depend on the other items of its
+batch, so batch size, loader workers, Ray blocks, shards and resume points leave it as it is (tests/
+test_determinism.py: int8 bit for bit, fp32 and bf16 within 1e-6 on this CPU; bf16 autocast takes another
+kernel path for a batch of one, so the encoder pads such a batch to two rows).
 
-Default (`mode="auto"`), measured on the project machine (2 cores with AVX-512 BF16/VNNI, torch 2.14,
-ViT-B-16 with 10 bands at 224 px; docs/benchmarks.md): int8 is the fastest mode that passes the accuracy
-gate on CPU (min cosine to fp32 >= 0.995); bf16 autocast only pays off from batch 64 up (4.9 vs 4.1
-images/s; at batch 16 it is slower, 2.4 vs 4.3). So on CPU: int8 when onnxruntime is installed, else bf16
-for batches >= 64 on a CPU with native bf16, else fp32. On CUDA: bf16 autocast where the GPU supports it,
-else fp16 autocast (not measured: no GPU on this machine).
+int8 is ONNX Runtime's static quantisation, QOperator format (int8 weights of every transformer MatMul/Gemm,
+uint8 activations with fixed scales, VNNI kernels; the patch embedding stays fp32: `INT8_OP_TYPES`). Its
+activation scales are calibrated once per model (min/max) on a fixed calibration sample of the model's own kind
+(`calibration_pixels`: synthetic inputs drawn with a fixed seed in the model's normalised input space, so the
+same on every machine; no raster data ships in the package), whose fingerprint is part of the cache key
+(`~/.cache/spectraclip/onnx`) and is recorded in every table (`precision_calibration`). ONNX Runtime's dynamic
+quantiser, used before, computed activation scales over the whole batch: a vector moved by up to 3.7e-3 with
+the batch size. The image trunk (`clip.visual`) is exported to ONNX, quantised and run by an ONNX Runtime
+session in place of the trunk; patch embeddings, fusion of input groups and the text tower stay in torch. The
+model itself is never modified. torchao's `Int8DynamicActivationInt8WeightConfig` was measured and dropped
+(0.7x fp32 on this CPU without torch.compile); OpenVINO + NNCF was not measured (one more heavy dependency;
+onnxruntime is already one).
+
+Default (`mode="auto"`): the fastest candidate mode for the device (`default_precision`: on CPU int8 when
+onnxruntime is installed, bf16 from batch 64 on a CPU with native bf16; on CUDA bf16, else fp16) that passes
+the accuracy gate on the model itself (`accuracy_gate`: min cosine to fp32 >= 0.999 and zero-shot top-1
+agreement >= 99.5 % on held-out inputs of the model's kind, computed once per model and cached); else fp32.
+The gate's result is recorded in the table metadata (`precision_gate`). Measurements: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -76,7 +84,8 @@ def cpu_has_bf16() -> bool:
 
 
 def default_precision(device: str | torch.device = "cpu", batch_size: int | None = None) -> str:
-    """The fastest mode that passes the accuracy gate on `device` (the rule and its numbers: module doc)."""
+    """The fastest mode this device could use (the rule and its numbers: module doc), before the accuracy gate:
+    `resolve_precision("auto", ..., model=...)` runs the gate on the model and falls back when it fails."""
     dev = torch.device(device)
     if dev.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -88,10 +97,29 @@ def default_precision(device: str | torch.device = "cpu", batch_size: int | None
     return "fp32"
 
 
-def resolve_precision(mode: str | None, device: str | torch.device = "cpu", batch_size: int | None = None) -> str:
-    """`mode` checked against the device (`auto`/None: `default_precision`)."""
+def _candidates(device: torch.device, batch_size: int | None) -> list[str]:
+    """Reduced modes `auto` may pick on `device`, fastest first (each only if it passes the gate)."""
+    first = default_precision(device, batch_size)
+    out = [first] if first != "fp32" else []
+    if first == "int8" and cpu_has_bf16() and (batch_size or 0) >= BF16_MIN_BATCH:
+        out.append("bf16")
+    return out
+
+
+def resolve_precision(mode: str | None, device: str | torch.device = "cpu", batch_size: int | None = None, *,
+                      model: SpectralCLIP | None = None) -> str:
+    """`mode` checked against the device. `auto`/None: with `model`, the fastest candidate mode that passes
+    `accuracy_gate` on that model (else fp32); without one (option checking), `default_precision`."""
     if mode is None or mode == AUTO:
-        return default_precision(device, batch_size)
+        if model is None:
+            return default_precision(device, batch_size)
+        for cand in _candidates(torch.device(device), batch_size):
+            gate = accuracy_gate(model, cand, device)
+            if gate["passed"]:
+                return cand
+            log.warning("precision auto: %s fails the accuracy gate on this model (min cosine %.5f, agreement "
+                        "%.1f%%); trying the next mode", cand, gate["min_cosine"], 100 * gate["agreement"])
+        return "fp32"
     if mode not in PRECISIONS:
         raise PrecisionError(f"--precision {mode!r}: expected auto or one of {', '.join(PRECISIONS)}")
     dev = torch.device(device)
@@ -119,9 +147,26 @@ class ImageEncoder:
         multi = self.model.config.multi
         if not isinstance(x, torch.Tensor) and not multi:
             x = x[self.model.groups[0]]
+        single = self.mode in ("bf16", "fp16") and _rows(x) == 1
+        if single:  # autocast takes another kernel path for a batch of one (measured: 3e-3 off): pad to two rows
+            x, present = _twice(x), _twice(present)
         with autocast_for(self.mode, self.device):
             feats = self.model.encode_image(x, present=present) if multi else self.model.encode_image(x)
+        feats = feats[:1] if single else feats
         return torch.nn.functional.normalize(feats.float(), dim=-1)
+
+
+def _rows(x: torch.Tensor | Mapping[str, torch.Tensor]) -> int:
+    return int(x.shape[0]) if isinstance(x, torch.Tensor) else int(next(iter(x.values())).shape[0])
+
+
+def _twice(x: Any) -> Any:
+    """A batch of one row repeated to two rows (a tensor or `{group: tensor}`; None stays None)."""
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        return torch.cat([x, x])
+    return {k: torch.cat([v, v]) for k, v in x.items()}
 
 
 def autocast_for(mode: str, device: torch.device):
@@ -179,51 +224,146 @@ def trunk_example(model: SpectralCLIP) -> torch.Tensor:
         return model.patch_embeds[first](x)
 
 
-def int8_trunk_path(model: SpectralCLIP, tag: str = "visual") -> Path | None:
-    """Where the quantised trunk `tag` of this model is cached (None when the cache is disabled)."""
+# -- the calibration sample: fixed inputs of the model's own kind ------------------------------------------------
+CALIBRATION_VERSION = 1  # bump when the way calibration inputs are drawn changes (it is part of their fingerprint)
+CALIBRATION_SEED, CALIBRATION_SIZE = 20250629, 32  # activation scales are calibrated on these
+HELDOUT_SEED, HELDOUT_SIZE = 20250630, 64  # the accuracy gate runs on these (never seen by the calibration)
+CALIBRATION_BATCH = 8
+
+
+def calibration_pixels(model: SpectralCLIP, n: int = CALIBRATION_SIZE, seed: int = CALIBRATION_SEED
+                       ) -> dict[str, torch.Tensor]:
+    """`n` normalised inputs `{group: [n, C_g, S, S]}` of `model`'s kind, the same on every machine.
+
+    Drawn with numpy's PCG64 from `seed` in the model's normalised input space, i.e. as standard scores of the
+    model's own per-band mean/std (raw = mean + std * z, normalised back to z): spatially smooth fields (a coarse
+    grid upsampled, so patches look like land cover rather than pixel noise), bands correlated through a shared
+    component as reflectance bands are, plus fine texture. No raster data ships in the package, and calibration
+    must not depend on which files a machine happens to hold: its fingerprint keys the cache and is recorded in
+    every table."""
+    import numpy as np
+
+    rng = np.random.Generator(np.random.PCG64(seed))
+    s = model.image_size
+    out = {}
+    for g in model.groups:
+        c = len(model.config.group(g).bands)
+        coarse = rng.standard_normal((n, 1, 8, 8)) * 0.8 + rng.standard_normal((n, c, 8, 8)) * 0.5
+        level = rng.standard_normal((n, c, 1, 1)) * 0.6
+        up = torch.nn.functional.interpolate(torch.from_numpy(coarse).float(), size=(s, s), mode="bilinear",
+                                             align_corners=False)
+        fine = torch.from_numpy(rng.standard_normal((n, c, s, s)) * 0.2).float()
+        out[g] = (up + fine + torch.from_numpy(level).float()).contiguous()
+    return out
+
+
+def _fingerprint_of(pixels: Mapping[str, torch.Tensor]) -> str:
+    import hashlib
+
+    h = hashlib.sha256(f"calibration-v{CALIBRATION_VERSION}".encode())
+    for g in sorted(pixels):
+        t = pixels[g].contiguous()
+        h.update(g.encode() + str(tuple(t.shape)).encode() + t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def calibration_fingerprint(model: SpectralCLIP) -> str:
+    """Hash of the calibration sample of `model` (its bytes, shapes and the drawing rule's version)."""
+    return _fingerprint_of(calibration_pixels(model))
+
+
+def trunk_inputs(model: SpectralCLIP, pixels: Mapping[str, torch.Tensor], batch: int = CALIBRATION_BATCH
+                 ) -> list[torch.Tensor]:
+    """What the image trunk (`clip.visual`) receives when `model` encodes `pixels` in fp32, batch by batch
+    (pixels for a single-group model, each group's patch features for a multi-group one)."""
+    seen: list[torch.Tensor] = []
+    hook = model.clip.visual.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    try:
+        n = next(iter(pixels.values())).shape[0]
+        with torch.inference_mode(), autocast_for("fp32", torch.device("cpu")):
+            for i in range(0, n, batch):
+                part = {g: t[i:i + batch] for g, t in pixels.items()}
+                if model.config.multi:
+                    model.encode_image(part)
+                else:
+                    model.encode_image(part[model.groups[0]])
+    finally:
+        hook.remove()
+    return seen
+
+
+def int8_trunk_path(model: SpectralCLIP, tag: str = "visual", calibration: str | None = None) -> Path | None:
+    """Where the quantised trunk `tag` of this model is cached (None when the cache is disabled): keyed by the
+    model fingerprint, the calibration fingerprint and the ONNX Runtime version."""
     import onnxruntime as ort
 
     from spectraclip.cache import cache_root
     from spectraclip.identity import model_fingerprint
 
     root = cache_root()
-    kind = "int8mm-pc" if INT8_PER_CHANNEL else "int8mm"
-    name = f"{model_fingerprint(model)}-{tag}-{kind}-ort{ort.__version__}.onnx"
+    kind = "int8sq-pc" if INT8_PER_CHANNEL else "int8sq"  # static scales, QOperator format
+    calibration = calibration or calibration_fingerprint(model)
+    name = f"{model_fingerprint(model)}-{tag}-{kind}-cal{calibration}-ort{ort.__version__}.onnx"
     return None if root is None else root / "onnx" / name
 
 
 class _QuantiserHint(logging.Filter):
-    """Drops ONNX Runtime's quantiser hint to run its shape pre-processing (measured: no gain on this trunk)."""
+    """Drops ONNX Runtime's quantiser hints to run its shape pre-processing (measured: no gain on this trunk) and to
+    exclude the attention's Gemm with a computed bias (it stays fp32 in QDQ anyway)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
+        msg = record.getMessage()
+        return "pre-processing before quantization" not in msg and "Please exclude this node" not in msg
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader over a fixed list of trunk inputs."""
+
+    def __init__(self, inputs: list[torch.Tensor], name: str = "x") -> None:
+        self._it = iter([{name: t.to(torch.float32).contiguous().numpy()} for t in inputs])
+
+    def get_next(self):
+        return next(self._it, None)
 
 
 def quantize_module_int8(model: SpectralCLIP, module: torch.nn.Module, example: torch.Tensor,
                          tag: str) -> OrtTrunk:
-    """`module` (part of `model`: tensor in, tensor out) as an int8 ONNX Runtime session: read from the cache
-    (keyed by the model fingerprint and `tag`), or exported, dynamically quantised and cached."""
+    """`module` (part of `model` taking the image trunk's input) as an int8 ONNX Runtime session with static
+    activation scales: read from the cache (keyed by the model fingerprint, `tag` and the calibration
+    fingerprint), or exported, calibrated once on `calibration_pixels(model)` (min/max of each activation) and
+    quantised (`INT8_OP_TYPES`, QOperator format), then cached. Static scales make every row's result independent of the
+    other rows of its batch (dynamic quantisation computes them per batch: issue #29)."""
     import tempfile
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from spectraclip.io.atomic import atomic_path
     from spectraclip.models.export import trace_to_onnx
 
-    target = int8_trunk_path(model, tag)
+    pixels = calibration_pixels(model)
+    target = int8_trunk_path(model, tag, _fingerprint_of(pixels))
     if target is not None and target.is_file():
         return OrtTrunk(target)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / f"{tag}.onnx"
-        log.info("exporting and quantising %s to int8 (once per model)", tag)
+        log.info("exporting, calibrating and quantising %s to int8 (once per model)", tag)
         trace_to_onnx(module.eval(), (example,), fp32, ["x"])
+        pre = Path(tmp) / f"{tag}-pre.onnx"  # ONNX Runtime's pre-processing (constant folding): measured faster
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         dest = target or Path(tmp) / f"{tag}-int8.onnx"
         hint = _QuantiserHint()
         logging.getLogger().addFilter(hint)
         try:
             with atomic_path(dest) as out:
-                quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=INT8_PER_CHANNEL,
-                                 op_types_to_quantize=list(INT8_OP_TYPES))
+                # QOperator (QLinearMatMul, uint8 activations): 1.26x QDQ's speed on the ViT-B trunk (same run)
+                quantize_static(str(pre), str(out), _Reader(trunk_inputs(model, pixels)),
+                                quant_format=QuantFormat.QOperator, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, per_channel=INT8_PER_CHANNEL,
+                                op_types_to_quantize=list(INT8_OP_TYPES),
+                                calibrate_method=CalibrationMethod.MinMax,
+                                calibration_providers=["CPUExecutionProvider"],
+                                extra_options={"CalibTensorRangeSymmetric": False})
         finally:
             logging.getLogger().removeFilter(hint)
         return OrtTrunk(dest)  # the session holds the graph in memory: the temporary file may go
@@ -256,19 +396,133 @@ def quantize_int8(model: SpectralCLIP) -> OrtTrunk:
 
 def prepare_for_inference(model: SpectralCLIP, mode: str | None = AUTO, device: str | torch.device = "cpu",
                           batch_size: int | None = None) -> ImageEncoder:
-    """The `ImageEncoder` for `mode` (auto: the device's default) with the model in eval mode on `device`.
+    """The `ImageEncoder` for `mode` (auto: the fastest mode that passes the gate on this model) with the model
+    in eval mode on `device`.
 
     The int8 trunk is built once per model (and cached on disk) and reused while the weights stay the same.
     """
     dev = torch.device(device)
-    resolved = resolve_precision(mode, dev, batch_size)
+    resolved = resolve_precision(mode, dev, batch_size, model=model)
     model.eval().to(dev)
     if resolved != "int8":
         return ImageEncoder(model, resolved, dev)
     return ImageEncoder(_with_visual(model, quantize_int8(model)), resolved, dev)
 
 
-__all__ = ["AUTO", "BF16_MIN_BATCH", "ImageEncoder", "METADATA_KEY", "MIN_COSINE", "PRECISIONS", "PrecisionError",
-           "OrtTrunk", "autocast_for", "cpu_has_bf16", "default_precision", "int8_available", "int8_trunk_path",
-           "int8_part", "prepare_for_inference", "quantize_int8", "quantize_module_int8", "resolve_precision",
-           "trunk_example"]
+# -- the accuracy gate, per model ------------------------------------------------------------------------------------
+GATE_MIN_COSINE = 0.999  # min cosine to fp32 over the held-out inputs
+GATE_MIN_AGREEMENT = 0.995  # zero-shot top-1 agreement with fp32 (the proxy classes) over the held-out inputs
+_GATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(mode, device): (state, result)}
+
+
+def _gate_path(model: SpectralCLIP, mode: str, device: torch.device) -> Path | None:
+    from spectraclip.cache import cache_root
+    from spectraclip.identity import model_fingerprint
+
+    root = cache_root()
+    if root is None:
+        return None
+    if mode == "int8":
+        import onnxruntime as ort
+
+        runtime = f"ort{ort.__version__}-cal{calibration_fingerprint(model)}"
+    else:
+        runtime = f"torch{torch.__version__.split('+')[0]}-{device.type}"
+    return root / "gates" / f"{model_fingerprint(model)}-{mode}-{runtime}.json"
+
+
+# The zero-shot proxy: a fixed set of land-cover prompts encoded by the model's own text tower (fp32).
+PROXY_CLASSES = ("annual crop land", "a forest", "herbaceous vegetation", "a highway", "industrial buildings",
+                 "a pasture", "permanent crop land", "residential buildings", "a river", "a sea or lake",
+                 "bare soil", "snow and ice", "clouds", "a wetland", "an airport", "a desert")
+
+
+def proxy_classes(model: SpectralCLIP) -> torch.Tensor:
+    """L2-normalised fp32 text embeddings `[K, D]` of `PROXY_CLASSES` ("a satellite image of {}.")."""
+    from spectraclip.models.text_trim import encode_text_trimmed
+
+    tokens = model.tokenize([f"a satellite image of {c}." for c in PROXY_CLASSES])
+    dev = next(model.parameters()).device
+    with torch.inference_mode(), autocast_for("fp32", dev):
+        return torch.nn.functional.normalize(encode_text_trimmed(model, tokens.to(dev)).float(), dim=-1).cpu()
+
+
+def nn_agreement(got: torch.Tensor, ref: torch.Tensor) -> float:
+    """Fraction of rows whose nearest other row (cosine) is the same in `got` as in `ref`."""
+    def nearest(v: torch.Tensor) -> torch.Tensor:
+        sim = v @ v.T
+        sim.fill_diagonal_(-2.0)
+        return sim.argmax(1)
+
+    return float((nearest(got) == nearest(ref)).float().mean())
+
+
+def accuracy_gate(model: SpectralCLIP, mode: str, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Whether `mode` is close enough to fp32 on this model: both run on `HELDOUT_SIZE` held-out inputs of the
+    model's kind (`calibration_pixels` with `HELDOUT_SEED`: never the calibration sample); passes when the min
+    cosine is >= `GATE_MIN_COSINE` and zero-shot top-1 agreement on a fixed proxy (`PROXY_CLASSES` through
+    the model's text tower) >= `GATE_MIN_AGREEMENT`. Nearest-neighbour agreement among the held-out rows is
+    recorded too but does not gate: on synthetic inputs through a random-weight model the rows are near-ties, so
+    it measures the ties, not the mode. Computed once per
+    model, mode and runtime (kept in memory and in the cache folder, `gates/`); the result goes into every
+    table's metadata (`precision_metadata`)."""
+    import json
+
+    dev = torch.device(device)
+    state = _weights_state(model)
+    memo = _GATES.setdefault(model, {})
+    hit = memo.get((mode, dev.type))
+    if hit is not None and hit[0] == state:
+        return hit[1]
+    path = _gate_path(model, mode, dev)
+    if path is not None and path.is_file():
+        result = json.loads(path.read_text())
+    else:
+        pixels = calibration_pixels(model, HELDOUT_SIZE, HELDOUT_SEED)
+        model.eval().to(dev)
+        fp32 = ImageEncoder(model, "fp32", dev)
+        other = prepare_for_inference(model, mode, dev)
+        refs, gots = [], []
+        with torch.inference_mode():
+            for i in range(0, HELDOUT_SIZE, CALIBRATION_BATCH):
+                part = {g: t[i:i + CALIBRATION_BATCH].to(dev) for g, t in pixels.items()}
+                refs.append(fp32.encode_image(part).cpu())
+                gots.append(other.encode_image(part).cpu())
+        ref, got = torch.cat(refs), torch.cat(gots)
+        cos = float((ref * got).sum(1).min())
+        cls = proxy_classes(model)
+        agree = float(((got @ cls.T).argmax(1) == (ref @ cls.T).argmax(1)).float().mean())
+        result = {"mode": mode, "min_cosine": round(cos, 6), "agreement": round(agree, 4),
+                  "nn_agreement": round(nn_agreement(got, ref), 4),
+                  "passed": bool(cos >= GATE_MIN_COSINE and agree >= GATE_MIN_AGREEMENT), "inputs": HELDOUT_SIZE,
+                  "heldout": _fingerprint_of(pixels), "thresholds": [GATE_MIN_COSINE, GATE_MIN_AGREEMENT]}
+        if path is not None:
+            from spectraclip.io.atomic import atomic_path
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                Path(tmp).write_text(json.dumps(result, sort_keys=True))
+    memo[(mode, dev.type)] = (state, result)
+    return result
+
+
+def precision_metadata(model: SpectralCLIP, mode: str, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """What a table records next to its precision: for int8 the calibration sample's fingerprint, for every
+    reduced mode the accuracy gate's result on this model (fp32 records nothing more)."""
+    if mode == "fp32":  # after `auto` fell back: the gate that failed on this model says why
+        state = _weights_state(model)
+        failed = [r for st, r in _GATES.get(model, {}).values() if st == state and not r["passed"]]
+        return {"precision_gate": failed[0]} if failed else {}
+    out: dict[str, Any] = {"precision_gate": accuracy_gate(model, mode, device)}
+    if mode == "int8":
+        out["precision_calibration"] = calibration_fingerprint(model)
+    return out
+
+
+__all__ = ["AUTO", "BF16_MIN_BATCH", "CALIBRATION_SEED", "CALIBRATION_SIZE", "GATE_MIN_AGREEMENT", "GATE_MIN_COSINE",
+           "HELDOUT_SEED", "HELDOUT_SIZE", "ImageEncoder", "METADATA_KEY", "MIN_COSINE", "OrtTrunk", "PRECISIONS",
+           "PrecisionError", "accuracy_gate", "autocast_for", "calibration_fingerprint", "calibration_pixels",
+           "cpu_has_bf16", "default_precision", "int8_available", "int8_part", "int8_trunk_path", "nn_agreement",
+           "proxy_classes",
+           "precision_metadata", "prepare_for_inference", "quantize_int8", "quantize_module_int8",
+           "resolve_precision", "trunk_example", "trunk_inputs"]
