@@ -249,6 +249,10 @@ def test_products_and_tables_come_back_as_xarray_and_geodataframes(tmp_path):
     model = sc.load_model("tiny-test", bands="s2-l1c", device="cpu")
     res = sc.map_scene(model, scene, tmp_path / "map.tif", "water,forest", precision="fp32", progress=False,
                        quicklook=False, cloud_mask="none")
+    heat = sc.heatmap(model, scene, tmp_path / "heat.tif", ["a lake", "a forest"], precision="fp32", progress=False,
+                      quicklook=False, cloud_mask="none")
+    assert heat.plot("a forest").axes[0].get_title() == "\u201ca forest\u201d"
+    assert res.plot().axes and heat.to_xarray().sizes["band"] == 2
     da = res.to_xarray()
     assert da.dims == ("band", "y", "x") and list(da.band.values) == ["class", "p_water", "p_forest"]
     assert da.shape[1:] == (64, 64) and "EPSG" in da.attrs["crs"]

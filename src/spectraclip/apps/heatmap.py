@@ -39,6 +39,33 @@ class HeatmapResult:
 
         return read_xarray(self.path)
 
+    def plot(self, query: int | str = 0, ax: Any = None, title: str | None = None) -> Any:
+        """Show one query's similarity (a band of the heatmap) with a colour bar (matplotlib), torchgeo-style.
+
+        Args:
+            query: the query, by index or text (default the first).
+            ax: a matplotlib axes to draw into (default: a new figure).
+            title: the title (default: the query).
+
+        Returns:
+            The matplotlib figure.
+        """
+        import matplotlib.pyplot as plt
+        import rasterio
+
+        index = self.queries.index(query) if isinstance(query, str) else int(query)
+        with rasterio.open(self.path) as ds:
+            sim = ds.read(index + 1)
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(6, 5))
+        else:
+            fig = ax.figure
+        shown = ax.imshow(sim, cmap="magma", interpolation="nearest")
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="cosine similarity")
+        ax.set_axis_off()
+        ax.set_title(title if title is not None else f"\u201c{self.queries[index]}\u201d", fontsize=9)
+        return fig
+
 
 class _QueryWindows:
     def __init__(self, dense: Any, text: torch.Tensor, cls_lambda: float) -> None:
@@ -83,7 +110,7 @@ def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries:
                   batch_size: int | None = None, num_workers: int = 0, device: str | None = None, progress: bool = True,
                   precision: str | None = "fp32", checkpoint_rows: int = 512,
                   missing_bands: str | None = None,
-                  radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED,
+                  radiometry: str | None = None, max_skipped: float = DEFAULT_MAX_SKIPPED, cloud_mask: str = "auto",
                   options: SceneOptions | None = None) -> HeatmapResult:
     """Write the patch-level cosine similarity of `scene` to each query into `output` (float32 COG, NaN where
     no window speaks), blended over windows of `tile` pixels every `stride`. Resumable like `map_scene`, with the
@@ -96,7 +123,8 @@ def heatmap_scene(model, scene: str | Path | Scene, output: str | Path, queries:
                                    max_cloud=max_cloud, batch_size=batch_size, num_workers=num_workers,
                                    device=device, precision=precision, progress=progress,
                                    checkpoint_rows=checkpoint_rows,
-                                   missing_bands=missing_bands, radiometry=radiometry, max_skipped=max_skipped)
+                                   missing_bands=missing_bands, radiometry=radiometry, max_skipped=max_skipped,
+                                   cloud_mask=cloud_mask)
     from spectraclip.apps.dense import prepare_dense
 
     with run_model(model, opts.device) as net:
