@@ -32,13 +32,17 @@ def rasters(tmp_path):
 
 @pytest.fixture
 def no_loading(monkeypatch):
-    """Fail the test if a command gets as far as loading a model."""
+    """Record every model load: the tests assert that none happened before the options were checked."""
     from spectraclip.models import loading
 
+    loads: list[tuple] = []
+
     def load_model(*a, **k):
+        loads.append((a, k))
         raise AssertionError("a model was loaded before the options were checked")
 
     monkeypatch.setattr(loading, "load_model", load_model)
+    return loads
 
 
 def _one_error_line(res, *needles: str) -> str:
@@ -56,7 +60,8 @@ def test_device_cuda_without_cuda_is_one_line_before_loading(monkeypatch, raster
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     res = _run("classify", str(rasters), "-m", "tiny-test", "--classes", "a,b", "--device", "cuda")
-    _one_error_line(res, "--device cuda", "CUDA is not available here", "devices here: cpu")
+    line = _one_error_line(res, "--device cuda", "CUDA is not available here", "devices here: cpu")
+    assert line.startswith("error: --device cuda") and not no_loading
 
 
 @pytest.mark.parametrize("value", ["gpu", "cuda:x", "cuda1"])
@@ -82,12 +87,15 @@ def test_device_cpu_and_auto_pass_the_check():
 ])
 def test_cheap_options_fail_before_the_model_loads(args, needles, rasters, no_loading):
     res = _run("classify", str(rasters), "-m", "tiny-test", "--classes", "a,b", *args)
-    _one_error_line(res, *needles)
+    line = _one_error_line(res, *needles)
+    assert all(n in line for n in needles) and res.exit_code == 2 and not no_loading
 
 
 def test_a_missing_input_path_is_named_before_loading(tmp_path, no_loading):
     res = _run("embed", str(tmp_path / "nope"), "-m", "tiny-test", "-o", str(tmp_path / "e.parquet"))
-    _one_error_line(res, "nope: No such file or directory")
+    line = _one_error_line(res, "nope: No such file or directory")
+    assert str(tmp_path / "nope") in line and not no_loading
+    assert not (tmp_path / "e.parquet").exists()
 
 
 def test_bad_band_is_reported_quickly(rasters):
