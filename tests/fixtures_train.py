@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +48,20 @@ def tiny_recipe(manifest: Path, output: Path, **sections) -> dict:
     for sec, values in sections.items():
         recipe.setdefault(sec, {}).update(values)
     return recipe
+
+
+def run_training(recipe_path: Path, resume: bool = False, kill_after: int | None = None
+                 ) -> subprocess.CompletedProcess:
+    """Train `recipe_path` in a fresh process (one OpenMP thread), optionally SIGKILLed by the trainer's own fault
+    hook after `kill_after` steps, or resuming from the run's last checkpoint."""
+    from spectraclip.train.loop import FAULT_ENV
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env.pop(FAULT_ENV, None)
+    if kill_after:
+        env[FAULT_ENV] = str(kill_after)
+    code = ("import sys; from spectraclip.train.config import load_recipe; from spectraclip.train.loop import train; "
+            "train(load_recipe(sys.argv[1]), resume=sys.argv[2] == '1')")
+    return subprocess.run([sys.executable, "-c", code, str(recipe_path), "1" if resume else "0"], env=env,
+                          capture_output=True, text=True, timeout=300)
+

@@ -3,11 +3,7 @@ training that equals an uninterrupted one (fixtures in the published formats: te
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,11 +18,9 @@ from fixtures_archives import (
     make_captions,
     make_ssl4eo_v11,
 )
-from fixtures_train import tiny_recipe
+from fixtures_train import run_training, tiny_recipe
 
 from spectraclip.data.ssl4eo_v11 import Ssl4eoV11Dataset, Ssl4eoV11Item, load_captions, open_group, split_qa
-
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 @pytest.fixture(scope="module")
@@ -143,17 +137,6 @@ def _recipe(tmp, split, caps, out, texts="caption", **run):
     return p
 
 
-def _run(path: Path, resume: bool = False, kill_after: int | None = None):
-    from spectraclip.train.loop import FAULT_ENV
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
-    env.pop(FAULT_ENV, None)
-    if kill_after:
-        env[FAULT_ENV] = str(kill_after)
-    code = ("import sys; from spectraclip.train.config import load_recipe; from spectraclip.train.loop import train; "
-            "train(load_recipe(sys.argv[1]), resume=sys.argv[2] == '1')")
-    return subprocess.run([sys.executable, "-c", code, str(path), "1" if resume else "0"], env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
@@ -172,9 +155,9 @@ def test_training_from_zarr_resumed_equals_uninterrupted(tmp_path, archive, text
     torch.set_num_threads(1)
     res = train(load_recipe(full))
     assert res.steps == 5
-    k = _run(killed, kill_after=3)
+    k = run_training(killed, kill_after=3)
     assert k.returncode == -signal.SIGKILL, k.stderr[-2000:]
-    r = _run(killed, resume=True)
+    r = run_training(killed, resume=True)
     assert r.returncode == 0, r.stderr[-2000:]
     a, b = load_file(tmp_path / "full" / "model" / "model.safetensors"), \
         load_file(tmp_path / "killed" / "model" / "model.safetensors")

@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from fixtures_train import tiny_recipe, write_toy_set
-
-from spectraclip.train.loop import FAULT_ENV
-
-SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-def _run(recipe_path: Path, resume: bool = False, kill_after: int | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
-    env.pop(FAULT_ENV, None)
-    if kill_after:
-        env[FAULT_ENV] = str(kill_after)
-    code = ("import sys; from spectraclip.train.config import load_recipe; from spectraclip.train.loop import train; "
-            "train(load_recipe(sys.argv[1]), resume=sys.argv[2] == '1')")
-    return subprocess.run([sys.executable, "-c", code, str(recipe_path), "1" if resume else "0"], env=env,
-                          capture_output=True, text=True, timeout=300)
+from fixtures_train import run_training, tiny_recipe, write_toy_set
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -51,11 +33,11 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
 
     torch.set_num_threads(1)
     train(load_recipe(paths["full"]))  # the uninterrupted reference, in this process
-    killed = _run(paths["killed"], kill_after=5)
+    killed = run_training(paths["killed"], kill_after=5)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     ckpts = sorted(p.name for p in (tmp_path / "killed" / "checkpoints").glob("step-*.pt"))
     assert ckpts[-1] == "step-00000004.pt" and not (tmp_path / "killed" / "model").exists()
-    resumed = _run(paths["killed"], resume=True)
+    resumed = run_training(paths["killed"], resume=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "killed")
     assert a.keys() == b.keys()

@@ -78,13 +78,6 @@ def add(
     _report(report, "appended")
 
 
-def parse_filters(items: list[str] | None) -> Any:
-    """`--filter` values as index Filters (`index.filters.parse_filters`)."""
-    from spectraclip.index.filters import parse_filters as _parse
-
-    return _parse(items)
-
-
 def search_index(index_dir: Path, *, query: list[str] | None, like: list[str] | None, like_file: list[Path] | None,
                  unlike: list[str] | None, filters: list[str] | None, top_k: int, model: str | None,
                  checkpoint: str | None, model_bands: str | None, bands: str | None, device: str,
