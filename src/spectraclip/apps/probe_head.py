@@ -14,6 +14,7 @@ import numpy as np
 
 from spectraclip.errors import FingerprintMismatchError, SpectraclipError
 from spectraclip.io.atomic import atomic_open
+from spectraclip.zeroshot.classifier import softmax
 
 PROBE_FORMAT = "spectraclip.window-probe"
 
@@ -33,10 +34,7 @@ class WindowProbe:
     n_train: int = 0
 
     def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
-        z = np.asarray(vectors, np.float64) @ self.coef.T + self.intercept
-        z -= z.max(1, keepdims=True)
-        e = np.exp(z)
-        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+        return softmax(np.asarray(vectors, np.float64) @ self.coef.T + self.intercept).astype(np.float32)
 
     def save(self, path: str | Path) -> Path:
         data = {"format": PROBE_FORMAT, "classes": self.classes, "coef": self.coef.tolist(),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -38,15 +37,10 @@ class LinearProbe:
 
     def proba(self, vectors: np.ndarray) -> np.ndarray:
         """[N, K] class probabilities."""
-        z = np.asarray(vectors, np.float32) @ self.coef.T.astype(np.float32) + self.intercept.astype(np.float32)
-        z -= z.max(1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(1, keepdims=True)
+        from spectraclip.zeroshot.classifier import softmax
 
-    def window_probe_dict(self, fingerprints: dict[str, str]) -> dict[str, Any]:
-        """The `spectraclip.window-probe` JSON of `apps.probe_head` (classes, coef, intercept, fingerprints)."""
-        return {"format": "spectraclip.window-probe", "classes": self.classes, "coef": self.coef.tolist(),
-                "intercept": self.intercept.tolist(), "fingerprints": dict(fingerprints), "n_train": self.n_train}
+        z = np.asarray(vectors, np.float32) @ self.coef.T.astype(np.float32) + self.intercept.astype(np.float32)
+        return softmax(z).astype(np.float32)
 
 
 PRIOR_C = 1.0  # L2 penalty (as sklearn's C) on the embedding weights around the text prior

@@ -7,7 +7,6 @@ Library: `learn(index, store, target=..., bbox=...)` -> `LearnResult`; `export_l
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ import numpy as np
 from spectraclip.errors import SpectraclipError
 from spectraclip.index.filters import Filters
 from spectraclip.index.store import SearchIndex
-from spectraclip.io.atomic import atomic_open
 from spectraclip.probe.active import LinearProbe, Ranking, fit_linear_probe, rank_vectors
 from spectraclip.serve.labels import NEGATIVE, POSITIVE, LabelStore, labels_for
 
@@ -76,15 +74,18 @@ def learn(index: SearchIndex, store: LabelStore, *, target: str = "", bbox: tupl
 
 
 def save_probe(result: LearnResult, index: SearchIndex, path: str | Path) -> Path:
-    """The probe as a `spectraclip.window-probe` JSON (with the index's fingerprints) for `map --probe`."""
+    """The probe as a `spectraclip.window-probe` JSON (with the index's fingerprints) for `map --probe`, written by
+    the window probe's own writer (`apps.probe_head.WindowProbe.save`)."""
+    from spectraclip.apps.probe_head import WindowProbe
+
     fp = index.fingerprints
-    data = result.probe.window_probe_dict(fp.to_metadata() if fp else {})
+    probe = result.probe
+    classes = list(probe.classes)
     if result.target:  # name the classes after the target so a map says "solar farm" / "not solar farm"
-        data["classes"] = [f"not {result.target}" if c == NEGATIVE else result.target if c == POSITIVE else c
-                           for c in data["classes"]]
-    with atomic_open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    return Path(path)
+        classes = [f"not {result.target}" if c == NEGATIVE else result.target if c == POSITIVE else c
+                   for c in classes]
+    return WindowProbe(classes, probe.coef, probe.intercept, fp.to_metadata() if fp else {},
+                       probe.n_train).save(path)
 
 
 def labels_frame(index: SearchIndex, store: LabelStore, result: LearnResult | None = None):
