@@ -51,12 +51,12 @@ def trend(t: np.ndarray, y: np.ndarray) -> Trend:
 def robust_z(y: np.ndarray, floor: float) -> np.ndarray:
     """(y - median) / max(1.4826 MAD, floor) over the dates with a value (NaN stays NaN). `floor` keeps a flat
     series from turning noise into anomalies (e.g. a share of the spread of all windows)."""
-    ok = np.isfinite(y)
-    if ok.sum() < 3:
+    from spectraclip.change.scene import robust_stats  # the change score's robust statistics (heavy module)
+
+    if np.isfinite(y).sum() < 3:
         return np.full_like(y, np.nan, dtype=np.float64)
-    med = np.median(y[ok])
-    mad = MAD_SCALE * np.median(np.abs(y[ok] - med))
-    return (y - med) / max(mad, floor)
+    med, scale = robust_stats(np.asarray(y, np.float64), floor)
+    return (y - med) / scale
 
 
 def detrended_z(t: np.ndarray, y: np.ndarray, slope: float, floor: float) -> np.ndarray:
