@@ -269,6 +269,10 @@ def create_app(index_dir: str | Path, model: Any = None, *, force: bool = False,
 
     store = None if labels is False else open_store(index_dir, None if labels in (None, True) else labels)
     app.state.labels, app.state.layers = store, served
+    if store is not None and warm:  # the ranking's float16 copy, built while the first labels are being made
+        from spectraclip.serve.workspace import ranking_copy
+
+        threading.Thread(target=ranking_copy, args=(index,), name="ranking-copy", daemon=True).start()
     def encode_target(text: str) -> np.ndarray:
         from spectraclip.zeroshot.text import encode_texts
 

@@ -7,6 +7,7 @@ Library: `learn(index, store, target=..., bbox=...)` -> `LearnResult`; `export_l
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 from spectraclip.errors import SpectraclipError
 from spectraclip.index.filters import Filters
 from spectraclip.index.store import SearchIndex
-from spectraclip.probe.active import LinearProbe, Ranking, fit_linear_probe, rank_vectors
+from spectraclip.probe.active import LinearProbe, Ranking, fit_linear_probe, rank_vectors, scan_copy
 from spectraclip.serve.labels import NEGATIVE, POSITIVE, LabelStore, labels_for
 
 MAX_FOOTPRINTS = 5000
@@ -54,6 +55,19 @@ def _ids(index: SearchIndex) -> list[str]:
     return ids
 
 
+_SCAN_LOCK = threading.Lock()
+
+
+def ranking_copy(index: SearchIndex) -> Any:
+    """The index's float16 scan copy for ranking (`probe.active.scan_copy`; None for small indexes), built once
+    per loaded index: the service starts building it in the background when labelling is on, so the first
+    "learn" does not pay for it; concurrent callers wait for the one build."""
+    with _SCAN_LOCK:
+        if not hasattr(index, "_workspace_scan"):
+            index._workspace_scan = scan_copy(index.vectors)  # type: ignore[attr-defined]
+        return index._workspace_scan  # type: ignore[attr-defined]
+
+
 def learn(index: SearchIndex, store: LabelStore, *, target: str = "", bbox: tuple[float, ...] | None = None,
           k: int = 50, n_uncertain: int = 20, seed: int = 0, prior: np.ndarray | None = None) -> LearnResult:
     """Fit a probe on the labelled items' embeddings (positive vs negative for `target`, or the class names when
@@ -69,7 +83,8 @@ def learn(index: SearchIndex, store: LabelStore, *, target: str = "", bbox: tupl
                              prior=prior if target else None)
     mask = index.mask(Filters(bbox=tuple(bbox))) if bbox else None
     sel = None if mask is None else np.flatnonzero(mask)
-    ranking = rank_vectors(probe, index.vectors, sel, k=k, n_uncertain=n_uncertain, exclude=rows)
+    ranking = rank_vectors(probe, index.vectors, sel, k=k, n_uncertain=n_uncertain, exclude=rows,
+                           scan=ranking_copy(index))
     return LearnResult(target, probe, ranking, _ids(index))
 
 
