@@ -149,6 +149,29 @@ def test_latest_label_wins_under_concurrent_writers(postgres):
     store.close()
 
 
+def test_database_down_gives_503_and_the_service_recovers(postgres, index_dir):
+    """The database server stops while the service runs: a label gets a 503 (not acknowledged), /healthz stays
+    up, and once the database is back labels are stored again (stale pooled connections are replaced)."""
+    from fastapi.testclient import TestClient
+
+    from spectraclip.serve.app import create_app
+
+    url = postgres.create_database()
+    client = TestClient(create_app(index_dir, labels=url, warm=False))
+    body = {"item_id": "w1", "label": "positive", "target": "t"}
+    assert client.post("/labels", json=body).status_code == 201
+    postgres.crash()
+    try:
+        r = client.post("/labels", json=body)
+        assert r.status_code == 503 and "could not store a label" in r.json()["detail"]
+        assert client.get("/healthz").status_code == 200
+    finally:
+        postgres.start()
+    assert client.post("/labels", json=body).status_code == 201
+    ids = [lab["id"] for lab in client.get("/labels").json()["labels"]]
+    assert len(ids) == 2 and ids[0] < ids[1]  # after crash recovery the sequence skips ahead (WAL logs 32 values)
+
+
 @pytest.mark.slow  # two server processes each import the library: ~25 s on a busy 2-core machine
 def test_serve_with_two_workers_on_one_database(postgres, index_dir):
     """`serve --workers 2` on an empty database: both workers create the table at once, every label is stored."""

@@ -11,8 +11,9 @@ build`/`add` swap in a fresh folder, which would drop it.
 A label is `(item_id, target, label)`: `label` is `positive`/`negative` for a `target` (e.g. "solar farm"), or a
 class name with the target left empty (a multi-class probe). The latest label of an item for a target wins:
 the one with the highest id. Ids come from one sequence (SQLite: writes serialised; PostgreSQL: a `SERIAL`
-sequence, cache 1, so monotonic across connections), so a label sent after another's acknowledgement always has
-the higher id; of two labels in flight at once, the one that took its id later wins.
+sequence, cache 1, so monotonic across connections; it may leave gaps, e.g. after a crash), so a label sent after
+another's acknowledgement always has the higher id; of two labels in flight at once, the one that took its id
+later wins. A database set to `synchronous_commit=off` is turned back on for the store's sessions.
 """
 
 from __future__ import annotations
