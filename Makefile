@@ -6,7 +6,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.spectraclip-installed
 
-.PHONY: setup demo test test-fast lint bench bench-deps clean-venv browser-deps
+.PHONY: setup demo test test-fast lint bench bench-deps clean-venv browser-deps postgres-deps
 
 setup: $(STAMP)
 
@@ -31,7 +31,19 @@ browser-deps: $(STAMP)
 	else echo "browser-deps: chromium missing and cannot be installed here; the browser test will skip"; fi
 	@$(PY) -c "import selenium" 2>/dev/null || $(PY) -m pip install "selenium>=4.20"
 
-test: $(STAMP) browser-deps
+# The labels database tests start a real PostgreSQL server (tests/fixtures_postgres.py: initdb + pg_ctl into a
+# temporary folder, as the `postgres` user when root). Installs Debian's server only when initdb is missing;
+# without root/apt it says so and those tests skip with that reason.
+postgres-deps: $(STAMP)
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -q && apt-get install -y -q postgresql; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -q && sudo apt-get install -y -q postgresql; \
+	else echo "postgres-deps: PostgreSQL server missing and cannot be installed here; its labels tests will skip"; fi
+	@$(PY) -c "import psycopg" 2>/dev/null || $(PY) -m pip install "psycopg[binary]>=3.1"
+
+test: $(STAMP) browser-deps postgres-deps
 	$(PY) -m pytest -q --timeout=900
 
 test-fast: $(STAMP)

@@ -40,3 +40,14 @@ def tiny_model():
         return model.eval()
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for this session (`fixtures_postgres.PostgresServer`: `create_database()` gives a
+    fresh database's URL); the tests that use it skip, with the reason, where none can be started."""
+    from fixtures_postgres import start_or_skip
+
+    server = start_or_skip()
+    yield server
+    server.stop()

@@ -45,10 +45,13 @@ def serve(
     net = load_model_or_exit(model, checkpoint, device, model_bands) if (model or checkpoint) else None
     if workers == 1:
         app = create_app(index_dir, net, force=force, layers=list(layer or []), labels=labels_db)  # checks now
-    else:  # each worker builds its own app: here only the check, not the app's columns and warm-up
+    else:  # each worker builds its own app: here only the checks, not the app's columns and warm-up
+        from spectraclip.serve.labels import open_store
+
         index = open_index(index_dir)
         if net is not None:
             index.check_model(net, force=force)
+        open_store(index_dir, labels_db).close()  # a labels database that cannot be opened: exit 2 now
     console.print(f"serving {index_dir} on http://{host}:{port}/ (API: /docs)"
                   f"{f' with {workers} worker processes' if workers > 1 else ''}")
     if workers == 1:

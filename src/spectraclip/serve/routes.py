@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from spectraclip.index.store import SearchIndex
-from spectraclip.serve.labels import LabelStore
+from spectraclip.serve.labels import LabelDatabaseError, LabelStore
 from spectraclip.serve.layers import Layer, TileOutsideError, point_values, render_tile
 from spectraclip.serve.workspace import (
     LearnResult,
@@ -77,6 +77,12 @@ def add_workspace(app: FastAPI, index: SearchIndex, layers: dict[str, Layer], st
         if lay is None:
             raise HTTPException(404, f"no layer {name!r} (layers: {', '.join(layers) or 'none'})")
         return lay
+
+    @app.exception_handler(LabelDatabaseError)
+    async def _database(_: Request, exc: LabelDatabaseError) -> JSONResponse:
+        # the database (e.g. a team's PostgreSQL server) failed a read or write: not the client's fault, and
+        # nothing was acknowledged; the client may retry
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     def _store() -> LabelStore:
         if store is None:
