@@ -296,3 +296,38 @@ def test_timeseries_layer_click_gives_the_trajectory(tmp_path, ws):
 
     t = morecantile.tms.get("WebMercatorQuad").tile(5.3, 49.7, 8)
     assert c.get(f"/tiles/sim_flooded/{t.z}/{t.x}/{t.y}.png").status_code == 200
+
+
+def test_cli_learn_anchors_on_the_target_text_with_the_index_model(tiny_model, tmp_path_factory, tmp_path):
+    """`labels learn --target T -m MODEL` encodes T with the index's model as the probe's anchor, as `serve` does;
+    without a model it says it learns from the labels alone; a model of another space is refused."""
+    from fixtures_index import real_rasters, session_real_index
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+    from spectraclip.index.store import open_index
+    from spectraclip.serve.labels import LabelStore, default_url
+    from spectraclip.serve.workspace import learn
+    from spectraclip.zeroshot.text import encode_texts
+
+    if not real_rasters():
+        pytest.skip("../shared/data absent")
+    model = tiny_model("s2-l2a", allow_resize=True)
+    _, idx = session_real_index(tmp_path_factory, model)
+    index = open_index(idx)
+    db = f"sqlite:///{tmp_path / 'l.sqlite'}"
+    store = LabelStore(db)
+    for i, item in enumerate(index.ids[:6]):
+        store.add(item, "positive" if i < 2 else "negative", target="snow")
+    assert default_url(idx) != db
+    base = ["labels", "learn", str(idx), "--labels-db", db, "--target", "snow", "-k", "3"]
+    alone = CliRunner().invoke(app, base)
+    assert alone.exit_code == 0 and "without its text as the anchor" in alone.output, alone.output
+    anchored = CliRunner().invoke(app, [*base, "-m", "tiny-test", "--model-bands", "s2-l2a"])
+    assert anchored.exit_code == 0 and "anchor" not in anchored.output, anchored.output
+    prior = np.asarray(encode_texts(model, ["snow"]), np.float32)[0]
+    want = learn(index, store, target="snow", k=3, prior=prior).to_dict()
+    assert [line.split("\t")[0].strip() for line in anchored.output.splitlines() if "\t" in line][:3] == \
+        [h["id"] for h in want["top"]]
+    other = CliRunner().invoke(app, [*base, "-m", "tiny-test", "--model-bands", "eurosat-ms"])
+    assert other.exit_code == 2, other.output

@@ -8,14 +8,14 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import console
+from spectraclip.cli.common import CheckpointOpt, ModelBandsOpt, ModelOpt, console
 
 labels_app = typer.Typer(help="Label items of an index, learn a probe from the labels, rank, export.",
                          no_args_is_help=True)
 IndexArg = Annotated[Path, typer.Argument(help="An index folder made by `spectraclip index build`.")]
 DbOpt = Annotated[str | None, typer.Option("--labels-db",
                                            help="SQLAlchemy URL or file; default INDEX_DIR.labels.sqlite")]
-TargetOpt = Annotated[str, typer.Option("--target", help="What positive/negative labels are about; empty: "
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="What positive/negative labels are about; empty: "
                                         "labels are class names.")]
 
 
@@ -44,7 +44,7 @@ def add(index_dir: IndexArg, item_id: Annotated[str, typer.Argument(help="Item i
 
 
 @labels_app.command("list")
-def list_labels(index_dir: IndexArg, target: Annotated[str | None, typer.Option("--target")] = None,
+def list_labels(index_dir: IndexArg, target: Annotated[str | None, typer.Option("--target", "-t")] = None,
                 labels_db: DbOpt = None) -> None:
     """Print the stored labels (tab-separated: id, item, label, target, who, created, query)."""
     from spectraclip.serve.labels import open_store
@@ -63,15 +63,36 @@ def learn_cmd(index_dir: IndexArg, target: TargetOpt = "", labels_db: DbOpt = No
               probe: Annotated[Path | None, typer.Option("--probe", help="Save the probe here (JSON for "
                                                          "`spectraclip map --probe`).")] = None,
               output: Annotated[Path | None, typer.Option("-o", "--output", help="Export labels + predictions "
-                                                          "(.parquet GeoParquet or .geojson).")] = None) -> None:
-    """Fit a probe on the labels, print its cross-validated accuracy, the top candidates and the most uncertain."""
+                                                          "(.parquet GeoParquet or .geojson).")] = None,
+              model: ModelOpt = None, checkpoint: CheckpointOpt = None, model_bands: ModelBandsOpt = None) -> None:
+    """Fit a probe on the labels, print its cross-validated accuracy, the top candidates and the most uncertain.
+
+    With --target and the index's model (-m/-c), the target's text embedding anchors the probe, as in `serve`
+    with a model: with a few labels the ranking stays the text query's and labels move it. Without a model the
+    probe learns from the labels alone (said in the output)."""
+    import numpy as np
+
+    from spectraclip.cli.common import load_model_or_exit
     from spectraclip.index.store import open_index
     from spectraclip.serve.labels import open_store
     from spectraclip.serve.workspace import export_labels, learn, save_probe
 
     index = open_index(index_dir)
     store = open_store(index_dir, labels_db)
-    res = learn(index, store, target=target, bbox=_bbox(bbox), k=top_k, n_uncertain=uncertain)
+    prior = None
+    if model or checkpoint:
+        if not target:
+            console.print("note: no --target, so the model is not used (class-name labels have no text anchor)")
+        else:
+            from spectraclip.zeroshot.text import encode_texts
+
+            net = load_model_or_exit(model, checkpoint, "cpu", model_bands)
+            index.check_model(net)
+            prior = np.asarray(encode_texts(net, [target]), np.float32)[0]
+    elif target:
+        console.print(f"note: no model given (-m/-c), so {target!r} is learnt from the labels alone, without its "
+                      "text as the anchor `serve` uses; with few labels that ranking can fall below the text query's")
+    res = learn(index, store, target=target, bbox=_bbox(bbox), k=top_k, n_uncertain=uncertain, prior=prior)
     d = res.to_dict()
     acc = ("n/a (too few labels per class)" if d["cv_accuracy"] is None
            else f"{d['cv_accuracy']:.3f} ({d['cv_folds']}-fold)")
