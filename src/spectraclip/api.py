@@ -119,11 +119,11 @@ def load_model(name_or_checkpoint: PathLike | None = None, *, name: str | None =
         name = os.fspath(name_or_checkpoint)
     if not name and checkpoint is None:
         raise FaceError("give a model name or a checkpoint (sc.list_models() lists the names)")
-    from spectraclip.models.loading import load_model as _load
     from spectraclip.models.registry import check_weights_available
 
     if checkpoint is None and name is not None:
         check_weights_available(name)  # before torch loads: weights not cached and no Hub fail at once
+    from spectraclip.models.loading import load_model as _load  # imports torch (seconds): after the check
     bandspec = ",".join(bands) if bands is not None and not isinstance(bands, str) else bands
     net = _load(name or None, checkpoint, device=resolve_device(device), bands=bandspec)
     vars(net)["loaded_from"] = {"model": name or "", "checkpoint": str(checkpoint or "")}  # recorded in tables
