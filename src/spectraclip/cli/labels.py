@@ -15,7 +15,7 @@ labels_app = typer.Typer(help="Label items of an index, learn a probe from the l
 IndexArg = Annotated[Path, typer.Argument(help="An index folder made by `spectraclip index build`.")]
 DbOpt = Annotated[str | None, typer.Option("--labels-db",
                                            help="SQLAlchemy URL or file; default INDEX_DIR.labels.sqlite")]
-TargetOpt = Annotated[str, typer.Option("--target", "-t", help="What positive/negative labels are about; empty: "
+TargetOpt = Annotated[str, typer.Option("--target", help="What positive/negative labels are about; empty: "
                                         "labels are class names.")]
 
 
@@ -44,7 +44,7 @@ def add(index_dir: IndexArg, item_id: Annotated[str, typer.Argument(help="Item i
 
 
 @labels_app.command("list")
-def list_labels(index_dir: IndexArg, target: Annotated[str | None, typer.Option("--target", "-t")] = None,
+def list_labels(index_dir: IndexArg, target: Annotated[str | None, typer.Option("--target")] = None,
                 labels_db: DbOpt = None) -> None:
     """Print the stored labels (tab-separated: id, item, label, target, who, created, query)."""
     from spectraclip.serve.labels import open_store
