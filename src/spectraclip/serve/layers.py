@@ -53,6 +53,7 @@ class Layer:
     rgb: tuple[int, int, int] | None = None  # 1-based band indexes of a scene's natural colour
     minzoom: int = 0
     maxzoom: int = MAX_ZOOM
+    warning: str = ""  # said at start (`spectraclip serve`): e.g. a large raster without overviews
 
     def legend(self) -> dict[str, Any]:
         """What the page shows: kind, bounds, classes with their colours, the ramp and its range."""
@@ -140,6 +141,7 @@ def open_layer(path: str | Path, name: str) -> Layer:
                 vrange = (min(los), max(max(his), min(los) + 1500.0))
             else:
                 vrange = _sample_range(ds, 1)
+            warning = _overview_warning(p, ds, kind)
         with Reader(str(p)) as src:
             bounds = tuple(float(v) for v in src.get_geographic_bounds(src.tms.rasterio_geographic_crs))
             minzoom, maxzoom = int(src.minzoom), int(src.maxzoom)
@@ -147,7 +149,22 @@ def open_layer(path: str | Path, name: str) -> Layer:
         raise LayerError(f"--layer {p}: not a readable raster ({exc})") from exc
     return Layer(name=name, path=p, kind=kind, bounds=bounds, bands=bands, classes=classes,  # type: ignore[arg-type]
                  colormap=colormap, scale=scale, value_range=vrange, rgb=rgb, minzoom=max(0, minzoom - 6),
-                 maxzoom=min(MAX_ZOOM, maxzoom + 3))
+                 maxzoom=min(MAX_ZOOM, maxzoom + 3), warning=warning)
+
+
+NO_OVERVIEWS_ABOVE = 4 * TILE_SIZE  # a raster this large without overviews is slow to tile zoomed out
+
+
+def _overview_warning(p: Path, ds: Any, kind: str) -> str:
+    """Advice for a large raster without overviews (a zoomed-out tile then reads every pixel under it); "" else.
+    Not fixed here: a sidecar .ovr written beside someone's file at start is slow for a large file, fails in a
+    read-only folder and races a product being rewritten; our writer (io.cog) always writes overviews."""
+    if ds.overviews(1) or max(ds.width, ds.height) <= NO_OVERVIEWS_ABOVE:
+        return ""
+    how = "nearest" if kind in ("classes", "change") else "average"
+    return (f"--layer {p}: {ds.width} x {ds.height} px without overviews, so zoomed-out tiles read every pixel "
+            f"under them (slow). Add them once with `gdaladdo -r {how} {p}` (or write a COG: `gdal_translate -of "
+            "COG`); the products of `spectraclip map`, `heatmap`, `change` and `timeseries` have them.")
 
 
 def open_layers(paths: Sequence[str | Path]) -> dict[str, Layer]:
