@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import rasterio
+from rasterio.enums import ColorInterp
 
 from spectraclip.io.cog import BlockWriter
 
@@ -54,3 +55,14 @@ def test_each_product_asks_for_its_resampling():
     assert _MapHead.resampling == "nearest" and _HeatmapHead.resampling == "average"
     assert 'finish(resampling="average")' in inspect.getsource(scene._finish)
     assert 'finish(resampling="average")' in inspect.getsource(outputs)
+
+
+def test_byte_bands_are_not_read_as_rgb_or_alpha(tmp_path):
+    """A uint8 class map with three classes has four byte bands: GDAL's default TIFF photometric would call them
+    RGB + alpha (QGIS drew an RGB composite; the last probability band masked the map). They are grey bands."""
+    arr = np.zeros((4, SIZE, SIZE), np.uint8)
+    arr[1] = 255  # p of the first class; the others 0 (a 0 alpha would hide every pixel)
+    out = _write(tmp_path / "map4.tif", arr, "nearest")
+    with rasterio.open(out) as ds:
+        assert ColorInterp.alpha not in ds.colorinterp and ColorInterp.green not in ds.colorinterp
+        assert ds.read_masks(1, out_shape=(64, 64)).min() == 255
