@@ -150,6 +150,14 @@ def serve_subprocess(idx: Path, layers: list[Path]):
         time.sleep(0.2)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (Linux /proc), all its threads."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_tiles(args) -> None:
     """20 clients (default) panning over the layers at z 10-14; latency overall, first-touch vs repeated tiles
     (a tile another client already fetched: the server's tile cache), and per zoom."""
@@ -197,10 +205,12 @@ def bench_tiles(args) -> None:
                             with lock:
                                 rows.append((z, first, ms, r.status_code))
 
+                cpu0 = cpu_seconds(proc.pid) if proc is not None else None
                 t0 = time.perf_counter()
                 with ThreadPoolExecutor(args.clients) as pool:
                     list(pool.map(worker, range(args.clients)))
                 wall = time.perf_counter() - t0
+                cpu = cpu_seconds(proc.pid) - cpu0 if proc is not None else None
             finally:
                 if proc is not None:
                     proc.terminate()
@@ -212,7 +222,7 @@ def bench_tiles(args) -> None:
     where = "in-process" if args.in_process else "server process"
     print(f"tiles ({args.rasters} rasters, {where}): {len(lat)} requests from {args.clients} concurrent clients "
           f"in {wall:.1f} s ({len(lat) / wall:.0f}/s): p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms; "
-          f"statuses {codes}")
+          f"statuses {codes}" + (f"; server CPU {1000 * cpu / len(lat):.1f} ms/request" if cpu is not None else ""))
     for label, sel in (("first touch", [r[2] for r in rows if r[1]]), ("repeated", [r[2] for r in rows if not r[1]]),
                        *((f"z{z}", [r[2] for r in rows if r[0] == z]) for z in sorted({r[0] for r in rows}))):
         if sel:

@@ -54,6 +54,7 @@ class Layer:
     minzoom: int = 0
     maxzoom: int = MAX_ZOOM
     warning: str = ""  # said at start (`spectraclip serve`): e.g. a large raster without overviews
+    palette: Any = field(default=None, repr=False, compare=False)  # of its tiles, made at the first one
 
     def legend(self) -> dict[str, Any]:
         """What the page shows: kind, bounds, classes with their colours, the ramp and its range."""
@@ -192,13 +193,9 @@ def _ramp_palette() -> np.ndarray:
     return lut[np.round(np.arange(255) * 255 / 254).astype(int)]
 
 
-_PALETTES: dict[str, np.ndarray] = {}
-
-
 def _palette(layer: Layer) -> np.ndarray:
-    """The 256 x RGBA palette a layer's one-band tiles are drawn in; index 255 is transparent."""
-    key = layer.kind if layer.kind not in ("classes",) else f"classes:{sorted(layer.colormap.items())}"
-    pal = _PALETTES.get(key)
+    """The 256 x RGBA palette a layer's one-band tiles are drawn in (made once per layer); 255 is transparent."""
+    pal = layer.palette
     if pal is None:
         pal = np.zeros((256, 4), np.uint8)
         if layer.kind == "classes":
@@ -212,7 +209,7 @@ def _palette(layer: Layer) -> np.ndarray:
         else:
             pal[:255] = _ramp_palette()
         pal[255] = 0
-        _PALETTES[key] = pal
+        layer.palette = pal
     return pal
 
 
@@ -255,13 +252,15 @@ def _positions() -> tuple[np.ndarray, np.ndarray]:
 
 
 _K, _T = _positions()
+_T0, _T1 = (1 - _T).astype(np.float32), _T.astype(np.float32)
 
 
 def _interpolate(grid: np.ndarray) -> np.ndarray:
     """A [_GRID + 1]^2 grid spread over [TILE_SIZE]^2 pixels, bilinearly (elementwise: a BLAS product spun
     OpenBLAS threads on a busy machine and took 30 ms)."""
-    a = grid[_K] * (1 - _T)[:, None] + grid[_K + 1] * _T[:, None]
-    return a[:, _K] * (1 - _T)[None] + a[:, _K + 1] * _T[None]
+    g = grid.astype(np.float32)
+    a = g[_K] * _T0[:, None] + g[_K + 1] * _T1[:, None]
+    return a[:, _K] * _T0 + a[:, _K + 1] * _T1
 
 
 def _dataset(path: Path, mtime_ns: int, level: int | None) -> Any:
@@ -274,10 +273,29 @@ def _dataset(path: Path, mtime_ns: int, level: int | None) -> Any:
     key = (str(path), mtime_ns, level)
     ds = cache.get(key)
     if ds is None:
-        for old in [k for k in cache if k[0] == key[0] and k[1] != mtime_ns]:  # a rewritten file: close the old
-            cache.pop(old).close()
+        for old in [k for k in cache if k[0] == key[0] and k[1] != mtime_ns]:  # a rewritten file: drop the old
+            stale = cache.pop(old)
+            if hasattr(stale, "close"):
+                stale.close()
         ds = cache[key] = rasterio.open(path) if level is None else rasterio.open(path, overview_level=level)
     return ds
+
+
+def _grid(path: Path, mtime_ns: int) -> tuple[Any, Any, list[int], list[tuple[float, float]]]:
+    """A layer file's CRS (None when web mercator), inverse geotransform, overview factors and, per level (full
+    size first), the scale of its pixels to the full-size ones: read once per thread and file version."""
+    cache = _readers.open
+    key = (str(path), mtime_ns, "grid")
+    grid = cache.get(key)
+    if grid is None:
+        full = _dataset(path, mtime_ns, None)
+        ovs = full.overviews(1)
+        sizes = [(1.0, 1.0)]
+        for i in range(len(ovs)):
+            ds = _dataset(path, mtime_ns, i)
+            sizes.append((ds.width / full.width, ds.height / full.height))
+        grid = cache[key] = (None if full.crs.to_epsg() == 3857 else full.crs, ~full.transform, ovs, sizes)
+    return grid
 
 
 def _tile_lonlat(z: int, x: int, y: int) -> tuple[float, float, float, float]:
@@ -302,21 +320,21 @@ def read_tile(layer: Layer, mtime_ns: int, z: int, x: int, y: int,
     if tw >= e or te <= w or ts >= n or tn <= s:
         raise TileOutsideError(f"tile {z}/{x}/{y} is outside layer {layer.name!r}")
     full = _dataset(layer.path, mtime_ns, None)
+    crs, inv, overviews, sizes = _grid(layer.path, mtime_ns)
     step = 2 * _HALF / 2**z / TILE_SIZE
     pos = (np.arange(_GRID + 1) * (TILE_SIZE - 1) / _GRID + 0.5) * step
     gx, gy = np.meshgrid(-_HALF + x * TILE_SIZE * step + pos, _HALF - y * TILE_SIZE * step - pos)
-    if full.crs.to_epsg() != 3857:
-        sx, sy = warp("EPSG:3857", full.crs, gx.ravel().tolist(), gy.ravel().tolist())
+    if crs is not None:
+        sx, sy = warp("EPSG:3857", crs, gx.ravel().tolist(), gy.ravel().tolist())
         gx, gy = np.asarray(sx).reshape(gx.shape), np.asarray(sy).reshape(gy.shape)
-    inv = ~full.transform
     gc, gr = inv.a * gx + inv.b * gy + inv.c, inv.d * gx + inv.e * gy + inv.f  # source pixel coordinates
     scale = max(abs(gc[:, -1] - gc[:, 0]).mean(), abs(gr[-1] - gr[0]).mean()) / (TILE_SIZE - 1)
     level, f = None, 1.0
-    for i, fac in enumerate(full.overviews(1)):
+    for i, fac in enumerate(overviews):
         if fac <= scale * 1.01:
             level, f = i, fac
     ds = full if level is None else _dataset(layer.path, mtime_ns, level)
-    sc, sr = ds.width / full.width, ds.height / full.height
+    sc, sr = sizes[0 if level is None else level + 1]
     col, row = _interpolate(gc * sc), _interpolate(gr * sr)
     c0, r0 = max(0, int(np.floor(col.min()))), max(0, int(np.floor(row.min())))
     c1, r1 = min(ds.width, int(np.floor(col.max())) + 1), min(ds.height, int(np.floor(row.max())) + 1)
