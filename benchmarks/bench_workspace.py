@@ -132,9 +132,10 @@ def serve_subprocess(idx: Path, layers: list[Path]):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = ("import uvicorn, warnings, sys; from spectraclip.serve.app import create_app; "
+    code = ("import uvicorn, warnings, sys; warnings.simplefilter('ignore'); "
+            "from spectraclip.serve.app import create_app; "
             "uvicorn.run(create_app(sys.argv[1], layers=sys.argv[3:], labels=False, warm=False), host='127.0.0.1', "
-            "port=int(sys.argv[2]), log_level='warning')")
+            "port=int(sys.argv[2]), log_level='warning', timeout_keep_alive=30)")  # as `spectraclip serve` runs it
     proc = subprocess.Popen([sys.executable, "-c", code, str(idx), str(port), *map(str, layers)], env=os.environ.copy())
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -206,10 +207,10 @@ def bench_tiles(args) -> None:
                                 rows.append((z, first, ms, r.status_code))
 
                 cpu0 = cpu_seconds(proc.pid) if proc is not None else None
-                t0 = time.perf_counter()
+                t0, client0 = time.perf_counter(), time.process_time()
                 with ThreadPoolExecutor(args.clients) as pool:
                     list(pool.map(worker, range(args.clients)))
-                wall = time.perf_counter() - t0
+                wall, client = time.perf_counter() - t0, time.process_time() - client0
                 cpu = cpu_seconds(proc.pid) - cpu0 if proc is not None else None
             finally:
                 if proc is not None:
@@ -222,7 +223,8 @@ def bench_tiles(args) -> None:
     where = "in-process" if args.in_process else "server process"
     print(f"tiles ({args.rasters} rasters, {where}): {len(lat)} requests from {args.clients} concurrent clients "
           f"in {wall:.1f} s ({len(lat) / wall:.0f}/s): p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms; "
-          f"statuses {codes}" + (f"; server CPU {1000 * cpu / len(lat):.1f} ms/request" if cpu is not None else ""))
+          f"statuses {codes}" + (f"; server CPU {1000 * cpu / len(lat):.1f} ms/request" if cpu is not None else "")
+          + f"; client CPU {1000 * client / len(lat):.1f} ms/request (this process)")
     for label, sel in (("first touch", [r[2] for r in rows if r[1]]), ("repeated", [r[2] for r in rows if not r[1]]),
                        *((f"z{z}", [r[2] for r in rows if r[0] == z]) for z in sorted({r[0] for r in rows}))):
         if sel:

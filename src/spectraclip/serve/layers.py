@@ -338,19 +338,23 @@ def read_tile(layer: Layer, mtime_ns: int, z: int, x: int, y: int,
     col, row = _interpolate(gc * sc), _interpolate(gr * sr)
     c0, r0 = max(0, int(np.floor(col.min()))), max(0, int(np.floor(row.min())))
     c1, r1 = min(ds.width, int(np.floor(col.max())) + 1), min(ds.height, int(np.floor(row.max())) + 1)
-    out = np.zeros((len(indexes), TILE_SIZE, TILE_SIZE), ds.dtypes[indexes[0] - 1])
     if c1 <= c0 or r1 <= r0:
-        return out, np.zeros((TILE_SIZE, TILE_SIZE), bool)
+        return (np.zeros((len(indexes), TILE_SIZE, TILE_SIZE), ds.dtypes[indexes[0] - 1]),
+                np.zeros((TILE_SIZE, TILE_SIZE), bool))
     d = max(1, int(scale / f))  # no overview fine enough: decimate while reading
     win = Window(c0, r0, c1 - c0, r1 - r0)
-    shape = (-(-(r1 - r0) // d), -(-(c1 - c0) // d))
-    data = ds.read(list(indexes), window=win, out_shape=(len(indexes), *shape))
-    mask = ds.read_masks(indexes[0], window=win, out_shape=shape) > 0
-    ci, ri = np.floor((col - c0) / d).astype(np.int64), np.floor((row - r0) / d).astype(np.int64)
-    inside = (ci >= 0) & (ci < shape[1]) & (ri >= 0) & (ri < shape[0])
-    ci, ri = np.clip(ci, 0, shape[1] - 1), np.clip(ri, 0, shape[0] - 1)
-    out = data[:, ri, ci]
-    return out, inside & mask[ri, ci]
+    h, w = -(-(r1 - r0) // d), -(-(c1 - c0) // d)
+    data = ds.read(list(indexes), window=win, out_shape=(len(indexes), h, w))
+    mask = ds.read_masks(indexes[0], window=win, out_shape=(h, w))
+    col -= c0
+    row -= r0
+    if d > 1:
+        col /= d
+        row /= d
+    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    flat = np.clip(row, 0, h - 1).astype(np.int32) * w + np.clip(col, 0, w - 1).astype(np.int32)
+    out = data.reshape(len(indexes), -1)[:, flat]  # nearest: one gather of the tile's source pixels
+    return out, inside & (mask.reshape(-1)[flat] > 0)
 
 
 def _check(layer: Layer, z: int, x: int, y: int) -> None:
@@ -411,6 +415,8 @@ def render_tile(layer: Layer, z: int, x: int, y: int, band: int | None = None) -
 
 def _indexes(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Class values as palette indexes: 255 (transparent) where not valid or not a class."""
+    if data.dtype == np.uint8:
+        return np.where(valid, data, 255).astype(np.uint8)
     d = np.nan_to_num(np.asarray(data, "float32"), nan=255.0)
     return np.where(valid & (d >= 0) & (d < 255), d, 255).astype(np.uint8)
 
