@@ -1,5 +1,9 @@
 """Map layers of the workspace: products (COGs written by `spectraclip map`, `heatmap`, `change`, or a scene)
-served as XYZ PNG tiles by rio-tiler, and what each says at one place.
+served as XYZ PNG tiles, and what each says at one place.
+
+A tile (`read_tile`): its pixels' places in the layer's grid (projected on a 17 x 17 grid, interpolated), the
+overview that fits its zoom, one window read with its mask, nearest-neighbour samples; then a paletted PNG
+(`encode_png`). rio-tiler reads a layer's bounds and zoom range at start.
 
 A layer's kind comes from its tags: `classes` -> a class map (band 1 the class index with its colour table,
 bands 2.. the per-class probabilities); `spectraclip_change` -> change flags (band `change`) and scores;
@@ -182,7 +186,7 @@ PNG_LEVEL = 1  # zlib level of the tiles: level 6 took several times longer for 
 _tiles: OrderedDict[tuple, bytes] = OrderedDict()
 _tiles_lock = threading.Lock()
 _inflight: dict[tuple, threading.Event] = {}  # a tile being rendered: concurrent requests for it wait for it
-_readers = threading.local()  # one open rio-tiler Reader per layer file per thread (a dataset is not thread-safe)
+_readers = threading.local()  # per thread: open datasets of each layer file and level (a dataset is not thread-safe)
 
 
 def _ramp_palette() -> np.ndarray:
