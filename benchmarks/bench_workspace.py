@@ -194,8 +194,12 @@ def bench_tiles(args) -> None:
             if not args.in_process:
                 url, proc = serve_subprocess(idx, layers)
             try:
+                ready = threading.Barrier(args.clients + 1)
+
                 def worker(c: int) -> None:
                     with httpx.Client(base_url=url, timeout=60) as h:
+                        h.get("/healthz")  # connected (a browser keeps its connections) before the clock starts
+                        ready.wait()
                         for name, z, x, y in sessions[c]:
                             with lock:
                                 first = (name, z, x, y) not in touched
@@ -206,10 +210,13 @@ def bench_tiles(args) -> None:
                             with lock:
                                 rows.append((z, first, ms, r.status_code))
 
-                cpu0 = cpu_seconds(proc.pid) if proc is not None else None
-                t0, client0 = time.perf_counter(), time.process_time()
                 with ThreadPoolExecutor(args.clients) as pool:
-                    list(pool.map(worker, range(args.clients)))
+                    done = [pool.submit(worker, c) for c in range(args.clients)]
+                    ready.wait()
+                    cpu0 = cpu_seconds(proc.pid) if proc is not None else None
+                    t0, client0 = time.perf_counter(), time.process_time()
+                    for f in done:
+                        f.result()
                 wall, client = time.perf_counter() - t0, time.process_time() - client0
                 cpu = cpu_seconds(proc.pid) - cpu0 if proc is not None else None
             finally:
