@@ -98,6 +98,8 @@ def test_tile_matches_the_cog_pixels(client, ws):
     ("/tiles/map/12/0/0.png", 404), ("/tiles/map/30/0/0.png", 404), ("/tiles/nope/3/4/2.png", 404),
     ("/tiles/..%2F..%2Fetc%2Fpasswd/3/4/2.png", 404), ("/tiles/../../etc/passwd/3/4/2.png", 404),
     ("/tiles/map/-1/0/0.png", 404), ("/tiles/map/a/0/0.png", 422), ("/tiles/heat/12/2107/1393.png?band=9", 404),
+    ("/tiles/map/3/8/0.png", 404), ("/tiles/map/12/2107/4096.png", 404), ("/tiles/map/12/-1/1393.png", 404),
+    ("/tiles/map/12/2107/1393.5.png", 422), ("/tiles/heat/12/2107/1393.png?band=0", 422),
     ("/point?lon=500&lat=0", 422), ("/footprints?bbox=1,2,3", 400), ("/export/labels.exe", 404),
 ])
 def test_bad_requests_get_4xx(client, path, status):
@@ -180,6 +182,65 @@ def test_library_and_cli_loop(labels_db, ws, tmp_path):
     assert "cross-validated accuracy" in out.output and (tmp_path / "x.geojson").is_file()
     bad = CliRunner().invoke(app, ["serve", str(idx), "--layer", str(tmp_path / "x.geojson")])
     assert bad.exit_code == 2 and "not a readable raster" in bad.output
+
+
+def test_tiles_have_an_etag_and_revalidate_with_304(client, ws):
+    import morecantile
+
+    t = morecantile.tms.get("WebMercatorQuad").tile(5.25, 49.75, 12)
+    url = f"/tiles/heat/{t.z}/{t.x}/{t.y}.png"
+    r = client.get(url)
+    etag = r.headers["etag"]
+    assert r.status_code == 200 and etag.startswith('"') and "max-age" in r.headers["cache-control"]
+    again = client.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+    assert client.get(f"/tiles/heat/{t.z}/{t.x + 1}/{t.y}.png").headers["etag"] != etag
+    assert client.get(f"/tiles/heat/{t.z}/{t.x}/{t.y}.png?band=1").headers["etag"] != etag
+    heat = ws[2][1]
+    st = heat.stat()
+    os.utime(heat, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a rewritten product: a new version
+    try:
+        assert client.get(url, headers={"If-None-Match": etag}).status_code == 200
+    finally:
+        os.utime(heat, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_zoomed_out_tiles_of_a_product_cog_are_drawn_from_its_overviews(tmp_path):
+    """A class-map COG with overviews (as `map` writes it): a z10 tile reads an overview and shows only the
+    classes' colours; a layer without overviews (2048 px) is warned about at start, naming the file and gdaladdo."""
+    import morecantile
+    from PIL import Image
+    from rasterio.shutil import copy as rio_copy
+    from typer.testing import CliRunner
+
+    from spectraclip.cli.main import app
+    from spectraclip.serve.layers import open_layer, render_tile
+
+    plain = fw.class_map(tmp_path / "plain.tif", size=2048, res=0.00025)
+    cog = tmp_path / "cog.tif"
+    rio_copy(plain, cog, driver="COG", overview_resampling="nearest", blocksize=256)
+    lay = open_layer(cog, "cog")
+    assert lay.warning == ""
+    t = morecantile.tms.get("WebMercatorQuad").tile(5.25, 49.75, 10)
+    im = np.asarray(Image.open(io.BytesIO(render_tile(lay, t.z, t.x, t.y))).convert("RGBA"))
+    opaque = im[im[..., 3] > 0][:, :3]
+    assert len(opaque) > 1000
+    assert {tuple(c) for c in np.unique(opaque, axis=0)} <= {fw.COLOURS[c][:3] for c in (0, 1, 2)}
+    warning = open_layer(plain, "plain").warning
+    assert "plain.tif" in warning and "without overviews" in warning and "gdaladdo -r nearest" in warning
+    import uvicorn
+
+    idx = fw.synthetic_index(tmp_path / "ws")
+    run = uvicorn.run
+    uvicorn.run = lambda *a, **k: None  # the command checks and builds the app, then would serve
+    try:
+        out = CliRunner().invoke(app, ["serve", str(idx), "--layer", str(plain), "--layer", str(cog),
+                                       "--labels-db", str(tmp_path / "l.sqlite")])
+    finally:
+        uvicorn.run = run
+    assert out.exit_code == 0, out.output
+    assert "without overviews" in out.output and "plain.tif" in out.output and "cog.tif:" not in out.output
 
 
 def _free_port() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -88,8 +89,32 @@ def test_map_label_learn_export(tmp_path):
                 fetch(document.getElementById('export-probe').href).then(r => r.json()).then(j => cb(j.classes));""")
             assert probe == ["not c1", "c1"]
             IMG.mkdir(parents=True, exist_ok=True)
-            driver.execute_script("map.fire('click', {latlng: L.latLng(49.85, 5.15)})")
+            # two clicks in a row: one popup, for the second place (the first click's answer is dropped)
+            driver.execute_script("map.fire('click', {latlng: L.latLng(49.70, 5.30)}); "
+                                  "map.fire('click', {latlng: L.latLng(49.85, 5.15)})")
             wait.until(lambda d: "change" in d.find_element(By.CSS_SELECTOR, ".leaflet-popup-content").text)
+            time.sleep(0.5)
+            popups = driver.find_elements(By.CSS_SELECTOR, ".leaflet-popup")
+            assert len(popups) == 1 and "49.85000" in popups[0].text
             driver.save_screenshot(str(IMG / "workspace-map.png"))
+            # a pinned popup stays when the next place is clicked
+            driver.find_element(By.CSS_SELECTOR, ".leaflet-popup-content button[data-pin]").click()
+            driver.execute_script("map.fire('click', {latlng: L.latLng(49.75, 5.25)})")
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".leaflet-popup")) == 2)
+            pinned = driver.find_elements(By.CSS_SELECTOR, ".leaflet-popup.pinned")
+            assert len(pinned) == 1 and "49.85000" in pinned[0].text and "pinned" in pinned[0].text
+            driver.execute_script("map.fire('click', {latlng: L.latLng(49.72, 5.22)})")
+            wait.until(lambda d: "49.72000" in d.find_element(By.CSS_SELECTOR, ".leaflet-popup:not(.pinned)").text)
+            assert len(driver.find_elements(By.CSS_SELECTOR, ".leaflet-popup")) == 2
+            # the graticule: lines at least 96 px apart at every zoom, labels in -180..180 and +-85
+            spacing = driver.execute_script(
+                "return [...Array(21).keys()].map((z) => gridStep(z) * 256 * 2 ** z / 360)")
+            assert min(spacing) >= 96 and max(spacing) < 1000, spacing
+            assert driver.execute_script("return [degrees(-0.00001, 0.5), degrees(45, 15), degrees(5.25, 0.05)]") \
+                == ["0.0°", "45°", "5.25°"]
+            for z, name in ((3, "graticule-z3"), (9, "graticule-z9")):
+                driver.execute_script(f"map.setView([49.75, 5.25], {z}, {{animate: false}})")
+                time.sleep(1.0)
+                driver.save_screenshot(str(tmp_path / f"{name}.png"))
         finally:
             driver.quit()

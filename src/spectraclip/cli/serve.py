@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from spectraclip.cli.common import CheckpointOpt, DeviceOpt, ModelBandsOpt, ModelOpt, console, load_model_or_exit
+from spectraclip.cli.common import (
+    CheckpointOpt,
+    DeviceOpt,
+    ModelBandsOpt,
+    ModelOpt,
+    console,
+    err_console,
+    load_model_or_exit,
+)
 
 
 def serve(
@@ -38,10 +46,13 @@ def serve(
     from spectraclip.serve.layers import LayerError, open_layers
 
     try:
-        open_layers(list(layer or []))  # refused before loading anything: exit 2 naming the file
+        served = open_layers(list(layer or []))  # refused before loading anything: exit 2 naming the file
     except LayerError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    for lay in served.values():
+        if lay.warning:
+            err_console.print(f"[yellow]warning:[/yellow] {lay.warning}")
     net = load_model_or_exit(model, checkpoint, device, model_bands) if (model or checkpoint) else None
     if workers == 1:
         app = create_app(index_dir, net, force=force, layers=list(layer or []), labels=labels_db)  # checks now

@@ -65,7 +65,7 @@ class BlockWriter:
             profile = {"driver": "GTiff", "height": self.height, "width": self.width, "count": self.count,
                        "dtype": self.dtype, "crs": self.crs, "transform": self.transform, "nodata": self.nodata,
                        "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "BIGTIFF": "IF_SAFER",
-                       "interleave": "pixel" if self.count <= 4 else "band"}
+                       "interleave": "pixel" if self.count <= 4 else "band", "photometric": "MINISBLACK"}
             self._ds = rasterio.open(self.partial, "w", **profile)
             for i, d in enumerate(self.descriptions, start=1):
                 self._ds.set_band_description(i, d)

@@ -8,9 +8,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import tempfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from spectraclip.index.store import SearchIndex
 from spectraclip.serve.labels import LabelDatabaseError, LabelStore
-from spectraclip.serve.layers import Layer, TileOutsideError, point_values, render_tile
+from spectraclip.serve.layers import Layer, TileOutsideError, cached_tile, point_values, render_tile, tile_key
 from spectraclip.serve.workspace import (
     LearnResult,
     export_labels,
@@ -31,6 +34,9 @@ from spectraclip.serve.workspace import (
     learn,
     save_probe,
 )
+
+TILE_THREADS = min(8, 2 * (os.cpu_count() or 2))  # rendering holds the GIL half the time: a few threads per core
+TILE_MAX_AGE = 600  # seconds a browser may reuse a tile; then it revalidates it (ETag: the file's mtime and size)
 
 
 class LabelRequest(BaseModel):
@@ -105,15 +111,29 @@ def add_workspace(app: FastAPI, index: SearchIndex, layers: dict[str, Layer], st
         return {"layers": [lay.legend() for lay in layers.values()], "index_bounds": ext,
                 "labels": store is not None}
 
-    @app.get("/tiles/{layer}/{z}/{x}/{y}.png", responses={200: {"content": {"image/png": {}}}})
-    async def tile(layer: str, z: int, x: int, y: int, band: int | None = Query(None, ge=1, le=10000)) -> Response:
-        """Tile z/x/y (web mercator, 256 px) of a served layer; 404 outside it."""
+    tile_pool = ThreadPoolExecutor(TILE_THREADS, thread_name_prefix="tiles")
+
+    @app.get("/tiles/{layer}/{z}/{x}/{y}.png", responses={200: {"content": {"image/png": {}}}, 304: {}})
+    async def tile(request: Request, layer: str, z: int, x: int, y: int,
+                   band: int | None = Query(None, ge=1, le=10000)) -> Response:
+        """Tile z/x/y (web mercator, 256 px) of a served layer; 404 outside it. An ETag names the layer file's
+        version and the tile: a browser's revalidation gets 304 without rendering."""
         lay = _layer(layer)
         try:
-            png = await run_in_threadpool(render_tile, lay, z, x, y, band)
+            key = tile_key(lay, z, x, y, band)
         except TileOutsideError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=404)
-        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=600"})
+        etag = '"' + hashlib.blake2b(repr(key).encode(), digest_size=12).hexdigest() + '"'
+        headers = {"Cache-Control": f"public, max-age={TILE_MAX_AGE}", "ETag": etag}
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        png = cached_tile(key)  # a cached tile is answered here, not queued behind renders
+        if png is None:
+            try:
+                png = await asyncio.get_running_loop().run_in_executor(tile_pool, render_tile, lay, z, x, y, band)
+            except TileOutsideError as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=404)
+        return Response(png, media_type="image/png", headers=headers)
 
     @app.get("/point")
     async def point(lon: float = Query(..., ge=-180, le=180), lat: float = Query(..., ge=-90, le=90)) -> dict:

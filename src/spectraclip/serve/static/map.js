@@ -13,21 +13,34 @@ const view = (params.get("view") || "").split(",").map(Number);
 if (view.length === 3 && view.every(Number.isFinite)) map.setView([view[0], view[1]], view[2]);
 else map.setView([48, 10], 4);
 
-// an offline base: a graticule drawn on canvas tiles (no remote tiles)
+// an offline base: a graticule drawn on canvas tiles (no remote tiles). The step is the finest "nice" one whose
+// lines stay >= 96 px apart at the zoom; a label is drawn every other tile row (longitudes) / column (latitudes),
+// latitudes only within the map (|lat| <= 85) and longitudes wrapped into -180..180 on the world's copies.
+const NICE = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 45, 90, 180];
+const gridStep = (z) => NICE.find((s) => (s * 256 * 2 ** z) / 360 >= 96) || 180;
+const degrees = (v, step) => {
+  const d = Math.max(0, Math.ceil(-Math.log10(step) - 1e-9));
+  return `${(Math.abs(v) < step / 2 ? 0 : v).toFixed(d)}°`;
+};
 const Graticule = L.GridLayer.extend({ createTile(coords) {
   const c = document.createElement("canvas"); c.width = c.height = 256;
   const g = c.getContext("2d"); g.fillStyle = "#eef1f4"; g.fillRect(0, 0, 256, 256);
-  const step = [30, 30, 20, 10, 5, 2, 1, 0.5, 0.25, 0.1, 0.05, 0.02, 0.01][Math.min(coords.z, 12)] || 0.005;
+  const step = gridStep(coords.z);
   const nw = this._map.unproject([coords.x * 256, coords.y * 256], coords.z);
   const se = this._map.unproject([(coords.x + 1) * 256, (coords.y + 1) * 256], coords.z);
   g.strokeStyle = "#b8c2cc"; g.fillStyle = "#667"; g.font = "10px monospace";
-  for (let lon = Math.ceil(nw.lng / step) * step; lon <= se.lng; lon += step) {
-    const p = this._map.project([0, lon], coords.z).x - coords.x * 256;
-    g.beginPath(); g.moveTo(p, 0); g.lineTo(p, 256); g.stroke(); g.fillText(lon.toFixed(3).replace(/\.?0+$/, ""), p + 2, 10);
+  const labelLon = coords.y % 2 === 0, labelLat = coords.x % 2 === 0;
+  for (let k = Math.ceil(nw.lng / step); k * step <= se.lng; k++) {
+    const lon = k * step, p = this._map.project([0, lon], coords.z).x - coords.x * 256;
+    g.beginPath(); g.moveTo(p, 0); g.lineTo(p, 256); g.stroke();
+    if (labelLon) g.fillText(degrees(((lon + 540) % 360) - 180, step), p + 2, 10);
   }
-  for (let lat = Math.ceil(se.lat / step) * step; lat <= nw.lat; lat += step) {
+  for (let k = Math.ceil(se.lat / step); k * step <= nw.lat; k++) {
+    const lat = k * step;
+    if (Math.abs(lat) > 85) continue;
     const p = this._map.project([lat, 0], coords.z).y - coords.y * 256;
-    g.beginPath(); g.moveTo(0, p); g.lineTo(256, p); g.stroke(); g.fillText(lat.toFixed(3).replace(/\.?0+$/, ""), 2, p - 2);
+    g.beginPath(); g.moveTo(0, p); g.lineTo(256, p); g.stroke();
+    if (labelLat && p > 14) g.fillText(degrees(lat, step), 2, p - 2);
   }
   return c;
 } });
@@ -132,6 +145,7 @@ document.addEventListener("click", (e) => {
   if (b) { addLabel(b.dataset.id, b.dataset.label, null); return; }
   const s = e.target.closest("button[data-similar]");
   if (s) { search({ like: [s.dataset.similar] }); return; }
+  if (e.target.closest("button[data-pin]")) { pin(); return; }
   const id = e.target.closest("li .id");
   if (id) zoomTo(id.closest("li").dataset.id);
 });
@@ -170,8 +184,13 @@ async function search(extra) {
   } catch (err) { status(`search failed: ${err.message}`); }
 }
 
+// One popup per click: a new click closes the last one (and an answer to an older click is dropped); a pinned
+// popup stays until its own close button.
+let clicks = 0, current = null;
 async function showPoint(latlng, id) {
+  const seq = ++clicks;
   const r = await api(`/point?lon=${latlng.lng.toFixed(6)}&lat=${latlng.lat.toFixed(6)}`);
+  if (seq !== clicks) return;
   const item = id || r.item;
   let html = `<div class="popup"><div><b>${latlng.lat.toFixed(5)}, ${latlng.lng.toFixed(5)}</b></div>`;
   html += `<div>item: <code>${item || "none"}</code></div><table>`;
@@ -186,8 +205,17 @@ async function showPoint(latlng, id) {
   }
   html += "</table>";
   if (item) html += `<div>${labelButtons(item)} <button data-similar="${item}">find similar</button></div>`;
-  map.closePopup();  // one popup at a time
-  L.popup({ maxWidth: 360 }).setLatLng(latlng).setContent(html + "</div>").openOn(map);
+  html += `<div><button data-pin title="keep this popup open">📌 pin</button></div>`;
+  if (current) map.closePopup(current);
+  current = L.popup({ maxWidth: 360 }).setLatLng(latlng).setContent(html + "</div>").openOn(map);
+}
+
+function pin() {
+  if (!current) return;
+  const html = current.getContent().replace(/<div><button data-pin[^]*?<\/div>/, "<div><small>pinned</small></div>");
+  L.popup({ maxWidth: 360, autoClose: false, closeOnClick: false, className: "pinned" })
+    .setLatLng(current.getLatLng()).setContent(html).addTo(map);
+  map.closePopup(current); current = null;
 }
 
 // A time series' values at the clicked place: a line per date, missing dates (cloud) as grey crosses.
