@@ -81,7 +81,8 @@ def main() -> None:
         same = bool((r.top_rows == ref.top_rows).all())
         both = len(set(r.uncertain_rows) & set(ref.uncertain_rows))
         print(f"  {name:45s} p50 {p50:7.1f} ms  ratio to first {base / p50:5.2f}x  top 50 = float32's: {same}; "
-              f"uncertain rows shared with float32's: {both} of {len(ref.uncertain_rows)}")
+              f"uncertain rows shared with float32's: {both} of {len(ref.uncertain_rows)}, their largest "
+              f"|p - 0.5| {float(np.abs(np.asarray(r.uncertain_scores) - 0.5).max()):.1e}")
     x = scan = paths = res = None  # free the copy before the tile section
     bench_tiles(args)
 
