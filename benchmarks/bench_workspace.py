@@ -83,7 +83,10 @@ def main() -> None:
         print(f"  {name:45s} p50 {p50:7.1f} ms  ratio to first {base / p50:5.2f}x  top 50 = float32's: {same}; "
               f"uncertain rows shared with float32's: {both} of {len(ref.uncertain_rows)}, their largest "
               f"|p - 0.5| {float(np.abs(np.asarray(r.uncertain_scores) - 0.5).max()):.1e}")
-    x = scan = paths = res = None  # free the copy before the tile section
+    x = scan = paths = res = probe = None  # free the copy before the tile section
+    import shutil
+
+    shutil.rmtree(tmp_vec.parent, ignore_errors=True)  # 2 GB per run: four runs filled the disk once
     bench_tiles(args)
 
 
