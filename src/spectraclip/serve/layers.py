@@ -388,11 +388,11 @@ def cached_tile(key: tuple) -> bytes | None:
         return hit
 
 
-def render_tile(layer: Layer, z: int, x: int, y: int, band: int | None = None) -> bytes:
+def render_tile(layer: Layer, z: int, x: int, y: int, band: int | None = None, key: tuple | None = None) -> bytes:
     """The PNG of tile z/x/y (web mercator) of `layer`; TileOutsideError where the layer has no pixels. Rendered
     tiles are kept in an LRU of TILE_CACHE entries (a tile requested again while it is being rendered waits for
-    that render); readers stay open per thread."""
-    key = tile_key(layer, z, x, y, band)
+    that render); readers stay open per thread. `key`: its `tile_key` when the caller has it already."""
+    key = key or tile_key(layer, z, x, y, band)
     while True:
         with _tiles_lock:
             hit = _tiles.get(key)

@@ -130,7 +130,7 @@ def add_workspace(app: FastAPI, index: SearchIndex, layers: dict[str, Layer], st
         png = cached_tile(key)  # a cached tile is answered here, not queued behind renders
         if png is None:
             try:
-                png = await asyncio.get_running_loop().run_in_executor(tile_pool, render_tile, lay, z, x, y, band)
+                png = await asyncio.get_running_loop().run_in_executor(tile_pool, render_tile, lay, z, x, y, band, key)
             except TileOutsideError as exc:
                 return JSONResponse({"detail": str(exc)}, status_code=404)
         return Response(png, media_type="image/png", headers=headers)
