@@ -15,8 +15,9 @@ Tables (ratios against baselines measured in the same run):
    plain zero-shot loop (fp32, batches of 32), text cache cold and warm.
 3. torch threads x loader workers for `embed` (on 2 cores: 2+1, 1+1, 2+0).
 4. With `--demo-bundle`: the accuracy gate of the demo's MS twin on the same patches.
-5. `forward` (issue #29): the image trunk alone at batch 16, int8 with static calibrated scales (and ONNX
-   Runtime's dynamic quantiser, the former default) vs open_clip's eager fp32 forward, with min cosine and
+5. `forward` (issue #29): the image trunk alone at batch 16, int8 with static calibrated scales on both
+   backends (OpenVINO + NNCF, ONNX Runtime QOperator), ONNX Runtime's dynamic quantiser (the former default),
+   bf16 autocast and OpenVINO fp32 vs open_clip's eager fp32 forward, with min cosine and
    zero-shot top-1 agreement to fp32 on all 270 patches, batch-size invariance (batch 1 vs 16) and a roofline
    column: the images/s the model's GEMM FLOPs allow at this CPU's measured GEMM rate (fp32 torch.mm; int8
    torch._int_mm) in the same run.
@@ -368,6 +369,50 @@ def dynamic_int8(net):
     return P.ImageEncoder(P._with_visual(net, P.OrtTrunk(dyn_path)), "int8", torch.device("cpu"))
 
 
+def int8_on(net, backend: str):
+    """The int8 encoder of `net` on one backend (`openvino` or `onnxruntime`), whatever the default is."""
+    from spectraclip.models import precision as P
+
+    old = os.environ.get(P.BACKEND_ENV)
+    os.environ[P.BACKEND_ENV] = backend
+    try:
+        trunk = P.quantize_module_int8(net, net.clip.visual, P.trunk_example(net), "visual", backend)
+    finally:
+        os.environ.pop(P.BACKEND_ENV) if old is None else os.environ.__setitem__(P.BACKEND_ENV, old)
+    return P.ImageEncoder(P._with_visual(net, trunk), "int8", torch.device("cpu"))
+
+
+def openvino_fp32(net):
+    """The fp32 trunk on OpenVINO's CPU plugin (inference precision f32), for comparison."""
+    import openvino as ov
+
+    from spectraclip.models import precision as P
+    from spectraclip.models.export import trace_to_onnx
+    from spectraclip.models.openvino_trunk import OvTrunk
+
+    path = Path(tempfile.mkdtemp(prefix="ovfp32_")) / "visual.onnx"
+    trace_to_onnx(net.clip.visual.eval(), (P.trunk_example(net),), path, ["x"])
+    ov.save_model(ov.Core().read_model(str(path)), str(path.with_suffix(".xml")), compress_to_fp16=False)
+    return P.ImageEncoder(P._with_visual(net, OvTrunk(path.with_suffix(".xml"))), "int8", torch.device("cpu"))
+
+
+def int8_paths(net) -> dict:
+    """The int8 paths of the forward and determinism tables: each backend with static scales, and the former
+    dynamic quantiser."""
+    from spectraclip.models import precision as P
+    from spectraclip.models.openvino_trunk import openvino_available
+
+    now = P.int8_backend()
+    out = {}
+    for backend, label in (("openvino", "int8 static, OpenVINO + NNCF"),
+                           ("onnxruntime", "int8 static, ONNX Runtime QOperator")):
+        if backend == "openvino" and not openvino_available():
+            continue
+        out[f"{label}{' (the int8 mode now)' if backend == now else ''}"] = int8_on(net, backend)
+    out["int8 dynamic (ONNX Runtime, former default)"] = dynamic_int8(net)
+    return out
+
+
 def determinism_table(net, console: Console, n: int = 32) -> None:
     """Max |component change| of each vector when the batch size changes, per mode (same process)."""
     from spectraclip.models import precision as P
@@ -376,8 +421,7 @@ def determinism_table(net, console: Console, n: int = 32) -> None:
     g = net.config.group(net.groups[0])
     x = load_msclip(files, g.mean, g.std)
     encs = {"fp32": P.prepare_for_inference(net, "fp32"), "bf16": P.prepare_for_inference(net, "bf16"),
-            "int8 static (now)": P.prepare_for_inference(net, "int8"),
-            "int8 dynamic (before)": dynamic_int8(net)}
+            **int8_paths(net)}
     tab = Table(title=f"per-item determinism: max |change| of a vector component vs batch {n} ({len(x)} EuroSAT-MS "
                       f"patches, ViT-B-16 random weights; load {os.getloadavg()[0]:.1f})")
     for col in ("mode", "batch 1", "batch 7", f"min cosine batch 1 vs {n}"):
@@ -400,8 +444,6 @@ def forward_table(net, class_emb: np.ndarray, console: Console, rounds: int, bat
     files = files[:: max(1, len(files) // limit)][:limit]  # an even spread over the classes
     g = net.config.group(net.groups[0])
     x = load_msclip(files, g.mean, g.std)
-    static = P.prepare_for_inference(net, "int8")
-    dynamic = dynamic_int8(net)
     fp32 = P.ImageEncoder(net, "fp32", torch.device("cpu"))
     bf16 = P.ImageEncoder(net, "bf16", torch.device("cpu"))
 
@@ -415,9 +457,14 @@ def forward_table(net, class_emb: np.ndarray, console: Console, rounds: int, bat
                 net.clip.encode_image(xs[i:i + batch])
 
     timed = x[:2 * batch]  # 2 batches per timing; best of `rounds`, interleaved
-    paths = {"int8 static (calibrated; the int8 mode now)": static,
-             "int8 dynamic (ONNX Runtime, former default)": dynamic, "bf16 autocast": bf16}
+    paths = {**int8_paths(net), "bf16 autocast": bf16}
+    from spectraclip.models.openvino_trunk import openvino_available
+
+    if openvino_available():
+        paths["fp32, OpenVINO (f32)"] = openvino_fp32(net)
     best = {k: float("inf") for k in ["eager", *paths]}
+    for enc in paths.values():  # warm-up: first-call allocations and kernel JIT are not timed
+        encode(enc, timed[:batch], batch)
     for _ in range(rounds):
         with Timer() as t:
             eager(timed)
@@ -448,10 +495,11 @@ def forward_table(net, class_emb: np.ndarray, console: Console, rounds: int, bat
         cos, agree = gate(vec, ref, class_emb)
         one = encode(enc, probe, 1).numpy()
         diff = float(np.abs(one - vec[:8]).max())
-        roof = rate["int8" if "int8" in k else "fp32"] / flops
+        roof = rate["int8" if "int8" in k else "fp32"] / flops  # bf16 held to the fp32 rate
         tab.add_row(k, f"{n / best[k]:.2f}", f"{best['eager'] / best[k]:.2f}", f"{roof:.2f}",
                     f"{100 * n / best[k] / roof:.0f}%", f"{cos:.5f}", f"{100 * agree:.1f}%", f"{diff:.1e}")
     console.print(tab)
+    console.print(f"load average at the end {os.getloadavg()[0]:.1f}")
     console.print(f"GEMM rates ({m}x{width}x{4 * width}): fp32 {rate['fp32'] / 1e9:.0f} GFLOP/s (torch.mm), int8 "
                   f"{rate['int8'] / 1e9:.0f} GOP/s (torch._int_mm); model GEMM work {flops / 1e9:.1f} GFLOP/image; "
                   f"bf16 is held to the fp32 rate. gate on this model: "

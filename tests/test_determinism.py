@@ -57,17 +57,32 @@ def test_batch_size_does_not_change_a_vector(model, files, mode):
         assert float(np.abs(runs[32].vectors - ref.vectors).max()) > 1e-6
 
 
-@needs_int8
-def test_int8_is_static_calibrated_once_and_cached_by_calibration(model):
+def _int8_ops(trunk) -> set[str]:
+    if trunk.backend == "openvino":
+        import openvino as ov
+
+        return {op.get_type_name() for op in ov.Core().read_model(str(trunk.path)).get_ops()}
     import onnx
 
+    return {n.op_type for n in onnx.load(str(trunk.path)).graph.node}
+
+
+@needs_int8
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_int8_is_static_calibrated_once_and_cached_by_calibration(model, backend, monkeypatch):
+    monkeypatch.setenv(P.BACKEND_ENV, backend)
+    if P.int8_backend() != backend:
+        pytest.skip(f"{backend} not installed")
     enc = P.prepare_for_inference(model, "int8")
     trunk = enc.model.clip.visual
-    assert isinstance(trunk, P.OrtTrunk)
+    assert trunk.backend == backend
     cal = P.calibration_fingerprint(model)
-    assert cal in trunk.path.name and trunk.path.parent.name == "onnx"
-    ops = {n.op_type for n in onnx.load(str(trunk.path)).graph.node}
-    assert "QLinearMatMul" in ops and "DynamicQuantizeLinear" not in ops and "MatMulInteger" not in ops
+    assert cal in trunk.path.name and trunk.path.parent.name == {"openvino": "openvino", "onnxruntime": "onnx"}[backend]
+    ops = _int8_ops(trunk)
+    if backend == "onnxruntime":
+        assert "QLinearMatMul" in ops and "DynamicQuantizeLinear" not in ops and "MatMulInteger" not in ops
+    else:  # NNCF's static quantisers (fixed scales), on the MatMuls only; the patch embedding stays fp32
+        assert "FakeQuantize" in ops and "Convolution" in ops
     again = P.calibration_pixels(model)
     assert P.calibration_fingerprint(model) == cal  # a fixed sample, the same on every call (and machine)
     assert torch.equal(again[model.groups[0]], P.calibration_pixels(model)[model.groups[0]])
@@ -120,6 +135,20 @@ def test_auto_gates_int8_on_the_model_and_records_gate_and_calibration(model, tm
     assert P.resolve_precision("auto", "cpu", 8, model=strict) == "fp32"
     failed = table_metadata(strict, "fp32")["precision_gate"]
     assert failed["mode"] == "int8" and not failed["passed"]
+
+
+@needs_data
+@needs_int8
+def test_the_fallback_int8_backend_is_batch_invariant_too(model, files, monkeypatch):
+    """ONNX Runtime (used when OpenVINO + NNCF are not installed): bit for bit across batch sizes as well."""
+    monkeypatch.setenv(P.BACKEND_ENV, "onnxruntime")
+    if P.int8_backend() != "onnxruntime":
+        pytest.skip("onnxruntime not installed")
+    runs = {b: encode_images(model, files[:16], bands="eurosat-ms", batch_size=b, precision="int8", progress=False)
+            for b in (16, 7, 1)}
+    _same(runs[7].vectors, runs[16].vectors, "int8")
+    _same(runs[1].vectors, runs[16].vectors, "int8")
+    assert table_metadata(model, "int8")["precision_backend"].startswith("onnxruntime")
 
 
 def test_bf16_batch_of_one_matches_larger_batches():

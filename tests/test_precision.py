@@ -64,7 +64,7 @@ def test_int8_leaves_the_model_alone_and_reuses_its_quantised_trunk(model):
     assert a.model.clip.visual is b.model.clip.visual
     assert a.model.clip.visual is not model.clip.visual
     assert a.model.clip.transformer is model.clip.transformer  # the text tower is shared, not copied
-    assert isinstance(a.model.clip.visual, P.OrtTrunk)
+    assert a.model.clip.visual.backend == P.int8_backend()  # an OvTrunk (OpenVINO) or an OrtTrunk (fallback)
     for k, v in model.clip.visual.state_dict().items():
         assert type(v) is torch.Tensor and torch.equal(v, before[k])
     import copy
@@ -194,3 +194,38 @@ def test_map_and_heatmap_record_their_precision_and_agree_with_fp32(mode, tmp_pa
             out[m] = ds.read()[1:], hs.read()
     assert np.abs(out[mode][0] - out["fp32"][0]).max() < 0.05  # class probabilities
     assert np.nanmax(np.abs(out[mode][1] - out["fp32"][1])) < 0.02  # cosine similarities
+
+
+@needs_int8
+def test_int8_falls_back_to_onnxruntime_without_openvino_and_says_so(model, monkeypatch):
+    import spectraclip.models.openvino_trunk as O
+
+    monkeypatch.setattr(O, "openvino_available", lambda: False)
+    assert P.int8_backend() == "onnxruntime"
+    enc = P.prepare_for_inference(model, "int8")
+    assert isinstance(enc.model.clip.visual, P.OrtTrunk) and enc.model.clip.visual.path.parent.name == "onnx"
+    meta = P.precision_metadata(model, "int8")
+    assert meta["precision_backend"].startswith("onnxruntime (ort")
+    assert "openvino + nncf not importable" in meta["precision_backend"]
+    assert meta["precision_gate"]["backend"] == "onnxruntime"
+
+
+@needs_int8
+def test_int8_backend_can_be_forced_and_is_recorded(model, monkeypatch):
+    from spectraclip.models.openvino_trunk import openvino_available
+
+    monkeypatch.setenv(P.BACKEND_ENV, "onnxruntime")
+    assert P.int8_backend() == "onnxruntime"
+    assert "SPECTRACLIP_INT8_BACKEND=onnxruntime" in P.precision_metadata(model, "int8")["precision_backend"]
+    monkeypatch.setenv(P.BACKEND_ENV, "tensorrt")
+    with pytest.raises(P.PrecisionError, match="SPECTRACLIP_INT8_BACKEND"):
+        P.int8_backend()
+    monkeypatch.delenv(P.BACKEND_ENV)
+    if not openvino_available():
+        pytest.skip("needs openvino + nncf")
+    assert P.int8_backend() == "openvino"  # preferred when installed (measured faster: docs/benchmarks.md)
+    enc = P.prepare_for_inference(model, "int8")
+    assert enc.model.clip.visual.backend == "openvino" and enc.model.clip.visual.path.suffix == ".xml"
+    meta = P.precision_metadata(model, "int8")
+    assert meta["precision_backend"].startswith("openvino (ov") and "fallback" not in meta["precision_backend"]
+    assert meta["precision_gate"]["backend"] == "openvino" and meta["precision_gate"]["passed"]

@@ -8,21 +8,27 @@ batch, so batch size, loader workers, Ray blocks, shards and resume points leave
 test_determinism.py: int8 bit for bit, fp32 and bf16 within 1e-6 on this CPU; bf16 autocast takes another
 kernel path for a batch of one, so the encoder pads such a batch to two rows).
 
-int8 is ONNX Runtime's static quantisation, QOperator format (int8 weights of every transformer MatMul/Gemm,
-uint8 activations with fixed scales, VNNI kernels; the patch embedding stays fp32: `INT8_OP_TYPES`). Its
-activation scales are calibrated once per model (min/max) on a fixed calibration sample of the model's own kind
-(`calibration_pixels`: synthetic inputs drawn with a fixed seed in the model's normalised input space, so the
-same on every machine; no raster data ships in the package), whose fingerprint is part of the cache key
-(`~/.cache/spectraclip/onnx`) and is recorded in every table (`precision_calibration`). ONNX Runtime's dynamic
+int8 is static post-training quantisation of the image trunk with activation scales calibrated once per model
+(min/max) on a fixed calibration sample of the model's own kind (`calibration_pixels`: synthetic inputs drawn
+with a fixed seed in the model's normalised input space, so the same on every machine; no raster data ships in
+the package). Two backends (`int8_backend`), chosen by measurement (docs/benchmarks.md, ViT-B at batch 16 on
+this CPU: OpenVINO 3.2-5.8x open_clip's eager fp32 forward, ONNX Runtime 2.2-2.8x; both bit-identical across
+batch sizes):
+- `openvino` (when OpenVINO and NNCF are installed): NNCF's `quantize` (transformer preset, SmoothQuant off,
+  min/max ranges, per-channel int8 weights) run by OpenVINO's CPU plugin (`models/openvino_trunk.py`);
+- `onnxruntime` (the fallback): ONNX Runtime's `quantize_static`, QOperator format (int8 weights, uint8
+  activations, VNNI kernels).
+Either way only the transformer's MatMuls are quantised; the patch embedding stays fp32 (`INT8_OP_TYPES`). The
+calibration fingerprint and backend are part of the cache key (`~/.cache/spectraclip/onnx`, `.../openvino`)
+and are recorded in every table (`precision_calibration`, `precision_backend`). ONNX Runtime's dynamic
 quantiser, used before, computed activation scales over the whole batch: a vector moved by up to 3.7e-3 with
-the batch size. The image trunk (`clip.visual`) is exported to ONNX, quantised and run by an ONNX Runtime
-session in place of the trunk; patch embeddings, fusion of input groups and the text tower stay in torch. The
-model itself is never modified. torchao's `Int8DynamicActivationInt8WeightConfig` was measured and dropped
-(0.7x fp32 on this CPU without torch.compile); OpenVINO + NNCF was not measured (one more heavy dependency;
-onnxruntime is already one).
+the batch size. The image trunk (`clip.visual`) is exported to ONNX, quantised and run in place of the trunk;
+patch embeddings, fusion of input groups and the text tower stay in torch. The model itself is never modified.
+torchao's `Int8DynamicActivationInt8WeightConfig` was measured and dropped (0.7x fp32 on this CPU without
+torch.compile). `SPECTRACLIP_INT8_BACKEND=onnxruntime|openvino` forces a backend.
 
 Default (`mode="auto"`): the fastest candidate mode for the device (`default_precision`: on CPU int8 when
-onnxruntime is installed, bf16 from batch 64 on a CPU with native bf16; on CUDA bf16, else fp16) that passes
+an int8 backend is installed, bf16 from batch 64 on a CPU with native bf16; on CUDA bf16, else fp16) that passes
 the accuracy gate on the model itself (`accuracy_gate`: min cosine to fp32 >= 0.999 and zero-shot top-1
 agreement >= 99.5 % on held-out inputs of the model's kind, computed once per model and cached); else fp32.
 The gate's result is recorded in the table metadata (`precision_gate`). Measurements: docs/benchmarks.md.
@@ -64,14 +70,38 @@ class PrecisionError(SpectraclipError, ValueError):
     """An unknown precision mode, or one the device or installed packages cannot run."""
 
 
+INT8_BACKENDS = ("openvino", "onnxruntime")  # preferred first (measured: module doc)
+BACKEND_ENV = "SPECTRACLIP_INT8_BACKEND"
+
+
+def _ort_available() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("onnxruntime") is not None
+
+
+def int8_backend() -> str | None:
+    """The int8 backend this environment runs: `SPECTRACLIP_INT8_BACKEND` when set (and installed), else OpenVINO +
+    NNCF when importable, else ONNX Runtime; None when neither (or the onnx exporter) is installed."""
+    import os
+    from importlib.util import find_spec
+
+    from spectraclip.models.openvino_trunk import openvino_available
+
+    if find_spec("onnx") is None:  # the trunk is exported to ONNX first, for either backend
+        return None
+    have = {"openvino": openvino_available, "onnxruntime": _ort_available}
+    wanted = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if wanted:
+        if wanted not in have:
+            raise PrecisionError(f"{BACKEND_ENV}={wanted!r}: expected one of {', '.join(INT8_BACKENDS)}")
+        return wanted if have[wanted]() else None
+    return next((b for b in INT8_BACKENDS if have[b]()), None)
+
+
 def int8_available() -> bool:
-    """Whether ONNX Runtime and onnx (the int8 path: export + dynamic quantiser) are installed."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime.quantization  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether an int8 backend (OpenVINO + NNCF, or ONNX Runtime) and the onnx exporter are installed."""
+    return int8_backend() is not None
 
 
 def cpu_has_bf16() -> bool:
@@ -129,7 +159,8 @@ def resolve_precision(mode: str | None, device: str | torch.device = "cpu", batc
         if dev.type != "cpu":
             raise PrecisionError(f"--precision int8 runs on CPU only (device {dev}); on a GPU use bf16 or fp16")
         if not int8_available():
-            raise PrecisionError("--precision int8 needs onnxruntime and onnx: pip install 'spectraclip[speed]'")
+            raise PrecisionError("--precision int8 needs onnx and openvino + nncf (or onnxruntime): "
+                                 "pip install 'spectraclip[speed]'")
     return mode
 
 
@@ -196,6 +227,8 @@ def _with_visual(model: SpectralCLIP, visual: torch.nn.Module) -> SpectralCLIP:
 
 class OrtTrunk(torch.nn.Module):
     """An ONNX Runtime session standing in for the image trunk: tensor in, float32 tensor out."""
+
+    backend = "onnxruntime"
 
     def __init__(self, path: str | Path, input_name: str = "x", threads: int | None = None) -> None:
         super().__init__()
@@ -292,18 +325,32 @@ def trunk_inputs(model: SpectralCLIP, pixels: Mapping[str, torch.Tensor], batch:
     return seen
 
 
-def int8_trunk_path(model: SpectralCLIP, tag: str = "visual", calibration: str | None = None) -> Path | None:
-    """Where the quantised trunk `tag` of this model is cached (None when the cache is disabled): keyed by the
-    model fingerprint, the calibration fingerprint and the ONNX Runtime version."""
+def backend_runtime(backend: str) -> str:
+    """The backend's versions as they key caches (`ort1.x` or `ov2026.x-nncf3.x`)."""
+    if backend == "openvino":
+        from spectraclip.models.openvino_trunk import openvino_versions
+
+        return openvino_versions()
     import onnxruntime as ort
 
+    return f"ort{ort.__version__}"
+
+
+def int8_trunk_path(model: SpectralCLIP, tag: str = "visual", calibration: str | None = None,
+                    backend: str | None = None) -> Path | None:
+    """Where the quantised trunk `tag` of this model is cached (None when the cache is disabled): keyed by the
+    model fingerprint, the calibration fingerprint, the backend and its version."""
     from spectraclip.cache import cache_root
     from spectraclip.identity import model_fingerprint
 
     root = cache_root()
-    kind = "int8sq-pc" if INT8_PER_CHANNEL else "int8sq"  # static scales, QOperator format
+    backend = backend or int8_backend() or "onnxruntime"
     calibration = calibration or calibration_fingerprint(model)
-    name = f"{model_fingerprint(model)}-{tag}-{kind}-cal{calibration}-ort{ort.__version__}.onnx"
+    if backend == "openvino":  # NNCF, static scales; OpenVINO IR (.xml + .bin)
+        name = f"{model_fingerprint(model)}-{tag}-int8nncf-cal{calibration}-{backend_runtime(backend)}.xml"
+        return None if root is None else root / "openvino" / name
+    kind = "int8sq-pc" if INT8_PER_CHANNEL else "int8sq"  # static scales, QOperator format
+    name = f"{model_fingerprint(model)}-{tag}-{kind}-cal{calibration}-{backend_runtime(backend)}.onnx"
     return None if root is None else root / "onnx" / name
 
 
@@ -327,46 +374,71 @@ class _Reader:
 
 
 def quantize_module_int8(model: SpectralCLIP, module: torch.nn.Module, example: torch.Tensor,
-                         tag: str) -> OrtTrunk:
-    """`module` (part of `model` taking the image trunk's input) as an int8 ONNX Runtime session with static
-    activation scales: read from the cache (keyed by the model fingerprint, `tag` and the calibration
-    fingerprint), or exported, calibrated once on `calibration_pixels(model)` (min/max of each activation) and
-    quantised (`INT8_OP_TYPES`, QOperator format), then cached. Static scales make every row's result independent of the
-    other rows of its batch (dynamic quantisation computes them per batch: issue #29)."""
+                         tag: str, backend: str | None = None) -> torch.nn.Module:
+    """`module` (part of `model` taking the image trunk's input) as an int8 trunk of `backend` (default
+    `int8_backend()`: an `OvTrunk` or an `OrtTrunk`) with static activation scales: read from the cache (keyed
+    by the model fingerprint, `tag`, the calibration fingerprint and the backend), or exported, calibrated once
+    on `calibration_pixels(model)` (min/max of each activation) and quantised (`INT8_OP_TYPES`), then cached.
+    Static scales make every row's result independent of the other rows of its batch (dynamic quantisation
+    computes them per batch: issue #29)."""
     import tempfile
 
+    from spectraclip.models.export import trace_to_onnx
+
+    backend = backend or int8_backend()
+    if backend is None:
+        raise PrecisionError("int8 needs onnx and openvino + nncf (or onnxruntime): pip install 'spectraclip[speed]'")
+    pixels = calibration_pixels(model)
+    target = int8_trunk_path(model, tag, _fingerprint_of(pixels), backend)
+    if target is not None and target.is_file():
+        return _open_trunk(target, backend)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / f"{tag}.onnx"
+        log.info("exporting, calibrating and quantising %s to int8 with %s (once per model)", tag, backend)
+        trace_to_onnx(module.eval(), (example,), fp32, ["x"])
+        if backend == "openvino":
+            from spectraclip.models.openvino_trunk import OvTrunk, quantize_openvino
+
+            dest_ov = target or Path(tmp) / f"{tag}-int8.xml"
+            quantize_openvino(fp32, trunk_inputs(model, pixels), dest_ov)
+            return OvTrunk(dest_ov)  # compiled in memory: the temporary files may go
+        return _quantize_ort(model, pixels, fp32, Path(tmp), tag, target)
+
+
+def _open_trunk(path: Path, backend: str) -> torch.nn.Module:
+    if backend == "openvino":
+        from spectraclip.models.openvino_trunk import OvTrunk
+
+        return OvTrunk(path)
+    return OrtTrunk(path)
+
+
+def _quantize_ort(model: SpectralCLIP, pixels: Mapping[str, torch.Tensor], fp32: Path, tmp: Path, tag: str,
+                  target: Path | None) -> OrtTrunk:
+    """ONNX Runtime's static quantiser (QOperator) on the exported fp32 graph `fp32`, calibrated on `pixels`."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from spectraclip.io.atomic import atomic_path
-    from spectraclip.models.export import trace_to_onnx
 
-    pixels = calibration_pixels(model)
-    target = int8_trunk_path(model, tag, _fingerprint_of(pixels))
-    if target is not None and target.is_file():
-        return OrtTrunk(target)
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / f"{tag}.onnx"
-        log.info("exporting, calibrating and quantising %s to int8 (once per model)", tag)
-        trace_to_onnx(module.eval(), (example,), fp32, ["x"])
-        pre = Path(tmp) / f"{tag}-pre.onnx"  # ONNX Runtime's pre-processing (constant folding): measured faster
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        dest = target or Path(tmp) / f"{tag}-int8.onnx"
-        hint = _QuantiserHint()
-        logging.getLogger().addFilter(hint)
-        try:
-            with atomic_path(dest) as out:
-                # QOperator (QLinearMatMul, uint8 activations): 1.26x QDQ's speed on the ViT-B trunk (same run)
-                quantize_static(str(pre), str(out), _Reader(trunk_inputs(model, pixels)),
-                                quant_format=QuantFormat.QOperator, activation_type=QuantType.QUInt8,
-                                weight_type=QuantType.QInt8, per_channel=INT8_PER_CHANNEL,
-                                op_types_to_quantize=list(INT8_OP_TYPES),
-                                calibrate_method=CalibrationMethod.MinMax,
-                                calibration_providers=["CPUExecutionProvider"],
-                                extra_options={"CalibTensorRangeSymmetric": False})
-        finally:
-            logging.getLogger().removeFilter(hint)
-        return OrtTrunk(dest)  # the session holds the graph in memory: the temporary file may go
+    pre = Path(tmp) / f"{tag}-pre.onnx"  # ONNX Runtime's pre-processing (constant folding): measured faster
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    dest = target or Path(tmp) / f"{tag}-int8.onnx"
+    hint = _QuantiserHint()
+    logging.getLogger().addFilter(hint)
+    try:
+        with atomic_path(dest) as out:
+            # QOperator (QLinearMatMul, uint8 activations): 1.26x QDQ's speed on the ViT-B trunk (same run)
+            quantize_static(str(pre), str(out), _Reader(trunk_inputs(model, pixels)),
+                            quant_format=QuantFormat.QOperator, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, per_channel=INT8_PER_CHANNEL,
+                            op_types_to_quantize=list(INT8_OP_TYPES),
+                            calibrate_method=CalibrationMethod.MinMax,
+                            calibration_providers=["CPUExecutionProvider"],
+                            extra_options={"CalibTensorRangeSymmetric": False})
+    finally:
+        logging.getLogger().removeFilter(hint)
+    return OrtTrunk(dest)  # the session holds the graph in memory: the temporary file may go
 
 
 # model -> {tag: (weights state, int8 session)}; outside the model so that pickling or copying it never meets a
@@ -374,23 +446,25 @@ def quantize_module_int8(model: SpectralCLIP, module: torch.nn.Module, example: 
 _INT8_PARTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def int8_part(model: SpectralCLIP, tag: str, module: torch.nn.Module, example: torch.Tensor) -> OrtTrunk:
-    """The int8 session of `module` (a part of `model`), built once per model and tag (and cached on disk),
-    reused while the part's weights stay the same, rebuilt from its file when torch's thread count changes."""
+def int8_part(model: SpectralCLIP, tag: str, module: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """The int8 trunk of `module` (a part of `model`), built once per model, tag and backend (and cached on
+    disk), reused while the part's weights stay the same, reopened from its file when torch's thread count
+    changes."""
     state = _weights_state(module)
+    backend = int8_backend()
     parts = _INT8_PARTS.setdefault(model, {})
     memo = parts.get(tag)
-    if memo is None or memo[0] != state:
-        if memo is not None:  # the weights changed in place since: the memoised fingerprint is stale too
+    if memo is None or memo[0] != state or memo[1].backend != backend:
+        if memo is not None and memo[0] != state:  # the weights changed in place: the memoised fingerprint too
             model.__dict__.pop("_spectraclip_fingerprint", None)
-        memo = parts[tag] = (state, quantize_module_int8(model, module, example, tag))
+        memo = parts[tag] = (state, quantize_module_int8(model, module, example, tag, backend))
     elif memo[1].threads != torch.get_num_threads() and memo[1].path.is_file():  # follow torch's thread count
-        memo = parts[tag] = (state, OrtTrunk(memo[1].path))
+        memo = parts[tag] = (state, _open_trunk(memo[1].path, backend))
     return memo[1]
 
 
-def quantize_int8(model: SpectralCLIP) -> OrtTrunk:
-    """The int8 ONNX Runtime image trunk (`clip.visual`) of `model`, memoised like `int8_part`."""
+def quantize_int8(model: SpectralCLIP) -> torch.nn.Module:
+    """The int8 image trunk (`clip.visual`) of `model` on `int8_backend()`, memoised like `int8_part`."""
     return int8_part(model, "visual", model.clip.visual, trunk_example(model))
 
 
@@ -423,9 +497,7 @@ def _gate_path(model: SpectralCLIP, mode: str, device: torch.device) -> Path | N
     if root is None:
         return None
     if mode == "int8":
-        import onnxruntime as ort
-
-        runtime = f"ort{ort.__version__}-cal{calibration_fingerprint(model)}"
+        runtime = f"{backend_runtime(int8_backend() or 'onnxruntime')}-cal{calibration_fingerprint(model)}"
     else:
         runtime = f"torch{torch.__version__.split('+')[0]}-{device.type}"
     return root / "gates" / f"{model_fingerprint(model)}-{mode}-{runtime}.json"
@@ -471,7 +543,8 @@ def accuracy_gate(model: SpectralCLIP, mode: str, device: str | torch.device = "
     dev = torch.device(device)
     state = _weights_state(model)
     memo = _GATES.setdefault(model, {})
-    hit = memo.get((mode, dev.type))
+    key = (mode, dev.type, int8_backend() if mode == "int8" else None)
+    hit = memo.get(key)
     if hit is not None and hit[0] == state:
         return hit[1]
     path = _gate_path(model, mode, dev)
@@ -492,7 +565,8 @@ def accuracy_gate(model: SpectralCLIP, mode: str, device: str | torch.device = "
         cos = float((ref * got).sum(1).min())
         cls = proxy_classes(model)
         agree = float(((got @ cls.T).argmax(1) == (ref @ cls.T).argmax(1)).float().mean())
-        result = {"mode": mode, "min_cosine": round(cos, 6), "agreement": round(agree, 4),
+        result = {"mode": mode, **({"backend": int8_backend()} if mode == "int8" else {}),
+                  "min_cosine": round(cos, 6), "agreement": round(agree, 4),
                   "nn_agreement": round(nn_agreement(got, ref), 4),
                   "passed": bool(cos >= GATE_MIN_COSINE and agree >= GATE_MIN_AGREEMENT), "inputs": HELDOUT_SIZE,
                   "heldout": _fingerprint_of(pixels), "thresholds": [GATE_MIN_COSINE, GATE_MIN_AGREEMENT]}
@@ -502,13 +576,14 @@ def accuracy_gate(model: SpectralCLIP, mode: str, device: str | torch.device = "
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
                 Path(tmp).write_text(json.dumps(result, sort_keys=True))
-    memo[(mode, dev.type)] = (state, result)
+    memo[key] = (state, result)
     return result
 
 
 def precision_metadata(model: SpectralCLIP, mode: str, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """What a table records next to its precision: for int8 the calibration sample's fingerprint, for every
-    reduced mode the accuracy gate's result on this model (fp32 records nothing more)."""
+    """What a table records next to its precision: for int8 the calibration sample's fingerprint and the backend
+    (`openvino`, or `onnxruntime` with why: OpenVINO + NNCF not importable, or forced), for every reduced mode
+    the accuracy gate's result on this model (fp32 records nothing more)."""
     if mode == "fp32":  # after `auto` fell back: the gate that failed on this model says why
         state = _weights_state(model)
         failed = [r for st, r in _GATES.get(model, {}).values() if st == state and not r["passed"]]
@@ -516,13 +591,27 @@ def precision_metadata(model: SpectralCLIP, mode: str, device: str | torch.devic
     out: dict[str, Any] = {"precision_gate": accuracy_gate(model, mode, device)}
     if mode == "int8":
         out["precision_calibration"] = calibration_fingerprint(model)
+        out["precision_backend"] = _backend_record(int8_backend() or "onnxruntime")
     return out
+
+
+def _backend_record(backend: str) -> str:
+    """`openvino (ov2026.x-nncf3.x)`; for ONNX Runtime also why it is not OpenVINO."""
+    import os
+
+    from spectraclip.models.openvino_trunk import openvino_available
+
+    record = f"{backend} ({backend_runtime(backend)})"
+    if backend == "onnxruntime":
+        why = f"{BACKEND_ENV}=onnxruntime" if os.environ.get(BACKEND_ENV) else "openvino + nncf not importable"
+        record += f"; fallback: {why}" if not openvino_available() or os.environ.get(BACKEND_ENV) else ""
+    return record
 
 
 __all__ = ["AUTO", "BF16_MIN_BATCH", "CALIBRATION_SEED", "CALIBRATION_SIZE", "GATE_MIN_AGREEMENT", "GATE_MIN_COSINE",
            "HELDOUT_SEED", "HELDOUT_SIZE", "ImageEncoder", "METADATA_KEY", "MIN_COSINE", "OrtTrunk", "PRECISIONS",
            "PrecisionError", "accuracy_gate", "autocast_for", "calibration_fingerprint", "calibration_pixels",
-           "cpu_has_bf16", "default_precision", "int8_available", "int8_part", "int8_trunk_path", "nn_agreement",
-           "proxy_classes",
+           "cpu_has_bf16", "default_precision", "int8_available", "int8_backend", "int8_part", "int8_trunk_path",
+           "nn_agreement", "proxy_classes",
            "precision_metadata", "prepare_for_inference", "quantize_int8", "quantize_module_int8",
            "resolve_precision", "trunk_example", "trunk_inputs"]
