@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +230,48 @@ def test_int8_backend_can_be_forced_and_is_recorded(model, monkeypatch):
     meta = P.precision_metadata(model, "int8")
     assert meta["precision_backend"].startswith("openvino (ov") and "fallback" not in meta["precision_backend"]
     assert meta["precision_gate"]["backend"] == "openvino" and meta["precision_gate"]["passed"]
+
+
+SIGNAL_STACK_SCRIPT = r"""
+import gc, os, signal, sys, tempfile
+import openvino as ov
+import torch
+from spectraclip.models.export import trace_to_onnx
+from spectraclip.models.openvino_trunk import OvTrunk, signal_stack
+
+tmp = tempfile.mkdtemp()
+net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).eval()
+trace_to_onnx(net, (torch.zeros(2, 16),), os.path.join(tmp, "m.onnx"), ["x"])
+xml = os.path.join(tmp, "m.xml")
+ov.save_model(ov.Core().read_model(os.path.join(tmp, "m.onnx")), xml)
+before = signal_stack()
+if sys.argv[1] == "raw":  # what OvTrunk must not do: a Core per model, released first-made-first
+    first = ov.Core().compile_model(xml, "CPU"); second = ov.Core().compile_model(xml, "CPU")
+else:
+    first, second = OvTrunk(xml), OvTrunk(xml)
+    first(torch.randn(3, 16)); second(torch.randn(5, 16))
+    assert signal_stack() == before, (before, signal_stack())
+del first; gc.collect()
+del second; gc.collect()
+signal.signal(signal.SIGUSR1, lambda *_: print("handler ran", flush=True))
+os.kill(os.getpid(), signal.SIGUSR1)
+print("alive", flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="alternate signal stacks: Linux")
+def test_openvino_leaves_the_signal_stack_as_it_was(tmp_path):
+    """OpenVINO's CPU plugin swaps in its own alternate signal stack when a model compiles and unmaps it when the
+    Core goes; Cores released out of order left the thread pointing at unmapped memory and the next signal with a
+    Python handler killed the process (SIGSEGV: the test suite died so). OvTrunk keeps the thread's stack."""
+    import subprocess
+
+    from spectraclip.models.openvino_trunk import openvino_available
+
+    if not openvino_available():
+        pytest.skip("needs openvino + nncf")
+    script = tmp_path / "stack.py"
+    script.write_text(SIGNAL_STACK_SCRIPT)
+    ours = subprocess.run([sys.executable, str(script), "ovtrunk"], capture_output=True, text=True, timeout=300)
+    assert ours.returncode == 0 and "handler ran\nalive" in ours.stdout, ours.stderr[-2000:]
+    # `stack.py raw` (a Core per model, released first-made-first) dies with SIGSEGV on OpenVINO 2026.4 (measured)

@@ -13,13 +13,25 @@ constants kept). `OvTrunk` runs it on OpenVINO's CPU plugin. Measured on the ViT
   native bf16), one stream, `torch.get_num_threads()` threads, latency hint.
 - An item's vector does not depend on its batch: batch 1, 7, 16 and 32 gave bit-identical vectors
   (the dynamic batch axis is kept; int8 GEMMs accumulate exactly and the fp32 kernels do not split rows).
+- One `ov.Core` per process, and the calling thread's signal stack kept as it was (`keep_signal_stack`): the
+  CPU plugin installs its own alternate signal stack on the thread that compiles a model (mmap'd, sized for
+  AMX frames) and, when that Core goes, restores the stack it found and unmaps its own. Cores released out of
+  the order they were made (garbage collection decides) left the thread's signal stack pointing at unmapped
+  memory; the next signal with a Python handler then killed the process with SIGSEGV (the test suite died so,
+  in `subprocess.communicate`; reproduced by two `OvTrunk`s deleted first-made-first:
+  tests/test_precision.py::test_openvino_leaves_the_signal_stack_as_it_was).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
+import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +56,62 @@ def openvino_versions() -> str:
     return f"ov{ov.__version__.split('-')[0]}-nncf{nncf.__version__}"
 
 
+class _StackT(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+_LIBC = None
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+def signal_stack() -> tuple[int, int, int] | None:
+    """The calling thread's alternate signal stack `(address, flags, size)` (None off Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    cur = _StackT()
+    if _libc().sigaltstack(None, ctypes.byref(cur)) != 0:
+        return None
+    return int(cur.ss_sp or 0), int(cur.ss_flags), int(cur.ss_size)
+
+
+@contextlib.contextmanager
+def keep_signal_stack() -> Iterator[None]:
+    """Run the block, then give the calling thread back the alternate signal stack it had before (module doc:
+    OpenVINO's CPU plugin swaps in its own and may unmap it while the thread still points at it)."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = _libc()
+    before = _StackT()
+    saved = libc.sigaltstack(None, ctypes.byref(before)) == 0
+    try:
+        yield
+    finally:
+        if saved and libc.sigaltstack(ctypes.byref(before), None) != 0:
+            log.warning("could not restore the signal stack after OpenVINO (errno %d)", ctypes.get_errno())
+
+
+_CORE = None
+_CORE_LOCK = threading.Lock()
+
+
+def core():
+    """The process's one `ov.Core` (made once; module doc for why not one per model)."""
+    global _CORE
+    with _CORE_LOCK:
+        if _CORE is None:
+            import openvino as ov
+
+            _CORE = ov.Core()
+        return _CORE
+
+
 def _config(threads: int) -> dict:
     return {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32"}
@@ -56,15 +124,15 @@ class OvTrunk(torch.nn.Module):
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__()
-        import openvino as ov
-
         self.path = Path(path)
         self.threads = threads or torch.get_num_threads()
-        self.compiled = ov.Core().compile_model(str(self.path), "CPU", _config(self.threads))
-        self.request = self.compiled.create_infer_request()
+        with keep_signal_stack():
+            self.compiled = core().compile_model(str(self.path), "CPU", _config(self.threads))
+            self.request = self.compiled.create_infer_request()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.request.infer({0: x.detach().to("cpu", torch.float32).contiguous().numpy()})
+        with keep_signal_stack():
+            out = self.request.infer({0: x.detach().to("cpu", torch.float32).contiguous().numpy()})
         return torch.from_numpy(np.array(out[self.compiled.output(0)])).to(x.device)
 
 
@@ -78,13 +146,14 @@ def quantize_openvino(onnx_fp32: str | Path, inputs: list[torch.Tensor], dest: s
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     dest = Path(dest)
-    model = ov.Core().read_model(str(onnx_fp32))
+    model = core().read_model(str(onnx_fp32))
     data = nncf.Dataset([t.to(torch.float32).contiguous().numpy() for t in inputs])
     params = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1),
                                             activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
-    quantised = nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(inputs),
-                              ignored_scope=nncf.IgnoredScope(types=["Convolution"], validate=False),
-                              advanced_parameters=params)
+    with keep_signal_stack():  # NNCF compiles the model to collect the activation ranges
+        quantised = nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(inputs),
+                                  ignored_scope=nncf.IgnoredScope(types=["Convolution"], validate=False),
+                                  advanced_parameters=params)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.stem}.") as tmp:
         xml = Path(tmp) / dest.name
@@ -93,4 +162,5 @@ def quantize_openvino(onnx_fp32: str | Path, inputs: list[torch.Tensor], dest: s
         os.replace(xml, dest)
 
 
-__all__ = ["OvTrunk", "openvino_available", "openvino_versions", "quantize_openvino"]
+__all__ = ["OvTrunk", "core", "keep_signal_stack", "openvino_available", "openvino_versions", "quantize_openvino",
+           "signal_stack"]
