@@ -50,7 +50,11 @@ def _tensor_versions(model: Any) -> tuple[tuple[int, int], ...] | None:
 
 
 def model_fingerprint(model: Any) -> str:
-    """The model fingerprint, cached on the model until any of its tensors changes in place (training)."""
+    """The model fingerprint, cached on the model until any of its tensors changes in place (training). A deferred
+    model (weights not built yet, models/deferred.py) answers with its recorded one."""
+    deferred = getattr(model, "deferred_fingerprint", None)
+    if isinstance(deferred, str):
+        return deferred
     versions = _tensor_versions(model)
     cached = getattr(model, "_spectraclip_fingerprint", None)
     if cached is not None and versions is not None and cached[0] == versions:

@@ -219,11 +219,12 @@ def iter_encoded_batches(model: SpectralCLIP, items: Sequence[Any], *, bands: Ba
                         persistent_workers=False, prefetch_factor=2 if num_workers else None)
     from spectraclip.models.precision import prepare_for_inference
 
+    batches = iter(loader)  # loader workers start reading now, while the encoder is prepared (int8: compiled)
     encoder = prepare_for_inference(model, precision, device, batch_size)
     from tqdm.auto import tqdm
 
     with tqdm(total=len(ds), desc="encoding images", unit="img", disable=not progress) as bar:
-        for batch in loader:
+        for batch in batches:
             vectors = encode_batch(model, encoder, batch, device)
             bar.update(len(batch["ids"]) + len(batch["failed"]))
             yield batch["ids"], vectors, batch["meta"], batch["failed"]

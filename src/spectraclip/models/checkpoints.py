@@ -178,7 +178,7 @@ def load_bundle(source: str | os.PathLike[str], device: str | torch.device = "cp
     weights = folder / BUNDLE_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(folder, f"bundle has {BUNDLE_CONFIG} but no {BUNDLE_WEIGHTS}")
-    model = SpectralCLIP.from_config(config, pretrained_text=False)
+    model = SpectralCLIP.from_config(config, pretrained_text=False, init=False)  # filled strictly below
     try:
         if config.multi:
             model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)

@@ -53,7 +53,30 @@ BandsArg = BandSet | str | list[str] | None
 
 def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | None = None,
                device: str | torch.device = "cpu", bands: BandsArg = None) -> SpectralCLIP:
-    """Load a SpectralCLIP by name and/or checkpoint (see module docstring); fp32, eval mode, on `device`."""
+    """Load a SpectralCLIP by name and/or checkpoint (see module docstring); fp32, eval mode, on `device`.
+
+    A local file or bundle loaded before on the CPU comes back deferred (`models/deferred.py`): config and
+    fingerprint from its record, weights built on first use."""
+    from spectraclip.models.deferred import deferred_model, record_key, remember
+
+    source = checkpoint if checkpoint is not None else (name if name and _is_local_path(name) else None)
+    key = record_key(name if checkpoint is not None else None, source, bands) \
+        if source is not None and torch.device(device).type == "cpu" else None
+    if key is not None:
+        model = deferred_model(key, lambda: _load_now(name, checkpoint, "cpu", bands))
+        if model is not None:
+            return model
+    model = _load_now(name, checkpoint, device, bands)
+    remember(model, key)
+    return model
+
+
+def _is_local_path(name: str) -> bool:
+    return not name.startswith((HF_PREFIX, OPENCLIP_PREFIX)) and Path(name).expanduser().exists()
+
+
+def _load_now(name: str | None, checkpoint: str | os.PathLike[str] | None, device: str | torch.device,
+              bands: BandsArg) -> SpectralCLIP:
     if checkpoint is not None:
         model = _from_checkpoint(str(checkpoint), name, bands)
     else:
@@ -240,7 +263,7 @@ def _from_file(path: Path, entry: RegistryEntry | None, arch: str | None) -> Spe
                                         "registry name that declares them (--model Llama3-MS-CLIP-Base for the "
                                         "10-band msclip order), or save it as a bundle with its bands")
     config.provenance.update(provenance)
-    model = SpectralCLIP.from_config(config)
+    model = SpectralCLIP.from_config(config, init=False)  # every weight comes from the file (strict)
     return load_into(model, sd, where=str(path))
 
 

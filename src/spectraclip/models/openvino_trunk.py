@@ -49,11 +49,11 @@ def openvino_available() -> bool:
 
 
 def openvino_versions() -> str:
-    """`ov<version>-nncf<version>`: part of the cache key and of the recorded backend."""
-    import nncf
-    import openvino as ov
+    """`ov<version>-nncf<version>`: part of the cache key and of the recorded backend. Read from the installed
+    distributions' metadata: importing NNCF to ask costs about a second on every warm run."""
+    from importlib.metadata import version
 
-    return f"ov{ov.__version__.split('-')[0]}-nncf{nncf.__version__}"
+    return f"ov{version('openvino').split('-')[0]}-nncf{version('nncf')}"
 
 
 class _StackT(ctypes.Structure):

@@ -210,7 +210,11 @@ def autocast_for(mode: str, device: torch.device):
 
 
 def _weights_state(module: torch.nn.Module) -> tuple:
-    """Identity of a module's current weights (storage and in-place version), to reuse a quantised copy."""
+    """Identity of a module's current weights (storage and in-place version), to reuse a quantised copy; a deferred
+    model's (weights not built yet) is its recorded fingerprint."""
+    deferred = getattr(module, "deferred_fingerprint", None)
+    if isinstance(deferred, str):
+        return ("deferred", deferred)
     return tuple((p.data_ptr(), p._version) for p in module.parameters())
 
 
@@ -300,9 +304,51 @@ def _fingerprint_of(pixels: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+_SAMPLE_FINGERPRINTS: dict[str, str] = {}
+
+
+def _sample_recipe(model: SpectralCLIP, n: int, seed: int) -> str:
+    """What the calibration sample of `model` is drawn from: rule version, seed, size, groups and band counts, and
+    the numpy/torch versions that draw and resize it."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    recipe = {"v": CALIBRATION_VERSION, "n": n, "seed": seed, "size": model.image_size,
+              "groups": [[g, len(model.config.group(g).bands)] for g in model.groups],
+              "numpy": np.__version__, "torch": torch.__version__}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sample_fingerprint(model: SpectralCLIP, n: int = CALIBRATION_SIZE, seed: int = CALIBRATION_SEED) -> str:
+    """`_fingerprint_of(calibration_pixels(model, n, seed))`, the hash of the sample's bytes, remembered per recipe
+    (in memory and in the cache folder, `calibration/`): drawing and hashing the sample takes ~0.6 s, and every warm
+    int8 run needs the fingerprint for its cache key."""
+    recipe = _sample_recipe(model, n, seed)
+    if recipe in _SAMPLE_FINGERPRINTS:
+        return _SAMPLE_FINGERPRINTS[recipe]
+    from spectraclip.cache import cache_root
+
+    root = cache_root()
+    path = None if root is None else root / "calibration" / f"{recipe}.txt"
+    if path is not None and path.is_file():
+        fp = path.read_text().strip()
+    else:
+        fp = _fingerprint_of(calibration_pixels(model, n, seed))
+        if path is not None:
+            from spectraclip.io.atomic import atomic_path
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                Path(tmp).write_text(fp + "\n")
+    _SAMPLE_FINGERPRINTS[recipe] = fp
+    return fp
+
+
 def calibration_fingerprint(model: SpectralCLIP) -> str:
     """Hash of the calibration sample of `model` (its bytes, shapes and the drawing rule's version)."""
-    return _fingerprint_of(calibration_pixels(model))
+    return sample_fingerprint(model)
 
 
 def trunk_inputs(model: SpectralCLIP, pixels: Mapping[str, torch.Tensor], batch: int = CALIBRATION_BATCH
@@ -388,10 +434,10 @@ def quantize_module_int8(model: SpectralCLIP, module: torch.nn.Module, example: 
     backend = backend or int8_backend()
     if backend is None:
         raise PrecisionError("int8 needs onnx and openvino + nncf (or onnxruntime): pip install 'spectraclip[speed]'")
-    pixels = calibration_pixels(model)
-    target = int8_trunk_path(model, tag, _fingerprint_of(pixels), backend)
+    target = int8_trunk_path(model, tag, calibration_fingerprint(model), backend)
     if target is not None and target.is_file():
         return _open_trunk(target, backend)
+    pixels = calibration_pixels(model)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / f"{tag}.onnx"
         log.info("exporting, calibrating and quantising %s to int8 with %s (once per model)", tag, backend)
@@ -463,6 +509,38 @@ def int8_part(model: SpectralCLIP, tag: str, module: torch.nn.Module, example: t
     return memo[1]
 
 
+def cached_int8_trunk(model: SpectralCLIP) -> torch.nn.Module | None:
+    """The int8 image trunk of a single-group `model` when its cache file exists (else None), opened without
+    touching the model's weights (memoised per model like `int8_part`)."""
+    if model.config.multi:
+        return None
+    backend = int8_backend()
+    state = _weights_state(model)
+    memo = _INT8_PARTS.setdefault(model, {}).get("visual")
+    if memo is not None and memo[0] == state and memo[1].backend == backend:
+        return memo[1]
+    path = int8_trunk_path(model, "visual", calibration_fingerprint(model), backend)
+    if path is None or not path.is_file():
+        return None
+    trunk = _open_trunk(path, backend or "onnxruntime")
+    _INT8_PARTS[model]["visual"] = (state, trunk)
+    return trunk
+
+
+class TrunkView:
+    """A single-group model's image path through a stand-in trunk (`visual`) alone: what `SpectralCLIP.encode_image`
+    computes (`clip.encode_image`: the trunk's features, L2-normalised) without building the torch weights."""
+
+    def __init__(self, model: SpectralCLIP, trunk: torch.nn.Module) -> None:
+        self.model, self.trunk, self.config = model, trunk, model.config
+        self.groups = model.groups
+
+    def encode_image(self, x: torch.Tensor, normalize: bool = True, present: Any = None) -> torch.Tensor:
+        self.model._check_group_batch(self.groups[0], x)
+        feats = self.trunk(x)
+        return torch.nn.functional.normalize(feats, dim=-1) if normalize else feats
+
+
 def quantize_int8(model: SpectralCLIP) -> torch.nn.Module:
     """The int8 image trunk (`clip.visual`) of `model` on `int8_backend()`, memoised like `int8_part`."""
     return int8_part(model, "visual", model.clip.visual, trunk_example(model))
@@ -477,6 +555,10 @@ def prepare_for_inference(model: SpectralCLIP, mode: str | None = AUTO, device: 
     """
     dev = torch.device(device)
     resolved = resolve_precision(mode, dev, batch_size, model=model)
+    if resolved == "int8" and getattr(model, "deferred_fingerprint", None) is not None:
+        trunk = cached_int8_trunk(model)
+        if trunk is not None:  # a warm run: the int8 trunk from the cache, torch weights never built
+            return ImageEncoder(TrunkView(model, trunk), resolved, dev)
     model.eval().to(dev)
     if resolved != "int8":
         return ImageEncoder(model, resolved, dev)
@@ -610,7 +692,8 @@ def _backend_record(backend: str) -> str:
 
 __all__ = ["AUTO", "BF16_MIN_BATCH", "CALIBRATION_SEED", "CALIBRATION_SIZE", "GATE_MIN_AGREEMENT", "GATE_MIN_COSINE",
            "HELDOUT_SEED", "HELDOUT_SIZE", "ImageEncoder", "METADATA_KEY", "MIN_COSINE", "OrtTrunk", "PRECISIONS",
-           "PrecisionError", "accuracy_gate", "autocast_for", "calibration_fingerprint", "calibration_pixels",
+           "PrecisionError", "TrunkView", "accuracy_gate", "autocast_for", "cached_int8_trunk",
+           "calibration_fingerprint", "calibration_pixels",
            "cpu_has_bf16", "default_precision", "int8_available", "int8_backend", "int8_part", "int8_trunk_path",
            "nn_agreement", "proxy_classes",
            "precision_metadata", "prepare_for_inference", "quantize_int8", "quantize_module_int8",

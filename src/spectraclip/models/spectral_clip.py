@@ -12,8 +12,11 @@ groups runs through the same network. The image embedding is the fusion rule ove
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from copy import deepcopy
 from typing import Any
 
@@ -36,6 +39,8 @@ from spectraclip.models.inputs import (
     split_by_group,
 )
 from spectraclip.models.transforms import CROP_MODES, RESIZE_MODES, SpectralTransform
+
+log = logging.getLogger(__name__)
 
 CONFIG_FORMAT = "spectraclip.model"
 CONFIG_VERSION = 2
@@ -245,8 +250,48 @@ def _upgrade_v1(data: dict[str, Any], multisensor: bool) -> dict[str, Any]:
     return data
 
 
-def build_clip(config: ModelConfig, pretrained_text: bool = False) -> nn.Module:
-    """Instantiate the open_clip model of `config.arch_config` (random init) with a patch embedding for the
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                   "xavier_normal_", "constant_", "zeros_", "ones_", "orthogonal_")
+_SKIPPING = threading.local()  # the threads inside `skip_weight_init` (others initialise as usual)
+_PATCH_LOCK = threading.Lock()
+_ORIGINAL_INIT: dict[str, Any] = {}
+
+
+def _skippable(name: str) -> Any:
+    original = _ORIGINAL_INIT[name]
+
+    def init(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if getattr(_SKIPPING, "depth", 0):
+            return tensor
+        return original(tensor, *args, **kwargs)
+
+    init.__wrapped__ = original  # type: ignore[attr-defined]
+    return init
+
+
+@contextlib.contextmanager
+def skip_weight_init() -> Iterator[None]:
+    """Build modules without drawing their initial weights (`torch.nn.init.*` return the tensor untouched in
+    this thread): for a model whose every parameter and persistent buffer a strict `load_state_dict` overwrites
+    next. Drawing the random initialisation of a ViT-B CLIP costs about a second on two cores, only to be thrown
+    away. Buffers a module computes itself (open_clip's causal attention mask, position ids) are not drawn by
+    `torch.nn.init` and stay; other threads building models meanwhile initialise them as usual."""
+    with _PATCH_LOCK:
+        if not _ORIGINAL_INIT:
+            for name in _INIT_FUNCTIONS:
+                if hasattr(nn.init, name):
+                    _ORIGINAL_INIT[name] = getattr(nn.init, name)
+                    setattr(nn.init, name, _skippable(name))
+    _SKIPPING.depth = getattr(_SKIPPING, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _SKIPPING.depth -= 1
+
+
+def build_clip(config: ModelConfig, pretrained_text: bool = False, init: bool = True) -> nn.Module:
+    """Instantiate the open_clip model of `config.arch_config` (random init; `init=False`: weights left as
+    allocated, for a strict `load_state_dict` to fill, `skip_weight_init`) with a patch embedding for the
     config's bands (single group) or its trunk sized to `config.image_size` (multi-group)."""
     from open_clip.model import CLIP, CustomTextCLIP
 
@@ -263,9 +308,10 @@ def build_clip(config: ModelConfig, pretrained_text: bool = False) -> nn.Module:
         cfg["vision_cfg"]["timm_model_pretrained"] = False
     if config.multi:
         cfg["vision_cfg"] = {**cfg["vision_cfg"], "image_size": config.image_size}
-    clip = cls(**cfg)
-    if not config.multi:
-        set_in_channels(clip, len(config.bands))
+    with skip_weight_init() if not init else contextlib.nullcontext():
+        clip = cls(**cfg)
+        if not config.multi:
+            set_in_channels(clip, len(config.bands))
     return clip
 
 
@@ -313,10 +359,89 @@ class SpectralCLIP(nn.Module):
                     f"model {config.arch!r}: patch embedding takes {conv.in_channels} channels but the config "
                     f"names {len(config.bands)} bands ({', '.join(config.bands)})")
 
+    # -- weights built on first use (models/deferred.py) ------------------------------------------------------
     @classmethod
-    def from_config(cls, config: ModelConfig, pretrained_text: bool = False) -> SpectralCLIP:
-        """A randomly initialised model (HF text tower weights too if `pretrained_text`)."""
-        return cls(build_clip(config, pretrained_text=pretrained_text), config)
+    def deferred(cls, config: ModelConfig, load: Callable[[], SpectralCLIP], fingerprint: str,
+                 where: str = "checkpoint", extras: Mapping[str, Any] | None = None) -> SpectralCLIP:
+        """A model whose config, preprocessing and fingerprint are known and whose weights `load()` builds on
+        first use (`materialise`): `model.clip`, parameters, `state_dict`, `.to()`, `.eval()` and pickling all
+        build them first. In eval mode, on the CPU. Single input group only. `extras`: recorded values read
+        without the weights (`logit_scale`: exp of the learned temperature, or None)."""
+        if config.multi:
+            raise ModelConfigError("only a single-group model can defer its weights")
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self.config = config
+        self._tokenizer = None
+        self.input_options = {}
+        self.patch_embeds = None
+        self.training = False
+        self.__dict__["_deferred"] = (load, fingerprint, where, dict(extras or {}))
+        return self
+
+    @property
+    def deferred_fingerprint(self) -> str | None:
+        """The recorded fingerprint while the weights are not built yet; None once they are (or never deferred)."""
+        pending = self.__dict__.get("_deferred")
+        return pending[1] if pending is not None else None
+
+    @property
+    def deferred_extras(self) -> dict[str, Any] | None:
+        """The recorded `extras` while the weights are not built yet (else None)."""
+        pending = self.__dict__.get("_deferred")
+        return pending[3] if pending is not None else None
+
+    def materialise(self) -> SpectralCLIP:
+        """Build the weights of a deferred model (no-op otherwise) and check them against the recorded fingerprint."""
+        pending = self.__dict__.get("_deferred")
+        if pending is None:
+            return self
+        load, fingerprint, where, _ = pending
+        log.info("building the weights of %s (first use)", where)
+        real = load()
+        del self.__dict__["_deferred"]
+        for key, value in real.__dict__.items():  # its modules and weights; hooks registered meanwhile stay
+            if key in ("_parameters", "_buffers", "_modules", "patch_embeds") or key not in self.__dict__:
+                self.__dict__[key] = value
+        from spectraclip.identity import model_fingerprint
+
+        got = model_fingerprint(self)
+        if got != fingerprint:
+            raise ModelConfigError(f"{where}: the weights' fingerprint {got} is not the recorded {fingerprint}; the "
+                                   "file changed under the same size and time. Delete the cache folder's models/ "
+                                   "records (or set SPECTRACLIP_CACHE=off) and run again")
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "clip" and "_deferred" in self.__dict__:
+            self.materialise()
+        return super().__getattr__(name)
+
+    def named_modules(self, *args: Any, **kwargs: Any):  # noqa: ANN201 - torch's signature
+        self.materialise()
+        return super().named_modules(*args, **kwargs)
+
+    def named_children(self):  # noqa: ANN201 - torch's signature
+        self.materialise()
+        return super().named_children()
+
+    def state_dict(self, *args: Any, **kwargs: Any):  # noqa: ANN201 - torch's signature
+        self.materialise()
+        return super().state_dict(*args, **kwargs)
+
+    def load_state_dict(self, *args: Any, **kwargs: Any):  # noqa: ANN201 - torch's signature
+        self.materialise()
+        return super().load_state_dict(*args, **kwargs)
+
+    def _apply(self, *args: Any, **kwargs: Any):  # noqa: ANN201 - torch's signature
+        self.materialise()
+        return super()._apply(*args, **kwargs)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, pretrained_text: bool = False, init: bool = True) -> SpectralCLIP:
+        """A randomly initialised model (HF text tower weights too if `pretrained_text`); `init=False` only for
+        a model a strict `load_state_dict` fills next (`skip_weight_init`)."""
+        return cls(build_clip(config, pretrained_text=pretrained_text, init=init), config)
 
     # -- inputs -----------------------------------------------------------------------------------
     @property
@@ -507,6 +632,7 @@ class SpectralCLIP(nn.Module):
         return tuple(out)
 
     def __getstate__(self) -> dict[str, Any]:
+        self.materialise()
         state = self.__dict__.copy()
         state["_tokenizer"] = None  # rebuilt lazily; HF tokenizers need not pickle
         return state

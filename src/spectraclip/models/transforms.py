@@ -1,22 +1,23 @@
 """Resize, crop and per-band normalisation for multispectral tensors `[C,H,W]` or `[B,C,H,W]`.
 
-Any channel count works: these are plain torch ops (torchvision's v2 functional API), not PIL.
+Any channel count works: these are plain torch ops (torchvision's v2 functional API), not PIL. torchvision is
+imported on the first resize or crop, not with this module: importing it pulls in torch._dynamo (~1.4 s), which
+every command that loads a model paid before reading a pixel; DataLoader workers now import it themselves, on
+their own core.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from spectraclip.errors import SpectraclipError
 
-RESIZE_MODES = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR,
-                "nearest": InterpolationMode.NEAREST}
+RESIZE_MODES = ("bicubic", "bilinear", "nearest")  # torchvision's InterpolationMode of the same name
 CROP_MODES = ("center", "none")
 
 
@@ -24,11 +25,19 @@ class TransformError(SpectraclipError, ValueError):
     """A transform option or input shape that cannot be used; the message names it."""
 
 
-def _mode(resize: str) -> InterpolationMode:
-    try:
-        return RESIZE_MODES[resize]
-    except KeyError:
-        raise TransformError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}") from None
+def _mode(resize: str) -> Any:
+    """torchvision's `InterpolationMode` for a resize mode name."""
+    if resize not in RESIZE_MODES:
+        raise TransformError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    from torchvision.transforms.v2 import InterpolationMode
+
+    return InterpolationMode(resize)
+
+
+def _tf() -> Any:
+    from torchvision.transforms.v2 import functional
+
+    return functional
 
 
 def to_tensor(array: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -42,21 +51,21 @@ def resize_shorter(x: torch.Tensor, size: int, resize: str = "bicubic", antialia
     h, w = x.shape[-2:]
     if min(h, w) == size:
         return x
-    return TF.resize(x, [size], interpolation=_mode(resize), antialias=antialias)
+    return _tf().resize(x, [size], interpolation=_mode(resize), antialias=antialias)
 
 
 def resize_exact(x: torch.Tensor, size: int, resize: str = "bicubic", antialias: bool = True) -> torch.Tensor:
     """Resize to exactly `size`x`size` (aspect not kept); no-op when it already is."""
     if tuple(x.shape[-2:]) == (size, size):
         return x
-    return TF.resize(x, [size, size], interpolation=_mode(resize), antialias=antialias)
+    return _tf().resize(x, [size, size], interpolation=_mode(resize), antialias=antialias)
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     """Central `size`x`size` window (zero-padded if the input is smaller)."""
     if tuple(x.shape[-2:]) == (size, size):
         return x
-    return TF.center_crop(x, [size, size])
+    return _tf().center_crop(x, [size, size])
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

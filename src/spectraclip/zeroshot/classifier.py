@@ -36,6 +36,10 @@ MAX_LOGIT_SCALE = 100.0
 
 def logit_scale(model: Any) -> float:
     """The scale of the logits whose softmax is shown as probabilities (the module's rule)."""
+    recorded = getattr(model, "deferred_extras", None)  # a deferred model: its record has the value
+    if isinstance(recorded, dict) and "logit_scale" in recorded:
+        value = recorded["logit_scale"]
+        return MAX_LOGIT_SCALE if value is None else float(min(MAX_LOGIT_SCALE, value))
     clip = getattr(model, "clip", None)
     scale = getattr(clip if clip is not None else model, "logit_scale", None)
     if scale is None:
@@ -87,13 +91,13 @@ def class_text_embeddings(model: Any, classnames: Sequence[str], templates: Temp
     prompt goes through `encode_texts` (trimmed, disk-cached) and is averaged the same way; equality of the two
     paths is tested. `classnames` are the prompt words, used verbatim. The result is float32 on CPU.
     """
-    from open_clip.zero_shot_classifier import build_zero_shot_classifier
-
     ts = load_templates(templates)
     tmpl = list(ts.templates)
     if not classnames:
         raise TemplateError("class_text_embeddings needs at least one class name")
     if not cache:
+        from open_clip.zero_shot_classifier import build_zero_shot_classifier
+
         # open_clip fills string templates with `str.format(c)`, which fails on `{c}` placeholders and on
         # other braces; callables let it use our plain replace instead.
         fillers = [partial(fill_template, t) for t in tmpl]

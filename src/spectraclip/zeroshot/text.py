@@ -27,9 +27,9 @@ def encode_texts(model: Any, texts: Sequence[str], *, batch_size: int = 64, cach
     `cache=False` encodes afresh (a model whose weights are changing, e.g. during training).
     """
     texts = [str(t) for t in texts]
-    device = model_device(model)
 
-    def encode(chunk_texts: list[str]) -> np.ndarray:
+    def encode(chunk_texts: list[str]) -> np.ndarray:  # only on a cache miss: a deferred model is built here
+        device = model_device(model)
         out: list[np.ndarray] = []
         with eval_mode(model), torch.inference_mode():
             for i in range(0, len(chunk_texts), batch_size):
