@@ -83,3 +83,22 @@ def test_bad_options_name_the_option():
         SpectralTransform(8, (0.0,), (1.0,), crop="random")
     with pytest.raises(TransformError, match="expected"):
         SpectralTransform(8, (0.0,), (1.0,))(torch.zeros(5, 5))
+
+
+@pytest.mark.parametrize("mode", ["bicubic", "bilinear", "nearest"])
+@pytest.mark.parametrize("shape", [(10, 64, 64), (3, 2, 37, 50), (4, 300, 121)])
+@pytest.mark.parametrize("antialias", [True, False])
+def test_float_resizing_is_torchvisions_bit_for_bit(mode, shape, antialias):
+    """`resize_shorter`/`resize_exact` call interpolate directly (no torchvision import in loader workers); they must
+    give exactly what torchvision's v2 resize gives, sizes included, up and down."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    from spectraclip.models.transforms import resize_exact, resize_shorter
+
+    x = torch.rand(*shape) * 3000
+    for size in (32, 224):
+        want = TF.resize(x, [size], interpolation=InterpolationMode(mode), antialias=antialias)
+        assert torch.equal(resize_shorter(x, size, mode, antialias), want)
+        want = TF.resize(x, [size, size], interpolation=InterpolationMode(mode), antialias=antialias)
+        assert torch.equal(resize_exact(x, size, mode, antialias), want)

@@ -1,9 +1,10 @@
 """Resize, crop and per-band normalisation for multispectral tensors `[C,H,W]` or `[B,C,H,W]`.
 
 Any channel count works: these are plain torch ops (torchvision's v2 functional API), not PIL. torchvision is
-imported on the first resize or crop, not with this module: importing it pulls in torch._dynamo (~1.4 s), which
-every command that loads a model paid before reading a pixel; DataLoader workers now import it themselves, on
-their own core.
+not imported with this module: importing it pulls in torch._dynamo (~1.4 s), which every command that loads a
+model paid before reading a pixel, and every loader worker before its first batch. Float resizing calls
+`torch.nn.functional.interpolate` as torchvision does (tested equal); cropping and other dtypes import torchvision
+on first use.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ class TransformError(SpectraclipError, ValueError):
 
 def _mode(resize: str) -> Any:
     """torchvision's `InterpolationMode` for a resize mode name."""
-    if resize not in RESIZE_MODES:
-        raise TransformError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    _mode_name(resize)
     from torchvision.transforms.v2 import InterpolationMode
 
     return InterpolationMode(resize)
@@ -46,19 +46,45 @@ def to_tensor(array: np.ndarray | torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype != torch.float32 else t
 
 
+def _resize(x: torch.Tensor, height: int, width: int, resize: str, antialias: bool) -> torch.Tensor:
+    """torchvision v2's `resize` of a float tensor to `height`x`width`, which for float input on the CPU is exactly
+    `torch.nn.functional.interpolate` (align_corners False for bilinear/bicubic, no antialiasing for nearest):
+    called directly so that reading a patch does not import torchvision (~1.4 s in every loader worker before
+    its first batch). Other dtypes go through torchvision itself. Equal to torchvision: tests/test_transforms.py."""
+    if x.dtype not in (torch.float32, torch.float64):
+        return _tf().resize(x, [height, width], interpolation=_mode(resize), antialias=antialias)
+    _mode_name(resize)
+    smooth = resize in ("bilinear", "bicubic")
+    shape = x.shape
+    flat = x.reshape(-1, *shape[-3:])
+    out = torch.nn.functional.interpolate(flat, size=[height, width], mode=resize,
+                                          align_corners=False if smooth else None, antialias=antialias and smooth)
+    return out.reshape(*shape[:-2], height, width)
+
+
+def _mode_name(resize: str) -> str:
+    if resize not in RESIZE_MODES:
+        raise TransformError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    return resize
+
+
 def resize_shorter(x: torch.Tensor, size: int, resize: str = "bicubic", antialias: bool = True) -> torch.Tensor:
-    """Resize so the shorter side is `size` (aspect kept, antialiased); no-op when it already is."""
+    """Resize so the shorter side is `size` (aspect kept, antialiased); no-op when it already is. The longer side
+    is `int(size * long / short)`, torchvision's rule."""
     h, w = x.shape[-2:]
     if min(h, w) == size:
         return x
-    return _tf().resize(x, [size], interpolation=_mode(resize), antialias=antialias)
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(size * long / short)
+    new_h, new_w = (new_long, size) if w <= h else (size, new_long)
+    return _resize(x, new_h, new_w, resize, antialias)
 
 
 def resize_exact(x: torch.Tensor, size: int, resize: str = "bicubic", antialias: bool = True) -> torch.Tensor:
     """Resize to exactly `size`x`size` (aspect not kept); no-op when it already is."""
     if tuple(x.shape[-2:]) == (size, size):
         return x
-    return _tf().resize(x, [size, size], interpolation=_mode(resize), antialias=antialias)
+    return _resize(x, size, size, resize, antialias)
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
