@@ -102,3 +102,19 @@ def test_float_resizing_is_torchvisions_bit_for_bit(mode, shape, antialias):
         assert torch.equal(resize_shorter(x, size, mode, antialias), want)
         want = TF.resize(x, [size, size], interpolation=InterpolationMode(mode), antialias=antialias)
         assert torch.equal(resize_exact(x, size, mode, antialias), want)
+
+
+def test_preparing_a_patch_does_not_import_torchvision(tmp_path):
+    """A loader worker's first item used to import torchvision (its InterpolationMode, ~1.4 s with torch._dynamo)
+    before the first batch could leave; float resizing no longer needs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from spectraclip.models.transforms import SpectralTransform\n"
+            "t = SpectralTransform(224, (0.0,) * 10, (1.0,) * 10, 'bicubic', 'center')\n"
+            "assert t(np.random.rand(10, 64, 64).astype('float32')).shape == (10, 224, 224)\n"
+            "print('torchvision' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

@@ -119,7 +119,7 @@ class SpectralTransform:
     crop: str = "center"
 
     def __post_init__(self) -> None:
-        _mode(self.resize)
+        _mode_name(self.resize)
         if self.crop not in CROP_MODES:
             raise TransformError(f"unknown crop mode {self.crop!r}; choose one of {', '.join(CROP_MODES)}")
         if len(self.mean) != len(self.std):
