@@ -199,6 +199,7 @@ def test_mypy_is_clean_on_the_face():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.slow  # a fresh interpreter importing the whole face (~4 s): `make test` only
 def test_face_names_shared_with_subpackages_are_both_in_a_fresh_process():
     """`sc.train` / `sc.change` / `sc.evaluate` stay callable after their subpackages are imported, and
     `import spectraclip.train.config as c` (attribute access through the package) still works."""

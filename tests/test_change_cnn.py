@@ -169,6 +169,7 @@ def _labelled_root(tmp_path: Path) -> Path:
     return labelled_root(tmp_path / "train", {"a": (8, 40, 8, 40), "b": (50, 90, 30, 70)})
 
 
+@pytest.mark.slow  # trains the change network on a scene (~6 s): `make test` only
 def test_change_scene_maps_with_the_change_network(tmp_path):
     from spectraclip.change.labels import find_pairs
     from spectraclip.change.scene import change_scene, labelled_arrays

@@ -132,6 +132,7 @@ print(json.dumps({"deferred": model.deferred_fingerprint is not None, "open_clip
 """
 
 
+@pytest.mark.slow  # two processes, one quantising (~11 s): `make test` only
 @pytest.mark.skipif(not EUROSAT.is_dir(), reason="needs ../shared/data/eurosat-ms-mini")
 def test_a_warm_int8_classify_never_builds_the_weights_and_gives_the_same_answer(bundle, tmp_path):
     from spectraclip.models.precision import int8_available

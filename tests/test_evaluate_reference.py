@@ -40,6 +40,7 @@ def test_a_product_equal_to_the_reference_scores_one_and_unmapped_values_are_ign
         score_product(product, reference, reference_classes="1=forest")
 
 
+@pytest.mark.slow  # maps a 512 px chip (~6 s): `make test` only
 @pytest.mark.skipif(not FLOODS.exists(), reason="needs ../shared/data/sen1floods11-chip")
 def test_sen1floods11_chip_mapped_and_scored_against_its_hand_labels(tmp_path):
     from typer.testing import CliRunner

@@ -259,6 +259,7 @@ def test_hnsw_on_request_searches_and_filters(synth, tmp_path, monkeypatch):
     assert len(hits) == 10 and all(h.row % 4 == 0 for h in hits)
 
 
+@pytest.mark.slow  # builds and tunes an IVF index (~2 s): `make test` only
 def test_ivf_probing_depth_is_tuned_on_the_data_to_the_target_recall(tmp_path):
     """The build searches a sample of its own vectors at growing nprobe and keeps the first depth reaching the
     target recall@10; the search then uses it (info.json), and text queries probe twice as deep."""

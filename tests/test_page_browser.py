@@ -55,6 +55,7 @@ LOADED = """return [...document.querySelectorAll('#results .card img')]
 IDS = "return [...document.querySelectorAll('#results .card')].map(c => c.dataset.id)"
 
 
+@pytest.mark.slow  # Chromium through a query and a vote (~3 s): `make test` only
 def test_query_thumbnails_thumbs_up_changes_results(base_url, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

@@ -151,7 +151,7 @@ def test_int8_multi_group_model_fuses_the_groups_present():
     assert cos.min() >= P.MIN_COSINE["int8"] and cos.min() < 1.0
 
 
-@pytest.mark.parametrize("mode", ["bf16", pytest.param("int8", marks=needs_int8)])
+@pytest.mark.parametrize("mode", ["bf16", pytest.param("int8", marks=[needs_int8, pytest.mark.slow])])
 def test_dense_features_pass_the_gate_in_every_mode_and_int8_reuses_its_token_trunk(mode):
     """The dense path (heatmap, map --dense) in bf16/int8 stays within the image gate of fp32's patch features."""
     from spectraclip.apps.dense import prepare_dense
@@ -171,7 +171,7 @@ def test_dense_features_pass_the_gate_in_every_mode_and_int8_reuses_its_token_tr
         assert all(p.dtype == torch.float32 for p in model.parameters())  # the model itself is untouched
 
 
-@pytest.mark.parametrize("mode", ["bf16", pytest.param("int8", marks=needs_int8)])
+@pytest.mark.parametrize("mode", ["bf16", pytest.param("int8", marks=[needs_int8, pytest.mark.slow])])
 def test_map_and_heatmap_record_their_precision_and_agree_with_fp32(mode, tmp_path):
     import rasterio
     from fixtures_scenes import make_multiband
@@ -259,6 +259,7 @@ print("alive", flush=True)
 """
 
 
+@pytest.mark.slow  # a subprocess compiling OpenVINO models: `make test` only
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="alternate signal stacks: Linux")
 def test_openvino_leaves_the_signal_stack_as_it_was(tmp_path):
     """OpenVINO's CPU plugin swaps in its own alternate signal stack when a model compiles and unmaps it when the

@@ -104,6 +104,7 @@ def test_float_resizing_is_torchvisions_bit_for_bit(mode, shape, antialias):
         assert torch.equal(resize_exact(x, size, mode, antialias), want)
 
 
+@pytest.mark.slow  # a fresh interpreter (~2 s): `make test` only
 def test_preparing_a_patch_does_not_import_torchvision(tmp_path):
     """A loader worker's first item used to import torchvision (its InterpolationMode, ~1.4 s with torch._dynamo)
     before the first batch could leave; float resizing no longer needs it."""

@@ -25,6 +25,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
 
 
+@pytest.mark.slow  # Chromium through a whole labelling session (~7 s): `make test` only
 def test_map_label_learn_export(tmp_path):
     import rasterio
     from selenium.webdriver.chrome.service import Service
