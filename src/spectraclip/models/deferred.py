@@ -49,14 +49,14 @@ def _code_digest() -> str:
 def source_files(checkpoint: str | os.PathLike[str]) -> list[Path] | None:
     """The local files a checkpoint argument loads from (a bundle: its config and weights), or None when it is not
     a local file or bundle (Hub ids, registry downloads: those are not deferred)."""
-    from spectraclip.models.checkpoints import BUNDLE_CONFIG, HF_PREFIX
+    from spectraclip.models.checkpoints import BUNDLE_CONFIG, BUNDLE_WEIGHTS, HF_PREFIX
 
     text = str(checkpoint)
     if text.startswith(HF_PREFIX):
         return None
     path = Path(text).expanduser()
     if path.is_dir():
-        files = [path / BUNDLE_CONFIG, path / "model.safetensors"]
+        files = [path / BUNDLE_CONFIG, path / BUNDLE_WEIGHTS]
         return files if all(f.is_file() for f in files) else None
     return [path] if path.is_file() else None
 
@@ -96,15 +96,13 @@ def remember(model: Any, key: dict[str, Any] | None) -> None:
     if path is None or model.config.multi:
         return
     from spectraclip.identity import model_fingerprint
-    from spectraclip.io.atomic import atomic_path
+    from spectraclip.io.atomic import atomic_open
 
-    scale = getattr(model.clip, "logit_scale", None)
-    extras = {"logit_scale": float(scale.detach().float().exp()) if scale is not None else None}
-    record = {"key": key, "fingerprint": model_fingerprint(model), "config": model.config.to_dict(), "extras": extras}
+    record = {"key": key, "fingerprint": model_fingerprint(model), "config": model.config.to_dict(),
+              "extras": {"logit_scale": model.learned_logit_scale}}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(json.dumps(record, sort_keys=True, default=str))
+        with atomic_open(path) as fh:
+            fh.write(json.dumps(record, sort_keys=True, default=str))
     except OSError as exc:  # a read-only cache folder costs speed, not correctness
         log.debug("model record not written (%s)", exc)
 

@@ -59,7 +59,7 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | Non
     fingerprint from its record, weights built on first use."""
     from spectraclip.models.deferred import deferred_model, record_key, remember
 
-    source = checkpoint if checkpoint is not None else (name if name and _is_local_path(name) else None)
+    source = checkpoint if checkpoint is not None else name  # record_key: None unless a local file or bundle
     key = record_key(name if checkpoint is not None else None, source, bands) \
         if source is not None and torch.device(device).type == "cpu" else None
     if key is not None:
@@ -69,10 +69,6 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | Non
     model = _load_now(name, checkpoint, device, bands)
     remember(model, key)
     return model
-
-
-def _is_local_path(name: str) -> bool:
-    return not name.startswith((HF_PREFIX, OPENCLIP_PREFIX)) and Path(name).expanduser().exists()
 
 
 def _load_now(name: str | None, checkpoint: str | os.PathLike[str] | None, device: str | torch.device,

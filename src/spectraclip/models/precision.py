@@ -337,11 +337,10 @@ def sample_fingerprint(model: SpectralCLIP, n: int = CALIBRATION_SIZE, seed: int
     else:
         fp = _fingerprint_of(calibration_pixels(model, n, seed))
         if path is not None:
-            from spectraclip.io.atomic import atomic_path
+            from spectraclip.io.atomic import atomic_open
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
-                Path(tmp).write_text(fp + "\n")
+            with atomic_open(path) as fh:
+                fh.write(fp + "\n")
     _SAMPLE_FINGERPRINTS[recipe] = fp
     return fp
 
@@ -435,8 +434,9 @@ def quantize_module_int8(model: SpectralCLIP, module: torch.nn.Module, example: 
     if backend is None:
         raise PrecisionError("int8 needs onnx and openvino + nncf (or onnxruntime): pip install 'spectraclip[speed]'")
     target = int8_trunk_path(model, tag, calibration_fingerprint(model), backend)
-    if target is not None and target.is_file():
-        return _open_trunk(target, backend)
+    cached = _open_if_cached(target, backend)
+    if cached is not None:
+        return cached
     pixels = calibration_pixels(model)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / f"{tag}.onnx"
@@ -449,6 +449,11 @@ def quantize_module_int8(model: SpectralCLIP, module: torch.nn.Module, example: 
             quantize_openvino(fp32, trunk_inputs(model, pixels), dest_ov)
             return OvTrunk(dest_ov)  # compiled in memory: the temporary files may go
         return _quantize_ort(model, pixels, fp32, Path(tmp), tag, target)
+
+
+def _open_if_cached(path: Path | None, backend: str) -> torch.nn.Module | None:
+    """The int8 trunk cached at `path` (`int8_trunk_path`), opened; None when it is not there."""
+    return _open_trunk(path, backend) if path is not None and path.is_file() else None
 
 
 def _open_trunk(path: Path, backend: str) -> torch.nn.Module:
@@ -515,15 +520,15 @@ def cached_int8_trunk(model: SpectralCLIP) -> torch.nn.Module | None:
     if model.config.multi:
         return None
     backend = int8_backend()
+    if backend is None:
+        return None
     state = _weights_state(model)
     memo = _INT8_PARTS.setdefault(model, {}).get("visual")
     if memo is not None and memo[0] == state and memo[1].backend == backend:
         return memo[1]
-    path = int8_trunk_path(model, "visual", calibration_fingerprint(model), backend)
-    if path is None or not path.is_file():
-        return None
-    trunk = _open_trunk(path, backend or "onnxruntime")
-    _INT8_PARTS[model]["visual"] = (state, trunk)
+    trunk = _open_if_cached(int8_trunk_path(model, "visual", calibration_fingerprint(model), backend), backend)
+    if trunk is not None:
+        _INT8_PARTS[model]["visual"] = (state, trunk)
     return trunk
 
 

@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from copy import deepcopy
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -332,6 +332,15 @@ def fuse(embeddings: Sequence[torch.Tensor]) -> torch.Tensor:
     return F.normalize(torch.stack([F.normalize(e, dim=-1) for e in embeddings]).mean(0), dim=-1)
 
 
+class _Pending(NamedTuple):
+    """What a deferred model knows before its weights are built (`SpectralCLIP.deferred`)."""
+
+    load: Callable[[], SpectralCLIP]
+    fingerprint: str
+    where: str
+    extras: dict[str, Any]
+
+
 class SpectralCLIP(nn.Module):
     """An open_clip CLIP (`.clip`) with named input groups, per-band normalisation and input size (`.config`)."""
 
@@ -376,29 +385,38 @@ class SpectralCLIP(nn.Module):
         self.input_options = {}
         self.patch_embeds = None
         self.training = False
-        self.__dict__["_deferred"] = (load, fingerprint, where, dict(extras or {}))
+        self.__dict__["_deferred"] = _Pending(load, fingerprint, where, dict(extras or {}))
         return self
 
     @property
     def deferred_fingerprint(self) -> str | None:
         """The recorded fingerprint while the weights are not built yet; None once they are (or never deferred)."""
         pending = self.__dict__.get("_deferred")
-        return pending[1] if pending is not None else None
+        return pending.fingerprint if pending is not None else None
 
     @property
     def deferred_extras(self) -> dict[str, Any] | None:
         """The recorded `extras` while the weights are not built yet (else None)."""
         pending = self.__dict__.get("_deferred")
-        return pending[3] if pending is not None else None
+        return pending.extras if pending is not None else None
+
+    @property
+    def learned_logit_scale(self) -> float | None:
+        """exp of the learned temperature (None for a model without one); a deferred model's from its record,
+        without building the weights."""
+        pending = self.__dict__.get("_deferred")
+        if pending is not None:
+            return pending.extras.get("logit_scale")
+        scale = getattr(self.clip, "logit_scale", None)
+        return None if scale is None else float(scale.detach().float().exp())
 
     def materialise(self) -> SpectralCLIP:
         """Build the weights of a deferred model (no-op otherwise) and check them against the recorded fingerprint."""
         pending = self.__dict__.get("_deferred")
         if pending is None:
             return self
-        load, fingerprint, where, _ = pending
-        log.info("building the weights of %s (first use)", where)
-        real = load()
+        log.info("building the weights of %s (first use)", pending.where)
+        real = pending.load()
         del self.__dict__["_deferred"]
         for key, value in real.__dict__.items():  # its modules and weights; hooks registered meanwhile stay
             if key in ("_parameters", "_buffers", "_modules", "patch_embeds") or key not in self.__dict__:
@@ -406,8 +424,9 @@ class SpectralCLIP(nn.Module):
         from spectraclip.identity import model_fingerprint
 
         got = model_fingerprint(self)
-        if got != fingerprint:
-            raise ModelConfigError(f"{where}: the weights' fingerprint {got} is not the recorded {fingerprint}; the "
+        if got != pending.fingerprint:
+            raise ModelConfigError(f"{pending.where}: the weights' fingerprint {got} is not the recorded "
+                                   f"{pending.fingerprint}; the "
                                    "file changed under the same size and time. Delete the cache folder's models/ "
                                    "records (or set SPECTRACLIP_CACHE=off) and run again")
         return self

@@ -26,9 +26,15 @@ class TransformError(SpectraclipError, ValueError):
     """A transform option or input shape that cannot be used; the message names it."""
 
 
+def _check_mode(resize: str) -> str:
+    if resize not in RESIZE_MODES:
+        raise TransformError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    return resize
+
+
 def _mode(resize: str) -> Any:
     """torchvision's `InterpolationMode` for a resize mode name."""
-    _mode_name(resize)
+    _check_mode(resize)
     from torchvision.transforms.v2 import InterpolationMode
 
     return InterpolationMode(resize)
@@ -53,19 +59,13 @@ def _resize(x: torch.Tensor, height: int, width: int, resize: str, antialias: bo
     its first batch). Other dtypes go through torchvision itself. Equal to torchvision: tests/test_transforms.py."""
     if x.dtype not in (torch.float32, torch.float64):
         return _tf().resize(x, [height, width], interpolation=_mode(resize), antialias=antialias)
-    _mode_name(resize)
+    _check_mode(resize)
     smooth = resize in ("bilinear", "bicubic")
     shape = x.shape
     flat = x.reshape(-1, *shape[-3:])
     out = torch.nn.functional.interpolate(flat, size=[height, width], mode=resize,
                                           align_corners=False if smooth else None, antialias=antialias and smooth)
     return out.reshape(*shape[:-2], height, width)
-
-
-def _mode_name(resize: str) -> str:
-    if resize not in RESIZE_MODES:
-        raise TransformError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
-    return resize
 
 
 def resize_shorter(x: torch.Tensor, size: int, resize: str = "bicubic", antialias: bool = True) -> torch.Tensor:
@@ -119,7 +119,7 @@ class SpectralTransform:
     crop: str = "center"
 
     def __post_init__(self) -> None:
-        _mode_name(self.resize)
+        _check_mode(self.resize)
         if self.crop not in CROP_MODES:
             raise TransformError(f"unknown crop mode {self.crop!r}; choose one of {', '.join(CROP_MODES)}")
         if len(self.mean) != len(self.std):

@@ -32,20 +32,18 @@ from spectraclip.zeroshot.text import encode_texts
 
 FALLBACK_TEMPLATES = "msclip"
 MAX_LOGIT_SCALE = 100.0
+_NOT_SPECTRAL = object()
 
 
 def logit_scale(model: Any) -> float:
     """The scale of the logits whose softmax is shown as probabilities (the module's rule)."""
-    recorded = getattr(model, "deferred_extras", None)  # a deferred model: its record has the value
-    if isinstance(recorded, dict) and "logit_scale" in recorded:
-        value = recorded["logit_scale"]
-        return MAX_LOGIT_SCALE if value is None else float(min(MAX_LOGIT_SCALE, value))
-    clip = getattr(model, "clip", None)
-    scale = getattr(clip if clip is not None else model, "logit_scale", None)
-    if scale is None:
-        return MAX_LOGIT_SCALE
-    value = float(scale.detach().float().exp().item()) if isinstance(scale, torch.Tensor) else float(np.exp(scale))
-    return float(min(MAX_LOGIT_SCALE, value))
+    value = getattr(model, "learned_logit_scale", _NOT_SPECTRAL)  # a SpectralCLIP answers (deferred ones too)
+    if value is _NOT_SPECTRAL:  # a bare open_clip model or a stand-in
+        clip = getattr(model, "clip", None)
+        scale = getattr(clip if clip is not None else model, "logit_scale", None)
+        value = None if scale is None else (float(scale.detach().float().exp().item())
+                                            if isinstance(scale, torch.Tensor) else float(np.exp(scale)))
+    return MAX_LOGIT_SCALE if value is None else float(min(MAX_LOGIT_SCALE, value))
 
 
 @dataclass(frozen=True)
