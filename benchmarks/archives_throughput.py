@@ -7,9 +7,10 @@ row into its input (resize allowed) in both paths, so the ratio measures reading
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from scratch import scratch_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -28,7 +29,7 @@ def main() -> None:
     from spectraclip.data.ssl4eo_v11 import Ssl4eoV11Dataset
 
     torch.set_num_threads(1)
-    tmp = Path(tempfile.mkdtemp())
+    tmp = scratch_dir("archives_throughput_")
     if not args.skip_ssl4eo:
         split = make_ssl4eo_v11(tmp / "s", size=264, files=4)
         caps = make_captions(tmp / "c", files=4)

@@ -28,9 +28,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from scratch import scratch_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -97,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.published / "inference.py").is_file():
         raise SystemExit(f"{args.published}: no inference.py (give a checkout of github.com/IBM/MS-CLIP)")
-    tmp = Path(tempfile.mkdtemp(prefix="bench_classify_pub_"))
+    tmp = scratch_dir("bench_classify_pub_")
     patches, weights, pub_classes, ours_classes = write_inputs(tmp, args.images)
     n = len(list(patches.iterdir()))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SPECTRACLIP_CACHE": str(tmp / "cache")}

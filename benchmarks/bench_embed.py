@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
+from scratch import scratch_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 EUROSAT = ROOT.parent / "shared" / "data" / "eurosat-ms-mini"
@@ -232,7 +232,7 @@ def main() -> None:
     from spectraclip.models.spectral_clip import SpectralCLIP
     from spectraclip.zeroshot.classifier import class_text_embeddings
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_embed_"))
+    tmp = scratch_dir("bench_embed_")
     os.environ.setdefault("SPECTRACLIP_CACHE", str(tmp / "cache"))  # a given one is reused (int8 trunk, gate, text)
     files, labels = write_l2a_patches(tmp / "patches", args.images)
     classes = sorted(set(labels))
@@ -362,7 +362,7 @@ def dynamic_int8(net):
     from spectraclip.models import precision as P
     from spectraclip.models.export import trace_to_onnx
 
-    dyn_path = Path(tempfile.mkdtemp(prefix="dyn_")) / "visual.onnx"
+    dyn_path = scratch_dir("dyn_") / "visual.onnx"
     trace_to_onnx(net.clip.visual.eval(), (P.trunk_example(net),), dyn_path.with_suffix(".fp32.onnx"), ["x"])
     quantize_dynamic(str(dyn_path.with_suffix(".fp32.onnx")), str(dyn_path), weight_type=QuantType.QInt8,
                      op_types_to_quantize=list(P.INT8_OP_TYPES))
@@ -388,11 +388,11 @@ def openvino_fp32(net):
 
     from spectraclip.models import precision as P
     from spectraclip.models.export import trace_to_onnx
-    from spectraclip.models.openvino_trunk import OvTrunk
+    from spectraclip.models.openvino_trunk import OvTrunk, core
 
-    path = Path(tempfile.mkdtemp(prefix="ovfp32_")) / "visual.onnx"
+    path = scratch_dir("ovfp32_") / "visual.onnx"
     trace_to_onnx(net.clip.visual.eval(), (P.trunk_example(net),), path, ["x"])
-    ov.save_model(ov.Core().read_model(str(path)), str(path.with_suffix(".xml")), compress_to_fp16=False)
+    ov.save_model(core().read_model(str(path)), str(path.with_suffix(".xml")), compress_to_fp16=False)
     return P.ImageEncoder(P._with_visual(net, OvTrunk(path.with_suffix(".xml"))), "int8", torch.device("cpu"))
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from scratch import scratch_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 EUROSAT = ROOT.parent / "shared" / "data" / "eurosat-ms-mini"
@@ -222,7 +223,7 @@ def main() -> None:
         from spectraclip.models.spectral_clip import SpectralCLIP
 
         vitb = SpectralCLIP.from_config(config_from_entry(get_entry("Llama3-MS-CLIP-Base"))).eval()
-        tmp = Path(tempfile.mkdtemp(prefix="bench_scale_"))
+        tmp = scratch_dir("bench_scale_")
         scene = band_folder(tmp / "S2_L2A_T33UXP", 224 * 4)  # 4 x 4 windows of 224 px (2.24 km)
         wins = window_items([scene], 224)[: args.vitb_items]
         rows.append(("ViT-B-16 (Llama3-MS-CLIP-Base arch), S2 L2A band folder, 224 px windows "

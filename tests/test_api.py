@@ -215,10 +215,12 @@ def test_face_names_shared_with_subpackages_are_both_in_a_fresh_process():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
-def test_stac_items_are_inputs_as_files_dicts_and_pystac_items(tmp_path):
+def test_stac_items_are_inputs_as_files_dicts_and_pystac_items(tmp_path, monkeypatch):
     """The issue's input kinds include STAC items: a `.json` file, its dict and a `pystac.Item` are read whole
-    (assets matched to bands by `eo:bands`), and classified like any raster."""
+    (assets matched to bands by `eo:bands`), and classified like any raster. The temporary file an in-memory item
+    is read through does not outlive the read."""
     import json
+    import tempfile
 
     import pystac
     from fixtures_scenes import make_scene_folder, make_stac_item
@@ -234,7 +236,11 @@ def test_stac_items_are_inputs_as_files_dicts_and_pystac_items(tmp_path):
         asset["href"] = str((tmp_path / asset["href"]).resolve())
     data["properties"]["datetime"] = "2020-06-01T00:00:00Z"  # pystac requires a time
     from_dict = as_inputs(data)[0]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     from_pystac = as_inputs([pystac.Item.from_dict(data)])[0]
+    assert not list(scratch.glob("spectraclip-stac-*"))
     for s in (from_dict, from_pystac):
         assert list(s.bands.names) == list(from_file.bands.names)
         np.testing.assert_array_equal(s.pixels, from_file.pixels)

@@ -233,13 +233,13 @@ def test_int8_backend_can_be_forced_and_is_recorded(model, monkeypatch):
 
 
 SIGNAL_STACK_SCRIPT = r"""
-import gc, os, signal, sys, tempfile
+import gc, os, signal, sys
 import openvino as ov
 import torch
 from spectraclip.models.export import trace_to_onnx
 from spectraclip.models.openvino_trunk import OvTrunk, signal_stack
 
-tmp = tempfile.mkdtemp()
+tmp = sys.argv[2]  # the test's tmp_path
 net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).eval()
 trace_to_onnx(net, (torch.zeros(2, 16),), os.path.join(tmp, "m.onnx"), ["x"])
 xml = os.path.join(tmp, "m.xml")
@@ -273,6 +273,7 @@ def test_openvino_leaves_the_signal_stack_as_it_was(tmp_path):
         pytest.skip("needs openvino + nncf")
     script = tmp_path / "stack.py"
     script.write_text(SIGNAL_STACK_SCRIPT)
-    ours = subprocess.run([sys.executable, str(script), "ovtrunk"], capture_output=True, text=True, timeout=300)
+    ours = subprocess.run([sys.executable, str(script), "ovtrunk", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
     assert ours.returncode == 0 and "handler ran\nalive" in ours.stdout, ours.stderr[-2000:]
     # `stack.py raw` (a Core per model, released first-made-first) dies with SIGSEGV on OpenVINO 2026.4 (measured)

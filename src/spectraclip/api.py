@@ -179,20 +179,21 @@ def stac_sample(item: Any, bands: str | Sequence[str] | None = None) -> Sample:
 
     from spectraclip.io.scene import SceneReader, SceneWindow, open_scene
 
-    if isinstance(item, (str, Path)):
-        path = Path(item)
-        scene = open_scene(path, _read_bands(bands))
-    else:
-        data = item.to_dict() if not isinstance(item, dict) else dict(item)
-        if not isinstance(item, dict) and item.get_self_href():
-            data = item.clone().make_asset_hrefs_absolute().to_dict()  # relative hrefs resolved against it
-        tmp = Path(tempfile.mkdtemp(prefix="spectraclip-stac-")) / f"{data.get('id', 'item')}.json"
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        scene = open_scene(tmp, _read_bands(bands))
-    with SceneReader(scene, max_cloud=1.0) as reader:
-        got = reader.read(SceneWindow(0, 0, 0, scene.height, scene.width, 0, 0))
+    # An in-memory item is written to a temporary file for `open_scene`, removed once its pixels are read.
+    with tempfile.TemporaryDirectory(prefix="spectraclip-stac-") as tmpdir:
+        if isinstance(item, (str, Path)):
+            scene, name = open_scene(Path(item), _read_bands(bands)), str(item)
+        else:
+            data = item.to_dict() if not isinstance(item, dict) else dict(item)
+            if not isinstance(item, dict) and item.get_self_href():
+                data = item.clone().make_asset_hrefs_absolute().to_dict()  # relative hrefs resolved against it
+            path = Path(tmpdir) / f"{data.get('id', 'item')}.json"
+            path.write_text(json.dumps(data), encoding="utf-8")
+            scene, name = open_scene(path, _read_bands(bands)), f"{data.get('id', 'item')} (given in memory)"
+        with SceneReader(scene, max_cloud=1.0) as reader:
+            got = reader.read(SceneWindow(0, 0, 0, scene.height, scene.width, 0, 0))
     if got.sample is None:
-        raise FaceError(f"STAC item {scene.path}: {got.message}")
+        raise FaceError(f"STAC item {name}: {got.message}")
     return got.sample
 
 
