@@ -36,7 +36,7 @@ def test_a_bundle_loaded_again_is_deferred_and_builds_the_same_weights_on_first_
     again = load_model(checkpoint=bundle)
     assert again.deferred_fingerprint == model_fingerprint(first) == model_fingerprint(again)
     assert again.config == first.config and not again.training
-    assert again.deferred_extras["logit_scale"] == pytest.approx(float(first.clip.logit_scale.detach().exp()))
+    assert again.learned_logit_scale == pytest.approx(float(first.clip.logit_scale.detach().exp()))
     visual = again.clip.visual  # first use
     assert again.deferred_fingerprint is None and isinstance(visual, torch.nn.Module)
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values(),

@@ -187,9 +187,10 @@ def stac_sample(item: Any, bands: str | Sequence[str] | None = None) -> Sample:
             data = item.to_dict() if not isinstance(item, dict) else dict(item)
             if not isinstance(item, dict) and item.get_self_href():
                 data = item.clone().make_asset_hrefs_absolute().to_dict()  # relative hrefs resolved against it
-            path = Path(tmpdir) / f"{data.get('id', 'item')}.json"
+            item_id = data.get("id", "item")
+            path = Path(tmpdir) / f"{item_id}.json"
             path.write_text(json.dumps(data), encoding="utf-8")
-            scene, name = open_scene(path, _read_bands(bands)), f"{data.get('id', 'item')} (given in memory)"
+            scene, name = open_scene(path, _read_bands(bands)), f"{item_id} (given in memory)"
         with SceneReader(scene, max_cloud=1.0) as reader:
             got = reader.read(SceneWindow(0, 0, 0, scene.height, scene.width, 0, 0))
     if got.sample is None:

@@ -18,6 +18,7 @@ Only single-group models on the CPU are deferred: the multi-group image path run
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -32,18 +33,16 @@ RECORD_VERSION = 1
 # The modules that turn a file into weights: a change to any of them makes every record stale.
 _LOADING_CODE = ("loading.py", "checkpoints.py", "registry.py", "registry.json", "channels.py", "spectral_clip.py",
                  "text.py", "deferred.py")
-_CODE_DIGEST: list[str] = []
 
 
+@functools.cache
 def _code_digest() -> str:
-    if not _CODE_DIGEST:
-        h = hashlib.sha256()
-        here = Path(__file__).parent
-        for name in _LOADING_CODE:
-            p = here / name
-            h.update(name.encode() + (p.read_bytes() if p.is_file() else b"-"))
-        _CODE_DIGEST.append(h.hexdigest()[:16])
-    return _CODE_DIGEST[0]
+    h = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _LOADING_CODE:
+        p = here / name
+        h.update(name.encode() + (p.read_bytes() if p.is_file() else b"-"))
+    return h.hexdigest()[:16]
 
 
 def source_files(checkpoint: str | os.PathLike[str]) -> list[Path] | None:

@@ -59,9 +59,10 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | Non
     fingerprint from its record, weights built on first use."""
     from spectraclip.models.deferred import deferred_model, record_key, remember
 
-    source = checkpoint if checkpoint is not None else name  # record_key: None unless a local file or bundle
-    key = record_key(name if checkpoint is not None else None, source, bands) \
-        if source is not None and torch.device(device).type == "cpu" else None
+    source = checkpoint if checkpoint is not None else name
+    key = None  # record_key: None unless `source` is a local file or bundle
+    if source is not None and torch.device(device).type == "cpu":
+        key = record_key(name if checkpoint is not None else None, source, bands)
     if key is not None:
         model = deferred_model(key, lambda: _load_now(name, checkpoint, "cpu", bands))
         if model is not None:

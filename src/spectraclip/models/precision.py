@@ -503,14 +503,24 @@ def int8_part(model: SpectralCLIP, tag: str, module: torch.nn.Module, example: t
     changes."""
     state = _weights_state(module)
     backend = int8_backend()
-    parts = _INT8_PARTS.setdefault(model, {})
-    memo = parts.get(tag)
-    if memo is None or memo[0] != state or memo[1].backend != backend:
+    trunk = _memoised(model, tag, state, backend)
+    if trunk is None:
+        memo = _INT8_PARTS[model].get(tag)
         if memo is not None and memo[0] != state:  # the weights changed in place: the memoised fingerprint too
             model.__dict__.pop("_spectraclip_fingerprint", None)
-        memo = parts[tag] = (state, quantize_module_int8(model, module, example, tag, backend))
-    elif memo[1].threads != torch.get_num_threads() and memo[1].path.is_file():  # follow torch's thread count
-        memo = parts[tag] = (state, _open_trunk(memo[1].path, backend))
+        trunk = quantize_module_int8(model, module, example, tag, backend)
+        _INT8_PARTS[model][tag] = (state, trunk)
+    return trunk
+
+
+def _memoised(model: SpectralCLIP, tag: str, state: tuple, backend: str | None) -> torch.nn.Module | None:
+    """The memoised int8 trunk of `model`'s part `tag` while its weights state and backend are unchanged (reopened
+    from its file when torch's thread count changed); None when there is none."""
+    memo = _INT8_PARTS.setdefault(model, {}).get(tag)
+    if memo is None or memo[0] != state or memo[1].backend != backend:
+        return None
+    if memo[1].threads != torch.get_num_threads() and memo[1].path.is_file():  # follow torch's thread count
+        memo = _INT8_PARTS[model][tag] = (state, _open_trunk(memo[1].path, backend))
     return memo[1]
 
 
@@ -523,12 +533,11 @@ def cached_int8_trunk(model: SpectralCLIP) -> torch.nn.Module | None:
     if backend is None:
         return None
     state = _weights_state(model)
-    memo = _INT8_PARTS.setdefault(model, {}).get("visual")
-    if memo is not None and memo[0] == state and memo[1].backend == backend:
-        return memo[1]
-    trunk = _open_if_cached(int8_trunk_path(model, "visual", calibration_fingerprint(model), backend), backend)
-    if trunk is not None:
-        _INT8_PARTS[model]["visual"] = (state, trunk)
+    trunk = _memoised(model, "visual", state, backend)
+    if trunk is None:
+        trunk = _open_if_cached(int8_trunk_path(model, "visual", calibration_fingerprint(model), backend), backend)
+        if trunk is not None:
+            _INT8_PARTS[model]["visual"] = (state, trunk)
     return trunk
 
 

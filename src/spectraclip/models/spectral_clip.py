@@ -395,12 +395,6 @@ class SpectralCLIP(nn.Module):
         return pending.fingerprint if pending is not None else None
 
     @property
-    def deferred_extras(self) -> dict[str, Any] | None:
-        """The recorded `extras` while the weights are not built yet (else None)."""
-        pending = self.__dict__.get("_deferred")
-        return pending.extras if pending is not None else None
-
-    @property
     def learned_logit_scale(self) -> float | None:
         """exp of the learned temperature (None for a model without one); a deferred model's from its record,
         without building the weights."""
